@@ -1,0 +1,3 @@
+from vlexp.app import main
+
+main()

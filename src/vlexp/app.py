@@ -1,0 +1,49 @@
+"""The Hydra entry point: compose, validate, record the resolved config, then train.
+
+    python -m vlexp                                   # the embedded default (GRPO, tiny, shapes)
+    python -m vlexp algo=grpo reward=[think_format,accuracy] model=qwen2_5_vl_3b
+    python -m vlexp --cfg job                         # print the composed config, import nothing heavy
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from vlexp.paths import config_dir
+from vlexp.validate import ConfigError, validate
+
+log = logging.getLogger("vlexp")
+
+
+def save_resolved(cfg: DictConfig, run_dir: Path) -> Path:
+    """Resolve once, here: every rank and every later reader sees the same values."""
+    path = run_dir / "config.resolved.yaml"
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    return path
+
+
+@hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        raise SystemExit(f"vlexp: config error: {err}") from None
+    save_resolved(cfg, run_dir)
+    log.info("run dir: %s", run_dir)
+
+    from vlexp.run import train
+
+    summary = train(cfg, run_dir)
+    print(f"vlexp: done. run dir: {run_dir}")
+    reward = summary.get("reward")
+    return float(reward) if reward is not None else None
+
+
+if __name__ == "__main__":
+    main()

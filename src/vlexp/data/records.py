@@ -1,0 +1,151 @@
+"""Read JSONL records and turn them into the example each trainer consumes.
+
+Two record forms are accepted, in any mix:
+
+* prefix/suffix: `{"image": "a.png" | ["a.png", ...], "prefix": "question", "suffix": "target",
+  "solution": "...", "rejected": "..."}`; `question` or `problem` may stand for `prefix`.
+* conversational, as TRL and the Qwen docs write them: `{"messages": [...], "images": [...]}`
+  for SFT, `{"prompt": [...], "chosen": [...], "rejected": [...], "images": [...]}` for DPO,
+  `{"prompt": [...], "images": [...], "solution": ...}` for GRPO.
+
+Relative image paths resolve against the JSONL file's folder unless `data.image_root` says
+otherwise. Every error names `file:line`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+QUESTION_KEYS = ("prefix", "question", "problem")
+KINDS = ("sft", "dpo", "grpo")
+
+
+class DataError(ValueError):
+    """A record or file that cannot be used; the message names where and what to do."""
+
+
+@dataclass
+class Record:
+    source: str  # "path/to/train.jsonl:12"
+    fields: dict[str, Any]
+    image_dir: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_jsonl(path: str | Path, image_root: str | Path | None = None) -> list[Record]:
+    """Parse a JSONL file into records; blank lines are ignored, anything else must be JSON."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found (check data.train / data.eval)")
+    image_dir = Path(image_root).expanduser() if image_root else path.parent
+    records = []
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            source = f"{path}:{number}"
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{source}: not UTF-8 ({err.reason} at byte {err.start})") from None
+            if not text.strip():
+                continue
+            try:
+                fields = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{source}: not valid JSON ({err.msg}, column {err.colno})") from None
+            if not isinstance(fields, dict):
+                raise DataError(f"{source}: a record must be a JSON object, got {type(fields).__name__}")
+            records.append(Record(source, fields, image_dir))
+    if not records:
+        raise DataError(f"{path}: no records (the file is empty)")
+    return records
+
+
+def image_paths(record: Record) -> list[str]:
+    """Absolute paths of the record's images (`image` or `images`, a path or a list)."""
+    value = record.fields.get("images", record.fields.get("image"))
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    paths = []
+    for item in items:
+        if not isinstance(item, str):
+            raise DataError(f"{record.source}: image entries must be path strings, got {item!r:.60}")
+        paths.append(str((record.image_dir / item).expanduser()))
+    return paths
+
+
+def _question(record: Record) -> str:
+    for key in QUESTION_KEYS:
+        if isinstance(record.fields.get(key), str):
+            return record.fields[key]
+    raise DataError(f"{record.source}: missing the question: give one of {', '.join(QUESTION_KEYS)}")
+
+
+def _text(record: Record, key: str) -> str:
+    value = record.fields.get(key)
+    if not isinstance(value, str):
+        got = "missing" if value is None else f"a {type(value).__name__}"
+        raise DataError(f"{record.source}: '{key}' must be a string ({got})")
+    return value
+
+
+def prompt_messages(record: Record, num_images: int, template: str, system: str | None) -> list:
+    """System (optional) + user turn with one image part per image, then the question text."""
+    text = template.format(question=_question(record))
+    content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": text}]
+    messages = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
+    return messages + [{"role": "user", "content": content}]
+
+
+def assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
+
+
+def passthrough(record: Record, drop: tuple[str, ...]) -> dict:
+    """Columns a reward may need (solution, choices, box, ...), JSON-encoded when nested."""
+    skip = set(drop) | set(QUESTION_KEYS) | {"image", "images", "suffix", "messages"}
+    out = {}
+    for key, value in record.fields.items():
+        if key not in skip:
+            out[key] = json.dumps(value) if isinstance(value, dict | list) else value
+    return out
+
+
+def to_example(record: Record, kind: str, template: str, system: str | None) -> dict:
+    """The trainer-facing example for `kind` (sft, dpo or grpo)."""
+    images = image_paths(record)
+    fields = record.fields
+    if "messages" in fields or isinstance(fields.get("prompt"), list):
+        return _conversational(record, kind, images)
+    prompt = prompt_messages(record, len(images), template, system)
+    if kind == "sft":
+        return {"prompt": prompt, "completion": assistant(_text(record, "suffix")), "images": images}
+    if kind == "dpo":
+        chosen = fields.get("chosen", fields.get("suffix"))
+        chosen = assistant(chosen if isinstance(chosen, str) else _text(record, "chosen"))
+        rejected = assistant(_text(record, "rejected"))
+        return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "images": images}
+    example = passthrough(record, drop=("prompt", "chosen", "rejected"))
+    return {**example, "prompt": prompt, "images": images}
+
+
+def _conversational(record: Record, kind: str, images: list[str]) -> dict:
+    fields = record.fields
+    if kind == "sft":
+        if "messages" not in fields and "completion" not in fields:
+            raise DataError(f"{record.source}: SFT needs 'messages' or 'prompt' + 'completion'")
+        keep = ("messages",) if "messages" in fields else ("prompt", "completion")
+    elif kind == "dpo":
+        keep = ("prompt", "chosen", "rejected")
+    else:
+        keep = ("prompt",)
+    missing = [k for k in keep if k not in fields]
+    if missing:
+        raise DataError(f"{record.source}: {kind.upper()} records need {', '.join(missing)}")
+    example = {k: fields[k] for k in keep}
+    if kind == "grpo":
+        example.update(passthrough(record, drop=("prompt", "chosen", "rejected", "completion")))
+    return {**example, "images": images}

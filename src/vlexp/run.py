@@ -1,0 +1,91 @@
+"""The training recipe: args -> processor + model -> data -> rewards -> trainer -> train -> save.
+
+Everything that matters is built by `hydra.utils.instantiate` from the config; this file
+only wires the pieces together, in the order the libraries need them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vlexp import tracking
+from vlexp.data import build_datasets
+from vlexp.models import load_model, load_processor
+
+log = logging.getLogger("vlexp")
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run one experiment into `run_dir`; return the last logged training metrics."""
+    # The TRL args carry the DeepSpeed config: under ZeRO-3, transformers shards weights
+    # while loading only if that config is already live, so args come first.
+    args = build_args(cfg, run_dir)
+    processor = load_processor(cfg.model)
+    model = load_model(cfg.model, cfg.memory)
+    log.info("model %s: %.2fM parameters", cfg.model.name, model.num_parameters() / 1e6)
+
+    train_set, eval_set = build_datasets(cfg.data, cfg.algo.kind)
+    log.info("data %s: %d train / %s eval records", cfg.data.name, len(train_set), eval_set and len(eval_set))
+
+    metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
+    trainer = instantiate(cfg.algo.trainer)(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=processor,
+        peft_config=instantiate(cfg.memory.peft) if cfg.memory.get("peft") else None,
+        callbacks=[metrics],
+        **algorithm_inputs(cfg),
+    )
+    trainer.train(resume_from_checkpoint=cfg.get("resume"))
+    save_final(trainer, processor, run_dir / "final")
+    return metrics.last_train_logs
+
+
+def build_args(cfg: DictConfig, run_dir: Path):
+    """The TRL config (algo.args) with the shared `train.*` knobs and run-dir paths merged in."""
+    import torch
+
+    shared = OmegaConf.to_container(cfg.train, resolve=True)
+    if shared.get("use_cpu") is None:
+        shared["use_cpu"] = not torch.cuda.is_available()
+    if shared.get("bf16") is None:
+        shared["bf16"] = cfg.model.dtype == "bfloat16" and not shared["use_cpu"]
+    extra: dict[str, Any] = {"report_to": tracking.configure(cfg.logger, run_dir)}
+    if cfg.algo.kind == "grpo":
+        extra["reward_weights"] = [float(w) for w in reward_table(cfg).values()]
+    if cfg.memory.get("gradient_checkpointing"):
+        extra["gradient_checkpointing"] = True
+        extra["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if cfg.memory.get("deepspeed") is not None:
+        extra["deepspeed"] = OmegaConf.to_container(cfg.memory.deepspeed, resolve=True)
+    return instantiate(cfg.algo.args, output_dir=str(run_dir), **shared, **extra)
+
+
+def reward_table(cfg: DictConfig) -> dict[str, float]:
+    """Reward name -> weight, in the order the functions are given to the trainer."""
+    reward = cfg.get("reward") or {}
+    funcs = reward.get("funcs") or {}
+    weights = reward.get("weights") or {}
+    return {name: weights.get(name, 1.0) for name in funcs}
+
+
+def algorithm_inputs(cfg: DictConfig) -> dict[str, Any]:
+    """Trainer arguments only some algorithms take (GRPO: the reward functions)."""
+    if cfg.algo.kind != "grpo":
+        return {}
+    return {"reward_funcs": [instantiate(cfg.reward.funcs[name]) for name in reward_table(cfg)]}
+
+
+def save_final(trainer, processor, final_dir: Path) -> None:
+    """Model (or adapter) plus processor, loadable with `from_pretrained`."""
+    trainer.save_model(str(final_dir))
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(str(final_dir))
+    log.info("saved %s", final_dir)

@@ -1,0 +1,251 @@
+"""Build, warm up and cache a tiny Qwen2.5-VL: the real architecture at toy size.
+
+The model keeps everything a real checkpoint has (vision tower with patch 14 / merge 2 /
+temporal patch 2, M-RoPE, the Qwen2.5-VL chat template, a `Qwen2_5_VLProcessor`), so the
+code paths vlexp exercises on it are the ones a 7B model takes. Only the sizes shrink:
+hidden 64, 2 text layers, 2 vision blocks, and a byte-level BPE trained here on the
+`shapes` texts with Qwen's special tokens.
+
+A randomly initialised model never emits EOS, so every GRPO reward would be 0 and the loss
+exactly 0. The build therefore ends with a short, deterministic SFT warm-up on `shapes`
+answers in the think/answer format: enough for the format to appear in some samples, not
+enough to saturate it, so GRPO starts with reward variance and has room to improve.
+
+    python -m vlexp.tiny /tmp/tiny      # build into a directory (normally automatic)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from filelock import FileLock
+
+from vlexp.paths import cache_dir
+
+VERSION = 1  # bump when the architecture, tokenizer or warm-up changes: it names the cache dir
+VOCAB_SIZE = 640
+SYSTEM_PROMPT = "You are a helpful assistant."
+# Qwen2.5's added tokens, in Qwen's order (ids follow the learned BPE vocabulary).
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
+VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64)
+WARMUP = dict(steps=40, batch_size=8, learning_rate=3e-3, num_records=256)
+
+
+def default_path(name: str = "qwen2_5_vl") -> Path:
+    return cache_dir() / "models" / f"tiny-{name}-v{VERSION}"
+
+
+def ensure(name: str = "qwen2_5_vl") -> Path:
+    """Return the cached tiny model directory, building it the first time (rank-safe)."""
+    if name != "qwen2_5_vl":
+        raise ValueError(f"unknown tiny model 'tiny://{name}': the only one is tiny://qwen2_5_vl")
+    path = default_path(name)
+    if (path / "config.json").exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not (path / "config.json").exists():
+            staging = path.with_name(path.name + ".building")
+            shutil.rmtree(staging, ignore_errors=True)
+            build(staging)
+            staging.rename(path)
+    return path
+
+
+def chat_template() -> str:
+    """The real Qwen2.5-VL chat template, as TRL ships it."""
+    from importlib.resources import files
+
+    return (files("trl") / "chat_templates" / "qwen2_5_vl.jinja").read_text(encoding="utf-8")
+
+
+def training_corpus(records: list[dict]) -> list[str]:
+    """Texts the BPE learns from: chat scaffolding plus every shapes prompt and answer."""
+    from vlexp.data.shapes import COLOURS, KINDS
+
+    scaffold = [f"system\n{SYSTEM_PROMPT}\nuser\nassistant\n"]
+    words = [" ".join(COLOURS), " ".join(KINDS), "0 1 2 3 4 5 6 7 8 9"]
+    texts = [r["prefix"] + " " + r["suffix"] for r in records]
+    return scaffold * 20 + words * 20 + texts
+
+
+def build_tokenizer(records: list[dict]):
+    """Train a byte-level BPE with Qwen's special tokens and wrap it as a Qwen2Tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(training_corpus(records), trainer=trainer)
+    tokenizer = Qwen2Tokenizer(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        bos_token=None,
+        errors="replace",
+        clean_up_tokenization_spaces=False,
+        model_max_length=4096,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
+    return tokenizer
+
+
+def build_processor(tokenizer):
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    # Pixel limits here are only defaults: model.min_pixels / model.max_pixels override them.
+    pixels = {"min_pixels": 56 * 56, "max_pixels": 28 * 28 * 16}
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(),
+        chat_template=chat_template(),
+    )
+
+
+def build_model(tokenizer, seed: int):
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    head_dim = TEXT["hidden_size"] // TEXT["num_attention_heads"]
+    config = Qwen2_5_VLConfig(
+        text_config=dict(
+            **TEXT,
+            vocab_size=len(tokenizer),
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            # M-RoPE splits head_dim/2 rotary pairs over (time, height, width).
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 1_000_000.0,
+                "mrope_section": [2, 3, 3],
+            },
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            **VISION,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=112,
+            fullatt_block_indexes=[1],
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"],
+        do_sample=True,
+        temperature=1.0,
+    )
+    return model
+
+
+def warm_up(model, processor, records: list[dict], image_dir: Path, seed: int) -> list[float]:
+    """A few SFT steps on think/answer targets; loss on the answer tokens only."""
+    import torch
+    from PIL import Image
+
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=WARMUP["learning_rate"])
+    model.train()
+    losses = []
+    batch_size = WARMUP["batch_size"]
+    for step in range(WARMUP["steps"]):
+        start = (step * batch_size) % len(records)
+        batch = records[start : start + batch_size]
+        images = [Image.open(image_dir / r["image"]).convert("RGB") for r in batch]
+        prompts = [
+            processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": r["prefix"]}]}],
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+            for r in batch
+        ]
+        full = [p + r["suffix"] + "<|im_end|>\n" for p, r in zip(prompts, batch, strict=True)]
+        inputs = processor(text=full, images=images, return_tensors="pt", padding=True)
+        prompt_lens = [
+            len(ids) for ids in processor(text=prompts, images=images, padding=False)["input_ids"]
+        ]
+        labels = inputs["input_ids"].clone()  # (B, T), right-padded
+        for row, n in enumerate(prompt_lens):
+            labels[row, :n] = -100
+        labels[inputs["attention_mask"] == 0] = -100
+        loss = model(**inputs, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(round(loss.item(), 4))
+    model.eval()
+    return losses
+
+
+def build(out_dir: str | Path, seed: int = 0, warmup: bool = True) -> Path:
+    """Build the tokenizer, processor and model, warm it up, save all to `out_dir`."""
+    import torch
+
+    from vlexp.data import shapes
+
+    out = Path(out_dir)
+    data_dir = shapes.generate(shapes.default_dir(512, 64, 0), num_train=512, num_eval=64, seed=0)
+    records = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()]
+    tokenizer = build_tokenizer(records)
+    processor = build_processor(tokenizer)
+    model = build_model(tokenizer, seed)
+    losses = []
+    if warmup:
+        # One thread: the same seed then gives the same bytes on any machine size.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            losses = warm_up(model, processor, records[: WARMUP["num_records"]], data_dir, seed)
+        finally:
+            torch.set_num_threads(threads)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    meta = {"version": VERSION, "seed": seed, "warmup": WARMUP if warmup else None, "losses": losses}
+    (out / "vlexp_tiny.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ensure()
+    if len(sys.argv) > 1:
+        build(target)
+    print(target)
