@@ -1,8 +1,8 @@
 """The Hydra entry point: compose, validate, record the resolved config, then train.
 
-    python -m vlexp                                   # the embedded default (GRPO, tiny, shapes)
-    python -m vlexp algo=grpo reward=[think_format,accuracy] model=qwen2_5_vl_3b
-    python -m vlexp --cfg job                         # print the composed config, import nothing heavy
+python -m vlexp                                   # the embedded default (GRPO, tiny, shapes)
+python -m vlexp algo=grpo reward=[think_format,accuracy] model=qwen2_5_vl_3b
+python -m vlexp --cfg job                         # print the composed config, import nothing heavy
 """
 
 from __future__ import annotations

@@ -44,7 +44,9 @@ def load_model(model_cfg: Any, memory_cfg: Any):
     }
     if memory_cfg.get("quantization") is not None:
         kwargs["quantization_config"] = instantiate(memory_cfg.quantization)
-    model = AutoModelForImageTextToText.from_pretrained(resolve_path(model_cfg.name_or_path), **kwargs)
+    model = AutoModelForImageTextToText.from_pretrained(
+        resolve_path(model_cfg.name_or_path), **kwargs
+    )
     if model_cfg.get("freeze_vision"):
         freeze_vision(model)
     return model

@@ -14,7 +14,9 @@ import re
 import threading
 from typing import Any
 
-_FORMAT = re.compile(r"^\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S)
+_FORMAT = re.compile(
+    r"^\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S
+)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 _TAG = re.compile(r"</?(think|answer)>")
 

@@ -30,7 +30,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log.info("model %s: %.2fM parameters", cfg.model.name, model.num_parameters() / 1e6)
 
     train_set, eval_set = build_datasets(cfg.data, cfg.algo.kind)
-    log.info("data %s: %d train / %s eval records", cfg.data.name, len(train_set), eval_set and len(eval_set))
+    log.info(
+        "data %s: %d train / %s eval records",
+        cfg.data.name,
+        len(train_set),
+        eval_set and len(eval_set),
+    )
 
     metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
     trainer = instantiate(cfg.algo.trainer)(

@@ -47,7 +47,7 @@ SPECIAL_TOKENS = [
 ]
 TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
 VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64)
-WARMUP = dict(steps=40, batch_size=8, learning_rate=3e-3, num_records=256)
+WARMUP = dict(steps=60, batch_size=8, learning_rate=3e-3, num_records=256)
 
 
 def default_path(name: str = "qwen2_5_vl") -> Path:
@@ -192,7 +192,12 @@ def warm_up(model, processor, records: list[dict], image_dir: Path, seed: int) -
         images = [Image.open(image_dir / r["image"]).convert("RGB") for r in batch]
         prompts = [
             processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": r["prefix"]}]}],
+                [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image"}, {"type": "text", "text": r["prefix"]}],
+                    }
+                ],
                 add_generation_prompt=True,
                 tokenize=False,
             )
@@ -239,7 +244,12 @@ def build(out_dir: str | Path, seed: int = 0, warmup: bool = True) -> Path:
             torch.set_num_threads(threads)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    meta = {"version": VERSION, "seed": seed, "warmup": WARMUP if warmup else None, "losses": losses}
+    meta = {
+        "version": VERSION,
+        "seed": seed,
+        "warmup": WARMUP if warmup else None,
+        "losses": losses,
+    }
     (out / "vlexp_tiny.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 

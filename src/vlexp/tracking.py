@@ -60,9 +60,8 @@ def _jsonable(logs: dict[str, Any]) -> dict[str, Any]:
     # NaN/inf are kept visible (as strings) rather than written as invalid JSON.
     out = {}
     for key, value in logs.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            value = str(value)
-        elif not isinstance(value, int | float | str | bool | type(None)):
+        plain = isinstance(value, int | str | bool | type(None))
+        if not plain and not (isinstance(value, float) and math.isfinite(value)):
             value = str(value)
         out[key] = value
     return out

@@ -7,12 +7,11 @@ group name `experiment`, from a checkout and from an installed wheel alike.
 
 from __future__ import annotations
 
+from hydra._internal.core_plugins.file_config_source import FileConfigSource
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.object_type import ObjectType
 from hydra.plugins.config_source import ConfigResult
 from hydra.plugins.search_path_plugin import SearchPathPlugin
-
-from hydra._internal.core_plugins.file_config_source import FileConfigSource
 
 GROUP = "experiment"
 

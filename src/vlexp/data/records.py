@@ -54,9 +54,13 @@ def read_jsonl(path: str | Path, image_root: str | Path | None = None) -> list[R
             try:
                 fields = json.loads(text)
             except json.JSONDecodeError as err:
-                raise DataError(f"{source}: not valid JSON ({err.msg}, column {err.colno})") from None
+                raise DataError(
+                    f"{source}: not valid JSON ({err.msg}, column {err.colno})"
+                ) from None
             if not isinstance(fields, dict):
-                raise DataError(f"{source}: a record must be a JSON object, got {type(fields).__name__}")
+                raise DataError(
+                    f"{source}: a record must be a JSON object, got {type(fields).__name__}"
+                )
             records.append(Record(source, fields, image_dir))
     if not records:
         raise DataError(f"{path}: no records (the file is empty)")
@@ -72,7 +76,9 @@ def image_paths(record: Record) -> list[str]:
     paths = []
     for item in items:
         if not isinstance(item, str):
-            raise DataError(f"{record.source}: image entries must be path strings, got {item!r:.60}")
+            raise DataError(
+                f"{record.source}: image entries must be path strings, got {item!r:.60}"
+            )
         paths.append(str((record.image_dir / item).expanduser()))
     return paths
 
@@ -81,7 +87,9 @@ def _question(record: Record) -> str:
     for key in QUESTION_KEYS:
         if isinstance(record.fields.get(key), str):
             return record.fields[key]
-    raise DataError(f"{record.source}: missing the question: give one of {', '.join(QUESTION_KEYS)}")
+    raise DataError(
+        f"{record.source}: missing the question: give one of {', '.join(QUESTION_KEYS)}"
+    )
 
 
 def _text(record: Record, key: str) -> str:
@@ -122,7 +130,11 @@ def to_example(record: Record, kind: str, template: str, system: str | None) -> 
         return _conversational(record, kind, images)
     prompt = prompt_messages(record, len(images), template, system)
     if kind == "sft":
-        return {"prompt": prompt, "completion": assistant(_text(record, "suffix")), "images": images}
+        return {
+            "prompt": prompt,
+            "completion": assistant(_text(record, "suffix")),
+            "images": images,
+        }
     if kind == "dpo":
         chosen = fields.get("chosen", fields.get("suffix"))
         chosen = assistant(chosen if isinstance(chosen, str) else _text(record, "chosen"))

@@ -1,0 +1,41 @@
+"""Helpers for tests: compose a config, run the CLI, read a run dir's metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compose(overrides: list[str] | None = None):
+    """The config `python -m vlexp <overrides>` would run (Hydra's compose API, no model)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from vlexp.paths import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides or [])
+
+
+def run_cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m vlexp ARGS` in a fresh interpreter, as a user would; capture output."""
+    return subprocess.run(
+        [sys.executable, "-m", "vlexp", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The training log rows of a run dir's metrics.jsonl (the final summary row excluded)."""
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    return [row for row in rows if "train_runtime" not in row]
