@@ -22,10 +22,14 @@ def load_processor(model_cfg: Any):
 
     processor = AutoProcessor.from_pretrained(
         resolve_path(model_cfg.name_or_path),
-        min_pixels=model_cfg.min_pixels,
-        max_pixels=model_cfg.max_pixels,
         trust_remote_code=model_cfg.get("trust_remote_code", False),
     )
+    # transformers 5 spells the pixel budget as the image processor's size; saved with the
+    # processor into final/, so evaluation and inference see the same pixels as training.
+    processor.image_processor.size = {
+        "shortest_edge": model_cfg.min_pixels,
+        "longest_edge": model_cfg.max_pixels,
+    }
     # Batched generation needs left padding; TRL pads prompts itself but evaluation does not.
     processor.tokenizer.padding_side = "left"
     return processor

@@ -7,6 +7,8 @@ group name `experiment`, from a checkout and from an installed wheel alike.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hydra._internal.core_plugins.file_config_source import FileConfigSource
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.object_type import ObjectType
@@ -48,8 +50,14 @@ class ExperimentsConfigSource(FileConfigSource):
         inner = self._inner(config_path)
         if inner is None:
             return []
-        names = super().list(inner, results_filter)
-        return sorted(f"{config_path.strip('/')}/{n.split('/')[-1]}" for n in names)
+        folder = Path(self.path) / inner
+        names = []
+        for entry in folder.iterdir():
+            if entry.is_dir() and results_filter in (None, ObjectType.GROUP):
+                names.append(entry.name)
+            elif entry.suffix == ".yaml" and results_filter in (None, ObjectType.CONFIG):
+                names.append(entry.stem)
+        return sorted(set(names))
 
 
 class VlexpSearchPathPlugin(SearchPathPlugin):
