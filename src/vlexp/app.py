@@ -14,7 +14,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from vlexp.data.records import DataError
 from vlexp.paths import config_dir
+from vlexp.rundir import RunDirError, check_writable
 from vlexp.validate import ConfigError, validate
 
 log = logging.getLogger("vlexp")
@@ -34,12 +36,22 @@ def main(cfg: DictConfig) -> float | None:
         validate(cfg)
     except ConfigError as err:
         raise SystemExit(f"vlexp: config error: {err}") from None
+    try:
+        check_writable(run_dir)
+    except RunDirError as err:
+        raise SystemExit(f"vlexp: {err}") from None
     save_resolved(cfg, run_dir)
     log.info("run dir: %s", run_dir)
 
+    from vlexp.faults import TrainingStopped
     from vlexp.run import train
 
-    summary = train(cfg, run_dir)
+    try:
+        summary = train(cfg, run_dir)
+    except DataError as err:
+        raise SystemExit(f"vlexp: data error: {err}") from None
+    except TrainingStopped as err:
+        raise SystemExit(f"vlexp: training stopped: {err}") from None
     print(f"vlexp: done. run dir: {run_dir}")
     reward = summary.get("reward")
     return float(reward) if reward is not None else None

@@ -13,8 +13,9 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import tracking
+from vlexp import faults, tracking
 from vlexp.data import build_datasets
+from vlexp.data.check import DataCheck
 from vlexp.models import load_model, load_processor
 
 log = logging.getLogger("vlexp")
@@ -26,16 +27,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # while loading only if that config is already live, so args come first.
     args = build_args(cfg, run_dir)
     processor = load_processor(cfg.model)
-    model = load_model(cfg.model, cfg.memory)
-    log.info("model %s: %.2fM parameters", cfg.model.name, model.num_parameters() / 1e6)
-
-    train_set, eval_set = build_datasets(cfg.data, cfg.algo.kind)
+    # Every record is checked before the model loads: bad data fails in seconds, not at step N.
+    train_set, eval_set = build_datasets(
+        cfg.data, cfg.algo.kind, DataCheck(cfg, processor, run_dir)
+    )
     log.info(
         "data %s: %d train / %s eval records",
         cfg.data.name,
         len(train_set),
         eval_set and len(eval_set),
     )
+
+    model = load_model(cfg.model, cfg.memory)
+    log.info("model %s: %.2fM parameters", cfg.model.name, model.num_parameters() / 1e6)
 
     metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
     trainer = instantiate(cfg.algo.trainer)(
@@ -48,6 +52,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         callbacks=[metrics],
         **algorithm_inputs(cfg),
     )
+    faults.install(trainer, cfg.train.get("on_nan", "stop"))  # NaN guard; loggers can't stop a run
     trainer.train(resume_from_checkpoint=cfg.get("resume"))
     save_final(trainer, processor, run_dir / "final")
     return metrics.last_train_logs
@@ -58,6 +63,7 @@ def build_args(cfg: DictConfig, run_dir: Path):
     import torch
 
     shared = OmegaConf.to_container(cfg.train, resolve=True)
+    shared.pop("on_nan", None)  # vlexp's own key (faults.NanGuard), not a TRL argument
     if shared.get("use_cpu") is None:
         shared["use_cpu"] = not torch.cuda.is_available()
     if shared.get("bf16") is None:

@@ -1,21 +1,21 @@
-"""Data: prepare (e.g. generate `shapes`), read JSONL, convert to the trainer's format."""
+"""Data: prepare (e.g. generate `shapes`), read JSONL, check, convert to the trainer's format."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from vlexp.data.records import KINDS, DataError, read_jsonl, to_example
+from vlexp.data.records import KINDS, DataError, Record, read_jsonl, to_example
 
-__all__ = ["DataError", "build_datasets", "load_split"]
+__all__ = ["DataError", "build_datasets", "load_split", "to_dataset"]
 
 
-def load_split(path: str, kind: str, data_cfg: Any):
-    """Read one JSONL split into a `datasets.Dataset` of `kind` examples (images decoded lazily)."""
+def to_dataset(records: list[Record], kind: str, data_cfg: Any):
+    """Records -> a `datasets.Dataset` of `kind` examples (images decoded lazily)."""
     import datasets
 
     if kind not in KINDS:
         raise ValueError(f"algo.kind must be one of {KINDS}, got {kind!r}")
-    records = read_jsonl(path, data_cfg.get("image_root"))
     template = data_cfg.get("prompt_template") or "{question}"
     system = data_cfg.get("system_prompt")
     rows = [to_example(r, kind, template, system) for r in records]
@@ -26,12 +26,34 @@ def load_split(path: str, kind: str, data_cfg: Any):
     return dataset.cast_column("images", datasets.Sequence(datasets.Image()))
 
 
-def build_datasets(data_cfg: Any, kind: str) -> tuple[Any, Any | None]:
-    """Run the data set's `prepare` step (if any), then load the train and eval splits."""
+def load_split(path: str, kind: str, data_cfg: Any):
+    """Read one JSONL split into a `datasets.Dataset` (no data check; errors raise)."""
+    return to_dataset(read_jsonl(path, data_cfg.get("image_root")), kind, data_cfg)
+
+
+def build_datasets(
+    data_cfg: Any,
+    kind: str,
+    check: Callable[[dict[str, str]], dict[str, list[Record]]] | None = None,
+) -> tuple[Any, Any | None]:
+    """Run the data set's `prepare` step (if any), check the records, load train and eval.
+
+    `check` (a `vlexp.data.check.DataCheck`) gets {split: file} and returns the records to
+    keep; it raises DataError, naming every bad record, under data.on_bad_record=raise.
+    """
     from hydra.utils import instantiate
 
     if data_cfg.get("prepare") is not None:
         instantiate(data_cfg.prepare)
-    train = load_split(data_cfg.train, kind, data_cfg)
-    evaluation = load_split(data_cfg.eval, kind, data_cfg) if data_cfg.get("eval") else None
+    files = {"train": data_cfg.train}
+    if data_cfg.get("eval"):
+        files["eval"] = data_cfg.eval
+    if check is not None:
+        records = check(files)
+    else:
+        records = {
+            split: read_jsonl(path, data_cfg.get("image_root")) for split, path in files.items()
+        }
+    train = to_dataset(records["train"], kind, data_cfg)
+    evaluation = to_dataset(records["eval"], kind, data_cfg) if "eval" in records else None
     return train, evaluation

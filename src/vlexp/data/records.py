@@ -27,6 +27,19 @@ class DataError(ValueError):
     """A record or file that cannot be used; the message names where and what to do."""
 
 
+@dataclass(frozen=True)
+class BadRecord:
+    """Why one record cannot be used: where, which field, a short reason (counted) and detail."""
+
+    source: str  # "path/to/train.jsonl:12"
+    field: str
+    reason: str  # e.g. "image not found": drops are counted per reason
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.field}: {self.detail}"
+
+
 @dataclass
 class Record:
     source: str  # "path/to/train.jsonl:12"
@@ -35,8 +48,14 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def read_jsonl(path: str | Path, image_root: str | Path | None = None) -> list[Record]:
-    """Parse a JSONL file into records; blank lines are ignored, anything else must be JSON."""
+def read_jsonl(
+    path: str | Path, image_root: str | Path | None = None, bad: list[BadRecord] | None = None
+) -> list[Record]:
+    """Parse a JSONL file into records; blank lines are ignored, anything else must be JSON.
+
+    A line that is not UTF-8, not JSON or not an object raises DataError, or, when a `bad`
+    list is given, is appended to it and skipped (the data check reports them all at once).
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"{path}: data file not found (check data.train / data.eval)")
@@ -45,24 +64,30 @@ def read_jsonl(path: str | Path, image_root: str | Path | None = None) -> list[R
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             source = f"{path}:{number}"
+            problem = None
             try:
                 text = raw.decode("utf-8")
+                fields = json.loads(text) if text.strip() else None
             except UnicodeDecodeError as err:
-                raise DataError(f"{source}: not UTF-8 ({err.reason} at byte {err.start})") from None
-            if not text.strip():
-                continue
-            try:
-                fields = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise DataError(
-                    f"{source}: not valid JSON ({err.msg}, column {err.colno})"
-                ) from None
-            if not isinstance(fields, dict):
-                raise DataError(
-                    f"{source}: a record must be a JSON object, got {type(fields).__name__}"
+                problem = BadRecord(
+                    source, "line", "not UTF-8", f"not UTF-8 ({err.reason} at byte {err.start})"
                 )
-            records.append(Record(source, fields, image_dir))
-    if not records:
+            except json.JSONDecodeError as err:
+                detail = f"not valid JSON ({err.msg}, column {err.colno})"
+                problem = BadRecord(source, "line", "invalid JSON", detail)
+            else:
+                if fields is None:
+                    continue
+                if not isinstance(fields, dict):
+                    detail = f"a record must be a JSON object, got {type(fields).__name__}"
+                    problem = BadRecord(source, "line", "invalid JSON", detail)
+            if problem is None:
+                records.append(Record(source, fields, image_dir))
+            elif bad is None:
+                raise DataError(f"{source}: {problem.detail}")
+            else:
+                bad.append(problem)
+    if not records and not bad:
         raise DataError(f"{path}: no records (the file is empty)")
     return records
 
@@ -79,7 +104,9 @@ def image_paths(record: Record) -> list[str]:
             raise DataError(
                 f"{record.source}: image entries must be path strings, got {item!r:.60}"
             )
-        paths.append(str((record.image_dir / item).expanduser()))
+        # URLs pass through (the data check fetches them only with data.allow_remote_images).
+        remote = item.startswith(("http://", "https://"))
+        paths.append(item if remote else str((record.image_dir / item).expanduser()))
     return paths
 
 

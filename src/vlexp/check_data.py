@@ -1,0 +1,67 @@
+"""Check a data set for a run without training: the same overrides, the same check.
+
+    python -m vlexp.check_data data=jsonl data.train=/data/train.jsonl algo=dpo
+    python -m vlexp.check_data experiment=shapes_grpo data.check_sample=1000
+
+Composes the config exactly as `python -m vlexp ARGS` would, validates it, prepares the data
+set, loads the processor (never the model) and checks every record. Prints the summary and
+every bad record. Exit status: 0 when the run would start (no bad records, or
+data.on_bad_record=skip), 1 when it would stop on bad data, 2 on a config error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+USAGE = __doc__.split("\n\n")[1]
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from vlexp.paths import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        print(f"usage:\n{USAGE}\n{__doc__.split(chr(10) * 2, 2)[2]}")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    from hydra.errors import HydraException
+
+    from vlexp.validate import ConfigError, validate
+
+    try:
+        cfg = compose(args)
+        validate(cfg)
+    except (HydraException, ConfigError) as err:
+        print(f"vlexp.check_data: config error: {err}", file=sys.stderr)
+        return 2
+
+    from vlexp.data import build_datasets
+    from vlexp.data.check import DataCheck
+    from vlexp.data.records import DataError
+    from vlexp.models import load_processor
+
+    check = DataCheck(cfg, load_processor(cfg.model))
+    check.max_listed = None  # a checking tool lists every bad record
+    try:
+        train, evaluation = build_datasets(cfg.data, cfg.algo.kind, check)
+    except DataError as err:
+        print(f"vlexp.check_data: {err}", file=sys.stderr)
+        return 1
+    for split, bad in check.bad:
+        print(f"dropped ({split}): {bad}")
+    sizes = f"{len(train)} train" + (f" / {len(evaluation)} eval" if evaluation else "")
+    print(f"vlexp.check_data: ok, {sizes} records would be used")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

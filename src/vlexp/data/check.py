@@ -1,0 +1,278 @@
+"""The data check: every record validated for the chosen algorithm before a model loads.
+
+    python -m vlexp.check_data data=jsonl data.train=/data/train.jsonl algo=dpo
+
+Per record: JSON and UTF-8, required fields and types (data/fields.py), duplicated ids,
+DPO pairs that differ, the columns the GRPO rewards need; then per image (all records, or a
+seeded sample of `data.check_sample`): inside the data folder or an allowed root, fetched
+only with `data.allow_remote_images`, exists, decodes, not too small, within smart_resize's
+aspect ratio; finally the prompt plus its image tokens must fit the length limits, so that
+truncation never cuts image tokens. `data.on_bad_record=raise` stops with one message
+listing every bad record; `skip` drops them and writes the list to RUN_DIR/bad_records.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from vlexp.data import fields, images
+from vlexp.data.records import BadRecord, DataError, Record, image_paths, read_jsonl, to_example
+
+log = logging.getLogger("vlexp")
+MAX_LISTED = 50  # records listed in the error message; the file holds them all
+
+
+class DataCheck:
+    """Callable used by `build_datasets`: split -> file in, split -> kept records out."""
+
+    def __init__(self, cfg: Any, processor: Any, run_dir: Path | None = None) -> None:
+        from vlexp.validate import reward_columns
+
+        self.cfg, self.data, self.kind = cfg, cfg.data, cfg.algo.kind
+        self.processor, self.run_dir = processor, run_dir
+        self.needs = reward_columns(cfg) if self.kind == "grpo" else {}
+        self.roots = [Path(p).expanduser() for p in self.data.get("allowed_image_roots") or []]
+        self.geometry = images.processor_geometry(processor)
+        self.limits = LengthLimits(cfg)
+        self.bad: list[tuple[str, BadRecord]] = []
+        self.max_listed: int | None = MAX_LISTED  # None lists every bad record
+        self.stats: dict[str, dict] = {}
+
+    def __call__(self, files: dict[str, str]) -> dict[str, list[Record]]:
+        kept = {split: self.check_split(split, path) for split, path in files.items()}
+        for split in kept:
+            log.info("%s", summary_line(split, self.stats[split]))
+        if self.bad and self.run_dir is not None:
+            write_bad_records(self.run_dir / "bad_records.jsonl", self.bad)
+        policy = self.data.get("on_bad_record", "raise")
+        if self.bad and policy == "raise":
+            raise DataError(self.message())
+        for split, records in kept.items():
+            if not records:
+                raise DataError(f"data.{split}: no usable records left ({files[split]})")
+        return kept
+
+    def check_split(self, split: str, path: str) -> list[Record]:
+        bad_lines: list[BadRecord] = []
+        records = read_jsonl(path, self.data.get("image_root"), bad_lines)
+        problems: dict[int, BadRecord] = {}
+        examples: list[dict | None] = []
+        template = self.data.get("prompt_template") or "{question}"
+        system = self.data.get("system_prompt")
+        for index, record in enumerate(records):
+            problem = fields.structure(record, self.kind)
+            example = None if problem else to_example(record, self.kind, template, system)
+            if example is not None and self.kind == "dpo":
+                problem = fields.dpo_pair(record, example)
+            if example is not None and self.needs:
+                problem = problem or fields.reward_columns(record, example, self.needs)
+            problem = problem or self.image_locations(record)
+            examples.append(example)
+            if problem:
+                problems[index] = problem
+        for extra in (
+            fields.duplicate_ids(records),
+            fields.column_type_conflicts(records, examples),
+        ):
+            for index, problem in extra.items():
+                problems.setdefault(index, problem)
+        stats = self.measure(records, examples, problems)
+        bad = bad_lines + [problems[i] for i in sorted(problems)]
+        self.bad += [(split, b) for b in bad]
+        stats.update(read=len(records) + len(bad_lines), dropped=Counter(b.reason for b in bad))
+        self.stats[split] = stats
+        return [r for i, r in enumerate(records) if i not in problems]
+
+    def image_locations(self, record: Record) -> BadRecord | None:
+        """Remote policy and containment (no file access); fetches URLs when allowed."""
+        key = "images" if "images" in record.fields else "image"
+        value = record.fields.get(key)
+        if value is None:
+            return None
+        items = value if isinstance(value, list) else [value]
+        local = []
+        try:
+            for item in items:
+                if images.is_remote(item):
+                    if not self.data.get("allow_remote_images", False):
+                        raise images.BadImage(
+                            "remote image",
+                            f"{item} is a URL: set data.allow_remote_images=true to fetch it",
+                        )
+                    cache = Path(self.cfg.cache_dir).expanduser() / "remote-images"
+                    local.append(str(images.fetch(item, cache)))
+                else:
+                    local.append(str(images.local_path(item, record.image_dir, self.roots)))
+        except images.BadImage as err:
+            return BadRecord(record.source, key, err.reason, err.detail)
+        # The run reads the checked (and, for URLs, cached) files, never the network again.
+        record.fields[key] = local if isinstance(value, list) else local[0]
+        return None
+
+    def measure(self, records: list[Record], examples: list, problems: dict) -> dict:
+        """Decode the images and count tokens for the (sampled) records still fine."""
+        candidates = [i for i in range(len(records)) if i not in problems]
+        sample = self.data.get("check_sample")
+        if sample is not None and sample < len(candidates):
+            seed = self.cfg.get("seed", 0)
+            candidates = sorted(random.Random(seed).sample(candidates, sample))
+        paths = {p for i in candidates for p in image_paths(records[i])}
+        sizes = self._inspect_all(sorted(paths))
+        image_counts, prompt_counts, truncated = [], [], 0
+        for index in candidates:
+            record = records[index]
+            record_paths = image_paths(record)
+            failed = [sizes[p] for p in record_paths if isinstance(sizes[p], images.BadImage)]
+            if failed:
+                key = "images" if "images" in record.fields else "image"
+                problems[index] = BadRecord(record.source, key, failed[0].reason, failed[0].detail)
+                continue
+            tokens = [images.image_tokens(*sizes[p], *self.geometry) for p in record_paths]
+            prompt, total = count_tokens(self.processor, examples[index], tokens)
+            problem = self.limits.problem(record, prompt, total, sum(tokens))
+            if problem:
+                problems[index] = problem
+                continue
+            truncated += self.limits.truncates(total)
+            image_counts.append(sum(tokens))
+            prompt_counts.append(prompt)
+        return {
+            "checked": len(candidates),
+            "image_tokens": image_counts,
+            "prompt_tokens": prompt_counts,
+            "truncated": truncated,
+        }
+
+    def _inspect_all(self, paths: list[str]) -> dict[str, Any]:
+        min_side = self.data.get("min_image_side", 28)
+
+        def one(path: str):
+            try:
+                return images.inspect(Path(path), min_side)
+            except images.BadImage as err:
+                return err
+
+        # PIL decodes outside the GIL: threads overlap file reads and decoding.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return dict(zip(paths, pool.map(one, paths), strict=True))
+
+    def message(self) -> str:
+        lines = [f"{len(self.bad)} bad record(s) (data.on_bad_record=raise):"]
+        shown = self.bad if self.max_listed is None else self.bad[: self.max_listed]
+        lines += [f"  {bad}" for _, bad in shown]
+        if len(shown) < len(self.bad):
+            lines.append(f"  ... and {len(self.bad) - len(shown)} more")
+        where = f" (all listed in {self.run_dir / 'bad_records.jsonl'})" if self.run_dir else ""
+        lines.append(f"Fix them, or set data.on_bad_record=skip to drop them{where}.")
+        return "\n".join(lines)
+
+
+class LengthLimits:
+    """The token limits the trainer enforces, from algo.args and the model's context."""
+
+    def __init__(self, cfg: Any) -> None:
+        args = cfg.algo.args
+        self.kind = cfg.algo.kind
+        self.max_length = args.get("max_length") if self.kind != "grpo" else None
+        self.completion = (args.get("max_completion_length") or 0) if self.kind == "grpo" else 0
+        self.context, self.context_key = model_context(cfg)
+
+    def problem(self, record: Record, prompt: int, total: int, image: int) -> BadRecord | None:
+        what = f"prompt is {prompt} tokens ({image} of them image tokens)"
+        if self.max_length is not None and prompt >= self.max_length:
+            detail = (
+                f"{what}, not below algo.args.max_length={self.max_length}: truncation would "
+                "cut image tokens or leave no completion; raise max_length or shorten the prompt"
+            )
+            return BadRecord(record.source, "prompt", "too long", detail)
+        need = prompt + self.completion if self.kind == "grpo" else total
+        if self.context and need > self.context:
+            plus = (
+                f" + algo.args.max_completion_length={self.completion}" if self.completion else ""
+            )
+            detail = (
+                f"{what}{plus}: {need} tokens exceed {self.context_key}={self.context}; "
+                "lower model.max_pixels or shorten the prompt"
+            )
+            return BadRecord(record.source, "prompt", "too long", detail)
+        return None
+
+    def truncates(self, total: int) -> bool:
+        return self.max_length is not None and total > self.max_length
+
+
+def model_context(cfg: Any) -> tuple[int | None, str]:
+    """The model's context length (text config), or vLLM's max_model_length when smaller."""
+    from transformers import AutoConfig
+
+    from vlexp.models import resolve_path
+
+    config = AutoConfig.from_pretrained(
+        resolve_path(cfg.model.name_or_path),
+        trust_remote_code=cfg.model.get("trust_remote_code", False),
+    )
+    text = getattr(config, "text_config", None) or config
+    context = getattr(text, "max_position_embeddings", None)
+    key = "the model's max_position_embeddings"
+    vllm = cfg.algo.args.get("vllm_max_model_length") if cfg.algo.args.get("use_vllm") else None
+    if vllm and (context is None or vllm < context):
+        return vllm, "algo.args.vllm_max_model_length"
+    return context, key
+
+
+def count_tokens(processor: Any, example: dict, image_tokens: list[int]) -> tuple[int, int]:
+    """(prompt, longest full sequence) in tokens, image pads expanded as the processor does."""
+
+    def length(messages: list, generation_prompt: bool) -> int:
+        text = processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
+        ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return len(ids) - len(image_tokens) + sum(image_tokens)
+
+    if "messages" in example:
+        full = length(example["messages"], False)
+        return full, full
+    prompt = length(example["prompt"], True)
+    answers = [example[k] for k in ("completion", "chosen", "rejected") if k in example]
+    total = max((length(example["prompt"] + a, False) for a in answers), default=prompt)
+    return prompt, total
+
+
+def percentiles(values: list[int]) -> str:
+    if not values:
+        return "none"
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return f"p50 {pick(0.5)}, p90 {pick(0.9)}, p99 {pick(0.99)}, max {ordered[-1]}"
+
+
+def summary_line(split: str, stats: dict) -> str:
+    dropped = stats["dropped"]
+    total = sum(dropped.values())
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in dropped.most_common())
+    lines = [
+        f"data check {split}: {stats['read']} read, {stats['read'] - total} kept, "
+        f"{total} bad" + (f" ({reasons})" if reasons else ""),
+        f"  images decoded and measured for {stats['checked']} records; image tokens per "
+        f"record: {percentiles(stats['image_tokens'])}; prompt tokens: "
+        f"{percentiles(stats['prompt_tokens'])}",
+    ]
+    if stats["truncated"]:
+        lines.append(
+            f"  {stats['truncated']} completions will be truncated to algo.args.max_length"
+        )
+    return "\n".join(lines)
+
+
+def write_bad_records(path: Path, bad: list[tuple[str, BadRecord]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for split, record in bad:
+            handle.write(json.dumps({"split": split, **asdict(record)}) + "\n")

@@ -1,0 +1,125 @@
+"""Image checks for the data check: where an image may come from, whether it decodes, its tokens.
+
+Each check raises BadImage(reason, detail); the caller turns it into a BadRecord naming the
+record. Token counts use transformers' own `smart_resize`, the function the Qwen2-VL /
+Qwen2.5-VL image processor resizes with, so they equal what the processor will produce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from pathlib import Path
+
+REMOTE = ("http://", "https://")
+MAX_ASPECT_RATIO = 200  # smart_resize raises above this (transformers and qwen-vl-utils alike)
+
+
+class BadImage(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def is_remote(item: str) -> bool:
+    return item.startswith(REMOTE)
+
+
+def local_path(item: str, image_dir: Path, allowed_roots: list[Path]) -> Path:
+    """The image's path, if it lies inside the data folder or an allowed root.
+
+    Containment is lexical (no symlink resolution): a data folder whose `images/` is a link
+    to a bigger disk is fine; `../../etc/x.png` or an absolute path elsewhere is not.
+    """
+    path = Path(os.path.normpath(image_dir / Path(item).expanduser()))
+    roots = [image_dir, *allowed_roots]
+    if not any(path.is_relative_to(os.path.normpath(root)) for root in roots):
+        raise BadImage(
+            "image outside the data folder",
+            f"{item} is outside {image_dir}: move it there, or add its folder to "
+            "data.allowed_image_roots (or set data.image_root)",
+        )
+    return path
+
+
+def fetch(url: str, cache: Path, timeout: float = 30.0) -> Path:
+    """Download `url` once into `cache` (named by its hash); later runs reuse the file."""
+    suffix = Path(url.split("?")[0]).suffix[:8]
+    target = cache / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
+    if target.is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http/https only)
+            body = response.read()
+    except OSError as err:  # URLError, HTTPError, timeouts
+        raise BadImage("remote image not fetched", f"{url}: cannot fetch ({err})") from None
+    partial = target.with_suffix(target.suffix + ".part")
+    partial.write_bytes(body)
+    partial.replace(target)
+    return target
+
+
+def inspect(path: Path, min_side: int) -> tuple[int, int]:
+    """(width, height) of an image that exists, is non-empty, decodes and fits smart_resize."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise BadImage("image not found", f"{path}: no such file") from None
+    except OSError as err:
+        raise BadImage("image unreadable", f"{path}: {err.strerror or err}") from None
+    if size == 0:
+        raise BadImage("image unreadable", f"{path}: empty file (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            image.verify()  # structure and checksums, without decoding the pixels
+        with Image.open(path) as image:
+            image.load()  # the pixels themselves: catches truncated files
+    except UnidentifiedImageError:
+        raise BadImage("image unreadable", f"{path}: not an image PIL can identify") from None
+    except Image.DecompressionBombError as err:
+        raise BadImage("image unreadable", f"{path}: {err}") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise BadImage("image unreadable", f"{path}: does not decode ({err})") from None
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        raise BadImage(
+            "image aspect ratio",
+            f"{path}: {width}x{height} px, aspect ratio {ratio:.0f}:1 exceeds "
+            f"{MAX_ASPECT_RATIO}:1 (the processor's smart_resize rejects it): crop or pad it",
+        )
+    if min(width, height) < min_side:
+        raise BadImage(
+            "image too small",
+            f"{path}: {width}x{height} px, below data.min_image_side={min_side} "
+            "(less than one image token of pixels)",
+        )
+    return width, height
+
+
+def image_tokens(width: int, height: int, factor: int, min_pixels: int, max_pixels: int) -> int:
+    """Image pad tokens the processor emits for one image (one per `factor`x`factor` px).
+
+    >>> image_tokens(224, 168, factor=28, min_pixels=3136, max_pixels=12544)
+    16
+    """
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    h, w = smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+    return (h // factor) * (w // factor)
+
+
+def processor_geometry(processor) -> tuple[int, int, int]:
+    """(factor, min_pixels, max_pixels) as the loaded processor will resize."""
+    image_processor = processor.image_processor
+    factor = image_processor.patch_size * image_processor.merge_size
+    size = image_processor.size
+    min_pixels = size.get("shortest_edge") if hasattr(size, "get") else None
+    max_pixels = size.get("longest_edge") if hasattr(size, "get") else None
+    min_pixels = min_pixels or getattr(image_processor, "min_pixels", None) or 56 * 56
+    max_pixels = max_pixels or getattr(image_processor, "max_pixels", None) or 28 * 28 * 1280
+    return factor, min_pixels, max_pixels
