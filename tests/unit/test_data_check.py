@@ -209,5 +209,5 @@ def test_mixed_column_types_are_bad_records_not_an_arrow_crash(tmp_path, process
     check, (train, _) = _check(cfg, processor)
     assert train["id"] == [0, 1, 2]
     assert [str(b) for _, b in check.bad] == [
-        f"{tmp_path / 'train.jsonl'}:4: solution: 'solution' is a int here but a str in 3 other records: one column needs one type"
+        f"{tmp_path / 'train.jsonl'}:4: solution: 'solution' is int here but str in 3 other records: one column needs one type"
     ]

@@ -84,7 +84,7 @@ class DataCheck:
             for index, problem in extra.items():
                 problems.setdefault(index, problem)
         stats = self.measure(records, examples, problems)
-        bad = bad_lines + [problems[i] for i in sorted(problems)]
+        bad = sorted(bad_lines + list(problems.values()), key=_line_number)
         self.bad += [(split, b) for b in bad]
         stats.update(read=len(records) + len(bad_lines), dropped=Counter(b.reason for b in bad))
         self.stats[split] = stats
@@ -234,7 +234,8 @@ def count_tokens(processor: Any, example: dict, image_tokens: list[int]) -> tupl
         text = processor.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=generation_prompt
         )
-        ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+        # verbose=False: a prompt over the model's length is reported here, not warned about.
+        ids = processor.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
         return len(ids) - len(image_tokens) + sum(image_tokens)
 
     if "messages" in example:
@@ -244,6 +245,11 @@ def count_tokens(processor: Any, example: dict, image_tokens: list[int]) -> tupl
     answers = [example[k] for k in ("completion", "chosen", "rejected") if k in example]
     total = max((length(example["prompt"] + a, False) for a in answers), default=prompt)
     return prompt, total
+
+
+def _line_number(bad: BadRecord) -> int:
+    tail = bad.source.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def percentiles(values: list[int]) -> str:

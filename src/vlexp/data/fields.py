@@ -13,7 +13,7 @@ from vlexp.data.records import QUESTION_KEYS, BadRecord, DataError, Record, to_e
 
 
 def _type(value: Any) -> str:
-    return "missing" if value is None else f"a {type(value).__name__}"
+    return "missing" if value is None else f"got {type(value).__name__}"
 
 
 def _bad(record: Record, field: str, reason: str, detail: str) -> BadRecord:
@@ -165,7 +165,7 @@ def column_type_conflicts(
             majority = counts.most_common(1)[0][0]
             if type(value).__name__ != majority:
                 detail = (
-                    f"'{key}' is a {type(value).__name__} here but a {majority} in "
+                    f"'{key}' is {type(value).__name__} here but {majority} in "
                     f"{counts[majority]} other records: one column needs one type"
                 )
                 bad[index] = _bad(record, key, "wrong type", detail)
