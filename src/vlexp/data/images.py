@@ -104,8 +104,8 @@ def inspect(path: Path, min_side: int) -> tuple[int, int]:
 def image_tokens(width: int, height: int, factor: int, min_pixels: int, max_pixels: int) -> int:
     """Image pad tokens the processor emits for one image (one per `factor`x`factor` px).
 
-    >>> image_tokens(224, 168, factor=28, min_pixels=3136, max_pixels=12544)
-    16
+    >>> image_tokens(224, 168, factor=28, min_pixels=3136, max_pixels=12544)  # -> 112x84 px
+    12
     """
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
