@@ -88,8 +88,11 @@ def test_nan_loss_skip_drops_that_update_and_goes_on(tmp_path, tiny_model, shape
     after = _weights(tmp_path / "checkpoint-4")
     assert _finite(after) and not _same(_weights(tmp_path / "checkpoint-3"), after)
     assert (tmp_path / "final" / "model.safetensors").is_file()
-    steps = [row["step"] for row in read_metrics(tmp_path)]
-    assert steps == [1, 2, 3, 4, 5]
+    rows = read_metrics(tmp_path)
+    assert [row["step"] for row in rows] == [1, 2, 3, 4, 5]
+    # The skipped step stays visible in the log: its loss and gradient norm are written as "nan".
+    assert rows[NAN_STEP - 1]["grad_norm"] == "nan" and rows[NAN_STEP - 1]["loss"] == "nan"
+    assert all(math.isfinite(row["grad_norm"]) for i, row in enumerate(rows) if i != NAN_STEP - 1)
 
 
 def test_a_logger_failing_mid_run_never_stops_training(
@@ -119,6 +122,28 @@ def test_a_logger_failing_mid_run_never_stops_training(
     assert [row["step"] for row in rows] == [1, 2, 3, 4, 5]
     assert all(math.isfinite(row["loss"]) for row in rows) and summary["step"] == 5
     assert (tmp_path / "final" / "model.safetensors").is_file()
+
+
+def test_a_diverging_run_exits_with_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, tiny_model
+):
+    """A real divergence through the command line: learning rate 1e30 makes step 2 NaN."""
+    run_dir = tmp_path / "run"
+    args = ("algo=sft", "train.max_steps=3", "train.learning_rate=1e30", "train.save_steps=1")
+    result = run_cli(*args, f"hydra.run.dir={run_dir}", timeout=300)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "vlexp: training stopped: gradient norm nan at step 2 (train.on_nan=stop). The update "
+            f"of step 2 was not applied: {run_dir}/checkpoint-2 holds the last good weights"
+        )
+    )
+    assert _same(_weights(run_dir / "checkpoint-1"), _weights(run_dir / "checkpoint-2"))
+    assert _finite(_weights(run_dir / "checkpoint-2"))
+    rows = read_metrics(run_dir)
+    assert [row["step"] for row in rows] == [1, 2] and rows[1]["loss"] == "nan"
 
 
 def test_unwritable_run_dir_fails_at_start(tmp_path):
