@@ -179,8 +179,21 @@ def check_choices(cfg: DictConfig) -> list[str]:
     return problems
 
 
+def check_prompt_template(cfg: DictConfig) -> list[str]:
+    template = cfg.data.get("prompt_template") or "{question}"
+    try:
+        template.format(question="?")
+    except (KeyError, IndexError, ValueError) as err:
+        return [
+            f"data.prompt_template={template!r} cannot be filled ({type(err).__name__}: {err}): "
+            "only {question} is replaced; write a literal brace as {{ or }}"
+        ]
+    return []
+
+
 CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_choices,
+    check_prompt_template,
     check_pixels,
     check_grpo_reward,
     check_generation_batch,

@@ -211,3 +211,27 @@ def test_mixed_column_types_are_bad_records_not_an_arrow_crash(tmp_path, process
     assert [str(b) for _, b in check.bad] == [
         f"{tmp_path / 'train.jsonl'}:4: solution: 'solution' is int here but str in 3 other records: one column needs one type"
     ]
+
+
+def test_conversational_records_need_one_image_per_image_part(tmp_path, processor):
+    from PIL import Image
+
+    Image.new("RGB", (56, 56)).save(tmp_path / "a.png")
+    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}
+    rows = [
+        {"id": "ok", "prompt": [user], "images": ["a.png"], "solution": "1"},
+        {"id": "two-images", "prompt": [user], "images": ["a.png", "a.png"], "solution": "1"},
+        {"id": "not-messages", "prompt": ["How many?"], "images": ["a.png"], "solution": "1"},
+    ]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = _cfg(tmp_path / "train.jsonl", "grpo", "data.eval=null", "data.on_bad_record=skip")
+    check, (train, _) = _check(cfg, processor)
+    assert train["id"] == ["ok"]
+    assert [(b.field, b.reason, b.detail) for _, b in check.bad] == [
+        (
+            "images",
+            "image count mismatch",
+            "1 image part(s) in the messages but 2 image(s) in 'images'",
+        ),
+        ("prompt", "wrong type", "'prompt' must be a list of {role, content} messages"),
+    ]

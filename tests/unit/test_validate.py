@@ -129,6 +129,12 @@ def test_closed_choices():
         assert key in message
 
 
+def test_prompt_template_with_an_unknown_placeholder():
+    message = _problems("data.prompt_template='Q: {questoin}'")
+    assert message.startswith("data.prompt_template='Q: {questoin}' cannot be filled (KeyError")
+    validate(compose(["data.prompt_template='Look: {question} Answer in <answer></answer>.'"]))
+
+
 def test_trust_remote_code_is_off_in_every_model_config():
     from vlexp.paths import config_dir
 

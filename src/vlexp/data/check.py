@@ -13,17 +13,16 @@ listing every bad record; `skip` drops them and writes the list to RUN_DIR/bad_r
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from vlexp.data import fields, images
 from vlexp.data.records import BadRecord, DataError, Record, image_paths, read_jsonl, to_example
+from vlexp.data.report import line_number, summary_line, write_bad_records
 
 log = logging.getLogger("vlexp")
 MAX_LISTED = 50  # records listed in the error message; the file holds them all
@@ -59,9 +58,13 @@ class DataCheck:
                 raise DataError(f"data.{split}: no usable records left ({files[split]})")
         return kept
 
-    def check_split(self, split: str, path: str) -> list[Record]:
+    def check_split(self, split: str, source: str | list[Record]) -> list[Record]:
+        """Check one split, given as a JSONL path or as records already read."""
         bad_lines: list[BadRecord] = []
-        records = read_jsonl(path, self.data.get("image_root"), bad_lines)
+        if isinstance(source, list):
+            records = source
+        else:
+            records = read_jsonl(source, self.data.get("image_root"), bad_lines)
         problems: dict[int, BadRecord] = {}
         examples: list[dict | None] = []
         template = self.data.get("prompt_template") or "{question}"
@@ -84,7 +87,7 @@ class DataCheck:
             for index, problem in extra.items():
                 problems.setdefault(index, problem)
         stats = self.measure(records, examples, problems)
-        bad = sorted(bad_lines + list(problems.values()), key=_line_number)
+        bad = sorted(bad_lines + list(problems.values()), key=line_number)
         self.bad += [(split, b) for b in bad]
         stats.update(read=len(records) + len(bad_lines), dropped=Counter(b.reason for b in bad))
         self.stats[split] = stats
@@ -135,7 +138,12 @@ class DataCheck:
                 problems[index] = BadRecord(record.source, key, failed[0].reason, failed[0].detail)
                 continue
             tokens = [images.image_tokens(*sizes[p], *self.geometry) for p in record_paths]
-            prompt, total = count_tokens(self.processor, examples[index], tokens)
+            try:
+                prompt, total = count_tokens(self.processor, examples[index], tokens)
+            except Exception as err:  # the chat template rejects the messages: name the record
+                detail = f"the chat template cannot render it ({type(err).__name__}: {err})"
+                problems[index] = BadRecord(record.source, "prompt", "chat template", detail)
+                continue
             problem = self.limits.problem(record, prompt, total, sum(tokens))
             if problem:
                 problems[index] = problem
@@ -245,40 +253,3 @@ def count_tokens(processor: Any, example: dict, image_tokens: list[int]) -> tupl
     answers = [example[k] for k in ("completion", "chosen", "rejected") if k in example]
     total = max((length(example["prompt"] + a, False) for a in answers), default=prompt)
     return prompt, total
-
-
-def _line_number(bad: BadRecord) -> int:
-    tail = bad.source.rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
-def percentiles(values: list[int]) -> str:
-    if not values:
-        return "none"
-    ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return f"p50 {pick(0.5)}, p90 {pick(0.9)}, p99 {pick(0.99)}, max {ordered[-1]}"
-
-
-def summary_line(split: str, stats: dict) -> str:
-    dropped = stats["dropped"]
-    total = sum(dropped.values())
-    reasons = ", ".join(f"{reason}: {n}" for reason, n in dropped.most_common())
-    lines = [
-        f"data check {split}: {stats['read']} read, {stats['read'] - total} kept, "
-        f"{total} bad" + (f" ({reasons})" if reasons else ""),
-        f"  images decoded and measured for {stats['checked']} records; image tokens per "
-        f"record: {percentiles(stats['image_tokens'])}; prompt tokens: "
-        f"{percentiles(stats['prompt_tokens'])}",
-    ]
-    if stats["truncated"]:
-        lines.append(
-            f"  {stats['truncated']} completions will be truncated to algo.args.max_length"
-        )
-    return "\n".join(lines)
-
-
-def write_bad_records(path: Path, bad: list[tuple[str, BadRecord]]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for split, record in bad:
-            handle.write(json.dumps({"split": split, **asdict(record)}) + "\n")
