@@ -235,3 +235,13 @@ def test_conversational_records_need_one_image_per_image_part(tmp_path, processo
         ),
         ("prompt", "wrong type", "'prompt' must be a list of {role, content} messages"),
     ]
+
+
+def test_skip_with_nothing_left_is_an_error(tmp_path, processor):
+    from vlexp.data.records import DataError
+
+    (tmp_path / "train.jsonl").write_text('{"id": 1}\nnot json\n')
+    cfg = _cfg(tmp_path / "train.jsonl", "sft", "data.eval=null", "data.on_bad_record=skip")
+    with pytest.raises(DataError, match=r"^data.train: no usable records left \(.*train.jsonl\)$"):
+        _check(cfg, processor, tmp_path)
+    assert len((tmp_path / "bad_records.jsonl").read_text().splitlines()) == 2

@@ -44,8 +44,8 @@ class DataCheck:
         self.max_listed: int | None = MAX_LISTED  # None lists every bad record
         self.stats: dict[str, dict] = {}
 
-    def __call__(self, files: dict[str, str]) -> dict[str, list[Record]]:
-        kept = {split: self.check_split(split, path) for split, path in files.items()}
+    def __call__(self, files: dict[str, str | list[Record]]) -> dict[str, list[Record]]:
+        kept = {split: self.check_split(split, source) for split, source in files.items()}
         for split in kept:
             log.info("%s", summary_line(split, self.stats[split]))
         if self.bad and self.run_dir is not None:
@@ -55,7 +55,8 @@ class DataCheck:
             raise DataError(self.message())
         for split, records in kept.items():
             if not records:
-                raise DataError(f"data.{split}: no usable records left ({files[split]})")
+                where = files[split] if isinstance(files[split], str) else "records given"
+                raise DataError(f"data.{split}: no usable records left ({where})")
         return kept
 
     def check_split(self, split: str, source: str | list[Record]) -> list[Record]:
