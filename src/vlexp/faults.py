@@ -131,13 +131,23 @@ def _guarded(callback, event: str):
 
     @functools.wraps(method)
     def call(*args, **kwargs):
+        if getattr(callback, "_vlexp_failed", False):
+            return None
         try:
             return method(*args, **kwargs)
         except Exception as err:  # a logger must never end a run; metrics.jsonl has the row
-            if not getattr(callback, "_vlexp_failed", False):
-                log.warning(
-                    "%s.%s failed (%s: %s); training goes on", name, event, type(err).__name__, err
-                )
+            # Switched off for the rest of the run: W&B's client already buffers and retries
+            # network blips itself, so what reaches here persists, and retrying (e.g. a
+            # wandb.init with its 90 s timeout at every log step) would stall training.
+            log.warning(
+                "%s.%s failed (%s: %s); %s is switched off for this run, training goes on "
+                "and metrics.jsonl keeps every row",
+                name,
+                event,
+                type(err).__name__,
+                err,
+                name,
+            )
             callback._vlexp_failed = True
             return None
 
@@ -145,7 +155,8 @@ def _guarded(callback, event: str):
 
 
 def guard_loggers(trainer) -> list[str]:
-    """Wrap every logging integration's events so an exception is logged, not raised."""
+    """Wrap every logging integration's events: its first exception is logged, not raised,
+    and switches that integration off."""
     names = []
     for callback in trainer.callback_handler.callbacks:
         if _is_logger(callback):

@@ -116,8 +116,11 @@ def test_a_logger_failing_mid_run_never_stops_training(
     with caplog.at_level("WARNING", logger="vlexp"):
         summary = train(cfg, tmp_path)
     wandb.finish()
-    assert calls["n"] >= 5  # the logger kept being called, and kept failing
-    assert "WandbCallback.on_log failed (ConnectionError: api.wandb.ai unreachable)" in caplog.text
+    assert calls["n"] == 2  # after its first failure the logger is switched off, not retried
+    assert (
+        "WandbCallback.on_log failed (ConnectionError: api.wandb.ai unreachable); "
+        "WandbCallback is switched off for this run" in caplog.text
+    )
     rows = read_metrics(tmp_path)
     assert [row["step"] for row in rows] == [1, 2, 3, 4, 5]
     assert all(math.isfinite(row["loss"]) for row in rows) and summary["step"] == 5
