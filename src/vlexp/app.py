@@ -12,21 +12,36 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig
 
+from vlexp import redact
 from vlexp.data.records import DataError
 from vlexp.paths import config_dir
 from vlexp.rundir import RunDirError, check_writable
+from vlexp.sweep import JobFailed, objective
 from vlexp.validate import ConfigError, validate
 
 log = logging.getLogger("vlexp")
 
 
 def save_resolved(cfg: DictConfig, run_dir: Path) -> Path:
-    """Resolve once, here: every rank and every later reader sees the same values."""
+    """Resolve once, here: every rank and every later reader sees the same values.
+
+    Secrets (credential env vars, `${oc.env:...}` of them, `*api_key`/`*token` keys) are
+    written as `<redacted>`: libraries read credentials from the environment, not from here.
+    """
     path = run_dir / "config.resolved.yaml"
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    path.write_text(redact.to_yaml(cfg), encoding="utf-8")
     return path
+
+
+def stop(message: str) -> BaseException:
+    """SystemExit(message); inside a `-m` sweep an Exception, so that Hydra records this job
+    as failed (sweep.jsonl shows the message) and still runs the others."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return JobFailed(message)
+    return SystemExit(message)
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
@@ -35,11 +50,14 @@ def main(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
     except ConfigError as err:
-        raise SystemExit(f"vlexp: config error: {err}") from None
+        raise stop(f"vlexp: config error: {err}") from None
     try:
         check_writable(run_dir)
     except RunDirError as err:
-        raise SystemExit(f"vlexp: {err}") from None
+        raise stop(f"vlexp: {err}") from None
+    from vlexp.tracking import name_run
+
+    name_run(cfg)
     save_resolved(cfg, run_dir)
     log.info("run dir: %s", run_dir)
 
@@ -47,14 +65,14 @@ def main(cfg: DictConfig) -> float | None:
     from vlexp.run import train
 
     try:
-        summary = train(cfg, run_dir)
+        train(cfg, run_dir)
     except DataError as err:
-        raise SystemExit(f"vlexp: data error: {err}") from None
+        raise stop(f"vlexp: data error: {err}") from None
     except TrainingStopped as err:
-        raise SystemExit(f"vlexp: training stopped: {err}") from None
+        raise stop(f"vlexp: training stopped: {err}") from None
     print(f"vlexp: done. run dir: {run_dir}")
-    reward = summary.get("reward")
-    return float(reward) if reward is not None else None
+    # The sweep objective (Optuna maximises it): mean of the last few logged rewards.
+    return objective(run_dir, **cfg.get("objective", {}))
 
 
 if __name__ == "__main__":

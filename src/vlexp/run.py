@@ -49,7 +49,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         eval_dataset=eval_set,
         processing_class=processor,
         peft_config=instantiate(cfg.memory.peft) if cfg.memory.get("peft") else None,
-        callbacks=[metrics],
+        callbacks=[metrics, *tracking.logger_callbacks(cfg)],
         **algorithm_inputs(cfg),
     )
     faults.install(trainer, cfg.train.get("on_nan", "stop"))  # NaN guard; loggers can't stop a run

@@ -1,34 +1,155 @@
-"""Where metrics go: metrics.jsonl in the run dir always, plus the configured logger."""
+"""Where metrics go: metrics.jsonl in the run dir always, plus the configured logger.
+
+W&B is driven through transformers' own WandbCallback: vlexp only sets the environment it
+reads (project, name, group, tags, run id, mode, directory) and adds the Hydra config. The
+names are decided once, in the Hydra process (`name_run`), and travel in the resolved
+config, so every rank and a resumed run agree on them.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
+import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import TrainerCallback
+
+from vlexp import redact
+
+WANDB_ID_FILE = "wandb-run-id"
+_NAME_MAX = 120
+
+
+def name_run(cfg: DictConfig) -> None:
+    """Fill `logger.run_name` and `logger.group` (when null) from Hydra's view of the run.
+
+    Name: the algorithm plus the command-line overrides (`grpo-beta=0.04-reward=think_format`).
+    Group: the sweep (every job of one `-m` run shares it), else the experiment.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if "group" not in cfg.logger or not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    with open_dict(cfg.logger):
+        if not cfg.logger.get("run_name"):
+            # resolve=False: iterating the ListConfig would resolve `${oc.env:...}` in overrides.
+            overrides = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)
+            cfg.logger.run_name = run_name(cfg.algo.name, overrides)
+        if not cfg.logger.get("group"):
+            if hydra_cfg.mode == RunMode.MULTIRUN:
+                stamp = "_".join(Path(hydra_cfg.sweep.dir).parts[-2:])
+                cfg.logger.group = f"sweep-{stamp}"
+            else:
+                experiment = hydra_cfg.runtime.choices.get("experiment")
+                cfg.logger.group = experiment or f"{cfg.algo.name}-{cfg.data.name}"
+
+
+def run_name(algo: str, overrides: list[str]) -> str:
+    """`grpo` + overrides with their keys shortened to the last part: `grpo-beta=0.04-lr=...`."""
+    parts = [algo]
+    for override in overrides:
+        path, _, value = override.partition("=")
+        path = path.lstrip("+~")
+        key = path.split(".")[-1]
+        # Where it logs or resumes from does not tell runs apart; secrets never go in a name.
+        if path in ("algo", "logger", "resume") or path.startswith(("logger.", "hydra.")):
+            continue
+        if redact.is_secret_key(key) or "${" in value:
+            continue
+        value = value.strip("[]").replace(" ", "")
+        value = re.sub(r"[^\w.,=+:-]", "_", value.split("/")[-1] if "/" in value else value)
+        parts.append(f"{key}={value}" if value else key)
+    return "-".join(parts)[:_NAME_MAX]
+
+
+def wandb_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved, redacted config flattened to dotted keys (`algo.args.beta`), plus the
+    chosen `algo`, `model`, `data` and `reward` names as plain keys to group by."""
+    flat = flatten(redact.redacted_container(cfg))
+    funcs = (cfg.get("reward") or {}).get("funcs") or {}
+    flat["algo"] = cfg.algo.name
+    flat["model"] = cfg.model.name
+    flat["data"] = cfg.data.name
+    flat["reward"] = "+".join(funcs) if funcs else "none"
+    return flat
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists of plain values stay lists."""
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(tree, list) and any(isinstance(item, dict | list) for item in tree):
+        out = {}
+        for index, item in enumerate(tree):
+            out.update(flatten(item, f"{prefix}{index}."))
+        return out
+    return {prefix.rstrip("."): tree}
 
 
 def configure(logger_cfg: Any, run_dir: Path) -> list[str]:
     """Set the logger's environment for this run; return TRL's `report_to` list."""
     report_to = list(logger_cfg.get("report_to") or [])
+    _finish_previous_wandb_run()
     if "wandb" in report_to:
-        os.environ["WANDB_PROJECT"] = str(logger_cfg.project)
-        os.environ["WANDB_DIR"] = str(run_dir)
-        if logger_cfg.get("entity"):
-            os.environ["WANDB_ENTITY"] = str(logger_cfg.entity)
-        os.environ["WANDB_MODE"] = wandb_mode(logger_cfg.get("mode", "auto"))
+        _configure_wandb(logger_cfg, run_dir)
+    if "tensorboard" in report_to:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tb")
     return report_to
+
+
+def _configure_wandb(logger_cfg: Any, run_dir: Path) -> None:
+    mode = wandb_mode(logger_cfg.get("mode", "auto"))
+    tags = [str(tag) for tag in (logger_cfg.get("tags") or [])]
+    env = {
+        "WANDB_PROJECT": str(logger_cfg.project),
+        "WANDB_ENTITY": logger_cfg.get("entity"),
+        "WANDB_DIR": str(run_dir),  # offline runs land in <run dir>/wandb/offline-run-*
+        "WANDB_MODE": mode,
+        "WANDB_NAME": logger_cfg.get("run_name"),
+        "WANDB_RUN_GROUP": logger_cfg.get("group"),
+        "WANDB_TAGS": ",".join(tags) or None,
+        # The id lives in the run dir, so a run resumed there continues the same W&B run.
+        "WANDB_RUN_ID": wandb_run_id(run_dir),
+        "WANDB_RESUME": "allow",
+    }
+    for key, value in env.items():
+        # Jobs of one `-m` sweep share this process: clear what the previous job set.
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = str(value)
 
 
 def wandb_mode(mode: str) -> str:
     """`auto` is online only when credentials exist, so a run never hangs on a login prompt."""
+    if mode not in ("auto", "online", "offline", "disabled"):
+        raise ValueError(f"logger.mode={mode!r}: use auto, online, offline or disabled")
     if mode != "auto":
         return mode
     has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
     return "online" if has_key else "offline"
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The W&B run id stored in the run dir, created (by rank 0) on first use."""
+    path = Path(run_dir) / WANDB_ID_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    run_id = secrets.token_hex(4)
+    if os.environ.get("RANK", "0") == "0":
+        path.write_text(run_id + "\n")
+    return run_id
 
 
 def _netrc_has_wandb() -> bool:
@@ -37,6 +158,33 @@ def _netrc_has_wandb() -> bool:
         return "api.wandb.ai" in netrc.read_text()
     except OSError:
         return False
+
+
+def _finish_previous_wandb_run() -> None:
+    # transformers' WandbCallback reuses an open `wandb.run`: without this, every job of a
+    # `-m` sweep after the first would log into the first job's run.
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+class WandbHydraConfig(TrainerCallback):
+    """Adds the flattened Hydra config to the W&B run that transformers' WandbCallback opened."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.config = wandb_config(cfg)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        wandb = sys.modules.get("wandb")
+        if state.is_world_process_zero and wandb is not None and wandb.run is not None:
+            wandb.config.update(self.config, allow_val_change=True)
+
+
+def logger_callbacks(cfg: DictConfig) -> list[TrainerCallback]:
+    """The W&B config hook when W&B is on (after WandbCallback, which opens the run)."""
+    if "wandb" in (cfg.logger.get("report_to") or []):
+        return [WandbHydraConfig(cfg)]
+    return []
 
 
 class MetricsJsonl(TrainerCallback):

@@ -1,0 +1,111 @@
+"""Keep credentials out of everything vlexp writes or logs.
+
+A secret is (a) the value of an environment variable whose name says it holds one
+(`WANDB_API_KEY`, `HF_TOKEN`, `AWS_SECRET_ACCESS_KEY`, ...), (b) whatever an `${oc.env:NAME}`
+interpolation of such a variable resolves to, or (c) the value of a config key whose name
+says it holds one (`api_key`, `hub_token`, `password`, ...). Each is replaced by
+`REDACTED` before a config reaches config.resolved.yaml, `.hydra/` or the W&B config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+REDACTED = "<redacted>"
+# Environment names: KEY/TOKEN/SECRET/... as a whole `_`-separated word, so that
+# TOKENIZERS_PARALLELISM or KEYBOARD are not taken for secrets.
+_SECRET_ENV = re.compile(
+    r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)($|_)", re.I
+)
+# Config keys: narrower, since `pad_token` or `max_tokens` are ordinary settings.
+_SECRET_KEY = re.compile(
+    r"(api_?key|secret|password|passwd|credentials?|^token|(hub|auth|access|api|hf|wandb)_?token)$",
+    re.I,
+)
+_ENV_INTERPOLATION = re.compile(r"\$\{oc\.env:\s*([A-Za-z_][A-Za-z0-9_]*)")
+# Shorter values are too likely to occur by chance ("true", "0.04") to be masked as text.
+_MIN_SECRET_LEN = 8
+
+
+def secret_values(environ: dict[str, str] | None = None) -> list[str]:
+    """Values of secret-named environment variables, longest first."""
+    environ = os.environ if environ is None else environ
+    found = {
+        value
+        for name, value in environ.items()
+        if _SECRET_ENV.search(name) and len(value) >= _MIN_SECRET_LEN
+    }
+    return sorted(found, key=len, reverse=True)
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(str(key)))
+
+
+def scrub_text(text: str, secrets: list[str] | None = None) -> str:
+    """`text` with every secret value replaced by REDACTED."""
+    for value in secret_values() if secrets is None else secrets:
+        text = text.replace(value, REDACTED)
+    return text
+
+
+def redacted_container(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain data, with every secret replaced by REDACTED."""
+    secrets = secret_values()
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return _walk(resolved, raw, secrets)
+
+
+def _walk(value: Any, raw: Any, secrets: list[str]) -> Any:
+    if isinstance(value, dict):
+        raw = raw if isinstance(raw, dict) else {}
+        return {
+            key: REDACTED
+            if is_secret_key(key) and value[key] not in (None, "")
+            else _walk(value[key], raw.get(key), secrets)
+            for key in value
+        }
+    if isinstance(value, list):
+        raw = raw if isinstance(raw, list) and len(raw) == len(value) else [None] * len(value)
+        return [_walk(item, raw_item, secrets) for item, raw_item in zip(value, raw, strict=True)]
+    if isinstance(raw, str) and any(
+        _SECRET_ENV.search(name) for name in _ENV_INTERPOLATION.findall(raw)
+    ):
+        return REDACTED
+    if isinstance(value, str):
+        return scrub_text(value, secrets)
+    return value
+
+
+def to_yaml(cfg: DictConfig | ListConfig) -> str:
+    """YAML of the resolved, redacted config."""
+    return OmegaConf.to_yaml(OmegaConf.create(redacted_container(cfg)))
+
+
+def scrub_files(folder: Path) -> None:
+    """Rewrite the YAML files Hydra wrote (`.hydra/`) without secret values.
+
+    Hydra saves the composed config unresolved, so `${oc.env:...}` stays text there; a
+    secret reaches these files only when typed (or shell-expanded) into an override.
+    """
+    secrets = secret_values()
+    for path in Path(folder).glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        cleaned = _scrub_secret_keys(scrub_text(text, secrets))
+        if cleaned != text:
+            path.write_text(cleaned, encoding="utf-8")
+
+
+def _scrub_secret_keys(text: str) -> str:
+    # `key: value` lines and `- key=value` overrides whose key names a secret.
+    def mask(match: re.Match) -> str:
+        return match.group(1) + REDACTED if is_secret_key(match.group(2)) else match.group(0)
+
+    text = re.sub(r"^(\s*([\w.+~/-]+):\s)(?!\s*$).+$", mask, text, flags=re.M)
+    return re.sub(r"^(\s*-\s*[+~]*([\w./-]+)=).+$", mask, text, flags=re.M)
