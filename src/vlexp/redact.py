@@ -107,5 +107,5 @@ def _scrub_secret_keys(text: str) -> str:
     def mask(match: re.Match) -> str:
         return match.group(1) + REDACTED if is_secret_key(match.group(2)) else match.group(0)
 
-    text = re.sub(r"^(\s*([\w.+~/-]+):\s)(?!\s*$).+$", mask, text, flags=re.M)
-    return re.sub(r"^(\s*-\s*[+~]*([\w./-]+)=).+$", mask, text, flags=re.M)
+    text = re.sub(r"^([ \t]*([\w.+~/-]+):[ \t]+)(\S.*)$", mask, text, flags=re.M)
+    return re.sub(r"^([ \t]*-[ \t]*[+~]*([\w./-]+)=)(.+)$", mask, text, flags=re.M)

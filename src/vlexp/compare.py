@@ -1,0 +1,228 @@
+"""Compare runs offline: python -m vlexp.compare RUN_OR_SWEEP_DIR... [--out DIR]
+
+Reads only what a run dir holds (metrics.jsonl, .hydra/, config.resolved.yaml) and a sweep
+dir's sweep.jsonl, so it works on copied or archived results with no server. Prints one
+row per run (the overrides that differ between runs, then the final numbers) and writes
+compare.md, compare.csv and compare.png (curves over steps) into --out.
+
+    python -m vlexp.compare multirun/2026-11-22/00-10-00
+    python -m vlexp.compare outputs/2026-11-22/10-00-00 outputs/2026-11-22/11-30-00 --out cmp/
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vlexp.sweep import SWEEP_LOG, read_rows, read_sweep, train_rows
+
+# (column, metric in metrics.jsonl, how to summarise it); columns of metrics no run logged
+# are left out, so a GRPO sweep shows no DPO columns and the other way round.
+COLUMNS = [
+    ("reward", "reward", "last"),
+    ("best reward", "reward", "max"),
+    ("kl", "kl", "last"),
+    ("entropy", "entropy", "last"),
+    ("completion len", "completions/mean_length", "last"),
+    ("margin", "rewards/margins", "last"),
+    ("accuracy", "rewards/accuracies", "last"),
+    ("loss", "loss", "last"),
+]
+
+
+@dataclass
+class Run:
+    path: Path
+    overrides: dict[str, str] = field(default_factory=dict)
+    choices: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "completed"
+    wall_time_s: float | None = None
+    label: str = ""
+
+    def value(self, key: str) -> str:
+        """What this run used for `key`: its override, else its group choice or config value."""
+        if key in self.overrides:
+            return self.overrides[key]
+        if key in self.choices:
+            return str(self.choices[key])
+        node: Any = self.config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return "-" if node is None or isinstance(node, dict | list) else str(node)
+
+    def series(self, metric: str) -> tuple[list[int], list[float]]:
+        points = [
+            (row["step"], row[metric])
+            for row in self.rows
+            if isinstance(row.get(metric), int | float) and math.isfinite(row[metric])
+        ]
+        return [p[0] for p in points], [float(p[1]) for p in points]
+
+
+def load_run(path: Path, record: dict[str, Any] | None = None) -> Run:
+    """A run dir as a Run; `record` is its sweep.jsonl line when it came from a sweep."""
+    hydra_dir = path / ".hydra"
+    overrides = _read_yaml(hydra_dir / "overrides.yaml") or (record or {}).get("overrides", [])
+    hydra_cfg = (_read_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {})
+    all_rows = read_rows(path)
+    summary = [row for row in all_rows if "train_runtime" in row]
+    run = Run(
+        path=path,
+        overrides=dict(_split_override(item) for item in overrides),
+        choices={k: v for k, v in hydra_cfg.get("runtime", {}).get("choices", {}).items() if v},
+        config=_read_yaml(path / "config.resolved.yaml") or {},
+        rows=train_rows(all_rows),
+        status="completed" if summary else ("running or stopped" if all_rows else "no metrics"),
+        wall_time_s=summary[-1]["train_runtime"] if summary else None,
+    )
+    if record:
+        # The whole job (loading included) when the sweep timed it, else the training loop.
+        run.status = record.get("status", run.status)
+        run.wall_time_s = record.get("wall_time_s") or run.wall_time_s
+    return run
+
+
+def find_runs(dirs: list[Path]) -> list[Run]:
+    """Run dirs as given; a sweep dir expands to its jobs (sweep.jsonl order, failed included)."""
+    runs: list[Run] = []
+    for folder in dirs:
+        if not folder.is_dir():
+            raise SystemExit(f"vlexp.compare: {folder} is not a directory")
+        if (folder / "metrics.jsonl").is_file() or (folder / ".hydra").is_dir():
+            runs.append(load_run(folder))
+        elif (folder / SWEEP_LOG).is_file():
+            runs += [load_run(Path(r["run_dir"]), r) for r in read_sweep(folder)]
+        else:
+            found = sorted(p.parent for p in folder.rglob("metrics.jsonl"))
+            if not found:
+                raise SystemExit(
+                    f"vlexp.compare: {folder} holds no run (no metrics.jsonl, .hydra/ or "
+                    f"{SWEEP_LOG}): pass run dirs or sweep dirs"
+                )
+            runs += [load_run(p) for p in sorted(found, key=_natural)]
+    return runs
+
+
+def differing_keys(runs: list[Run]) -> list[str]:
+    """Override keys whose value is not the same in every run, in first-seen order."""
+    keys: list[str] = []
+    for run in runs:
+        keys += [key for key in run.overrides if key not in keys]
+    keys = [key for key in keys if not key.startswith("hydra.")]
+    return [key for key in keys if len({run.value(key) for run in runs}) > 1]
+
+
+def table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: run, differing overrides, status, steps, metric columns, wall time."""
+    keys = differing_keys(runs)
+    for run in runs:
+        run.label = " ".join(f"{_short(key, keys)}={run.value(key)}" for key in keys)
+    columns = [c for c in COLUMNS if any(run.series(c[1])[1] for run in runs)]
+    header = ["run", *keys, "status", "steps", *[c[0] for c in columns], "wall time (s)"]
+    body = []
+    for run in runs:
+        steps = [row["step"] for row in run.rows]
+        cells = [_run_name(run.path), *[run.value(key) for key in keys], run.status]
+        cells.append(str(max(steps)) if steps else "-")
+        for _, metric, how in columns:
+            values = run.series(metric)[1]
+            cells.append(_fmt((max(values) if how == "max" else values[-1]) if values else None))
+        cells.append("-" if run.wall_time_s is None else f"{run.wall_time_s:.1f}")
+        body.append(cells)
+    return header, body
+
+
+def render_text(header: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        for row in [header, *body]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def render_markdown(header: list[str], body: list[list[str]]) -> str:
+    rows = [header, ["---"] * len(header), *body]
+    return "\n".join(
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows
+    )
+
+
+def compare(dirs: list[Path], out: Path) -> list[Path]:
+    """Write compare.md, compare.csv and compare.png into `out`; print the table; return paths."""
+    from vlexp.plots import plot_runs
+
+    runs = find_runs(dirs)
+    header, body = table(runs)
+    print(render_text(header, body))
+    out.mkdir(parents=True, exist_ok=True)
+    sources = ", ".join(str(d) for d in dirs)
+    (out / "compare.md").write_text(
+        f"# Runs compared\n\nFrom: {sources}\n\n{render_markdown(header, body)}\n\n"
+        "![curves](compare.png)\n",
+        encoding="utf-8",
+    )
+    with (out / "compare.csv").open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header, *body])
+    png = plot_runs(runs, out / "compare.png")
+    written = [out / "compare.md", out / "compare.csv", png]
+    print("wrote " + ", ".join(str(p) for p in written))
+    return written
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _split_override(item: str) -> tuple[str, str]:
+    key, _, value = str(item).partition("=")
+    return key.lstrip("+~"), value
+
+
+def _short(key: str, keys: list[str]) -> str:
+    # `algo.args.beta` -> `beta` unless another differing key ends the same way.
+    last = key.split(".")[-1]
+    return last if sum(k.split(".")[-1] == last for k in keys) == 1 else key
+
+
+def _run_name(path: Path) -> str:
+    return "/".join(path.parts[-2:])
+
+
+def _natural(path: Path) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in path.parts)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vlexp.compare", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("dirs", nargs="+", type=Path, help="run dirs and/or sweep dirs")
+    parser.add_argument("--out", type=Path, help="where to write (default: the dir given, or .)")
+    args = parser.parse_args(argv)
+    out = args.out or (args.dirs[0] if len(args.dirs) == 1 else Path("."))
+    compare(args.dirs, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""compare.png: one panel per metric, one line per run, labelled by its differing overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vlexp.compare import Run
+
+# Panels in this order; metrics no run logged are left out (DPO runs have no `kl`). At most
+# six keep each panel readable at the figure's size.
+PANELS = [
+    ("reward", "mean reward"),
+    ("kl", "KL to reference"),
+    ("entropy", "entropy"),
+    ("completions/mean_length", "completion length (tokens)"),
+    ("rewards/margins", "DPO reward margin"),
+    ("rewards/accuracies", "DPO preference accuracy"),
+    ("loss", "loss"),
+]
+MAX_PANELS = 6
+
+
+def plot_runs(runs: list[Run], path: Path) -> Path:
+    """Write the curves of `runs` to `path` (PNG) and return it."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, works over SSH and in CI
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [p for p in PANELS if any(run.series(p[0])[0] for run in runs)][:MAX_PANELS]
+    if not panels:
+        panels = PANELS[:1]  # an empty but valid figure that says so
+    cols = 2 if len(panels) > 1 else 1
+    nrows = (len(panels) + cols - 1) // cols
+    labels = [run.label or "/".join(run.path.parts[-2:]) for run in runs]
+    legend_cols = 2 if max(len(label) for label in labels) > 40 else 4
+    legend_rows = (len(runs) + legend_cols - 1) // legend_cols
+    legend_h = 0.25 * legend_rows + 0.3  # inches below the panels, so no curve is covered
+    height = 3.4 * nrows + legend_h
+    fig, axes = plt.subplots(nrows, cols, figsize=(6.0 * cols, height), squeeze=False)
+    colors = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")
+    handles: dict[int, object] = {}
+    for ax, (metric, title) in zip(axes.flat, panels, strict=False):
+        for index, run in enumerate(runs):
+            steps, values = run.series(metric)
+            if not steps:
+                continue
+            (handles[index],) = ax.plot(
+                steps,
+                values,
+                color=colors(index % colors.N),
+                linewidth=1.6,
+                marker="o" if len(steps) < 12 else None,
+                markersize=3,
+                label=labels[index],
+            )
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(metric)
+        ax.grid(True, alpha=0.3)
+        if not any(run.series(metric)[0] for run in runs):
+            ax.text(0.5, 0.5, "no run logged this metric", ha="center", transform=ax.transAxes)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    ordered = [handles[i] for i in sorted(handles)]
+    fig.legend(
+        handles=ordered,
+        loc="lower center",
+        ncol=min(legend_cols, max(1, len(ordered))),
+        fontsize=9,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, legend_h / height, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
