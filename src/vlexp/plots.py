@@ -17,8 +17,9 @@ PANELS = [
     ("completions/mean_length", "completion length (tokens)"),
     ("rewards/margins", "DPO reward margin"),
     ("rewards/accuracies", "DPO preference accuracy"),
-    ("loss", "loss"),
 ]
+# Loss only fills in where fewer curves say more (DPO, SFT): GRPO's loss is ~0 by design.
+FALLBACK = ("loss", "loss")
 MAX_PANELS = 6
 
 
@@ -31,6 +32,8 @@ def plot_runs(runs: list[Run], path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     panels = [p for p in PANELS if any(run.series(p[0])[0] for run in runs)][:MAX_PANELS]
+    if len(panels) < 4 and any(run.series(FALLBACK[0])[0] for run in runs):
+        panels.append(FALLBACK)
     if not panels:
         panels = PANELS[:1]  # an empty but valid figure that says so
     cols = 2 if len(panels) > 1 else 1

@@ -51,8 +51,13 @@ def sweep_dir(tmp_path) -> Path:
     records = [
         {"job": 1, "overrides": [], "run_dir": str(sweep / "1"), "status": "completed"},
         {"job": 0, "overrides": [], "run_dir": str(sweep / "0"), "status": "completed"},
-        {"job": 2, "overrides": ["algo.args.beta=x", "train.max_steps=3"], "run_dir": str(sweep / "2"),
-         "status": "failed", "wall_time_s": 0.5},
+        {
+            "job": 2,
+            "overrides": ["algo.args.beta=x", "train.max_steps=3"],
+            "run_dir": str(sweep / "2"),
+            "status": "failed",
+            "wall_time_s": 0.5,
+        },
     ]
     (sweep / "sweep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return sweep
