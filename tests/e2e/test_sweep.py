@@ -30,6 +30,9 @@ def sweep_2x2(tmp_path_factory, tiny_model, shapes_dir) -> Path:
         "algo.args.num_generations=2",
         "algo.args.beta=0.0,0.04",
         "train.learning_rate=1e-3,3e-3",
+        # Names and group are decided (and saved) even when W&B itself is off.
+        "logger=wandb",
+        "logger.mode=disabled",
         f"hydra.sweep.dir={sweep_dir}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -42,6 +45,16 @@ def test_sweep_jsonl_has_one_line_per_job(sweep_2x2):
     assert {r["status"] for r in records} == {"completed"}
     assert [r["run_dir"] for r in records] == [str(sweep_2x2 / str(i)) for i in range(4)]
     assert "algo.args.beta=0.04" in records[2]["overrides"]
+    loggers = [
+        yaml.safe_load(Path(r["run_dir"], "config.resolved.yaml").read_text())["logger"]
+        for r in records
+    ]
+    assert {logger["group"] for logger in loggers} == {f"sweep-{sweep_2x2.parent.name}_2x2"}
+    assert (
+        loggers[3]["run_name"]
+        == "grpo-max_steps=3-per_device_train_batch_size=4-max_completion_length=16-num_generations=2-beta=0.04-learning_rate=0.003"
+    )
+    assert not any(Path(r["run_dir"], "wandb").exists() for r in records)  # mode=disabled
     for record in records:
         rows = [json.loads(x) for x in Path(record["run_dir"], "metrics.jsonl").read_text().split()]
         rewards = [row["reward"] for row in rows if "reward" in row]
