@@ -3,21 +3,19 @@ others finish, and a two-trial Optuna search on the tiny model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 from PIL import Image
 
-from tests.helpers import run_cli
+from tests.helpers import read_metrics, run_cli
 from vlexp import compare
 from vlexp.sweep import read_sweep
 
 FAST = [
     "train.max_steps=3",
     "train.per_device_train_batch_size=4",
-    "algo.args.max_completion_length=16",
 ]
 
 
@@ -52,12 +50,11 @@ def test_sweep_jsonl_has_one_line_per_job(sweep_2x2):
     assert {logger["group"] for logger in loggers} == {f"sweep-{sweep_2x2.parent.name}_2x2"}
     assert (
         loggers[3]["run_name"]
-        == "grpo-max_steps=3-per_device_train_batch_size=4-max_completion_length=16-num_generations=2-beta=0.04-learning_rate=0.003"
+        == "grpo-max_steps=3-per_device_train_batch_size=4-num_generations=2-beta=0.04-learning_rate=0.003"
     )
     assert not any(Path(r["run_dir"], "wandb").exists() for r in records)  # mode=disabled
     for record in records:
-        rows = [json.loads(x) for x in Path(record["run_dir"], "metrics.jsonl").read_text().split()]
-        rewards = [row["reward"] for row in rows if "reward" in row]
+        rewards = [row["reward"] for row in read_metrics(Path(record["run_dir"]))]
         assert record["final"]["step"] == 3 and record["final"]["reward"] == rewards[-1]
         assert record["objective"] == pytest.approx(sum(rewards) / len(rewards))
 
