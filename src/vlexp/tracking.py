@@ -9,6 +9,7 @@ config, so every rank and a resumed run agree on them.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -177,7 +178,10 @@ class WandbHydraConfig(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         wandb = sys.modules.get("wandb")
         if state.is_world_process_zero and wandb is not None and wandb.run is not None:
-            wandb.config.update(self.config, allow_val_change=True)
+            try:
+                wandb.config.update(self.config, allow_val_change=True)
+            except Exception as err:  # a logger must never end a run (see vlexp.faults)
+                logging.getLogger("vlexp").warning("W&B config not recorded: %s", err)
 
 
 def logger_callbacks(cfg: DictConfig) -> list[TrainerCallback]:

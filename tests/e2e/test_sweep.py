@@ -88,7 +88,8 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, tiny_model, s
     assert result.returncode != 0
     assert "is not a multiple of algo.args.num_generations" in result.stderr
     failed, done = read_sweep(sweep_dir)
-    assert failed["status"] == "failed" and "ConfigError" in failed["error"]
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("JobFailed: vlexp: config error: train.per_device_train")
     assert failed["objective"] is None
     assert done["status"] == "completed" and done["final"]["step"] == 3
 
