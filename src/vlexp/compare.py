@@ -79,7 +79,10 @@ def load_run(path: Path, record: dict[str, Any] | None = None) -> Run:
         path=path,
         overrides=dict(_split_override(item) for item in overrides),
         choices={k: v for k, v in hydra_cfg.get("runtime", {}).get("choices", {}).items() if v},
-        config=_read_yaml(path / "config.resolved.yaml") or {},
+        # A job that failed before training has only the composed config Hydra wrote.
+        config=_read_yaml(path / "config.resolved.yaml")
+        or _read_yaml(hydra_dir / "config.yaml")
+        or {},
         rows=train_rows(all_rows),
         status="completed" if summary else ("running or stopped" if all_rows else "no metrics"),
         wall_time_s=summary[-1]["train_runtime"] if summary else None,

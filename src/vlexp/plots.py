@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ PANELS = [
 # Loss only fills in where fewer curves say more (DPO, SFT): GRPO's loss is ~0 by design.
 FALLBACK = ("loss", "loss")
 MAX_PANELS = 6
+LEGEND_CHARS = 140
 
 
 def plot_runs(runs: list[Run], path: Path) -> Path:
@@ -38,10 +40,18 @@ def plot_runs(runs: list[Run], path: Path) -> Path:
         panels = PANELS[:1]  # an empty but valid figure that says so
     cols = 2 if len(panels) > 1 else 1
     nrows = (len(panels) + cols - 1) // cols
-    labels = [run.label or "/".join(run.path.parts[-2:]) for run in runs]
-    legend_cols = 2 if max(len(label) for label in labels) > 40 else 4
-    legend_rows = (len(runs) + legend_cols - 1) // legend_cols
-    legend_h = 0.25 * legend_rows + 0.3  # inches below the panels, so no curve is covered
+    # Legend entries share the figure's width (~150 characters at this size): fewer
+    # columns for long labels, and labels longer than a row wrap instead of being cut off.
+    labels = [
+        textwrap.fill(run.label or "/".join(run.path.parts[-2:]), LEGEND_CHARS) for run in runs
+    ]
+    widest = max(len(line) for label in labels for line in label.splitlines())
+    legend_cols = max(1, min(4, LEGEND_CHARS // (widest + 8)))
+    entry_lines = [label.count("\n") + 1 for label in labels]
+    legend_rows = sum(
+        max(entry_lines[i : i + legend_cols]) for i in range(0, len(labels), legend_cols)
+    )
+    legend_h = 0.2 * legend_rows + 0.35  # inches below the panels, so no curve is covered
     height = 3.4 * nrows + legend_h
     fig, axes = plt.subplots(nrows, cols, figsize=(6.0 * cols, height), squeeze=False)
     colors = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")
