@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib.util
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 # Keyword arguments TRL's GRPOTrainer passes to every reward function itself; the others a
 # reward names must be columns of the data set.
@@ -52,7 +53,7 @@ def check_grpo_reward(cfg: DictConfig) -> list[str]:
 
 def check_generation_batch(cfg: DictConfig) -> list[str]:
     """TRL's GRPOConfig rules for the generation batch, with vlexp's key names."""
-    if cfg.algo.kind != "grpo":
+    if cfg.algo.kind != "grpo" or cfg.algo.name == "ppo":  # PPO: one completion per prompt
         return []
     args = cfg.algo.args
     generations = args.get("num_generations") or 8
@@ -191,6 +192,40 @@ def check_prompt_template(cfg: DictConfig) -> list[str]:
     return []
 
 
+def check_ppo(cfg: DictConfig) -> list[str]:
+    if cfg.algo.name != "ppo":
+        return []
+    batch, parts = cfg.train.per_device_train_batch_size, cfg.algo.args.num_mini_batches
+    if batch % parts:
+        return [
+            f"train.per_device_train_batch_size ({batch}) is not a multiple of "
+            f"algo.args.num_mini_batches ({parts}): each PPO rollout is split into equal mini-batches"
+        ]
+    return []
+
+
+def check_reward_model_paths(cfg: DictConfig) -> list[str]:
+    """reward=model and algo.args.critic_init name a trained reward model that exists."""
+    places = []
+    if cfg.algo.kind == "grpo" and "model" in reward_funcs(cfg):
+        places.append((cfg.reward.funcs.model, "path", "reward.funcs.model.path"))
+    if cfg.algo.args.get("critic_init"):
+        places.append((cfg.algo.args, "critic_init", "algo.args.critic_init"))
+    problems = []
+    for node, key, where in places:
+        if OmegaConf.is_missing(node, key):
+            problems.append(f"reward=model needs {where}=<run dir of an algo=reward_model run>")
+            continue
+        path = Path(str(node[key])).expanduser()
+        model_dir = path / "final" if (path / "final").is_dir() else path
+        if not any((model_dir / f).exists() for f in ("config.json", "adapter_config.json")):
+            problems.append(
+                f"{where}={node[key]}: no trained model there (expected a run dir with final/, "
+                "or a dir with config.json or adapter_config.json)"
+            )
+    return problems
+
+
 CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_choices,
     check_prompt_template,
@@ -201,6 +236,8 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_quantization,
     check_bf16,
     check_vllm,
+    check_ppo,
+    check_reward_model_paths,
 ]
 
 

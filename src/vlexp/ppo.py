@@ -1,0 +1,361 @@
+"""PPO for VLMs (TRL 1.x ships none): actor + critic, KL-shaped rewards, GAE, clipped losses.
+
+The loop, top to bottom, for each rollout (one batch of `per_device_train_batch_size` prompts):
+1. the actor samples completions (HF `generate`, through TRL's `unwrap_model_for_generation`,
+   which gathers ZeRO-3 weights);
+2. one no-grad pass gives the actor's and the reference's log-probs (reference = LoRA adapter
+   disabled, or a frozen copy) and the critic's per-token values; the rewards (rule-based
+   functions with TRL's signature and/or `reward=model`) give one score per completion;
+3. per-token reward = -kl_coef * (logp - ref_logp), plus the score on the last token;
+   GAE(gamma, lam) gives advantages (whitened) and returns;
+4. `ppo_epochs` passes over the rollout in `num_mini_batches` shuffled mini-batches, one
+   Trainer step each: clipped policy loss + vf_coef * clipped value loss.
+
+It is a transformers `Trainer`: accelerate/DeepSpeed preparation, the optimizer, checkpoints,
+callbacks and `self.log` (hence metrics.jsonl) come from there. The dataloader repeats every
+rollout batch `ppo_epochs * num_mini_batches` times (TRL's `RepeatSampler`, as GRPO does);
+the first copy triggers the rollout, every step consumes the next mini-batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import GenerationConfig, Trainer, TrainingArguments
+
+
+@dataclass
+class PPOConfig(TrainingArguments):
+    """`TrainingArguments` plus the PPO knobs (names as in TRL 0.x's PPOConfig)."""
+
+    max_completion_length: int = 32
+    temperature: float = 1.0
+    top_p: float = 1.0
+    kl_coef: float = 0.05  # weight of the per-token KL penalty inside the reward
+    gamma: float = 1.0
+    lam: float = 0.95
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    vf_coef: float = 0.1
+    ppo_epochs: int = 4
+    num_mini_batches: int = 1  # per rollout and per epoch; must divide the batch size
+    critic_init: str | None = None  # a reward-model run dir; None = the policy's weights
+    reward_weights: list[float] | None = None
+    remove_unused_columns: bool = False
+
+
+# ---------------------------------------------------------------- pure math (tested alone)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) * torch.rsqrt(var + eps) * mask
+
+
+def gae(rewards, values, mask, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and returns, all (B, T); positions where mask is 0 are past the end."""
+    rewards, values = rewards * mask, values * mask
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        next_value = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = delta + gamma * lam * last
+        advantages[:, t] = last
+    return advantages * mask, (advantages + values) * mask
+
+
+def policy_loss(logp, old_logp, advantages, mask, cliprange: float):
+    """Clipped surrogate; returns (loss, clip fraction, approx KL 0.5 * E[(log ratio)^2])."""
+    log_ratio = logp - old_logp
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    clipfrac = masked_mean((clipped > unclipped).float(), mask)
+    return loss, clipfrac, 0.5 * masked_mean(log_ratio**2, mask)
+
+
+def value_loss(values, old_values, returns, mask, cliprange_value: float):
+    """0.5 * E[max((v - R)^2, (clip(v, v_old +- c) - R)^2)]; returns (loss, clip fraction)."""
+    clipped_values = old_values + torch.clamp(
+        values - old_values, -cliprange_value, cliprange_value
+    )
+    unclipped, clipped = (values - returns) ** 2, (clipped_values - returns) ** 2
+    loss = 0.5 * masked_mean(torch.max(unclipped, clipped), mask)
+    return loss, masked_mean((clipped > unclipped).float(), mask)
+
+
+# ---------------------------------------------------------------- trainer
+
+
+class PolicyAndValue(nn.Module):
+    """One module for the optimizer and the accelerator: actor logits and critic values."""
+
+    def __init__(self, policy: nn.Module, critic: nn.Module) -> None:
+        super().__init__()
+        self.policy, self.critic = policy, critic
+        self.config = policy.config
+
+    def forward(self, logits_to_keep: int, **inputs):
+        logits = self.policy(**inputs, logits_to_keep=logits_to_keep, use_cache=False).logits
+        return logits, self.critic(**inputs).values
+
+    # Gradient checkpointing is switched on (Trainer) and off (generation) for both models.
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return getattr(self.policy, "is_activation_checkpointing", False)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
+        for module in (self.policy, self.critic):
+            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs)
+
+    def gradient_checkpointing_disable(self) -> None:
+        for module in (self.policy, self.critic):
+            module.gradient_checkpointing_disable()
+
+
+class PPOTrainer(Trainer):
+    def __init__(
+        self, model, args: PPOConfig, train_dataset=None, eval_dataset=None,
+        processing_class=None, peft_config=None, callbacks=None, reward_funcs=(),
+    ) -> None:  # fmt: skip
+        from trl.trainer.utils import disable_dropout_in_model, identity
+
+        if not reward_funcs:
+            raise ValueError("PPO needs at least one reward: e.g. reward=[think_format,accuracy]")
+        self.reward_funcs = list(reward_funcs)
+        self.reward_weights = torch.tensor(args.reward_weights or [1.0] * len(self.reward_funcs))
+        critic = _load_critic(model, args.critic_init)
+        self.ref_model = None
+        if peft_config is None:  # a frozen copy; with LoRA the reference is the adapter-off policy
+            self.ref_model = type(model).from_pretrained(model.name_or_path, dtype=model.dtype)
+        else:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+            critic_peft = type(peft_config)(**peft_config.to_dict())
+            critic_peft.task_type, critic_peft.modules_to_save = None, ["score"]
+            critic = get_peft_model(critic, critic_peft)
+        for module in (model, critic):
+            disable_dropout_in_model(module)
+        super().__init__(
+            model=PolicyAndValue(model, critic), args=args, data_collator=identity,
+            train_dataset=train_dataset, processing_class=processing_class, callbacks=callbacks,
+        )  # fmt: skip
+        if self.ref_model is not None:
+            self.ref_model = self._prepare_frozen(self.ref_model)
+        tokenizer = processing_class.tokenizer
+        gen = model.generation_config
+        self.generation_config = GenerationConfig(
+            max_new_tokens=args.max_completion_length, do_sample=True,
+            temperature=args.temperature, top_p=args.top_p, top_k=0,
+            eos_token_id=gen.eos_token_id or tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )  # fmt: skip
+        eos = self.generation_config.eos_token_id
+        self.eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos])
+        self.steps_per_rollout = args.ppo_epochs * args.num_mini_batches
+        self._micro_step, self._rollout = 0, None
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+
+    def _prepare_frozen(self, model):
+        model.eval().requires_grad_(False)
+        if self.is_deepspeed_enabled:
+            from trl.models.utils import prepare_deepspeed
+
+            return prepare_deepspeed(model, self.accelerator)
+        return model.to(self.accelerator.device)
+
+    def _get_train_sampler(self, train_dataset=None):
+        from trl.trainer.utils import RepeatSampler
+
+        return RepeatSampler(
+            train_dataset or self.train_dataset, mini_repeat_count=1,
+            batch_size=self.args.per_device_train_batch_size * self.accelerator.num_processes,
+            repeat_count=self.steps_per_rollout, seed=self.args.seed,
+        )  # fmt: skip
+
+    def _prepare_inputs(self, rows: list[dict]) -> dict:
+        k = self._micro_step % self.steps_per_rollout
+        self._micro_step += 1
+        if k == 0:
+            self._rollout = self.make_rollout(rows)
+            size = len(rows)
+            self._orders = [torch.randperm(size) for _ in range(self.args.ppo_epochs)]
+        epoch, part = divmod(k, self.args.num_mini_batches)
+        size = len(self._orders[0]) // self.args.num_mini_batches
+        return select_rows(self._rollout, self._orders[epoch][part * size : (part + 1) * size])
+
+    @torch.no_grad()
+    def make_rollout(self, rows: list[dict]) -> dict:
+        """Generate, score, and compute the advantages for one batch of prompts."""
+        from trl.models.utils import unwrap_model_for_generation
+
+        device, processor = self.accelerator.device, self.processing_class
+        prompts = [row["prompt"] for row in rows]
+        images = [row.get("images") or [] for row in rows]
+        texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]  # fmt: skip
+        flat = [image for row in images for image in row]
+        prompt = processor(
+            text=texts, images=flat or None, padding=True, padding_side="left", return_tensors="pt"
+        ).to(device)
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped:
+            out = unwrapped.policy.generate(**prompt, generation_config=self.generation_config)
+        P = prompt["input_ids"].shape[1]
+        completion_ids = out[:, P:]  # (B, C)
+        # Keep the first EOS, mask everything after it.
+        is_eos = torch.isin(completion_ids, self.eos_ids.to(device)).int()
+        after_eos = (is_eos.cumsum(1) - is_eos) > 0
+        mask = (~after_eos).float()  # (B, C)
+        completion_ids = completion_ids.masked_fill(after_eos, processor.tokenizer.pad_token_id)
+        batch = dict(prompt)
+        for key, value in prompt.items():  # per-token fields (e.g. mm_token_type_ids) grow too
+            if value.dim() == 2 and value.shape[1] == P:
+                tail = completion_ids if key == "input_ids" else mask.long()
+                if key not in ("input_ids", "attention_mask"):
+                    tail = torch.zeros_like(completion_ids)  # completion tokens are text
+                batch[key] = torch.cat([value, tail], 1)
+        logits, values = self.model_wrapped(logits_to_keep=mask.shape[1] + 1, **batch)
+        logp, entropy = self._logp(logits, completion_ids)  # (B, C) each
+        values = values[:, P - 1 : -1]  # value of the state before each completion token
+        ref_logp = self._ref_logp(batch, completion_ids)
+
+        completions = processor.batch_decode(completion_ids, skip_special_tokens=True)
+        scores = self._score(rows, prompts, completions, completion_ids, mask).to(device)  # (B,)
+        kl = (logp - ref_logp) * mask  # (B, C), k1 estimator
+        rewards = -self.args.kl_coef * kl
+        last = mask.sum(1).long() - 1
+        rewards[torch.arange(len(rows), device=device), last] += scores
+        advantages, returns = gae(rewards, values, mask, self.args.gamma, self.args.lam)
+        advantages = masked_whiten(advantages, mask)
+
+        m = self._metrics
+        m["objective/kl"].append(kl.sum(1).mean().item())
+        m["objective/entropy"].append(masked_mean(entropy, mask).item())
+        m["objective/non_score_reward"].append((-self.args.kl_coef * kl).sum(1).mean().item())
+        m["objective/scores"].append(scores.mean().item())
+        m["objective/rlhf_reward"].append((scores - self.args.kl_coef * kl.sum(1)).mean().item())
+        m["val/mean"].append(masked_mean(values, mask).item())
+        m["completions/mean_length"].append(mask.sum(1).mean().item())
+        return {
+            **_split_rows(batch, prompt.get("image_grid_thw"), images),
+            "completion_ids": completion_ids, "mask": mask, "logp": logp,
+            "values": values, "advantages": advantages, "returns": returns,
+        }  # fmt: skip
+
+    def _logp(self, logits, completion_ids):
+        from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+        logits = logits[:, :-1] / self.args.temperature  # (B, C, V): position t predicts token t
+        return selective_log_softmax(logits, completion_ids), entropy_from_logits(logits)
+
+    def _ref_logp(self, batch, completion_ids):
+        keep = completion_ids.shape[1] + 1
+        if self.ref_model is not None:
+            logits = self.ref_model(**batch, logits_to_keep=keep, use_cache=False).logits
+        else:
+            policy = self.accelerator.unwrap_model(self.model_wrapped).policy
+            with policy.disable_adapter():
+                logits = policy(**batch, logits_to_keep=keep, use_cache=False).logits
+        return self._logp(logits, completion_ids)[0]
+
+    def _score(self, rows, prompts, completions, completion_ids, mask) -> torch.Tensor:
+        """Weighted sum of the reward functions (TRL's signature; columns as kwargs)."""
+        from trl.trainer.utils import get_callable_name
+
+        columns = {k: [row[k] for row in rows] for k in rows[0] if k not in ("prompt",)}
+        completions = [[{"role": "assistant", "content": text}] for text in completions]
+        ids = [c[m.bool()].tolist() for c, m in zip(completion_ids, mask, strict=True)]
+        table = torch.zeros(len(rows), len(self.reward_funcs))
+        for i, func in enumerate(self.reward_funcs):
+            values = func(prompts=prompts, completions=completions, completion_ids=ids, **columns)
+            table[:, i] = torch.tensor([float("nan") if v is None else v for v in values])
+            self._metrics[f"rewards/{get_callable_name(func)}/mean"].append(
+                table[:, i].mean().item()
+            )
+        return (table * self.reward_weights).nansum(1)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mask, C = inputs["mask"], inputs["mask"].shape[1]
+        rollout_only = ("completion_ids", "mask", "logp", "values", "advantages", "returns")
+        batch = {k: v for k, v in inputs.items() if k not in rollout_only}
+        logits, values = model(logits_to_keep=C + 1, **batch)
+        logp, entropy = self._logp(logits, inputs["completion_ids"])
+        values = values[:, -C - 1 : -1]
+        pg, clipfrac, approxkl = policy_loss(logp, inputs["logp"], inputs["advantages"], mask, self.args.cliprange)  # fmt: skip
+        vf, vf_clipfrac = value_loss(values, inputs["values"], inputs["returns"], mask, self.args.cliprange_value)  # fmt: skip
+        m = self._metrics
+        for name, value in (("policy/clipfrac", clipfrac), ("policy/approxkl", approxkl),
+                            ("loss/policy", pg), ("loss/value", vf), ("val/clipfrac", vf_clipfrac),
+                            ("policy/entropy", masked_mean(entropy, mask))):  # fmt: skip
+            m[name].append(self.accelerator.gather(value.detach()).mean().item())
+        return pg + self.args.vf_coef * vf
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        logs.update({k: sum(v) / len(v) for k, v in self._metrics.items() if v})
+        self._metrics.clear()
+        super().log(logs, start_time)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The policy at `output_dir` (from_pretrained-loadable), the critic in `critic/`."""
+        output_dir = Path(output_dir or self.args.output_dir)
+        wrapper = self.accelerator.unwrap_model(self.model_wrapped)
+        if self.is_deepspeed_enabled:  # gathers ZeRO-3 shards on every rank
+            state = self.accelerator.get_state_dict(self.deepspeed)
+        else:
+            state = wrapper.state_dict()
+        for name, where in (("policy", output_dir), ("critic", output_dir / "critic")):
+            part = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
+            getattr(wrapper, name).save_pretrained(
+                str(where), state_dict=part, is_main_process=self.args.should_save
+            )
+        if self.args.should_save and self.processing_class is not None:
+            self.processing_class.save_pretrained(str(output_dir))
+
+
+def _load_critic(policy, critic_init: str | None):
+    """Critic = backbone + value head: a trained reward model, or the policy's own weights."""
+    from vlexp.models import freeze_vision
+    from vlexp.reward_model import load_reward_model, reward_class
+
+    if critic_init:
+        critic = load_reward_model(critic_init, dtype=policy.dtype)
+    else:
+        cls = reward_class(policy.config.model_type)
+        critic = cls.from_pretrained(policy.name_or_path, dtype=policy.dtype)
+    if any(not p.requires_grad for n, p in policy.named_parameters() if "visual" in n):
+        freeze_vision(critic)  # mirror model.freeze_vision
+    return critic
+
+
+def _split_rows(batch: dict, grid: torch.Tensor | None, images: list[list]) -> dict:
+    """Per-row views of the processor output: pixel_values is flat over all images."""
+    out = {k: v for k, v in batch.items() if k not in ("pixel_values", "image_grid_thw")}
+    if grid is None:
+        return out
+    counts = [len(row) for row in images]
+    patches = grid.prod(-1).split(counts)  # per row: patches of each image
+    out["pixel_values"] = list(batch["pixel_values"].split([int(p.sum()) for p in patches]))
+    out["image_grid_thw"] = list(grid.split(counts))
+    return out
+
+
+def select_rows(rollout: dict, index: torch.Tensor) -> dict:
+    """A mini-batch of rollout rows (tensors indexed, per-row lists concatenated)."""
+    out = {}
+    for key, value in rollout.items():
+        if isinstance(value, list):
+            out[key] = torch.cat([value[i] for i in index.tolist()])
+        else:
+            out[key] = value[index.to(value.device)]
+    return out

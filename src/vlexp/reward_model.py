@@ -1,0 +1,242 @@
+"""A VLM with a scalar value head: the reward model, the PPO critic, and a GRPO/PPO reward.
+
+transformers 5 has no `AutoModelForSequenceClassification` mapping for Qwen2-VL or
+Qwen2.5-VL, so vlexp adds one small class per family: the model's own backbone
+(`Qwen2_5_VLModel`, vision tower included) plus `score`, a bias-free linear layer from the
+last hidden state to one number, exactly the layout of transformers' `*ForSequenceClassification`
+heads. It saves and loads with `save_pretrained` / `from_pretrained` (`config.json` names the
+class; `load_reward_model` picks it from `model_type`), and it loads a causal-LM checkpoint
+too: the backbone weights match, `lm_head` is dropped, `score` starts fresh.
+
+`forward` returns both the per-token values `(B, T)` (the PPO critic reads them) and the score
+at the last non-padding token `(B, 1)` (the reward model's output).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.conversion_mapping import (
+    get_checkpoint_conversion_mapping,
+    register_checkpoint_conversion_mapping,
+)
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+    Qwen2_5_VLModel,
+    Qwen2_5_VLPreTrainedModel,
+)
+from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel, Qwen2VLPreTrainedModel
+from transformers.utils import ModelOutput
+
+
+@dataclass
+class ValueHeadOutput(ModelOutput):
+    logits: torch.Tensor | None = None  # (B, 1): the score at the last non-padding token
+    values: torch.Tensor | None = None  # (B, T): the head applied at every position
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last non-padding token of each row, for left or right padding.
+
+    >>> last_token_index(torch.tensor([[1, 1, 0], [0, 1, 1]])).tolist()
+    [1, 2]
+    """
+    positions = torch.arange(attention_mask.shape[-1], device=attention_mask.device)
+    return (positions * attention_mask.long()).argmax(-1)
+
+
+class _ValueHead:
+    """Backbone + `score` (hidden -> 1); shared by the two family classes below."""
+
+    backbone_class: type[nn.Module]
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        config.num_labels = 1
+        self.model = self.backbone_class(config)
+        self.score = nn.Linear(config.get_text_config().hidden_size, 1, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> ValueHeadOutput:
+        kwargs.pop("use_cache", None)
+        hidden = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs
+        ).last_hidden_state  # (B, T, H)
+        values = self.score(hidden).squeeze(-1)  # (B, T)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(values, dtype=torch.long)
+        rows = torch.arange(values.shape[0], device=values.device)
+        score = values[rows, last_token_index(attention_mask)].unsqueeze(-1)  # (B, 1)
+        return ValueHeadOutput(logits=score, values=values)
+
+
+class Qwen2_5_VLForRewardModel(_ValueHead, Qwen2_5_VLPreTrainedModel):
+    backbone_class = Qwen2_5_VLModel
+
+
+class Qwen2VLForRewardModel(_ValueHead, Qwen2VLPreTrainedModel):
+    backbone_class = Qwen2VLModel
+
+
+CLASSES: dict[str, type[PreTrainedModel]] = {
+    "qwen2_5_vl": Qwen2_5_VLForRewardModel,
+    "qwen2_vl": Qwen2VLForRewardModel,
+}
+# Hub checkpoints keep the legacy key layout (`visual.*`, `model.layers.*`); transformers maps
+# it for the ForConditionalGeneration classes only, so the same renaming is registered here.
+for _cls in CLASSES.values():
+    register_checkpoint_conversion_mapping(
+        _cls.__name__,
+        get_checkpoint_conversion_mapping("Qwen2VLForConditionalGeneration"),
+        overwrite=True,
+    )
+
+
+def reward_class(model_type: str) -> type[PreTrainedModel]:
+    if model_type not in CLASSES:
+        raise ValueError(
+            f"no value-head class for model_type {model_type!r}: vlexp supports {', '.join(CLASSES)}"
+        )
+    return CLASSES[model_type]
+
+
+def is_value_model(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "base_model", model), tuple(CLASSES.values())) or any(
+        isinstance(m, tuple(CLASSES.values())) for m in model.modules()
+    )
+
+
+def from_causal_lm(lm: PreTrainedModel) -> PreTrainedModel:
+    """Wrap a loaded VLM's backbone with a fresh value head, sharing (not copying) its weights.
+
+    The class is built on the meta device so no second backbone is allocated; the loaded
+    backbone (possibly ZeRO-3 partitioned) is then put in its place.
+    """
+    cls = reward_class(lm.config.model_type)
+    with torch.device("meta"):
+        model = cls(lm.config)
+    model.model = lm.model
+    hidden = lm.config.get_text_config().hidden_size
+    model.score = nn.Linear(hidden, 1, bias=False, dtype=lm.dtype)
+    nn.init.normal_(model.score.weight, std=1.0 / (hidden + 1) ** 0.5)
+    model.config.architectures = [cls.__name__]
+    model.name_or_path = lm.name_or_path
+    return model
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A run dir means its `final/`; anything else is taken as the model dir itself."""
+    path = Path(path).expanduser()
+    model_dir = path / "final" if (path / "final").is_dir() else path
+    if (
+        not (model_dir / "config.json").exists()
+        and not (model_dir / "adapter_config.json").exists()
+    ):
+        raise FileNotFoundError(
+            f"{path}: no trained model here (expected config.json or adapter_config.json, or a "
+            f"run dir with final/): pass the run dir of an `algo=reward_model` run"
+        )
+    return model_dir
+
+
+def load_reward_model(path: str | Path, dtype: Any = None) -> PreTrainedModel:
+    """Load a value-head model saved by vlexp (full weights, or a LoRA adapter merged in)."""
+    from transformers import AutoConfig
+
+    model_dir = resolve_model_dir(path)
+    adapter = model_dir / "adapter_config.json"
+    base_dir = (
+        json.loads(adapter.read_text())["base_model_name_or_path"]
+        if adapter.exists()
+        else model_dir
+    )
+    config = AutoConfig.from_pretrained(base_dir)
+    model = reward_class(config.model_type).from_pretrained(base_dir, dtype=dtype or "auto")
+    if adapter.exists():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
+    return model
+
+
+def encode_conversations(processor, conversations: list[list[dict]], images: list[list]) -> dict:
+    """Chat-template and process full conversations (prompt + answer) into model inputs."""
+    texts = [processor.apply_chat_template(c, tokenize=False) for c in conversations]
+    flat = [image for row in images for image in row]
+    return processor(text=texts, images=flat or None, padding=True, return_tensors="pt")
+
+
+def model_reward(path: str, batch_size: int = 8):
+    """A GRPO/PPO reward function that scores completions with a trained reward model.
+
+    The model loads on first call, onto this process's device, in eval mode; scoring runs
+    under `torch.no_grad()` in batches of `batch_size`. The function is named
+    `reward_model`, so TRL logs it as `rewards/reward_model/...`.
+    """
+    state: dict[str, Any] = {}
+
+    def reward_model(prompts: list, completions: list, images: list | None = None, **kwargs):
+        if not state:
+            state.update(_load_scorer(path))
+        model, processor = state["model"], state["processor"]
+        scores: list[float] = []
+        for start in range(0, len(prompts), batch_size):
+            chunk = slice(start, start + batch_size)
+            conversations = [
+                list(p) + _as_messages(c)
+                for p, c in zip(prompts[chunk], completions[chunk], strict=True)
+            ]
+            batch_images = (
+                list(images[chunk]) if images is not None else [[] for _ in conversations]
+            )
+            batch_images = [row or [] for row in batch_images]
+            inputs = encode_conversations(processor, conversations, batch_images).to(model.device)
+            with torch.no_grad():
+                scores += model(**inputs).logits.squeeze(-1).float().tolist()
+        return scores
+
+    return reward_model
+
+
+def _as_messages(completion: Any) -> list[dict]:
+    if isinstance(completion, str):
+        return [{"role": "assistant", "content": [{"type": "text", "text": completion}]}]
+    return list(completion)
+
+
+def _load_scorer(path: str) -> dict:
+    from accelerate import PartialState
+    from transformers import AutoProcessor
+
+    model_dir = resolve_model_dir(path)
+    with _zero3_off():
+        model = load_reward_model(model_dir)
+    model.to(PartialState().device).eval().requires_grad_(False)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    processor.tokenizer.padding_side = "left"
+    return {"model": model, "processor": processor}
+
+
+class _zero3_off:
+    """Load a frozen scorer whole on every rank, even while a ZeRO-3 config is live."""
+
+    def __enter__(self):
+        from transformers.integrations import deepspeed as ds
+
+        self.saved = ds._hf_deepspeed_config_weak_ref
+        ds._hf_deepspeed_config_weak_ref = None
+
+    def __exit__(self, *exc):
+        from transformers.integrations import deepspeed as ds
+
+        ds._hf_deepspeed_config_weak_ref = self.saved
