@@ -1,0 +1,134 @@
+"""End to end on the tiny model: reward-model training, reward=model in GRPO, PPO (full, LoRA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import compose, read_metrics, run_cli
+
+SMALL_DATA = ["data.prepare.num_train=64", "data.prepare.num_eval=16"]
+PPO_SMALL = [
+    "algo=ppo",
+    "train.max_steps=4",
+    "train.per_device_train_batch_size=4",
+    "algo.args.ppo_epochs=2",
+    "algo.args.num_mini_batches=2",
+    "algo.args.max_completion_length=12",
+    "reward=[think_format,accuracy]",
+]
+PPO_METRICS = {
+    "objective/kl",
+    "objective/entropy",
+    "objective/scores",
+    "policy/clipfrac",
+    "policy/approxkl",
+    "loss/policy",
+    "loss/value",
+    "val/mean",
+    "completions/mean_length",
+}
+
+
+def _ok(result) -> None:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+
+
+def pair_accuracy(model_dir: Path, jsonl: Path) -> float:
+    """Fraction of pairs where the reward model scores `chosen` above `rejected`."""
+    from omegaconf import OmegaConf
+
+    from vlexp.data import load_split
+    from vlexp.reward_model import model_reward
+
+    rows = list(load_split(str(jsonl), "dpo", OmegaConf.create({})))
+    score = model_reward(str(model_dir))
+    prompts, images = [r["prompt"] for r in rows], [r["images"] for r in rows]
+    chosen = score(prompts, [r["chosen"] for r in rows], images=images)
+    rejected = score(prompts, [r["rejected"] for r in rows], images=images)
+    return sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(rows)
+
+
+@pytest.fixture(scope="module")
+def reward_run(tiny_model, tmp_path_factory) -> Path:
+    """A reward model trained for 40 steps (5 epochs) on 64 shapes pairs."""
+    run_dir = tmp_path_factory.mktemp("rm") / "run"
+    _ok(
+        run_cli(
+            "algo=reward_model",
+            *SMALL_DATA,
+            "train.max_steps=40",
+            f"hydra.run.dir={run_dir}",
+        )
+    )
+    return run_dir
+
+
+def test_reward_model_learns_shapes_pairs(reward_run):
+    rows = read_metrics(reward_run)
+    assert {"loss", "accuracy", "margin", "mean_reward"} <= set(rows[-1])
+    data_dir = Path(compose(["algo=reward_model", *SMALL_DATA]).data.prepare.out_dir)
+    accuracy = pair_accuracy(reward_run, data_dir / "train.jsonl")
+    assert accuracy >= 0.75, f"pair accuracy {accuracy:.2f} after training (chance is 0.5)"
+    config = (reward_run / "final" / "config.json").read_text()
+    assert "Qwen2_5_VLForRewardModel" in config
+
+
+def test_grpo_with_reward_model_and_rule_reward(reward_run, tmp_path):
+    result = run_cli(
+        "reward=[model,think_format]",
+        f"reward.funcs.model.path={reward_run}",
+        "reward.weights.model=0.5",
+        "train.max_steps=2",
+        "train.per_device_train_batch_size=4",
+        "algo.args.max_completion_length=12",
+        f"hydra.run.dir={tmp_path}",
+    )
+    _ok(result)
+    rows = read_metrics(tmp_path)
+    assert "rewards/reward_model/mean" in rows[0] and "rewards/think_format/mean" in rows[0]
+
+
+def test_reward_model_path_is_checked_before_loading(tmp_path):
+    result = run_cli("reward=[model]", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "reward.funcs.model.path=<run dir of an algo=reward_model run>" in result.stderr
+    result = run_cli("reward=[model]", f"reward.funcs.model.path={tmp_path}", "train.max_steps=1")
+    assert result.returncode != 0 and "no trained model there" in result.stderr
+
+
+def test_ppo_rule_reward_logs_metrics_and_saves_loadable_final(tiny_model, tmp_path):
+    _ok(run_cli(*PPO_SMALL, f"hydra.run.dir={tmp_path}"))
+    rows = read_metrics(tmp_path)
+    assert len(rows) == 4
+    rollout_rows = [r for r in rows if "objective/kl" in r]
+    assert len(rollout_rows) == 1  # 4 steps = 1 rollout x 2 epochs x 2 mini-batches
+    assert set(rows[0]) >= PPO_METRICS
+    assert rows[0]["objective/kl"] == pytest.approx(0.0, abs=1e-5)  # policy == reference
+    assert 0 < rows[0]["completions/mean_length"] <= 12
+    assert rows[0]["policy/approxkl"] == pytest.approx(0.0, abs=1e-6)  # first step: same params
+    assert any(r["policy/approxkl"] > 0 for r in rows[1:])  # later steps moved the policy
+
+    from transformers import AutoModelForImageTextToText
+
+    from vlexp.reward_model import load_reward_model
+
+    policy = AutoModelForImageTextToText.from_pretrained(tmp_path / "final")
+    assert policy.config.model_type == "qwen2_5_vl"
+    critic = load_reward_model(tmp_path / "final" / "critic")
+    assert critic.score.weight.shape[0] == 1
+
+
+def test_ppo_with_lora_saves_an_adapter(tiny_model, tmp_path):
+    _ok(run_cli(*PPO_SMALL, "memory=lora", "train.max_steps=2", f"hydra.run.dir={tmp_path}"))
+    rows = read_metrics(tmp_path)
+    assert rows[0]["objective/kl"] == pytest.approx(0.0, abs=1e-5)  # adapter-off reference
+    assert (tmp_path / "final" / "adapter_config.json").exists()
+    assert (tmp_path / "final" / "critic" / "adapter_config.json").exists()
+
+
+def test_ppo_mini_batches_must_divide_the_batch(tmp_path):
+    result = run_cli("algo=ppo", "algo.args.num_mini_batches=3", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "algo.args.num_mini_batches (3)" in result.stderr
