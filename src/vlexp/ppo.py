@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 from transformers import GenerationConfig, Trainer, TrainingArguments
+
+from vlexp.actor_critic import PolicyAndValue, load_checkpoint, load_critic, select_rows, split_rows
 
 
 @dataclass
@@ -98,32 +99,6 @@ def value_loss(values, old_values, returns, mask, cliprange_value: float):
 # ---------------------------------------------------------------- trainer
 
 
-class PolicyAndValue(nn.Module):
-    """One module for the optimizer and the accelerator: actor logits and critic values."""
-
-    def __init__(self, policy: nn.Module, critic: nn.Module) -> None:
-        super().__init__()
-        self.policy, self.critic = policy, critic
-        self.config = policy.config
-
-    def forward(self, logits_to_keep: int, **inputs):
-        logits = self.policy(**inputs, logits_to_keep=logits_to_keep, use_cache=False).logits
-        return logits, self.critic(**inputs).values
-
-    # Gradient checkpointing is switched on (Trainer) and off (generation) for both models.
-    @property
-    def is_gradient_checkpointing(self) -> bool:
-        return getattr(self.policy, "is_activation_checkpointing", False)
-
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
-        for module in (self.policy, self.critic):
-            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs)
-
-    def gradient_checkpointing_disable(self) -> None:
-        for module in (self.policy, self.critic):
-            module.gradient_checkpointing_disable()
-
-
 class PPOTrainer(Trainer):
     def __init__(
         self, model, args: PPOConfig, train_dataset=None, eval_dataset=None,
@@ -135,7 +110,7 @@ class PPOTrainer(Trainer):
             raise ValueError("PPO needs at least one reward: e.g. reward=[think_format,accuracy]")
         self.reward_funcs = list(reward_funcs)
         self.reward_weights = torch.tensor(args.reward_weights or [1.0] * len(self.reward_funcs))
-        critic = _load_critic(model, args.critic_init)
+        critic = load_critic(model, args.critic_init)
         self.ref_model = None
         if peft_config is None:  # a frozen copy; with LoRA the reference is the adapter-off policy
             self.ref_model = type(model).from_pretrained(model.name_or_path, dtype=model.dtype)
@@ -218,13 +193,14 @@ class PPOTrainer(Trainer):
         after_eos = (is_eos.cumsum(1) - is_eos) > 0
         mask = (~after_eos).float()  # (B, C)
         completion_ids = completion_ids.masked_fill(after_eos, processor.tokenizer.pad_token_id)
-        batch = dict(prompt)
-        for key, value in prompt.items():  # per-token fields (e.g. mm_token_type_ids) grow too
-            if value.dim() == 2 and value.shape[1] == P:
-                tail = completion_ids if key == "input_ids" else mask.long()
-                if key not in ("input_ids", "attention_mask"):
-                    tail = torch.zeros_like(completion_ids)  # completion tokens are text
-                batch[key] = torch.cat([value, tail], 1)
+        # Per-token fields (input_ids, attention_mask, mm_token_type_ids) grow by the completion.
+        tails = {"input_ids": completion_ids, "attention_mask": mask.long()}
+        batch = {
+            k: torch.cat([v, tails.get(k, torch.zeros_like(completion_ids))], 1)
+            if k not in ("pixel_values", "image_grid_thw") and v.dim() == 2 and v.shape[1] == P
+            else v
+            for k, v in prompt.items()
+        }
         logits, values = self.model_wrapped(logits_to_keep=mask.shape[1] + 1, **batch)
         logp, entropy = self._logp(logits, completion_ids)  # (B, C) each
         values = values[:, P - 1 : -1]  # value of the state before each completion token
@@ -239,16 +215,19 @@ class PPOTrainer(Trainer):
         advantages, returns = gae(rewards, values, mask, self.args.gamma, self.args.lam)
         advantages = masked_whiten(advantages, mask)
 
-        m = self._metrics
-        m["objective/kl"].append(kl.sum(1).mean().item())
-        m["objective/entropy"].append(masked_mean(entropy, mask).item())
-        m["objective/non_score_reward"].append((-self.args.kl_coef * kl).sum(1).mean().item())
-        m["objective/scores"].append(scores.mean().item())
-        m["objective/rlhf_reward"].append((scores - self.args.kl_coef * kl.sum(1)).mean().item())
-        m["val/mean"].append(masked_mean(values, mask).item())
-        m["completions/mean_length"].append(mask.sum(1).mean().item())
+        self._record(
+            {
+                "objective/kl": kl.sum(1).mean(),
+                "objective/entropy": masked_mean(entropy, mask),
+                "objective/non_score_reward": (-self.args.kl_coef * kl).sum(1).mean(),
+                "objective/scores": scores.mean(),
+                "objective/rlhf_reward": (scores - self.args.kl_coef * kl.sum(1)).mean(),
+                "val/mean": masked_mean(values, mask),
+                "completions/mean_length": mask.sum(1).mean(),
+            }
+        )
         return {
-            **_split_rows(batch, prompt.get("image_grid_thw"), images),
+            **split_rows(batch, prompt.get("image_grid_thw"), images),
             "completion_ids": completion_ids, "mask": mask, "logp": logp,
             "values": values, "advantages": advantages, "returns": returns,
         }  # fmt: skip
@@ -294,12 +273,25 @@ class PPOTrainer(Trainer):
         values = values[:, -C - 1 : -1]
         pg, clipfrac, approxkl = policy_loss(logp, inputs["logp"], inputs["advantages"], mask, self.args.cliprange)  # fmt: skip
         vf, vf_clipfrac = value_loss(values, inputs["values"], inputs["returns"], mask, self.args.cliprange_value)  # fmt: skip
-        m = self._metrics
-        for name, value in (("policy/clipfrac", clipfrac), ("policy/approxkl", approxkl),
-                            ("loss/policy", pg), ("loss/value", vf), ("val/clipfrac", vf_clipfrac),
-                            ("policy/entropy", masked_mean(entropy, mask))):  # fmt: skip
-            m[name].append(self.accelerator.gather(value.detach()).mean().item())
+        self._record(
+            {
+                "policy/clipfrac": clipfrac,
+                "policy/approxkl": approxkl,
+                "policy/entropy": masked_mean(entropy, mask),
+                "loss/policy": pg,
+                "loss/value": vf,
+                "val/clipfrac": vf_clipfrac,
+            }
+        )
         return pg + self.args.vf_coef * vf
+
+    def _record(self, values: dict[str, torch.Tensor]) -> None:
+        """Average each scalar over the processes (every rank calls this in lockstep)."""
+        stacked = self.accelerator.gather(
+            torch.stack([v.detach().float() for v in values.values()])[None]
+        )
+        for name, value in zip(values, stacked.mean(0).tolist(), strict=True):
+            self._metrics[name].append(value)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         logs.update({k: sum(v) / len(v) for k, v in self._metrics.items() if v})
@@ -322,40 +314,6 @@ class PPOTrainer(Trainer):
         if self.args.should_save and self.processing_class is not None:
             self.processing_class.save_pretrained(str(output_dir))
 
-
-def _load_critic(policy, critic_init: str | None):
-    """Critic = backbone + value head: a trained reward model, or the policy's own weights."""
-    from vlexp.models import freeze_vision
-    from vlexp.reward_model import load_reward_model, reward_class
-
-    if critic_init:
-        critic = load_reward_model(critic_init, dtype=policy.dtype)
-    else:
-        cls = reward_class(policy.config.model_type)
-        critic = cls.from_pretrained(policy.name_or_path, dtype=policy.dtype)
-    if any(not p.requires_grad for n, p in policy.named_parameters() if "visual" in n):
-        freeze_vision(critic)  # mirror model.freeze_vision
-    return critic
-
-
-def _split_rows(batch: dict, grid: torch.Tensor | None, images: list[list]) -> dict:
-    """Per-row views of the processor output: pixel_values is flat over all images."""
-    out = {k: v for k, v in batch.items() if k not in ("pixel_values", "image_grid_thw")}
-    if grid is None:
-        return out
-    counts = [len(row) for row in images]
-    patches = grid.prod(-1).split(counts)  # per row: patches of each image
-    out["pixel_values"] = list(batch["pixel_values"].split([int(p.sum()) for p in patches]))
-    out["image_grid_thw"] = list(grid.split(counts))
-    return out
-
-
-def select_rows(rollout: dict, index: torch.Tensor) -> dict:
-    """A mini-batch of rollout rows (tensors indexed, per-row lists concatenated)."""
-    out = {}
-    for key, value in rollout.items():
-        if isinstance(value, list):
-            out[key] = torch.cat([value[i] for i in index.tolist()])
-        else:
-            out[key] = value[index.to(value.device)]
-    return out
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        # Without DeepSpeed (which restores its own engine state) Trainer expects one file.
+        load_checkpoint(model or self.model, Path(resume_from_checkpoint))

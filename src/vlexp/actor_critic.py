@@ -1,0 +1,96 @@
+"""The two models PPO trains (vlexp.ppo): actor + critic as one module, their loading and
+the rollout's per-row bookkeeping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class PolicyAndValue(nn.Module):
+    """One module for the optimizer and the accelerator: actor logits and critic values."""
+
+    def __init__(self, policy: nn.Module, critic: nn.Module) -> None:
+        super().__init__()
+        self.policy, self.critic = policy, critic
+        self.config = policy.config
+
+    def forward(self, logits_to_keep: int, **inputs):
+        logits = self.policy(**inputs, logits_to_keep=logits_to_keep, use_cache=False).logits
+        return logits, self.critic(**inputs).values
+
+    # Gradient checkpointing is switched on (Trainer) and off (generation) for both models.
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return getattr(self.policy, "is_activation_checkpointing", False)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
+        for module in (self.policy, self.critic):
+            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs)
+
+    def gradient_checkpointing_disable(self) -> None:
+        for module in (self.policy, self.critic):
+            module.gradient_checkpointing_disable()
+
+
+def load_checkpoint(wrapper: nn.Module, checkpoint: Path) -> None:
+    """Load the policy and the critic from where `PPOTrainer.save_model` put them."""
+    from peft import PeftModel, load_peft_weights, set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers.trainer_utils import load_sharded_checkpoint
+
+    for name, where in (("policy", checkpoint), ("critic", checkpoint / "critic")):
+        part = getattr(wrapper, name)
+        if isinstance(part, PeftModel):
+            result = set_peft_model_state_dict(part, load_peft_weights(str(where)))
+            missing = [k for k in result.missing_keys if "lora_" in k or "modules_to_save" in k]
+        elif (where / "model.safetensors").exists():
+            result = part.load_state_dict(load_file(where / "model.safetensors"), strict=False)
+            tied = set(getattr(part, "all_tied_weights_keys", {}) or {})
+            missing = [k for k in result.missing_keys if k not in tied]
+        else:
+            load_sharded_checkpoint(part, str(where), strict=True)
+            missing, result = [], None
+        problems = missing + list(getattr(result, "unexpected_keys", None) or [])
+        if problems:
+            raise ValueError(f"{where}: checkpoint does not match the {name}: {problems[:5]}")
+
+
+def load_critic(policy, critic_init: str | None):
+    """Critic = backbone + value head: a trained reward model, or the policy's own weights."""
+    from vlexp.models import freeze_vision
+    from vlexp.reward_model import load_reward_model, reward_class
+
+    if critic_init:
+        critic = load_reward_model(critic_init, dtype=policy.dtype)
+    else:
+        cls = reward_class(policy.config.model_type)
+        critic = cls.from_pretrained(policy.name_or_path, dtype=policy.dtype)
+    if any(not p.requires_grad for n, p in policy.named_parameters() if "visual" in n):
+        freeze_vision(critic)  # mirror model.freeze_vision
+    return critic
+
+
+def split_rows(batch: dict, grid: torch.Tensor | None, images: list[list]) -> dict:
+    """Per-row views of the processor output: pixel_values is flat over all images."""
+    out = {k: v for k, v in batch.items() if k not in ("pixel_values", "image_grid_thw")}
+    if grid is None:
+        return out
+    counts = [len(row) for row in images]
+    patches = grid.prod(-1).split(counts)  # per row: patches of each image
+    out["pixel_values"] = list(batch["pixel_values"].split([int(p.sum()) for p in patches]))
+    out["image_grid_thw"] = list(grid.split(counts))
+    return out
+
+
+def select_rows(rollout: dict, index: torch.Tensor) -> dict:
+    """A mini-batch of rollout rows (tensors indexed, per-row lists concatenated)."""
+    out = {}
+    for key, value in rollout.items():
+        if isinstance(value, list):
+            out[key] = torch.cat([value[i] for i in index.tolist()])
+        else:
+            out[key] = value[index.to(value.device)]
+    return out
