@@ -36,26 +36,24 @@ class PolicyAndValue(nn.Module):
 
 
 def load_checkpoint(wrapper: nn.Module, checkpoint: Path) -> None:
-    """Load the policy and the critic from where `PPOTrainer.save_model` put them."""
+    """Load the policy and the critic from where `PPOTrainer.save_model` put them.
+
+    Full weights go through `from_pretrained` (it undoes the key renaming `save_pretrained`
+    applies), then are copied in strictly; adapters through PEFT's own loader.
+    """
     from peft import PeftModel, load_peft_weights, set_peft_model_state_dict
-    from safetensors.torch import load_file
-    from transformers.trainer_utils import load_sharded_checkpoint
 
     for name, where in (("policy", checkpoint), ("critic", checkpoint / "critic")):
         part = getattr(wrapper, name)
         if isinstance(part, PeftModel):
             result = set_peft_model_state_dict(part, load_peft_weights(str(where)))
-            missing = [k for k in result.missing_keys if "lora_" in k or "modules_to_save" in k]
-        elif (where / "model.safetensors").exists():
-            result = part.load_state_dict(load_file(where / "model.safetensors"), strict=False)
-            tied = set(getattr(part, "all_tied_weights_keys", {}) or {})
-            missing = [k for k in result.missing_keys if k not in tied]
+            problems = [k for k in result.missing_keys if "lora_" in k or "modules_to_save" in k]
+            problems += list(result.unexpected_keys)
+            if problems:
+                raise ValueError(f"{where}: checkpoint does not match the {name}: {problems[:5]}")
         else:
-            load_sharded_checkpoint(part, str(where), strict=True)
-            missing, result = [], None
-        problems = missing + list(getattr(result, "unexpected_keys", None) or [])
-        if problems:
-            raise ValueError(f"{where}: checkpoint does not match the {name}: {problems[:5]}")
+            saved = type(part).from_pretrained(str(where), dtype=part.dtype)
+            part.load_state_dict(saved.state_dict(), strict=True)
 
 
 def load_critic(policy, critic_init: str | None):
