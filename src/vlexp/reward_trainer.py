@@ -67,7 +67,9 @@ class RewardModelTrainer(Trainer):
         if peft_config is not None:
             from peft import get_peft_model
 
-            # The head is new: train it whole next to the adapter, and save it with it.
+            # A generic PeftModel (CAUSAL_LM would expect generate()); the head is new: train
+            # it whole next to the adapter, and save it with it.
+            peft_config.task_type = None
             peft_config.modules_to_save = list(
                 dict.fromkeys([*(peft_config.modules_to_save or []), "score"])
             )

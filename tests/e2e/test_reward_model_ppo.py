@@ -55,6 +55,20 @@ def reward_run(tiny_model, tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="module")
+def untrained_reward_model(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model's backbone with a fresh value head, saved as a reward-model dir."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from vlexp.reward_model import from_causal_lm
+
+    out = tmp_path_factory.mktemp("untrained_rm")
+    from_causal_lm(AutoModelForImageTextToText.from_pretrained(tiny_model)).save_pretrained(out)
+    AutoProcessor.from_pretrained(tiny_model).save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow
 def test_reward_model_learns_shapes_pairs(reward_run):
     rows = read_metrics(reward_run)
     train_rows = [r for r in rows if "loss" in r]
@@ -66,10 +80,10 @@ def test_reward_model_learns_shapes_pairs(reward_run):
     assert "Qwen2_5_VLForRewardModel" in config
 
 
-def test_grpo_with_reward_model_and_rule_reward(reward_run, tmp_path):
+def test_grpo_with_reward_model_and_rule_reward(untrained_reward_model, tmp_path):
     result = run_cli(
         "reward=[model,think_format]",
-        f"reward.funcs.model.path={reward_run}",
+        f"reward.funcs.model.path={untrained_reward_model}",
         "reward.weights.model=0.5",
         "train.max_steps=2",
         "train.per_device_train_batch_size=4",
@@ -79,6 +93,7 @@ def test_grpo_with_reward_model_and_rule_reward(reward_run, tmp_path):
     _ok(result)
     rows = read_metrics(tmp_path)
     assert "rewards/reward_model/mean" in rows[0] and "rewards/think_format/mean" in rows[0]
+    assert rows[0]["rewards/reward_model/std"] > 0  # a real score per completion, not a constant
 
 
 def test_reward_model_path_is_checked_before_loading(tmp_path):
