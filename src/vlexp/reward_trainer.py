@@ -63,6 +63,9 @@ class RewardModelTrainer(Trainer):
         callbacks=None,
     ) -> None:
         if not is_value_model(model):
+            from transformers import set_seed
+
+            set_seed(args.seed)  # the new head's initial weights are then reproducible
             model = from_causal_lm(model)
         if peft_config is not None:
             from peft import get_peft_model
