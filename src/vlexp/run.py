@@ -13,7 +13,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import faults, tracking
+from vlexp import evaluation, faults, tracking
 from vlexp.data import build_datasets
 from vlexp.data.check import DataCheck
 from vlexp.models import load_model, load_processor
@@ -53,6 +53,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **algorithm_inputs(cfg),
     )
     faults.install(trainer, cfg.train.get("on_nan", "stop"))  # NaN guard; loggers can't stop a run
+    evaluation.attach(trainer, cfg, run_dir)  # train.eval_steps: generate + score every N steps
     trainer.train(resume_from_checkpoint=cfg.get("resume"))
     save_final(trainer, processor, run_dir / "final")
     return metrics.last_train_logs

@@ -201,10 +201,12 @@ class MetricsJsonl(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
+        # `eval_x` is written as `eval/x`, the name W&B and TensorBoard show it under.
+        logs = {f"eval/{k[5:]}" if k.startswith("eval_") else k: v for k, v in logs.items()}
         record = {"step": state.global_step, "epoch": state.epoch, **_jsonable(logs)}
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-        if not any(key.startswith("eval_") for key in logs):
+        if not any(key.startswith("eval/") for key in logs):
             self.last_train_logs = record
 
 

@@ -1,0 +1,181 @@
+"""Evaluate a trained run, a checkpoint or a base model: accuracy, rewards, a sample gallery.
+
+python -m vlexp.evaluate run=outputs/2026-11-22/00-10-00           # -> RUN/eval/metrics.json
+python -m vlexp.evaluate run=outputs/.../checkpoint-100 eval=pass_at_k
+python -m vlexp.evaluate model=tiny data=shapes                    # baseline: untrained model
+
+Writes metrics.json, samples.jsonl, samples.html and the config.resolved.yaml it ran into
+the eval dir, and prints where.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from vlexp.paths import config_dir
+
+log = logging.getLogger("vlexp")
+
+RESOLVED = "config.resolved.yaml"
+# Nodes a run fixes but the command line may replace (group) or adjust (key).
+REPLACEABLE = ("data", "reward", "eval", "logger")
+
+
+class EvalError(ValueError):
+    """A command that cannot run; the message names the argument and the fix."""
+
+
+def locate(run: str) -> tuple[Path, Path]:
+    """(run dir, model dir) for a run dir or one of its checkpoint-N/ or final/ folders."""
+    path = Path(run).expanduser()
+    if (path / RESOLVED).is_file():
+        return path, path / "final"
+    has_model = any((path / name).is_file() for name in ("config.json", "adapter_config.json"))
+    if (path.parent / RESOLVED).is_file() and has_model:
+        return path.parent, path
+    raise EvalError(
+        f"run={run}: not a vlexp run dir (no {RESOLVED} in it or its parent, or no model in "
+        "it): give a run dir such as outputs/DATE/TIME, or its checkpoint-N/ or final/ folder"
+    )
+
+
+def eval_dir(run: str | None) -> str:
+    """Where an evaluation writes: RUN/eval, RUN/eval/checkpoint-N, or a new outputs/ dir."""
+    if run is None:
+        return f"outputs/{datetime.now():%Y-%m-%d/%H-%M-%S}/eval"
+    run_dir, model_dir = locate(run)
+    if model_dir == run_dir / "final":
+        return str(run_dir / "eval")
+    return str(run_dir / "eval" / model_dir.name)
+
+
+OmegaConf.register_new_resolver("vlexp_eval_dir", eval_dir, replace=True)
+
+
+def plan(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path | None, Path | None]:
+    """The config to evaluate with, the model dir (None: base model) and the run dir."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if cfg.get("run") is None:
+        return cfg, None, None
+    run_dir, model_dir = locate(cfg.run)
+    if not model_dir.is_dir():
+        raise EvalError(f"{model_dir}: missing; did the run finish? Evaluate a checkpoint-N/")
+    merged = OmegaConf.load(run_dir / RESOLVED)
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    keys = [o.key_or_group for o in parsed if o.key_or_group != "run"]
+    if "model" in keys:
+        raise EvalError("model=... with run=...: the run decides the model; drop one of them")
+    for node in REPLACEABLE:
+        if node in keys or node not in merged:  # a named group, or a run from before `eval`
+            merged[node] = OmegaConf.to_container(cfg[node], resolve=True)
+    for key in keys:
+        if "." in key and key.split(".")[0] in (*REPLACEABLE, "model"):
+            OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
+    return merged, model_dir, run_dir
+
+
+def trained_step(run_dir: Path, model_dir: Path) -> int | None:
+    """The training step the evaluated weights come from, when the run recorded it."""
+    state = model_dir / "trainer_state.json"
+    if state.is_file():
+        return json.loads(state.read_text())["global_step"]
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file() and (lines := metrics.read_text().splitlines()):
+        return json.loads(lines[-1]).get("step")
+    return None
+
+
+def load(cfg: DictConfig, model_dir: Path | None):
+    """Model (full, or base + LoRA adapter) and processor with the run's pixel limits."""
+    import torch
+
+    from vlexp.models import load_model, load_processor
+
+    memory = cfg.get("memory") or {}
+    local = cfg.model
+    if model_dir is not None:  # the saved processor carries the run's pixel limits
+        local = OmegaConf.merge(cfg.model, {"name_or_path": str(model_dir)})
+    processor = load_processor(local)
+    if model_dir is not None and (model_dir / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(load_model(cfg.model, memory), str(model_dir))
+    else:
+        model = load_model(local, memory)
+    if torch.cuda.is_available() and not getattr(model, "is_quantized", False):
+        model = model.to("cuda")
+    return model.eval(), processor
+
+
+def log_wandb(cfg: DictConfig, out_dir: Path, record: dict, samples: list[dict]) -> None:
+    """With logger=wandb: an `eval` job run holding the metrics and the sample table."""
+    import wandb
+
+    from vlexp import tracking
+    from vlexp.evaluation.gallery import wandb_table
+
+    tracking.configure(cfg.logger, out_dir)
+    name = f"eval-{Path(record['run']).name}" if record.get("run") else "eval-base"
+    with wandb.init(project=cfg.logger.project, job_type="eval", name=name, config=record) as run:
+        numbers = {f"eval/{k}": v for k, v in record.items() if isinstance(v, int | float)}
+        run.log({**numbers, "eval/samples": wandb_table(samples, cfg.eval.gallery)})
+
+
+@hydra.main(config_path=str(config_dir()), config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    from vlexp.data import DataError
+    from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
+    from vlexp.evaluation.generation import load_examples
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        cfg, model_dir, run_dir = plan(cfg, list(HydraConfig.get().overrides.task))
+        check(cfg.eval)
+        examples = load_examples(cfg.data, cfg.eval.get("limit"))
+    except (EvalError, DataError, ValueError) as err:
+        raise SystemExit(f"vlexp.evaluate: {err}") from None
+    (out_dir / RESOLVED).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    model, processor = load(cfg, model_dir)
+    log.info("evaluating %s on %d records of %s", model_dir or cfg.model.name_or_path,
+             len(examples), cfg.data.eval)  # fmt: skip
+    metrics, samples = evaluate(model, processor, examples, cfg.eval, cfg.get("reward"))
+    meta = {
+        "model": str(model_dir or cfg.model.name_or_path),
+        "run": str(run_dir) if run_dir else None,
+        "step": trained_step(run_dir, model_dir) if run_dir else 0,
+        "data": str(cfg.data.eval),
+        "decoding": decoding(cfg.eval),
+        "overrides": list(HydraConfig.get().overrides.task),
+    }
+    write_outputs(out_dir, metrics, samples, meta, cfg.eval.gallery)
+    if "wandb" in (cfg.logger.get("report_to") or []):
+        log_wandb(cfg, out_dir, {**metrics, **meta}, samples)
+    headline = [k for k in ("accuracy", "reward", "format_rate") if metrics.get(k) is not None]
+    shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in headline)
+    print(f"vlexp.evaluate: {shown} over {metrics['num_prompts']} prompts -> {out_dir}")
+    return metrics.get("accuracy")
+
+
+def cli() -> None:
+    """Check `run=` before Hydra: it decides the output dir, so Hydra would report a bad
+    path as an interpolation error with a traceback, after creating directories."""
+    for arg in sys.argv[1:]:
+        if arg.startswith("run=") and arg[4:] not in ("", "null"):
+            try:
+                locate(arg[4:])
+            except EvalError as err:
+                raise SystemExit(f"vlexp.evaluate: {err}") from None
+    main()
+
+
+if __name__ == "__main__":
+    cli()

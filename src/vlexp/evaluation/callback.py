@@ -1,0 +1,86 @@
+"""`train.eval_steps`: the evaluation of `python -m vlexp.evaluate`, every N training steps.
+
+Metrics go through the trainer's own logging path as `eval_<name>`, so metrics.jsonl and
+every logger (W&B, TensorBoard) show them as `eval/<name>` at the training step; the
+samples of each evaluation are written to `<run dir>/eval/step-N/` (metrics.json,
+samples.jsonl, samples.html) and, with logger=wandb, logged as the `eval/samples` table.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
+from vlexp.evaluation.generation import load_examples
+
+log = logging.getLogger("vlexp")
+
+# Per-run details, not curves: kept in step-N/metrics.json, left out of the training log.
+_NOT_LOGGED = ("num_prompts", "num_completions", "runtime_s")
+
+
+class GenerationEvalCallback(TrainerCallback):
+    """Greedy (or sampled) generation on the eval split, scored with the run's rewards."""
+
+    def __init__(self, trainer, cfg: Any, run_dir: Path) -> None:
+        check(cfg.eval)
+        self.trainer = trainer
+        self.cfg = cfg
+        self.every = int(cfg.train.eval_steps)
+        self.out_dir = Path(run_dir) / "eval"
+        self.examples = load_examples(cfg.data, cfg.eval.get("limit"))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            self.run(args, state, control)
+
+    def run(self, args, state, control) -> dict[str, Any]:
+        trainer = self.trainer
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        was_training = model.training
+        model.eval()
+        try:
+            metrics, samples = evaluate(
+                model,
+                trainer.processing_class,
+                self.examples,
+                self.cfg.eval,
+                self.cfg.get("reward"),
+                accelerator=trainer.accelerator,
+                progress=state.is_world_process_zero,
+                desc=f"eval @ step {state.global_step}",
+            )
+        finally:
+            model.train(was_training)
+        if not state.is_world_process_zero:
+            return metrics
+        logs = {f"eval_{k}": v for k, v in metrics.items() if k not in _NOT_LOGGED}
+        # What Trainer.log does, minus GRPOTrainer.log's flush of the pending train metrics.
+        state.log_history.append({**logs, "step": state.global_step})
+        trainer.callback_handler.on_log(args, state, control, logs=logs)
+        meta = {"step": state.global_step, "decoding": decoding(self.cfg.eval)}
+        step_dir = self.out_dir / f"step-{state.global_step}"
+        write_outputs(step_dir, metrics, samples, meta, self.cfg.eval.gallery)
+        if "wandb" in (args.report_to or []):
+            log_wandb_table(samples, self.cfg.eval.gallery, state.global_step)
+        log.info(
+            "eval @ step %d: accuracy %s, reward %s -> %s",
+            state.global_step,
+            metrics.get("accuracy"),
+            metrics.get("reward"),
+            step_dir,
+        )
+        return metrics
+
+
+def log_wandb_table(samples: list[dict], gallery_cfg: Any, step: int) -> None:
+    import wandb
+
+    from vlexp.evaluation.gallery import wandb_table
+
+    if wandb.run is not None:
+        wandb.log({"eval/samples": wandb_table(samples, gallery_cfg), "train/global_step": step})

@@ -1,0 +1,160 @@
+"""One evaluation: generate for the eval records, score, summarise, write the eval dir.
+
+Shared by `python -m vlexp.evaluate` and the in-training callback (`train.eval_steps`), so a
+number logged during training and one measured afterwards mean the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from vlexp.evaluation.generation import generate
+from vlexp.evaluation.scoring import annotate, score, summarise
+
+
+def build_rewards(reward_cfg: Any) -> tuple[dict[str, Any], dict[str, float]]:
+    """Reward functions and weights from the `reward` config node (name -> callable)."""
+    from hydra.utils import instantiate
+
+    funcs = (reward_cfg or {}).get("funcs") or {}
+    weights = (reward_cfg or {}).get("weights") or {}
+    built = {name: instantiate(funcs[name]) for name in funcs}
+    return built, {name: float(weights.get(name, 1.0)) for name in funcs}
+
+
+def decoding(eval_cfg: Any) -> dict[str, Any]:
+    """The decoding settings that define an evaluation (recorded in metrics.json)."""
+    keys = ("max_new_tokens", "num_samples", "temperature", "top_p")
+    return {k: eval_cfg[k] for k in keys}
+
+
+def check(eval_cfg: Any) -> None:
+    """Reject settings that cannot mean what they say, before any model is loaded."""
+    if eval_cfg.num_samples > 1 and eval_cfg.temperature <= 0:
+        raise ValueError(
+            f"eval.num_samples={eval_cfg.num_samples} with eval.temperature="
+            f"{eval_cfg.temperature}: greedy decoding gives the same completion every time; "
+            "set eval.temperature>0 (e.g. eval=pass_at_k) or eval.num_samples=1"
+        )
+
+
+def prompt_text(messages: list[dict]) -> str:
+    """The text of the prompt's turns (images omitted), for samples.jsonl and the gallery."""
+    lines = []
+    for message in messages:
+        content = message.get("content")
+        parts = [content] if isinstance(content, str) else [p.get("text") for p in content or []]
+        text = " ".join(p for p in parts if p)
+        if text:
+            lines.append(text if message["role"] == "user" else f"[{message['role']}] {text}")
+    return "\n".join(lines)
+
+
+def evaluate(
+    model,
+    processor,
+    examples: list[dict],
+    eval_cfg: Any,
+    reward_cfg: Any,
+    *,
+    accelerator=None,
+    progress: bool = True,
+    desc: str = "eval",
+) -> tuple[dict[str, Any], list[dict]]:
+    """Generate, score and summarise; returns (metrics, samples) on every process.
+
+    With an `accelerator` of several processes each rank generates a strided share of the
+    records (padded to equal length, so ZeRO-3's collective forward passes line up) and the
+    samples are gathered before the summary.
+    """
+    started = time.perf_counter()
+    funcs, weights = build_rewards(reward_cfg)
+    indexed = list(enumerate(examples))
+    world = accelerator.num_processes if accelerator is not None else 1
+    if world > 1:
+        share = indexed[accelerator.process_index :: world]
+        share += share[-1:] * (math.ceil(len(indexed) / world) - len(share))  # pad, drop later
+        indexed = share
+    completions = generate(
+        model,
+        processor,
+        [ex for _, ex in indexed],
+        max_new_tokens=eval_cfg.max_new_tokens,
+        num_samples=eval_cfg.num_samples,
+        temperature=eval_cfg.temperature,
+        top_p=eval_cfg.top_p,
+        batch_size=eval_cfg.batch_size,
+        progress=progress,
+        desc=desc,
+    )
+    pairs = zip(indexed, completions, strict=True)
+    rows = [(i, ex, j, c) for (i, ex), cs in pairs for j, c in enumerate(cs)]  # one per completion
+    # TRL hands rewards conversational completions for conversational prompts: do the same.
+    as_messages = [[{"role": "assistant", "content": c.text}] for _, _, _, c in rows]
+    rewards = score(
+        prompts=[ex["prompt"] for _, ex, _, _ in rows],
+        completions=as_messages,
+        completion_ids=[c.ids for _, _, _, c in rows],
+        examples=[ex for _, ex, _, _ in rows],
+        reward_funcs=funcs,
+    )
+    samples = [
+        annotate(
+            {
+                "index": i,
+                "sample": j,
+                "id": ex.get("id"),
+                "prompt": prompt_text(ex["prompt"]),
+                "images": ex["images"],
+                "solution": None if ex.get("solution") is None else str(ex["solution"]),
+                "completion": c.text,
+                "length": len(c.ids),
+                "clipped": c.clipped,
+                "rewards": r,
+            },
+            weights,
+        )
+        for (i, ex, j, c), r in zip(rows, rewards, strict=True)
+    ]
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        unique = {(s["index"], s["sample"]): s for s in gather_object(samples)}
+        samples = [unique[key] for key in sorted(unique)]
+    metrics = summarise(samples, eval_cfg.num_samples)
+    metrics["runtime_s"] = round(time.perf_counter() - started, 3)
+    return metrics, samples
+
+
+def _finite(value: Any) -> Any:
+    # NaN is not JSON: an inapplicable reward is written as null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def write_outputs(
+    out_dir: Path,
+    metrics: dict[str, Any],
+    samples: list[dict],
+    meta: dict[str, Any],
+    gallery_cfg: Any,
+) -> Path:
+    """metrics.json (metrics + what was evaluated), samples.jsonl and samples.html."""
+    from vlexp.evaluation.gallery import write_html
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = _finite({**metrics, **meta})
+    (out_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    with (out_dir / "samples.jsonl").open("w", encoding="utf-8") as handle:
+        for sample in samples:
+            handle.write(json.dumps(_finite(sample)) + "\n")
+    write_html(out_dir / "samples.html", record, samples, gallery_cfg)
+    return out_dir

@@ -1,0 +1,136 @@
+"""Batched generation for evaluation, through the same image path as TRL's GRPO trainer.
+
+Prompts are the data set's conversational messages with the record's images put in by
+`trl.data_utils.prepare_multimodal_messages`, then rendered and processed in one
+`processor.apply_chat_template(..., tokenize=True)` call, as GRPOTrainer does: the same
+processor, pixel limits and chat template in training, generation and evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Completion:
+    text: str
+    ids: list[int]  # generated token ids up to and including the end-of-turn token
+    clipped: bool  # hit max_new_tokens without an end-of-turn token
+
+
+def load_examples(data_cfg: Any, limit: int | None = None) -> list[dict]:
+    """The eval split as GRPO-style examples (`prompt` messages, `images` as paths, columns).
+
+    Runs the data set's `prepare` step first (e.g. generating `shapes`), exactly as training.
+    """
+    import datasets
+    from hydra.utils import instantiate
+
+    from vlexp.data import load_split
+
+    if not data_cfg.get("eval"):
+        raise ValueError(
+            f"data.eval is not set for data={data_cfg.get('name')}: evaluation needs an eval "
+            "split, e.g. data.eval=/path/to/eval.jsonl"
+        )
+    if data_cfg.get("prepare") is not None:
+        instantiate(data_cfg.prepare)
+    split = load_split(data_cfg.eval, "grpo", data_cfg)
+    # Paths, not decoded images: samples.jsonl records where each image came from.
+    split = split.cast_column("images", datasets.Sequence(datasets.Image(decode=False)))
+    if limit is not None:
+        split = split.select(range(min(int(limit), len(split))))
+    examples = split.to_list()
+    for ex in examples:
+        ex["images"] = [img["path"] for img in ex["images"] or []]
+    return examples
+
+
+def open_images(paths: list[str]) -> list:
+    from PIL import Image
+
+    images = []
+    for path in paths:
+        with Image.open(Path(path)) as image:
+            images.append(image.convert("RGB"))
+    return images
+
+
+def _end_ids(model, processor) -> set[int]:
+    ids = model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    return set(ids) | {processor.tokenizer.eos_token_id}
+
+
+def generate(
+    model,
+    processor,
+    examples: list[dict],
+    *,
+    max_new_tokens: int,
+    num_samples: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    batch_size: int = 8,
+    progress: bool = True,
+    desc: str = "eval",
+) -> list[list[Completion]]:
+    """`num_samples` completions per example; temperature 0 is greedy decoding.
+
+    Prompts are left-padded (whatever the tokenizer's own setting), so every row's
+    generation starts right after its own prompt.
+    """
+    import torch
+    from tqdm.auto import tqdm
+    from trl.data_utils import prepare_multimodal_messages
+
+    device = next(model.parameters()).device
+    end_ids = _end_ids(model, processor)
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p}
+        if temperature > 0
+        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    )
+    tokenizer = processor.tokenizer
+    results: list[list[Completion]] = []
+    bar = tqdm(total=len(examples), desc=desc, unit="prompt", disable=not progress, leave=False)
+    try:
+        for start in range(0, len(examples), batch_size):
+            batch = examples[start : start + batch_size]
+            conversations = [
+                prepare_multimodal_messages(ex["prompt"], images=open_images(ex["images"]))
+                for ex in batch
+            ]
+            inputs = processor.apply_chat_template(
+                conversation=conversations,
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                return_tensors="pt",
+                processor_kwargs={"padding": True, "padding_side": "left"},
+            ).to(device)
+            with torch.no_grad():
+                output = model.generate(
+                    **inputs,
+                    max_new_tokens=max_new_tokens,
+                    num_return_sequences=num_samples,
+                    **sampling,
+                )
+            new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()  # (B*n, T_new)
+            rows = [_completion(row, end_ids, tokenizer) for row in new_tokens]
+            results += [rows[i : i + num_samples] for i in range(0, len(rows), num_samples)]
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return results
+
+
+def _completion(row: list[int], end_ids: set[int], tokenizer) -> Completion:
+    # Rows that finished early are padded with the pad token, which may itself be an end
+    # token (Qwen pads with <|endoftext|>): the first end token marks the real length.
+    end = next((i for i, tok in enumerate(row) if tok in end_ids), None)
+    ids = row if end is None else row[: end + 1]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    return Completion(text=text, ids=ids, clipped=end is None)
