@@ -1,0 +1,135 @@
+"""`python -m vlexp.evaluate` and `train.eval_steps` on the tiny model, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, run_cli
+
+# Small and fast: the tiny model's answers are ~18 tokens, so 24 new tokens never clip them.
+EVAL = ["eval.max_new_tokens=24", "eval.batch_size=8"]
+HEADLINE = ("accuracy", "reward", "format_rate", "completions/mean_length")
+
+
+def run_eval(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vlexp.evaluate", *args],
+        cwd=REPO,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def eval_rows(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [row for row in rows if "eval/accuracy" in row]
+
+
+def wandb_history(run_dir: Path) -> list[dict]:
+    """History rows of the offline W&B run under run_dir, read with wandb's own reader."""
+    (path,) = run_dir.rglob("offline-run-*/run-*.wandb")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return [r["history"]["item"] for r in records if r.get("type") == "history"]
+
+
+def check_eval_dir(eval_dir: Path, num_prompts: int) -> dict:
+    metrics = read_json(eval_dir / "metrics.json")
+    assert metrics["num_prompts"] == num_prompts
+    for name in HEADLINE:
+        assert isinstance(metrics[name], float | int), name
+    samples = [json.loads(line) for line in (eval_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == num_prompts
+    for sample in samples:
+        assert Path(sample["images"][0]).is_file() and sample["prompt"] and "rewards" in sample
+        assert sample["correct"] == (
+            re.sub(r".*<answer>(.*?)</answer>.*", r"\1", sample["completion"], flags=re.S).strip()
+            == sample["solution"]
+        )  # tiny answers are lower-case words or digits: exact match is this simple here
+    assert metrics["accuracy"] == pytest.approx(sum(s["correct"] for s in samples) / len(samples))
+    page = (eval_dir / "samples.html").read_text()
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == num_prompts
+    return metrics
+
+
+def test_lora_run_is_evaluated_during_and_after_training(tmp_path, tiny_model):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "algo=sft", "memory=lora", "logger=wandb", "logger.mode=offline",
+        "train.max_steps=4", "train.eval_steps=2", "train.save_steps=2", "eval.limit=4", *EVAL,
+        f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "final" / "adapter_config.json").is_file()
+
+    # During training: eval/* rows in metrics.jsonl and W&B at steps 2 and 4, files per step.
+    rows = eval_rows(run_dir)
+    assert [row["step"] for row in rows] == [2, 4]
+    for row in rows:
+        assert {f"eval/{name}" for name in HEADLINE} <= set(row)
+    for step, row in zip((2, 4), rows, strict=True):
+        step_metrics = check_eval_dir(run_dir / "eval" / f"step-{step}", 4)
+        assert step_metrics["accuracy"] == row["eval/accuracy"]
+    history = wandb_history(run_dir)
+    logged = [(h["train/global_step"], h["eval/accuracy"]) for h in history if "eval/accuracy" in h]
+    assert logged == [(2, rows[0]["eval/accuracy"]), (4, rows[1]["eval/accuracy"])]
+    tables = [h for h in history if h.get("eval/samples._type") == "table-file"]
+    assert [t["eval/samples.nrows"] for t in tables] == [4, 4]
+
+    # After training: base + adapter from final/, with the run's own eval settings.
+    result = run_eval(f"run={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = check_eval_dir(run_dir / "eval", 4)
+    assert final["step"] == 4 and final["model"] == str(run_dir / "final")
+    # Greedy decoding of the same weights: the number logged in training is the number here.
+    for name in HEADLINE:
+        assert final[name] == rows[1][f"eval/{name}"], name
+
+    result = run_eval(f"run={run_dir / 'checkpoint-2'}", "logger=none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = check_eval_dir(run_dir / "eval" / "checkpoint-2", 4)
+    assert checkpoint["step"] == 2
+    assert checkpoint["accuracy"] == rows[0]["eval/accuracy"]
+
+
+@pytest.mark.slow
+def test_sft_beats_the_base_model_it_started_from(tmp_path, tiny_model):
+    base_dir = tmp_path / "base"
+    limit = ["eval.limit=32", *EVAL]
+    result = run_eval("model=tiny", "data=shapes", *limit, f"hydra.run.dir={base_dir}/eval")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"over 32 prompts -> {base_dir}/eval" in result.stdout
+    before = check_eval_dir(base_dir / "eval", 32)
+    assert before["run"] is None and before["step"] == 0
+
+    run_dir = tmp_path / "sft"
+    result = run_cli(
+        "algo=sft", "train.max_steps=40", "train.learning_rate=3e-3", "train.eval_steps=40",
+        *limit, f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_eval(f"run={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = check_eval_dir(run_dir / "eval", 32)
+    # Measured: 0.219 (7/32) before, 0.312 (10/32) after 40 SFT steps.
+    assert after["accuracy"] >= before["accuracy"] + 2 / 32, (before, after)
+    assert after["format_rate"] == 1.0
+    assert after["accuracy"] == eval_rows(run_dir)[-1]["eval/accuracy"]
