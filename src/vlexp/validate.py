@@ -226,6 +226,25 @@ def check_reward_model_paths(cfg: DictConfig) -> list[str]:
     return problems
 
 
+def check_eval(cfg: DictConfig) -> list[str]:
+    """train.eval_steps: an eval split, and decoding settings that mean what they say."""
+    if not cfg.train.get("eval_steps"):
+        return []
+    from vlexp.evaluation.core import check
+
+    problems = []
+    if not cfg.data.get("eval"):
+        problems.append(
+            f"train.eval_steps={cfg.train.eval_steps} needs an eval split, but data.eval is not "
+            "set: give data.eval=/path/to/eval.jsonl or drop train.eval_steps"
+        )
+    try:
+        check(cfg.eval)
+    except ValueError as err:
+        problems.append(str(err))
+    return problems
+
+
 CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_choices,
     check_prompt_template,
@@ -238,6 +257,7 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_vllm,
     check_ppo,
     check_reward_model_paths,
+    check_eval,
 ]
 
 

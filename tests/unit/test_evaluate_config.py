@@ -158,3 +158,35 @@ def test_gallery_embeds_each_image_and_escapes_text(tmp_path):
     assert f"image not found: {tmp_path / 'x.png'}" in text
     assert "correct" in text and "wrong" in text and "64 tokens (clipped)" in text
     assert "file://" not in text and "http" not in text.replace("http-equiv", "")
+    assert_balanced(text)
+
+
+def assert_balanced(page: str) -> None:
+    """Every opened element is closed, in order (a broken card would swallow the rest)."""
+    from html.parser import HTMLParser
+
+    void = {"meta", "img", "br"}
+    stack: list[str] = []
+
+    class Checker(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag not in void:
+                stack.append(tag)
+
+        def handle_endtag(self, tag):
+            assert stack and stack.pop() == tag, tag
+
+    Checker().feed(page)
+    assert stack == []
+
+
+def test_eval_steps_is_validated_before_any_model_loads():
+    from vlexp.validate import ConfigError, validate
+
+    cfg = compose(["algo=sft", "data=jsonl", "data.train=/t.jsonl", "train.eval_steps=5"])
+    with pytest.raises(ConfigError, match=r"train.eval_steps=5 needs an eval split.*data.eval="):
+        validate(cfg)
+    cfg = compose(["train.eval_steps=5", "eval.num_samples=2"])
+    with pytest.raises(ConfigError, match="eval.num_samples=2 with eval.temperature=0.0"):
+        validate(cfg)
+    validate(compose(["train.eval_steps=5", "eval=pass_at_k"]))

@@ -60,8 +60,11 @@ class GenerationEvalCallback(TrainerCallback):
             return metrics
         logs = {f"eval_{k}": v for k, v in metrics.items() if k not in _NOT_LOGGED}
         # What Trainer.log does, minus GRPOTrainer.log's flush of the pending train metrics.
+        # The handler clears control.should_log, which would drop this step's training row.
         state.log_history.append({**logs, "step": state.global_step})
+        should_log = control.should_log
         trainer.callback_handler.on_log(args, state, control, logs=logs)
+        control.should_log = should_log
         meta = {"step": state.global_step, "decoding": decoding(self.cfg.eval)}
         step_dir = self.out_dir / f"step-{state.global_step}"
         write_outputs(step_dir, metrics, samples, meta, self.cfg.eval.gallery)
