@@ -142,3 +142,46 @@ def test_records_without_a_solution_have_no_accuracy():
     assert samples[0]["correct"] is None
     metrics = summarise(samples, 1)
     assert "accuracy" not in metrics and metrics["reward"] == 0.5
+
+
+def test_ranks_share_the_records_and_the_gathered_summary_counts_each_once(monkeypatch):
+    """Two ranks, five records: strided shares padded to equal length, padding dropped."""
+    import accelerate.utils
+    from omegaconf import OmegaConf
+
+    from vlexp.evaluation import core
+    from vlexp.evaluation.generation import Completion
+
+    seen: dict[int, list[str]] = {}
+
+    def fake_generate(model, processor, examples, **kwargs):
+        seen[model] = [ex["solution"] for ex in examples]
+        # Right on even records only: 3 of 5 (records 0, 2, 4).
+        return [
+            [Completion(f"<answer>{ex['solution'] if int(ex['solution']) % 2 == 0 else 'x'}</answer>", [1, 2], False)]
+            for ex in examples
+        ]  # fmt: skip
+
+    monkeypatch.setattr(core, "generate", fake_generate)
+    examples = [{"prompt": [], "images": [], "solution": str(i)} for i in range(5)]
+    eval_cfg = OmegaConf.create({"max_new_tokens": 4, "num_samples": 1, "temperature": 0.0, "top_p": 1.0, "batch_size": 2})  # fmt: skip
+    reward_cfg = OmegaConf.create(
+        {"funcs": {"accuracy": {"_target_": "vlexp.rewards.accuracy", "_partial_": True}}}
+    )
+
+    class Rank:
+        num_processes = 2
+
+        def __init__(self, index):
+            self.process_index = index
+
+    shares = {}
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda s: shares.setdefault("r1", s))
+    core.evaluate(1, None, examples, eval_cfg, reward_cfg, accelerator=Rank(1), progress=False)
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda s: s + shares["r1"])
+    metrics, samples = core.evaluate(0, None, examples, eval_cfg, reward_cfg, accelerator=Rank(0), progress=False)  # fmt: skip
+
+    assert seen == {0: ["0", "2", "4"], 1: ["1", "3", "3"]}  # rank 1 padded with its last record
+    assert [s["index"] for s in samples] == [0, 1, 2, 3, 4]
+    assert metrics["num_prompts"] == 5 and metrics["accuracy"] == pytest.approx(3 / 5)
+    assert metrics["rewards/accuracy/mean"] == pytest.approx(3 / 5)
