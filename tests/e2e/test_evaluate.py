@@ -135,3 +135,41 @@ def test_sft_beats_the_base_model_it_started_from(tmp_path, tiny_model):
     # Measured: 0.219 (7/32) before, 0.312 (10/32) after 40 SFT steps.
     assert after["accuracy"] >= before["accuracy"] + 2 / 32, (before, after)
     assert after["format_rate"] == 1.0 and after["step"] == 40
+
+
+def test_batched_left_padded_generation_equals_one_at_a_time(tiny_model, shapes_dir):
+    """Greedy completions do not depend on batching (left padding is right), and decoding
+    settings are explicit, whatever the checkpoint's generation_config says."""
+    from tests.helpers import compose
+    from vlexp.evaluation.generation import generate, load_examples
+    from vlexp.models import load_model, load_processor
+
+    cfg = compose([])
+    processor = load_processor(cfg.model)
+    processor.tokenizer.padding_side = "right"  # generate() must pad left regardless
+    model = load_model(cfg.model, cfg.memory).eval()
+    model.generation_config.top_k = 1  # as some Instruct checkpoints ship
+    model.generation_config.repetition_penalty = 1.05
+    examples = load_examples(cfg.data, limit=6)
+    lengths = {len(ex["prompt"][0]["content"][1]["text"]) for ex in examples}
+    assert len(lengths) > 1  # prompts of different lengths, so the batch really is padded
+
+    calls = []
+    original = model.generate
+
+    def spy(**kwargs):
+        calls.append({k: kwargs.get(k) for k in ("top_k", "repetition_penalty", "do_sample")})
+        return original(**kwargs)
+
+    model.generate = spy
+    batched = generate(model, processor, examples, max_new_tokens=24, batch_size=6, progress=False)
+    single = generate(model, processor, examples, max_new_tokens=24, batch_size=1, progress=False)
+    assert [c[0].text for c in batched] == [c[0].text for c in single]
+    assert [c[0].ids for c in batched] == [c[0].ids for c in single]
+    assert calls[0] == {"top_k": None, "repetition_penalty": 1.0, "do_sample": False}
+    assert len(calls) == 1 + 6 and processor.tokenizer.padding_side == "right"
+
+    sampled = generate(model, processor, examples[:2], max_new_tokens=8, num_samples=3,
+                       temperature=1.0, progress=False)  # fmt: skip
+    assert [len(c) for c in sampled] == [3, 3]
+    assert calls[-1] == {"top_k": 0, "repetition_penalty": 1.0, "do_sample": True}

@@ -28,8 +28,8 @@ def build_rewards(reward_cfg: Any) -> tuple[dict[str, Any], dict[str, float]]:
 
 def decoding(eval_cfg: Any) -> dict[str, Any]:
     """The decoding settings that define an evaluation (recorded in metrics.json)."""
-    keys = ("max_new_tokens", "num_samples", "temperature", "top_p")
-    return {k: eval_cfg[k] for k in keys}
+    keys = ("max_new_tokens", "num_samples", "temperature", "top_p", "top_k", "repetition_penalty")
+    return {k: eval_cfg[k] for k in keys if k in eval_cfg}
 
 
 def check(eval_cfg: Any) -> None:
@@ -87,6 +87,8 @@ def evaluate(
         num_samples=eval_cfg.num_samples,
         temperature=eval_cfg.temperature,
         top_p=eval_cfg.top_p,
+        top_k=eval_cfg.get("top_k", 0),
+        repetition_penalty=eval_cfg.get("repetition_penalty", 1.0),
         batch_size=eval_cfg.batch_size,
         progress=progress,
         desc=desc,

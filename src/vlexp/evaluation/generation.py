@@ -73,6 +73,8 @@ def generate(
     num_samples: int = 1,
     temperature: float = 0.0,
     top_p: float = 1.0,
+    top_k: int = 0,
+    repetition_penalty: float = 1.0,
     batch_size: int = 8,
     progress: bool = True,
     desc: str = "eval",
@@ -88,12 +90,20 @@ def generate(
 
     device = next(model.parameters()).device
     end_ids = _end_ids(model, processor)
+    tokenizer = processor.tokenizer
+    # Every setting explicit, as GRPOTrainer does: otherwise the checkpoint's own
+    # generation_config fills the gaps (Qwen2-VL-Instruct, for one, ships top_k=1 and
+    # repetition_penalty=1.05: "sampling" would be greedy and greedy would be penalised).
     sampling = (
-        {"do_sample": True, "temperature": temperature, "top_p": top_p}
+        {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k}
         if temperature > 0
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     )
-    tokenizer = processor.tokenizer
+    sampling["repetition_penalty"] = repetition_penalty
+    sampling["pad_token_id"] = tokenizer.pad_token_id
+    image_token = getattr(model.config, "image_token_id", None)
+    if image_token is not None:  # a sampled image token would not match any image features
+        sampling["suppress_tokens"] = [image_token]
     results: list[list[Completion]] = []
     bar = tqdm(total=len(examples), desc=desc, unit="prompt", disable=not progress, leave=False)
     try:
