@@ -94,26 +94,29 @@ def trained_step(run_dir: Path, model_dir: Path) -> int | None:
     return None
 
 
-def load(cfg: DictConfig, model_dir: Path | None):
-    """Model (full, or base + LoRA adapter) and processor with the run's pixel limits."""
+def local_model_cfg(cfg: DictConfig, model_dir: Path | None) -> DictConfig:
+    """The model config pointing at the evaluated weights (the run's pixel limits kept)."""
+    if model_dir is None:
+        return cfg.model
+    return OmegaConf.merge(cfg.model, {"name_or_path": str(model_dir)})
+
+
+def load_weights(cfg: DictConfig, model_dir: Path | None):
+    """The model: full weights, or the run's base model plus the LoRA adapter in model_dir."""
     import torch
 
-    from vlexp.models import load_model, load_processor
+    from vlexp.models import load_model
 
     memory = cfg.get("memory") or {}
-    local = cfg.model
-    if model_dir is not None:  # the saved processor carries the run's pixel limits
-        local = OmegaConf.merge(cfg.model, {"name_or_path": str(model_dir)})
-    processor = load_processor(local)
     if model_dir is not None and (model_dir / "adapter_config.json").is_file():
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(load_model(cfg.model, memory), str(model_dir))
     else:
-        model = load_model(local, memory)
+        model = load_model(local_model_cfg(cfg, model_dir), memory)
     if torch.cuda.is_available() and not getattr(model, "is_quantized", False):
         model = model.to("cuda")
-    return model.eval(), processor
+    return model.eval()
 
 
 def log_wandb(cfg: DictConfig, out_dir: Path, record: dict, samples: list[dict]) -> None:
@@ -135,16 +138,19 @@ def main(cfg: DictConfig) -> float | None:
     from vlexp.data import DataError
     from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
     from vlexp.evaluation.generation import load_examples
+    from vlexp.models import load_processor
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         cfg, model_dir, run_dir = plan(cfg, list(HydraConfig.get().overrides.task))
         check(cfg.eval)
-        examples = load_examples(cfg.data, cfg.eval.get("limit"))
+        # The processor (the run's own, saved with its weights) is needed to check records.
+        processor = load_processor(local_model_cfg(cfg, model_dir))
+        examples = load_examples(cfg, processor, cfg.eval.get("limit"))
     except (EvalError, DataError, ValueError) as err:
         raise SystemExit(f"vlexp.evaluate: {err}") from None
     (out_dir / RESOLVED).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
-    model, processor = load(cfg, model_dir)
+    model = load_weights(cfg, model_dir)
     log.info("evaluating %s on %d records of %s", model_dir or cfg.model.name_or_path,
              len(examples), cfg.data.eval)  # fmt: skip
     metrics, samples = evaluate(model, processor, examples, cfg.eval, cfg.get("reward"))

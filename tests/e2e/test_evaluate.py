@@ -150,7 +150,7 @@ def test_batched_left_padded_generation_equals_one_at_a_time(tiny_model, shapes_
     model = load_model(cfg.model, cfg.memory).eval()
     model.generation_config.top_k = 1  # as some Instruct checkpoints ship
     model.generation_config.repetition_penalty = 1.05
-    examples = load_examples(cfg.data, limit=6)
+    examples = load_examples(cfg, processor, limit=6)
     lengths = {len(ex["prompt"][0]["content"][1]["text"]) for ex in examples}
     assert len(lengths) > 1  # prompts of different lengths, so the batch really is padded
 
@@ -173,3 +173,24 @@ def test_batched_left_padded_generation_equals_one_at_a_time(tiny_model, shapes_
                        temperature=1.0, progress=False)  # fmt: skip
     assert [len(c) for c in sampled] == [3, 3]
     assert calls[-1] == {"top_k": 0, "repetition_penalty": 1.0, "do_sample": True}
+
+
+def test_eval_records_get_the_training_data_check(tmp_path, tiny_model, shapes_dir):
+    """A record the rewards cannot score stops evaluation before the model loads (raise) or is
+    left out (skip), exactly as in training."""
+    good = json.loads((shapes_dir / "eval.jsonl").read_text().splitlines()[0])
+    bad = {k: v for k, v in good.items() if k != "solution"} | {"id": "eval-bad"}
+    data = tmp_path / "eval.jsonl"
+    data.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    args = ["model=tiny", "data=jsonl", f"data.train={data}", f"data.eval={data}",
+            f"data.image_root={shapes_dir}", *EVAL]  # fmt: skip
+
+    result = run_eval(*args, f"hydra.run.dir={tmp_path}/raise/eval")
+    assert result.returncode == 1
+    assert result.stderr.startswith("vlexp.evaluate: ") and f"{data}:2" in result.stderr
+    assert "solution" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "raise" / "eval" / "metrics.json").exists()
+
+    result = run_eval(*args, "data.on_bad_record=skip", f"hydra.run.dir={tmp_path}/skip/eval")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_json(tmp_path / "skip" / "eval" / "metrics.json")["num_prompts"] == 1

@@ -32,7 +32,7 @@ class GenerationEvalCallback(TrainerCallback):
         self.cfg = cfg
         self.every = int(cfg.train.eval_steps)
         self.out_dir = Path(run_dir) / "eval"
-        self.examples = load_examples(cfg.data, cfg.eval.get("limit"))
+        self.examples = load_examples(cfg, trainer.processing_class, cfg.eval.get("limit"))
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.every == 0:

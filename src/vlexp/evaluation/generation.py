@@ -20,16 +20,21 @@ class Completion:
     clipped: bool  # hit max_new_tokens without an end-of-turn token
 
 
-def load_examples(data_cfg: Any, limit: int | None = None) -> list[dict]:
+def load_examples(cfg: Any, processor, limit: int | None = None) -> list[dict]:
     """The eval split as GRPO-style examples (`prompt` messages, `images` as paths, columns).
 
-    Runs the data set's `prepare` step first (e.g. generating `shapes`), exactly as training.
+    Runs the data set's `prepare` step, then the same record check as training
+    (vlexp.data.check, honouring data.on_bad_record) for prompt records that must leave room
+    for eval.max_new_tokens and carry the columns the rewards need.
     """
     import datasets
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
-    from vlexp.data import load_split
+    from vlexp.data import to_dataset
+    from vlexp.data.check import DataCheck
 
+    data_cfg = cfg.data
     if not data_cfg.get("eval"):
         raise ValueError(
             f"data.eval is not set for data={data_cfg.get('name')}: evaluation needs an eval "
@@ -37,7 +42,9 @@ def load_examples(data_cfg: Any, limit: int | None = None) -> list[dict]:
         )
     if data_cfg.get("prepare") is not None:
         instantiate(data_cfg.prepare)
-    split = load_split(data_cfg.eval, "grpo", data_cfg)
+    as_prompts = {"kind": "grpo", "args": {"max_completion_length": cfg.eval.max_new_tokens}}
+    check = DataCheck(OmegaConf.merge(cfg, {"algo": as_prompts}), processor)
+    split = to_dataset(check({"eval": data_cfg.eval})["eval"], "grpo", data_cfg)
     # Paths, not decoded images: samples.jsonl records where each image came from.
     split = split.cast_column("images", datasets.Sequence(datasets.Image(decode=False)))
     if limit is not None:
