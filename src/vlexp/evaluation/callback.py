@@ -39,23 +39,30 @@ class GenerationEvalCallback(TrainerCallback):
             self.run(args, state, control)
 
     def run(self, args, state, control) -> dict[str, Any]:
+        from trl.models import unwrap_model_for_generation
+
         trainer = self.trainer
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        was_training = model.training
-        model.eval()
-        try:
-            metrics, samples = evaluate(
-                model,
-                trainer.processing_class,
-                self.examples,
-                self.cfg.eval,
-                self.cfg.get("reward"),
-                accelerator=trainer.accelerator,
-                progress=state.is_world_process_zero,
-                desc=f"eval @ step {state.global_step}",
-            )
-        finally:
-            model.train(was_training)
+        # TRL's own unwrapping for generation: gathers ZeRO-3 shards (unless
+        # ds3_gather_for_generation=false) and lifts gradient checkpointing meanwhile.
+        gather = getattr(args, "ds3_gather_for_generation", True)
+        with unwrap_model_for_generation(
+            trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=gather
+        ) as model:
+            was_training = model.training
+            model.eval()
+            try:
+                metrics, samples = evaluate(
+                    model,
+                    trainer.processing_class,
+                    self.examples,
+                    self.cfg.eval,
+                    self.cfg.get("reward"),
+                    accelerator=trainer.accelerator,
+                    progress=state.is_world_process_zero,
+                    desc=f"eval @ step {state.global_step}",
+                )
+            finally:
+                model.train(was_training)
         if not state.is_world_process_zero:
             return metrics
         logs = {f"eval_{k}": v for k, v in metrics.items() if k not in _NOT_LOGGED}

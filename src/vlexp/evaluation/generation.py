@@ -43,7 +43,9 @@ def load_examples(cfg: Any, processor, limit: int | None = None) -> list[dict]:
     if data_cfg.get("prepare") is not None:
         instantiate(data_cfg.prepare)
     as_prompts = {"kind": "grpo", "args": {"max_completion_length": cfg.eval.max_new_tokens}}
-    check = DataCheck(OmegaConf.merge(cfg, {"algo": as_prompts}), processor)
+    # A plain copy: Hydra's struct mode would refuse the added key.
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    check = DataCheck(OmegaConf.merge(plain, {"algo": as_prompts}), processor)
     split = to_dataset(check({"eval": data_cfg.eval})["eval"], "grpo", data_cfg)
     # Paths, not decoded images: samples.jsonl records where each image came from.
     split = split.cast_column("images", datasets.Sequence(datasets.Image(decode=False)))
