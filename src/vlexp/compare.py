@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ COLUMNS = [
     ("margin", "rewards/margins", "last"),
     ("accuracy", "rewards/accuracies", "last"),
     ("loss", "loss", "last"),
+    # Generation-based evaluation (vlexp.evaluate): the last of train.eval_steps, or eval/.
+    ("eval accuracy", "eval/accuracy", "last"),
+    ("eval reward", "eval/reward", "last"),
+    ("eval format", "eval/format_rate", "last"),
 ]
 
 
@@ -44,6 +49,7 @@ class Run:
     choices: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)  # eval/* rows, by step
     status: str = "completed"
     wall_time_s: float | None = None
     label: str = ""
@@ -62,7 +68,7 @@ class Run:
     def series(self, metric: str) -> tuple[list[int], list[float]]:
         points = [
             (row["step"], row[metric])
-            for row in self.rows
+            for row in (self.evals if metric.startswith("eval/") else self.rows)
             if isinstance(row.get(metric), int | float) and math.isfinite(row[metric])
         ]
         return [p[0] for p in points], [float(p[1]) for p in points]
@@ -71,7 +77,12 @@ class Run:
 def load_run(path: Path, record: dict[str, Any] | None = None) -> Run:
     """A run dir as a Run; `record` is its sweep.jsonl line when it came from a sweep."""
     hydra_dir = path / ".hydra"
-    overrides = _read_yaml(hydra_dir / "overrides.yaml") or (record or {}).get("overrides", [])
+    evaluated = eval_rows(path)
+    overrides = (
+        _read_yaml(hydra_dir / "overrides.yaml")
+        or (record or {}).get("overrides", [])
+        or (evaluated[-1].get("overrides", []) if evaluated else [])  # a base-model eval
+    )
     hydra_cfg = (_read_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {})
     all_rows = read_rows(path)
     summary = [row for row in all_rows if "train_runtime" in row]
@@ -84,6 +95,7 @@ def load_run(path: Path, record: dict[str, Any] | None = None) -> Run:
         or _read_yaml(hydra_dir / "config.yaml")
         or {},
         rows=train_rows(all_rows),
+        evals=[row for row in all_rows if any(k.startswith("eval/") for k in row)] + evaluated,
         status="completed" if summary else ("running or stopped" if all_rows else "no metrics"),
         wall_time_s=summary[-1]["train_runtime"] if summary else None,
     )
@@ -94,13 +106,23 @@ def load_run(path: Path, record: dict[str, Any] | None = None) -> Run:
     return run
 
 
+def eval_rows(path: Path) -> list[dict[str, Any]]:
+    """`python -m vlexp.evaluate`'s eval/metrics.json as an eval/* row (after training)."""
+    try:
+        record = json.loads((path / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    row = {f"eval/{k}": v for k, v in record.items() if isinstance(v, int | float)}
+    return [{**row, "step": record.get("step"), "overrides": record.get("overrides", [])}]
+
+
 def find_runs(dirs: list[Path]) -> list[Run]:
     """Run dirs as given; a sweep dir expands to its jobs (sweep.jsonl order, failed included)."""
     runs: list[Run] = []
     for folder in dirs:
         if not folder.is_dir():
             raise SystemExit(f"vlexp.compare: {folder} is not a directory")
-        if (folder / "metrics.jsonl").is_file() or (folder / ".hydra").is_dir():
+        if any((folder / p).exists() for p in ("metrics.jsonl", ".hydra", "eval/metrics.json")):
             runs.append(load_run(folder))
         elif (folder / SWEEP_LOG).is_file():
             runs += [load_run(Path(r["run_dir"]), r) for r in read_sweep(folder)]

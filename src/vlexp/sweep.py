@@ -50,7 +50,7 @@ def train_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         row
         for row in rows
-        if "train_runtime" not in row and not any(key.startswith("eval_") for key in row)
+        if "train_runtime" not in row and not any(key.startswith(("eval_", "eval/")) for key in row)
     ]
 
 

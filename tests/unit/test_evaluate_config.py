@@ -190,3 +190,39 @@ def test_eval_steps_is_validated_before_any_model_loads():
     with pytest.raises(ConfigError, match="eval.num_samples=2 with eval.temperature=0.0"):
         validate(cfg)
     validate(compose(["train.eval_steps=5", "eval=pass_at_k"]))
+
+
+def test_compare_shows_eval_metrics_next_to_training_metrics(tmp_path, capsys):
+    import json
+
+    from vlexp.compare import find_runs, table
+    from vlexp.sweep import objective
+
+    run = tmp_path / "sft"
+    (run / "eval").mkdir(parents=True)
+    rows = [
+        {"step": 2, "loss": 0.5},
+        {"step": 2, "eval/accuracy": 0.25, "eval/reward": 1.25, "eval/format_rate": 1.0},
+        {"step": 4, "loss": 0.4, "reward": 1.5},
+        {"step": 4, "train_runtime": 3.0},
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "eval" / "metrics.json").write_text(json.dumps(
+        {"accuracy": 0.5, "reward": 1.5, "format_rate": 1.0, "step": 4, "run": str(run),
+         "decoding": {"temperature": 0.0}, "overrides": [f"run={run}"]}
+    ))  # fmt: skip
+    base = tmp_path / "base"
+    (base / "eval").mkdir(parents=True)
+    (base / "eval" / "metrics.json").write_text(json.dumps(
+        {"accuracy": 0.125, "reward": 1.125, "format_rate": 1.0, "step": 0, "run": None,
+         "overrides": ["model=tiny", "data=shapes"]}
+    ))  # fmt: skip
+
+    runs = find_runs([base, run])
+    header, body = table(runs)
+    cells = [dict(zip(header, row, strict=True)) for row in body]
+    assert [c["eval accuracy"] for c in cells] == ["0.125", "0.5"]  # after training: eval/
+    assert [c["eval reward"] for c in cells] == ["1.125", "1.5"]
+    assert cells[1]["loss"] == "0.4" and cells[1]["steps"] == "4"  # eval rows are not steps
+    assert runs[1].series("eval/accuracy") == ([2, 4], [0.25, 0.5])  # training eval, then eval/
+    assert objective(run, "reward") == 1.5
