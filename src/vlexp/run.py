@@ -13,7 +13,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import faults, tracking
+from vlexp import faults, resume, tracking
 from vlexp.data import build_datasets
 from vlexp.data.check import DataCheck
 from vlexp.models import load_model, load_processor
@@ -42,6 +42,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log.info("model %s: %.2fM parameters", cfg.model.name, model.num_parameters() / 1e6)
 
     metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
+    preemption = resume.SaveOnSigterm(run_dir)
     trainer = instantiate(cfg.algo.trainer)(
         model=model,
         args=args,
@@ -49,11 +50,18 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         eval_dataset=eval_set,
         processing_class=processor,
         peft_config=instantiate(cfg.memory.peft) if cfg.memory.get("peft") else None,
-        callbacks=[metrics, *tracking.logger_callbacks(cfg)],
+        callbacks=[
+            metrics,
+            preemption,
+            *sharding_report(cfg, run_dir),
+            *tracking.logger_callbacks(cfg),
+        ],
         **algorithm_inputs(cfg),
     )
     faults.install(trainer, cfg.train.get("on_nan", "stop"))  # NaN guard; loggers can't stop a run
-    trainer.train(resume_from_checkpoint=cfg.get("resume"))
+    trainer.train(resume_from_checkpoint=resume.checkpoint_to_resume(cfg.get("resume"), run_dir))
+    if preemption.stopped_at is not None:
+        resume.exit_preempted(trainer, run_dir, preemption.stopped_at)
     save_final(trainer, processor, run_dir / "final")
     return metrics.last_train_logs
 
@@ -92,6 +100,15 @@ def algorithm_inputs(cfg: DictConfig) -> dict[str, Any]:
     if cfg.algo.kind != "grpo":
         return {}
     return {"reward_funcs": [instantiate(cfg.reward.funcs[name]) for name in reward_table(cfg)]}
+
+
+def sharding_report(cfg: DictConfig, run_dir: Path) -> list:
+    """Under DeepSpeed, distributed.json records what each rank holds (vlexp.distributed)."""
+    if cfg.memory.get("deepspeed") is None:
+        return []
+    from vlexp.distributed import ShardReport
+
+    return [ShardReport(run_dir)]
 
 
 def save_final(trainer, processor, final_dir: Path) -> None:

@@ -1,0 +1,122 @@
+"""Start the ranks of one run: `accelerate launch ... -m vlexp.worker RUN_DIR/config.resolved.yaml`.
+
+The Hydra parent composes and resolves the config once (app.py); every rank then loads that
+one file, so `${now:}` and every other interpolation have the same value on all ranks and
+there is one run dir. Each call is its own process group on its own port, so the jobs of a
+`-m` sweep never share a rendezvous.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+log = logging.getLogger("vlexp")
+
+
+class RanksFailed(RuntimeError):
+    """The ranks exited with an error; the message says where to look."""
+
+
+def wanted(cfg: DictConfig) -> bool:
+    """Spawn ranks for launcher=accelerate, for more than one process, or for DeepSpeed.
+
+    DeepSpeed needs a process group even for one process (ZeRO-3 offload on one GPU), which
+    the worker sets up; running it in its own process also keeps `-m` sweep jobs apart.
+    """
+    launcher = cfg.launcher
+    return (
+        launcher.get("name") == "accelerate"
+        or int(launcher.get("num_processes", 1)) > 1
+        or cfg.memory.get("deepspeed") is not None
+    )
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (29500 may be held by another job on the machine)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+def accelerate_command(launcher: DictConfig, config_path: Path) -> list[str]:
+    """The `accelerate launch` command line for this launcher config."""
+    port = launcher.get("main_process_port") or free_port()
+    processes = int(launcher.get("num_processes", 1))
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        # --multi_gpu is accelerate's torch.distributed launcher (it runs as MULTI_CPU when
+        # no GPU is visible; `--cpu` would silently start one process). DeepSpeed is turned
+        # on by the trainer args (memory.deepspeed), not here, so there is one source of truth.
+        *(["--multi_gpu"] if processes > 1 else []),
+        "--num_processes", str(processes),
+        "--num_machines", str(launcher.get("num_machines", 1)),
+        "--machine_rank", str(launcher.get("machine_rank", 0)),
+        "--main_process_port", str(port),
+        "--mixed_precision", "no",  # precision comes from train.bf16 (the trainer args)
+        "--dynamo_backend", "no",
+    ]  # fmt: skip
+    if launcher.get("main_process_ip"):
+        cmd += ["--main_process_ip", str(launcher.main_process_ip)]
+    return [*cmd, "-m", "vlexp.worker", str(config_path)]
+
+
+def launch(cfg: DictConfig, config_path: Path) -> dict[str, Any]:
+    """Run all local ranks on `config_path` and wait; return the last logged train metrics."""
+    cmd = accelerate_command(cfg.launcher, config_path)
+    log.info("starting %s processes: %s", cfg.launcher.num_processes, " ".join(cmd))
+    # A new session makes the ranks one process group we can signal as a whole.
+    child = subprocess.Popen(cmd, start_new_session=True, env=os.environ.copy())
+    received: list[int] = []
+    previous = _forward_signals(child, received)
+    try:
+        code = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    run_dir = config_path.parent
+    if received:
+        # The ranks checkpointed and stopped (resume.SaveOnSigterm); a sweep must stop too.
+        print(
+            f"vlexp: stopped by {signal.Signals(received[0]).name}; checkpoints are in {run_dir}; "
+            f"continue with the same command plus resume=auto hydra.run.dir={run_dir}",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + received[0])
+    if code:
+        raise RanksFailed(
+            f"vlexp: the ranks started on {config_path} exited with code {code}; "
+            "the first error is in the log above"
+        )
+    return last_train_metrics(run_dir / "metrics.jsonl")
+
+
+def _forward_signals(child: subprocess.Popen, received: list[int]) -> dict[int, Any]:
+    """SIGTERM/SIGINT to this parent reach every rank, which checkpoint and stop."""
+
+    def forward(signum, _frame):
+        received.append(signum)
+        log.warning("%s: asking the ranks to checkpoint and stop", signal.Signals(signum).name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+
+    return {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def last_train_metrics(path: Path) -> dict[str, Any]:
+    """The last training row of metrics.jsonl (rank 0 wrote it), as run.train returns it."""
+    if not path.is_file():
+        return {}
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    train_rows = [row for row in rows if not any(key.startswith("eval_") for key in row)]
+    return train_rows[-1] if train_rows else {}
