@@ -71,12 +71,21 @@ def accelerate_command(launcher: DictConfig, config_path: Path) -> list[str]:
     return [*cmd, "-m", "vlexp.worker", str(config_path)]
 
 
+def rank_environment(launcher: DictConfig) -> dict[str, str]:
+    """This process's environment plus what the launcher config sets for the ranks."""
+    env = os.environ.copy()
+    # On SIGTERM the torch.distributed agent gives the ranks this long to save their
+    # checkpoint before it SIGKILLs them (torch's default, 30 s, is short for a large model).
+    env["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] = str(launcher.get("shutdown_timeout") or 100)
+    return env
+
+
 def launch(cfg: DictConfig, config_path: Path) -> dict[str, Any]:
     """Run all local ranks on `config_path` and wait; return the last logged train metrics."""
     cmd = accelerate_command(cfg.launcher, config_path)
     log.info("starting %s processes: %s", cfg.launcher.num_processes, " ".join(cmd))
     # A new session makes the ranks one process group we can signal as a whole.
-    child = subprocess.Popen(cmd, start_new_session=True, env=os.environ.copy())
+    child = subprocess.Popen(cmd, start_new_session=True, env=rank_environment(cfg.launcher))
     received: list[int] = []
     previous = _forward_signals(child, received)
     try:

@@ -48,6 +48,31 @@ def checkpoint_to_resume(resume: Any, run_dir: Path) -> str | None:
     return str(Path(str(resume)).expanduser())
 
 
+def restore_full_weights(model, checkpoint: str | None, memory_cfg: Any) -> None:
+    """Load a full-weights checkpoint into `model` with the key conversion it was saved with.
+
+    transformers 5.23's Trainer resumes full weights with `load_state_dict(strict=False)`
+    on the saved key names; Qwen2.5-VL saves the legacy layout (`model.layers.*`) but is
+    built as `model.language_model.layers.*`, so every language-model tensor silently kept
+    its initial value (one "missing keys" warning in the log). `from_pretrained` applies the
+    conversion; the Trainer's own load that follows then misses those keys harmlessly.
+    Adapters (PEFT's loader) and DeepSpeed checkpoints (per-rank shards) load correctly.
+    """
+    if checkpoint is None or memory_cfg.get("peft") or memory_cfg.get("deepspeed") is not None:
+        return
+    path = Path(checkpoint)
+    if not any(
+        (path / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")
+    ):
+        return
+    saved = type(model).from_pretrained(path, dtype=model.dtype)
+    model.load_state_dict(saved.state_dict(), strict=True)
+    log.info(
+        "restored the weights of %s (the Trainer's 'missing keys' warning that follows is expected)",
+        path,
+    )
+
+
 class SaveOnSigterm(TrainerCallback):
     """On SIGTERM (SLURM preemption, scancel, a time limit), finish the step, save, stop.
 

@@ -39,6 +39,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
 
     model = load_model(cfg.model, cfg.memory)
+    checkpoint = resume.checkpoint_to_resume(cfg.get("resume"), run_dir)
+    resume.restore_full_weights(model, checkpoint, cfg.memory)
     log.info("model %s: %.2fM parameters", cfg.model.name, model.num_parameters() / 1e6)
 
     metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
@@ -59,7 +61,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **algorithm_inputs(cfg),
     )
     faults.install(trainer, cfg.train.get("on_nan", "stop"))  # NaN guard; loggers can't stop a run
-    trainer.train(resume_from_checkpoint=resume.checkpoint_to_resume(cfg.get("resume"), run_dir))
+    trainer.train(resume_from_checkpoint=checkpoint)
     if preemption.stopped_at is not None:
         resume.exit_preempted(trainer, run_dir, preemption.stopped_at)
     save_final(trainer, processor, run_dir / "final")

@@ -41,5 +41,9 @@ def load_without_deepspeed(code: str) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter where `import deepspeed` fails, as if not installed."""
     blocker = "import sys; sys.modules['deepspeed'] = None\n"
     return subprocess.run(
-        [sys.executable, "-c", blocker + code], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", blocker + code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )

@@ -38,6 +38,8 @@ def test_sweep_of_two_jobs_with_two_ranks_each(tmp_path, tiny_model):
         assert (run_dir / "final" / "model.safetensors").is_file()
 
     # Each job started its own 2-rank group on its own rendezvous port.
-    launches = re.findall(r"--num_processes 2 .*?--main_process_port (\d+)", result.stdout + result.stderr)
+    launches = re.findall(
+        r"--num_processes 2 .*?--main_process_port (\d+)", result.stdout + result.stderr
+    )
     assert len(launches) == 2 and len(set(launches)) == 2
     assert (result.stdout + result.stderr).count("vlexp.worker") >= 2

@@ -10,7 +10,12 @@ import json
 
 import pytest
 
-from tests.distributed.helpers import TWO_RANKS, load_without_deepspeed, sigterm_after_step, start_cli
+from tests.distributed.helpers import (
+    TWO_RANKS,
+    load_without_deepspeed,
+    sigterm_after_step,
+    start_cli,
+)
 from tests.helpers import read_metrics, run_cli
 
 

@@ -40,7 +40,11 @@ def test_sft_resume_after_sigterm_matches_an_uninterrupted_run(tmp_path, tiny_mo
     expected, got = _losses(tmp_path / "straight"), _losses(run_dir)
     assert sorted(got) == list(range(1, 11))  # each step logged once, no gap, no repeat
     for step in range(stopped_at + 1, 11):  # after the resume point: same data, same state
-        assert math.isclose(got[step], expected[step], rel_tol=1e-4, abs_tol=1e-6), (step, got, expected)
+        assert math.isclose(got[step], expected[step], rel_tol=1e-4, abs_tol=1e-6), (
+            step,
+            got,
+            expected,
+        )
 
 
 @pytest.mark.slow

@@ -55,6 +55,11 @@ def test_accelerate_command_runs_the_worker_on_the_resolved_file(tmp_path):
     assert "--main_process_ip" not in cmd
 
 
+def test_ranks_get_time_to_checkpoint_after_sigterm():
+    cfg = compose(["launcher=accelerate", "launcher.shutdown_timeout=240"])
+    assert launch.rank_environment(cfg.launcher)["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] == "240"
+
+
 def test_multi_node_keys_pass_through():
     cfg = compose(
         [
