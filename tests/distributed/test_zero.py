@@ -25,10 +25,18 @@ def _report(run_dir) -> dict:
 
 def test_zero3_grpo_two_ranks_share_one_run_dir_and_partition_parameters(tmp_path, tiny_model):
     run_dir = tmp_path / "run"
-    result = run_cli(*TWO_RANKS, "memory=zero3", "train.max_steps=2", f"hydra.run.dir={run_dir}")
+    result = run_cli(
+        *TWO_RANKS,
+        "memory=zero3",
+        "train.max_steps=2",
+        "logger=wandb",
+        "logger.mode=offline",
+        f"hydra.run.dir={run_dir}",
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no per-rank output dirs
     assert [row["step"] for row in read_metrics(run_dir)] == [1, 2]  # rank 0 alone writes
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1  # one logger run, rank 0
 
     report = _report(run_dir)
     assert report["world_size"] == 2 and report["zero_stage"] == 3
