@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,9 @@ def launch(cfg: DictConfig, config_path: Path) -> dict[str, Any]:
             signal.signal(signum, handler)
     run_dir = config_path.parent
     if received:
+        # The agent may exit before its ranks (a second SIGTERM, e.g. SLURM's to every
+        # process, cuts its wait short); leaving now would let the scheduler kill them mid-save.
+        _wait_for_group(child.pid, float(cfg.launcher.get("shutdown_timeout") or 100) + 30)
         # The ranks checkpointed and stopped (resume.SaveOnSigterm); a sweep must stop too.
         print(
             f"vlexp: stopped by {signal.Signals(received[0]).name}; checkpoints are in {run_dir}; "
@@ -120,6 +124,17 @@ def _forward_signals(child: subprocess.Popen, received: list[int]) -> dict[int, 
             os.killpg(child.pid, signum)
 
     return {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _wait_for_group(pgid: int, timeout: float) -> None:
+    """Wait until no process of group `pgid` is left, or `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
 
 
 def last_train_metrics(path: Path) -> dict[str, Any]:

@@ -179,3 +179,15 @@ def test_resolved_config_holds_the_launcher_and_resume_keys(tmp_path):
     cfg = compose(["launcher=accelerate", "resume=auto"])
     assert cfg.resume == "auto" and cfg.launcher.main_process_port is None
     assert OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def test_parent_outlives_ranks_that_outlive_their_agent():
+    import subprocess
+    import time
+
+    # The "agent" exits at once; its "rank" (same process group) runs 1.5 s longer.
+    agent = subprocess.Popen(["bash", "-c", "sleep 1.5 & exit 0"], start_new_session=True)
+    agent.wait()
+    started = time.monotonic()
+    launch._wait_for_group(agent.pid, timeout=20)
+    assert 1.0 < time.monotonic() - started < 15
