@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from vlexp import faults, resume, tracking
 from vlexp.data import build_datasets
 from vlexp.data.check import DataCheck
+from vlexp.distributed import ShardReport, held_elements
 from vlexp.models import load_model, load_processor
 
 log = logging.getLogger("vlexp")
@@ -41,7 +42,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     model = load_model(cfg.model, cfg.memory)
     checkpoint = resume.checkpoint_to_resume(cfg.get("resume"), run_dir)
     resume.restore_full_weights(model, checkpoint, cfg.memory)
-    log.info("model %s: %.2fM parameters", cfg.model.name, model.num_parameters() / 1e6)
+    # Counted as ds_numel under ZeRO-3, where each rank holds only a shard.
+    log.info(
+        "model %s: %.2fM parameters", cfg.model.name, held_elements(model)["param_numel"] / 1e6
+    )
 
     metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
     preemption = resume.SaveOnSigterm(run_dir)
@@ -106,11 +110,7 @@ def algorithm_inputs(cfg: DictConfig) -> dict[str, Any]:
 
 def sharding_report(cfg: DictConfig, run_dir: Path) -> list:
     """Under DeepSpeed, distributed.json records what each rank holds (vlexp.distributed)."""
-    if cfg.memory.get("deepspeed") is None:
-        return []
-    from vlexp.distributed import ShardReport
-
-    return [ShardReport(run_dir)]
+    return [ShardReport(run_dir)] if cfg.memory.get("deepspeed") is not None else []
 
 
 def save_final(trainer, processor, final_dir: Path) -> None:
