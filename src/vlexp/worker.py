@@ -27,32 +27,44 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO if rank == "0" else logging.WARNING,
         format=f"[%(asctime)s][rank {rank}][%(name)s][%(levelname)s] - %(message)s",
     )
-    import torch
     import torch.distributed as dist
 
+    from vlexp.data.records import DataError
+    from vlexp.faults import TrainingStopped
     from vlexp.run import train
 
     if cfg.memory.get("deepspeed") is not None:
-        import deepspeed
-
-        from vlexp.launch import free_port
-
-        # One process (accelerate's simple launcher) gets no rendezvous: make a group of 1.
-        for key, value in {"RANK": 0, "LOCAL_RANK": 0, "WORLD_SIZE": 1}.items():
-            os.environ.setdefault(key, str(value))
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(free_port()))
-
-        # Under accelerate's torch.distributed launcher, DeepSpeed reads the world size when
-        # the trainer args are built; without an initialised group it sees 1 rank and
-        # rejects the batch sizes.
-        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+        init_deepspeed_group()
     try:
         train(cfg, config_path.parent)
+    except DataError as err:  # the same one-line messages as a one-process run (app.py)
+        raise SystemExit(f"vlexp: data error: {err}") from None
+    except TrainingStopped as err:
+        raise SystemExit(f"vlexp: training stopped: {err}") from None
     finally:
         # Without this, gloo's shutdown aborted about one run in three (SIGABRT).
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def init_deepspeed_group() -> None:
+    """The process group DeepSpeed needs before the trainer args (and ZeRO-3) are built.
+
+    Under accelerate's torch.distributed launcher DeepSpeed reads the world size when the
+    trainer args are built; without an initialised group it sees 1 rank and rejects the
+    batch sizes. One process (accelerate's simple launcher) gets no rendezvous variables:
+    it becomes a group of 1.
+    """
+    import deepspeed
+    import torch
+
+    from vlexp.launch import free_port
+
+    for key, value in {"RANK": 0, "LOCAL_RANK": 0, "WORLD_SIZE": 1}.items():
+        os.environ.setdefault(key, str(value))
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(free_port()))
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
 
 
 if __name__ == "__main__":
