@@ -88,7 +88,8 @@ def launch(cfg: DictConfig, config_path: Path) -> dict[str, Any]:
     # A new session makes the ranks one process group we can signal as a whole.
     child = subprocess.Popen(cmd, start_new_session=True, env=rank_environment(cfg.launcher))
     received: list[int] = []
-    previous = _forward_signals(child, received)
+    ranks: set[int] = set()
+    previous = _forward_signals(child, received, ranks)
     try:
         code = child.wait()
     finally:
@@ -98,7 +99,7 @@ def launch(cfg: DictConfig, config_path: Path) -> dict[str, Any]:
     if received:
         # The agent may exit before its ranks (a second SIGTERM, e.g. SLURM's to every
         # process, cuts its wait short); leaving now would let the scheduler kill them mid-save.
-        _wait_for_group(child.pid, float(cfg.launcher.get("shutdown_timeout") or 100) + 30)
+        _wait_for_exit(ranks | {child.pid}, float(cfg.launcher.get("shutdown_timeout") or 100) + 30)
         # The ranks checkpointed and stopped (resume.SaveOnSigterm); a sweep must stop too.
         print(
             f"vlexp: stopped by {signal.Signals(received[0]).name}; checkpoints are in {run_dir}; "
@@ -114,27 +115,49 @@ def launch(cfg: DictConfig, config_path: Path) -> dict[str, Any]:
     return last_train_metrics(run_dir / "metrics.jsonl")
 
 
-def _forward_signals(child: subprocess.Popen, received: list[int]) -> dict[int, Any]:
-    """SIGTERM/SIGINT to this parent reach every rank, which checkpoint and stop."""
+def _forward_signals(child: subprocess.Popen, received: list[int], ranks: set[int]):
+    """SIGTERM/SIGINT to this parent reach every rank, which checkpoint and stop.
+
+    torch's agent starts each rank in a session of its own, so the ranks are signalled by
+    pid (and the agent's group too: with one process, accelerate runs the rank directly).
+    """
 
     def forward(signum, _frame):
         received.append(signum)
         log.warning("%s: asking the ranks to checkpoint and stop", signal.Signals(signum).name)
+        ranks.update(_descendants(child.pid))
+        for pid in ranks:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signum)
 
     return {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
-def _wait_for_group(pgid: int, timeout: float) -> None:
-    """Wait until no process of group `pgid` is left, or `timeout` seconds."""
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (Linux /proc; empty elsewhere)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for children in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                new = {int(p) for p in children.read_text().split()} - found
+                found |= new
+                todo.extend(new)
+    return found
+
+
+def _wait_for_exit(pids: set[int], timeout: float) -> None:
+    """Wait until none of `pids` is alive, or `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.5)
+    while pids and time.monotonic() < deadline:
+        for pid in list(pids):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                pids.discard(pid)
+        time.sleep(0.2)
 
 
 def last_train_metrics(path: Path) -> dict[str, Any]:

@@ -188,9 +188,12 @@ def test_parent_outlives_ranks_that_outlive_their_agent():
     import subprocess
     import time
 
-    # The "agent" exits at once; its "rank" (same process group) runs 1.5 s longer.
-    agent = subprocess.Popen(["bash", "-c", "sleep 1.5 & exit 0"], start_new_session=True)
+    # Like torch's agent: the "rank" runs in a session of its own and outlives the "agent".
+    agent = subprocess.Popen(["bash", "-c", "setsid sleep 2 & sleep 0.5"], start_new_session=True)
+    time.sleep(0.2)
+    ranks = launch._descendants(agent.pid)
+    assert len(ranks) >= 1 and agent.pid not in ranks
     agent.wait()
     started = time.monotonic()
-    launch._wait_for_group(agent.pid, timeout=20)
-    assert 1.0 < time.monotonic() - started < 15
+    launch._wait_for_exit(ranks | {agent.pid}, timeout=20)
+    assert 0.5 < time.monotonic() - started < 15
