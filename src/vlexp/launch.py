@@ -9,7 +9,6 @@ there is one run dir. Each call is its own process group on its own port, so the
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -18,7 +17,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
@@ -81,8 +79,8 @@ def rank_environment(launcher: DictConfig) -> dict[str, str]:
     return env
 
 
-def launch(cfg: DictConfig, config_path: Path) -> dict[str, Any]:
-    """Run all local ranks on `config_path` and wait; return the last logged train metrics."""
+def launch(cfg: DictConfig, config_path: Path) -> None:
+    """Run this machine's ranks on `config_path` and wait for them (rank 0 logs the metrics)."""
     cmd = accelerate_command(cfg.launcher, config_path)
     log.info("starting %s processes: %s", cfg.launcher.num_processes, " ".join(cmd))
     # A new session makes the ranks one process group we can signal as a whole.
@@ -112,10 +110,11 @@ def launch(cfg: DictConfig, config_path: Path) -> dict[str, Any]:
             f"vlexp: the ranks started on {config_path} exited with code {code}; "
             "the first error is in the log above"
         )
-    return last_train_metrics(run_dir / "metrics.jsonl")
 
 
-def _forward_signals(child: subprocess.Popen, received: list[int], ranks: set[int]):
+def _forward_signals(
+    child: subprocess.Popen, received: list[int], ranks: set[int]
+) -> dict[int, object]:
     """SIGTERM/SIGINT to this parent reach every rank, which checkpoint and stop.
 
     torch's agent starts each rank in a session of its own, so the ranks are signalled by
@@ -158,12 +157,3 @@ def _wait_for_exit(pids: set[int], timeout: float) -> None:
             except ProcessLookupError:
                 pids.discard(pid)
         time.sleep(0.2)
-
-
-def last_train_metrics(path: Path) -> dict[str, Any]:
-    """The last training row of metrics.jsonl (rank 0 wrote it), as run.train returns it."""
-    if not path.is_file():
-        return {}
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    train_rows = [row for row in rows if not any(key.startswith("eval_") for key in row)]
-    return train_rows[-1] if train_rows else {}
