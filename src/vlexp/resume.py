@@ -48,7 +48,7 @@ def checkpoint_to_resume(resume: Any, run_dir: Path) -> str | None:
     return str(Path(str(resume)).expanduser())
 
 
-def restore_full_weights(model, checkpoint: str | None, memory_cfg: Any) -> None:
+def restore_full_weights(model, checkpoint: str | None, cfg: Any) -> None:
     """Load a full-weights checkpoint into `model` with the key conversion it was saved with.
 
     transformers 5.23's Trainer resumes full weights with `load_state_dict(strict=False)`
@@ -57,9 +57,13 @@ def restore_full_weights(model, checkpoint: str | None, memory_cfg: Any) -> None
     its initial value (one "missing keys" warning in the log). `from_pretrained` applies the
     conversion; the Trainer's own load that follows then misses those keys harmlessly.
     Adapters (PEFT's loader) and DeepSpeed checkpoints (per-rank shards) load correctly.
+    Only for TRL's trainers, which use that Trainer resume.
     """
-    if checkpoint is None or memory_cfg.get("peft") or memory_cfg.get("deepspeed") is not None:
+    memory = cfg.memory
+    if checkpoint is None or memory.get("peft") or memory.get("deepspeed") is not None:
         return
+    if not str(cfg.algo.trainer.get("_target_", "")).startswith("trl."):
+        return  # vlexp's own trainers (ppo, reward_model) restore their parts themselves
     path = Path(checkpoint)
     if not any(
         (path / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")

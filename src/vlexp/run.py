@@ -41,7 +41,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     model = load_model(cfg.model, cfg.memory)
     checkpoint = resume.checkpoint_to_resume(cfg.get("resume"), run_dir)
-    resume.restore_full_weights(model, checkpoint, cfg.memory)
+    resume.restore_full_weights(model, checkpoint, cfg)
     # Counted as ds_numel under ZeRO-3, where each rank holds only a shard.
     log.info(
         "model %s: %.2fM parameters", cfg.model.name, held_elements(model)["param_numel"] / 1e6
