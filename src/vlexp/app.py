@@ -8,6 +8,7 @@ python -m vlexp --cfg job                         # print the composed config, i
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -15,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from vlexp import redact
+from vlexp import launch, redact
 from vlexp.data.records import DataError
 from vlexp.paths import config_dir
 from vlexp.rundir import RunDirError, check_writable
@@ -32,7 +33,11 @@ def save_resolved(cfg: DictConfig, run_dir: Path) -> Path:
     written as `<redacted>`: libraries read credentials from the environment, not from here.
     """
     path = run_dir / "config.resolved.yaml"
-    path.write_text(redact.to_yaml(cfg), encoding="utf-8")
+    # Write-then-rename: on multi-node every node's parent writes this file, and no rank may
+    # read it half written.
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_text(redact.to_yaml(cfg), encoding="utf-8")
+    os.replace(partial, path)
     return path
 
 
@@ -58,18 +63,24 @@ def main(cfg: DictConfig) -> float | None:
     from vlexp.tracking import name_run
 
     name_run(cfg)
-    save_resolved(cfg, run_dir)
+    resolved = save_resolved(cfg, run_dir)
     log.info("run dir: %s", run_dir)
 
-    from vlexp.faults import TrainingStopped
-    from vlexp.run import train
+    if launch.wanted(cfg):  # several ranks, all on the resolved file (vlexp.launch)
+        try:
+            launch.launch(cfg, resolved)
+        except launch.RanksFailed as err:
+            raise stop(str(err)) from None
+    else:
+        from vlexp.faults import TrainingStopped
+        from vlexp.run import train
 
-    try:
-        train(cfg, run_dir)
-    except DataError as err:
-        raise stop(f"vlexp: data error: {err}") from None
-    except TrainingStopped as err:
-        raise stop(f"vlexp: training stopped: {err}") from None
+        try:
+            train(cfg, run_dir)
+        except DataError as err:
+            raise stop(f"vlexp: data error: {err}") from None
+        except TrainingStopped as err:
+            raise stop(f"vlexp: training stopped: {err}") from None
     print(f"vlexp: done. run dir: {run_dir}")
     # The sweep objective (Optuna maximises it): mean of the last few logged rewards.
     return objective(run_dir, **cfg.get("objective", {}))

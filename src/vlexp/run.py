@@ -13,9 +13,10 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import evaluation, faults, tracking
+from vlexp import evaluation, faults, resume, tracking
 from vlexp.data import build_datasets
 from vlexp.data.check import DataCheck
+from vlexp.distributed import ShardReport, held_elements
 from vlexp.models import load_model, load_processor
 
 log = logging.getLogger("vlexp")
@@ -39,9 +40,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
 
     model = load_model(cfg.model, cfg.memory)
-    log.info("model %s: %.2fM parameters", cfg.model.name, model.num_parameters() / 1e6)
+    checkpoint = resume.checkpoint_to_resume(cfg.get("resume"), run_dir)
+    resume.restore_full_weights(model, checkpoint, cfg)
+    # Counted as ds_numel under ZeRO-3, where each rank holds only a shard.
+    log.info(
+        "model %s: %.2fM parameters", cfg.model.name, held_elements(model)["param_numel"] / 1e6
+    )
 
     metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
+    preemption = resume.SaveOnSigterm(run_dir)
     trainer = instantiate(cfg.algo.trainer)(
         model=model,
         args=args,
@@ -49,12 +56,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         eval_dataset=eval_set,
         processing_class=processor,
         peft_config=instantiate(cfg.memory.peft) if cfg.memory.get("peft") else None,
-        callbacks=[metrics, *tracking.logger_callbacks(cfg)],
+        callbacks=[
+            metrics,
+            preemption,
+            *sharding_report(cfg, run_dir),
+            *tracking.logger_callbacks(cfg),
+        ],
         **algorithm_inputs(cfg),
     )
     faults.install(trainer, cfg.train.get("on_nan", "stop"))  # NaN guard; loggers can't stop a run
     evaluation.attach(trainer, cfg, run_dir)  # train.eval_steps: generate + score every N steps
-    trainer.train(resume_from_checkpoint=cfg.get("resume"))
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if preemption.stopped_at is not None:
+        resume.exit_preempted(trainer, run_dir, preemption.stopped_at)
     save_final(trainer, processor, run_dir / "final")
     return metrics.last_train_logs
 
@@ -93,6 +107,11 @@ def algorithm_inputs(cfg: DictConfig) -> dict[str, Any]:
     if cfg.algo.kind != "grpo":
         return {}
     return {"reward_funcs": [instantiate(cfg.reward.funcs[name]) for name in reward_table(cfg)]}
+
+
+def sharding_report(cfg: DictConfig, run_dir: Path) -> list:
+    """Under DeepSpeed, distributed.json records what each rank holds (vlexp.distributed)."""
+    return [ShardReport(run_dir)] if cfg.memory.get("deepspeed") is not None else []
 
 
 def save_final(trainer, processor, final_dir: Path) -> None:
