@@ -75,6 +75,8 @@ def build_args(cfg: DictConfig, run_dir: Path):
     if cfg.memory.get("gradient_checkpointing"):
         extra["gradient_checkpointing"] = True
         extra["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if cfg.memory.get("liger_kernel"):
+        extra["use_liger_kernel"] = True
     if cfg.memory.get("deepspeed") is not None:
         extra["deepspeed"] = OmegaConf.to_container(cfg.memory.deepspeed, resolve=True)
     return instantiate(cfg.algo.args, output_dir=str(run_dir), **shared, **extra)
