@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vlexp import evaluation, faults, tracking
-from vlexp.data import build_datasets
+from vlexp.data import build_datasets, image_cache
 from vlexp.data.check import DataCheck
 from vlexp.models import load_model, load_processor
 
@@ -29,7 +29,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     processor = load_processor(cfg.model)
     # Every record is checked before the model loads: bad data fails in seconds, not at step N.
     train_set, eval_set = build_datasets(
-        cfg.data, cfg.algo.kind, DataCheck(cfg, processor, run_dir)
+        cfg.data,
+        cfg.algo.kind,
+        DataCheck(cfg, processor, run_dir),
+        image_cache.for_run(cfg, processor),
     )
     log.info(
         "data %s: %d train / %s eval records",
