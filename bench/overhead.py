@@ -37,8 +37,12 @@ ENV = {
 }
 
 
-def timed(cmd: list[str], log: Path) -> tuple[float, int]:
-    """(wall seconds, peak RSS in MiB) of one child process, which must succeed."""
+def timed(cmd: list[str], log: Path) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, peak RSS in MiB) of one child process, which must succeed.
+
+    CPU seconds (user + system, from the child's own rusage) are much less sensitive than
+    wall time to other processes competing for the cores.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as sink:
         start = time.perf_counter()
@@ -48,7 +52,7 @@ def timed(cmd: list[str], log: Path) -> tuple[float, int]:
     code = os.waitstatus_to_exitcode(status)
     if code:
         raise SystemExit(f"failed ({code}): {' '.join(cmd)}\n{log.read_text()[-3000:]}")
-    return wall, usage.ru_maxrss // 1024  # Linux reports KiB
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024  # Linux: KiB
 
 
 def run_vlexp(algo: str, steps: int, out: Path) -> dict:
@@ -62,10 +66,10 @@ def run_vlexp(algo: str, steps: int, out: Path) -> dict:
         "logger=none",
         f"hydra.run.dir={out}",
     ]
-    wall, rss = timed(cmd, out.with_suffix(".log"))
+    wall, cpu, rss = timed(cmd, out.with_suffix(".log"))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = next(r["train_runtime"] for r in reversed(rows) if "train_runtime" in r)
-    return {"wall_s": wall, "train_s": float(train), "rss_mib": rss}
+    return {"wall_s": wall, "cpu_s": cpu, "train_s": float(train), "rss_mib": rss}
 
 
 def run_plain(algo: str, steps: int, out: Path) -> dict:
@@ -79,18 +83,24 @@ def run_plain(algo: str, steps: int, out: Path) -> dict:
         "--out",
         str(out),
     ]
-    wall, rss = timed(cmd, out.with_suffix(".log"))
+    wall, cpu, rss = timed(cmd, out.with_suffix(".log"))
     metrics = json.loads((out / "plain_result.json").read_text())
-    return {"wall_s": wall, "train_s": float(metrics["train_runtime"]), "rss_mib": rss}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "train_s": float(metrics["train_runtime"]),
+        "rss_mib": rss,
+    }
 
 
 def summary(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def bench(algo: str, steps: int, pairs: int, scratch: Path) -> dict:
-    run_vlexp(algo, steps, scratch / f"{algo}-warm-vlexp")  # builds caches, warms the page cache
-    run_plain(algo, steps, scratch / f"{algo}-warm-plain")
+def bench(algo: str, steps: int, pairs: int, scratch: Path, warmup: bool = True) -> dict:
+    if warmup:  # builds the tiny model / data caches and warms the page cache, untimed
+        run_vlexp(algo, steps, scratch / f"{algo}-warm-vlexp")
+        run_plain(algo, steps, scratch / f"{algo}-warm-plain")
     runs: dict[str, list[dict]] = {"vlexp": [], "plain": []}
     for i in range(pairs):
         order = ("vlexp", "plain") if i % 2 == 0 else ("plain", "vlexp")
@@ -100,7 +110,7 @@ def bench(algo: str, steps: int, pairs: int, scratch: Path) -> dict:
             print(f"  {algo} pair {i} {who}: {runs[who][-1]}", flush=True)
     ratios = {
         key: summary([v[key] / p[key] for v, p in zip(runs["vlexp"], runs["plain"], strict=True)])
-        for key in ("wall_s", "train_s", "rss_mib")
+        for key in ("wall_s", "cpu_s", "train_s", "rss_mib")
     }
     return {"steps": steps, "pairs": pairs, "runs": runs, "ratio_vlexp_over_plain": ratios}
 
@@ -110,12 +120,15 @@ def main() -> None:
     parser.add_argument("--algos", nargs="+", default=["grpo", "sft"])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--no-warmup", action="store_true", help="caches are already warm")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     opts = parser.parse_args()
     result = {"machine": describe(), "algos": {}}
     with tempfile.TemporaryDirectory(prefix="vlexp-overhead-") as scratch:
         for algo in opts.algos:
-            result["algos"][algo] = bench(algo, opts.steps, opts.pairs, Path(scratch))
+            result["algos"][algo] = bench(
+                algo, opts.steps, opts.pairs, Path(scratch), warmup=not opts.no_warmup
+            )
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"overhead-{result['machine']['host']}.json").write_text(
@@ -127,6 +140,7 @@ def main() -> None:
             f"{algo}: vlexp/plain  training phase {r['train_s']['median']:.3f} "
             f"[{r['train_s']['min']:.3f}, {r['train_s']['max']:.3f}]  end to end "
             f"{r['wall_s']['median']:.3f} [{r['wall_s']['min']:.3f}, {r['wall_s']['max']:.3f}]  "
+            f"CPU {r['cpu_s']['median']:.3f} [{r['cpu_s']['min']:.3f}, {r['cpu_s']['max']:.3f}]  "
             f"peak RSS {r['rss_mib']['median']:.3f} [{r['rss_mib']['min']:.3f}, {r['rss_mib']['max']:.3f}]"
         )
 
