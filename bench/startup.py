@@ -92,16 +92,17 @@ def main() -> None:
         "cfg_job_s": stats([command_time("--cfg", "job") for _ in range(opts.repeats)]),
     }
     with tempfile.TemporaryDirectory(prefix="vlexp-startup-") as scratch:
-        first_step_time(Path(scratch) / "warm")  # builds the tiny model/data cache if missing
-        result["first_step_s"] = stats(
-            [first_step_time(Path(scratch) / f"run{i}") for i in range(opts.first_step_repeats)]
-        )
+        if opts.first_step_repeats:
+            first_step_time(Path(scratch) / "warm")  # builds the tiny model/data cache if missing
+            result["first_step_s"] = stats(
+                [first_step_time(Path(scratch) / f"run{i}") for i in range(opts.first_step_repeats)]
+            )
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"startup-{result['machine']['host']}.json").write_text(
         json.dumps(result, indent=2) + "\n"
     )
-    for key in ("help_s", "cfg_job_s", "first_step_s"):
+    for key in [k for k in ("help_s", "cfg_job_s", "first_step_s") if k in result]:
         s = result[key]
         print(f"{key:<13} median {s['median']:.2f} s  [min {s['min']:.2f}, max {s['max']:.2f}]")
 

@@ -32,7 +32,7 @@ def test_flash_attention_without_the_package_stops_before_loading(tmp_path):
 
 def test_flash_attention_without_cuda_names_sdpa(monkeypatch):
     monkeypatch.setattr(checks, "_installed", lambda module: True)
-    monkeypatch.setattr(checks, "_cuda", lambda: False)
+    monkeypatch.setattr(checks, "_cuda_available", lambda: False)
     message = _error(["model.attn_implementation=flash_attention_2"])
     assert "CUDA GPUs only" in message and "model.attn_implementation=sdpa" in message
 
@@ -50,7 +50,7 @@ def test_liger_without_the_package_says_how_to_install():
 
 def test_liger_without_cuda_stops(monkeypatch):
     monkeypatch.setattr(checks, "_installed", lambda module: True)
-    monkeypatch.setattr(checks, "_cuda", lambda: False)
+    monkeypatch.setattr(checks, "_cuda_available", lambda: False)
     assert "CUDA GPUs only" in _error(["memory=liger"])
 
 

@@ -78,7 +78,7 @@ def test_run_datasets_point_at_the_cache_and_keep_every_row(processor, tmp_path,
     }
     transform = for_run(cfg, processor)
     plain, _ = build_datasets(cfg.data, "grpo")
-    cached, evaluation = build_datasets(cfg.data, "grpo", transform)
+    cached, evaluation = build_datasets(cfg.data, "grpo", image_cache=transform)
     assert len(cached) == len(plain) and evaluation is not None
     import datasets
 
