@@ -170,7 +170,9 @@ def estimate(cfg: Any, plan: dict) -> Estimate:
     completion = int(args.get("max_completion_length") or 0) if kind == "grpo" else 0
     out.seq_len = prompt + completion
     rows = int(cfg.train.per_device_train_batch_size) * (2 if kind == "dpo" else 1)
-    out.parts["activations"] = _activations(cfg, text, vision, rows, out.seq_len, per_image, d)
+    out.parts["activations"] = _activations(
+        cfg, text, vision, rows, out.seq_len, out.image_tokens, d
+    )
 
     # Reference model: GRPO with beta != 0 and DPO load a frozen copy, unless PEFT can
     # disable its adapters instead.
@@ -198,7 +200,7 @@ def _language_linear_numel(model: Any) -> int:
     )
 
 
-def _activations(cfg, text, vision, rows: int, seq: int, per_image: int, d: int) -> int:
+def _activations(cfg, text, vision, rows: int, seq: int, image_tokens: int, d: int) -> int:
     """Saved-for-backward tensors of one micro-batch (SDPA/flash attention: no S^2 term).
 
     Decoder layer, per token: RMSNorm inputs kept in fp32 (2 x 4h bytes), and in the model
@@ -223,7 +225,7 @@ def _activations(cfg, text, vision, rows: int, seq: int, per_image: int, d: int)
     if vision_trains:
         hv = getattr(vision, "embed_dim", None) or vision.hidden_size
         iv = getattr(vision, "intermediate_size", None) or hv * getattr(vision, "mlp_ratio", 4)
-        patches = rows * per_image * vision.spatial_merge_size**2
+        patches = rows * image_tokens * vision.spatial_merge_size**2
         block = d * (6 * hv + 4 * iv) + 8 * hv
         if cfg.memory.get("gradient_checkpointing"):
             saved += patches * (vision.depth * d * hv + block)

@@ -103,6 +103,9 @@ def test_estimate_follows_the_config_knobs():
     small = planner.plan_run([*base, "model.max_pixels=200704"], dict(CPU_PLAN))[1]
     # 1080x1920 px at 256 x 28 x 28 px: smart_resize keeps the aspect, 14 x 18 tokens.
     assert small.image_tokens == 252 and small.parts["activations"] < plain["activations"]
+    two = planner.plan_run(base, {**CPU_PLAN, "images_per_sample": 2})[1]
+    assert two.image_tokens == 2 * planner.plan_run(base, dict(CPU_PLAN))[1].image_tokens
+    assert two.parts["activations"] > plain["activations"]
     ds = "{zero_optimization: {stage: 3}}"
     zero3 = planner.plan_run(
         [*base, "launcher.num_processes=8", f"memory.deepspeed={ds}"], dict(CPU_PLAN)
