@@ -38,6 +38,7 @@ SHARED = dict(  # conf/config.yaml `train:` as vlexp resolves it on a CPU machin
     bf16=False,
     use_cpu=not torch.cuda.is_available(),
     report_to=[],
+    logging_nan_inf_filter=False,
     gradient_checkpointing=False,
     remove_unused_columns=False,
 )
