@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vlexp import evaluation, faults, resume, tracking
-from vlexp.data import build_datasets
+from vlexp.data import build_datasets, image_cache
 from vlexp.data.check import DataCheck
 from vlexp.distributed import ShardReport, held_elements
 from vlexp.models import load_model, load_processor
@@ -30,7 +30,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     processor = load_processor(cfg.model)
     # Every record is checked before the model loads: bad data fails in seconds, not at step N.
     train_set, eval_set = build_datasets(
-        cfg.data, cfg.algo.kind, DataCheck(cfg, processor, run_dir)
+        cfg.data,
+        cfg.algo.kind,
+        DataCheck(cfg, processor, run_dir),
+        image_cache.for_run(cfg, processor),
     )
     log.info(
         "data %s: %d train / %s eval records",
@@ -89,6 +92,8 @@ def build_args(cfg: DictConfig, run_dir: Path):
     if cfg.memory.get("gradient_checkpointing"):
         extra["gradient_checkpointing"] = True
         extra["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if cfg.memory.get("liger_kernel"):
+        extra["use_liger_kernel"] = True
     if cfg.memory.get("deepspeed") is not None:
         extra["deepspeed"] = OmegaConf.to_container(cfg.memory.deepspeed, resolve=True)
     return instantiate(cfg.algo.args, output_dir=str(run_dir), **shared, **extra)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,9 +28,14 @@ class ConfigError(ValueError):
     """A config that cannot run; the message names the keys and the fix."""
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise one ConfigError listing every combination that cannot work."""
-    problems = [problem for check in CHECKS for problem in check(cfg)]
+def validate(cfg: DictConfig, machine: bool = True) -> None:
+    """Raise one ConfigError listing every combination that cannot work.
+
+    `machine=False` skips the checks of this machine (packages, CUDA), e.g. when
+    `python -m vlexp.plan` plans a GPU job on a laptop.
+    """
+    checks = CHECKS if machine else [c for c in CHECKS if c not in MACHINE_CHECKS]
+    problems = [problem for check in checks for problem in check(cfg)]
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:
@@ -312,6 +318,100 @@ def check_resume(cfg: DictConfig) -> list[str]:
     ]
 
 
+# --- fast paths: config options that stop here, before any model loads, when this machine
+# or TRL 1.16 cannot honour them.
+
+ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+FLASH_PACKAGE = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def check_attention(cfg: DictConfig) -> list[str]:
+    """model.attn_implementation: a kernel transformers knows, installed, on a GPU if it needs one."""
+    impl = cfg.model.get("attn_implementation") or "sdpa"
+    if impl not in ATTENTION:
+        return [
+            f"model.attn_implementation={impl} is not one of {', '.join(ATTENTION)} (sdpa is the default)"
+        ]
+    if impl not in FLASH_PACKAGE:
+        return []
+    if not _installed(FLASH_PACKAGE[impl]):
+        return [
+            f"model.attn_implementation={impl} needs the flash-attn package, which is not "
+            "installed: `pip install flash-attn --no-build-isolation` on a CUDA machine, or use "
+            "model.attn_implementation=sdpa"
+        ]
+    if not _cuda_available():
+        return [
+            f"model.attn_implementation={impl} runs on CUDA GPUs only and none is visible: "
+            "use model.attn_implementation=sdpa"
+        ]
+    return []
+
+
+def check_liger(cfg: DictConfig) -> list[str]:
+    """memory.liger_kernel (memory=liger): Liger's Triton kernels need the package and CUDA."""
+    if not cfg.memory.get("liger_kernel"):
+        return []
+    if not _installed("liger_kernel"):
+        return [
+            "memory.liger_kernel=true (memory=liger) needs liger-kernel, which is not installed: "
+            "`pip install liger-kernel` (or `pip install 'vlexp[gpu]'`), or pick another memory preset"
+        ]
+    if not _cuda_available():
+        return [
+            "memory.liger_kernel=true (memory=liger) runs Triton kernels on CUDA GPUs only and "
+            "none is visible: pick another memory preset (e.g. memory=none) on this machine"
+        ]
+    return []
+
+
+def check_torch_compile(cfg: DictConfig) -> list[str]:
+    """train.torch_compile: inductor builds C++ (CPU) or Triton launchers (GPU) with a compiler."""
+    wanted = cfg.train.get("torch_compile") or cfg.algo.args.get("torch_compile")
+    if wanted and not any(shutil.which(cc) for cc in ("cc", "gcc", "c++", "clang")):
+        return [
+            "train.torch_compile=true needs a C/C++ compiler for torch inductor and none is on "
+            "PATH: install one (e.g. `apt-get install g++`) or set train.torch_compile=false"
+        ]
+    return []
+
+
+def check_padding_free(cfg: DictConfig) -> list[str]:
+    """SFT packing / padding-free and DPO padding-free are refused (or dropped) by TRL 1.16."""
+    args = cfg.algo.args
+    wants = args.get("packing") or args.get("padding_free")
+    if cfg.algo.kind == "sft" and wants and _has_images(cfg.data):
+        key = "packing" if args.get("packing") else "padding_free"
+        return [
+            f"algo.args.{key}=true: TRL 1.16's SFTTrainer refuses it for vision data sets "
+            '("Packing is not supported for vision datasets" / "Padding-free training is yet '
+            'not supported for vision datasets") and this data set has images: set '
+            f"algo.args.{key}=false"
+        ]
+    if cfg.algo.kind == "dpo" and args.get("padding_free"):
+        return [
+            "algo.args.padding_free=true: TRL 1.16's DPOTrainer disables it "
+            '("temporarily unavailable after a refactor") and would silently pad instead: '
+            "set algo.args.padding_free=false"
+        ]
+    return []
+
+
+def _has_images(data_cfg) -> bool:
+    """Whether the training records carry images; `shapes` always does, JSONL is looked at."""
+    if data_cfg.get("name") == "shapes":
+        return True
+    path = Path(str(data_cfg.get("train") or "")).expanduser()
+    if not path.is_file():
+        return True  # not readable yet: assume the common case, images
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        return any('"image' in line for line in handle)
+
+
 CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_choices,
     check_prompt_template,
@@ -328,7 +428,20 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_launcher,
     check_deepspeed,
     check_resume,
+    check_padding_free,
+    check_attention,
+    check_liger,
+    check_torch_compile,
 ]
+# What this machine has (packages, CUDA, a compiler), not what the config says.
+MACHINE_CHECKS = {
+    check_quantization,
+    check_bf16,
+    check_vllm,
+    check_attention,
+    check_liger,
+    check_torch_compile,
+}
 
 
 def reward_funcs(cfg: DictConfig) -> dict:

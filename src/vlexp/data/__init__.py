@@ -10,8 +10,13 @@ from vlexp.data.records import KINDS, DataError, Record, read_jsonl, to_example
 __all__ = ["DataError", "build_datasets", "load_split", "to_dataset"]
 
 
-def to_dataset(records: list[Record], kind: str, data_cfg: Any):
-    """Records -> a `datasets.Dataset` of `kind` examples (images decoded lazily)."""
+def to_dataset(
+    records: list[Record], kind: str, data_cfg: Any, image_cache: Callable | None = None
+):
+    """Records -> a `datasets.Dataset` of `kind` examples (images decoded lazily).
+
+    `image_cache` (see `data.image_cache`) swaps image paths for resized cached copies.
+    """
     import datasets
 
     if kind not in KINDS:
@@ -19,6 +24,8 @@ def to_dataset(records: list[Record], kind: str, data_cfg: Any):
     template = data_cfg.get("prompt_template") or "{question}"
     system = data_cfg.get("system_prompt")
     rows = [to_example(r, kind, template, system) for r in records]
+    if image_cache is not None:
+        rows = image_cache(rows)
     # from_list would take the columns of the first row only and silently drop the rest.
     columns = list(dict.fromkeys(key for row in rows for key in row))
     table = {key: [row.get(key) for row in rows] for key in columns}
@@ -35,6 +42,7 @@ def build_datasets(
     data_cfg: Any,
     kind: str,
     check: Callable[[dict[str, str]], dict[str, list[Record]]] | None = None,
+    image_cache: Callable[[list[dict]], list[dict]] | None = None,
 ) -> tuple[Any, Any | None]:
     """Run the data set's `prepare` step (if any), check the records, load train and eval.
 
@@ -54,6 +62,8 @@ def build_datasets(
         records = {
             split: read_jsonl(path, data_cfg.get("image_root")) for split, path in files.items()
         }
-    train = to_dataset(records["train"], kind, data_cfg)
-    evaluation = to_dataset(records["eval"], kind, data_cfg) if "eval" in records else None
+    train = to_dataset(records["train"], kind, data_cfg, image_cache)
+    evaluation = (
+        to_dataset(records["eval"], kind, data_cfg, image_cache) if "eval" in records else None
+    )
     return train, evaluation

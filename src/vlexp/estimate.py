@@ -1,0 +1,253 @@
+"""Per-GPU memory of a run, estimated from its config and a weightless (meta) copy of the model.
+
+Weights, gradients and optimizer states are counted from the real parameter tensors of the
+model built on the meta device (with `freeze_vision` and the PEFT adapters applied exactly as
+the run applies them), so for an unsharded run they equal the bytes the run allocates. The
+rest (activations, KV cache, DeepSpeed buffers) is a model of what PyTorch keeps alive; each
+formula says what it counts. `python -m vlexp.plan` prints the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GIB = 1024**3
+BUNDLED = Path(__file__).resolve().parent / "model_configs"
+# CUDA context, cuBLAS/cuDNN workspaces and NCCL buffers: not tensors, but on the card.
+CUDA_OVERHEAD = 1.0 * GIB
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass
+class Counts:
+    """What the parameter tensors of one model hold."""
+
+    weight_bytes: int
+    trainable_bytes: int
+    trainable_numel: int
+    trainable_tensors: int
+    total_numel: int
+    largest_layer_bytes: int  # one decoder layer: what ZeRO-3 gathers at a time
+
+
+@dataclass
+class Estimate:
+    parts: dict[str, int] = field(default_factory=dict)  # line -> bytes per GPU
+    notes: list[str] = field(default_factory=list)
+    seq_len: int = 0
+    image_tokens: int = 0
+    counts: Counts | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+
+def model_config(model_cfg: Any):
+    """The transformers config: a bundled copy for the known hub ids, else from the path."""
+    from transformers import AutoConfig
+
+    from vlexp.models import resolve_path
+
+    bundled = BUNDLED / model_cfg.name_or_path / "config.json"
+    source = bundled.parent if bundled.is_file() else resolve_path(model_cfg.name_or_path)
+    return AutoConfig.from_pretrained(source, trust_remote_code=model_cfg.get("trust_remote_code"))
+
+
+def meta_model(cfg: Any):
+    """The run's model without storage: same dtype, frozen parts and PEFT adapters as the run."""
+    import torch
+    from hydra.utils import instantiate
+    from transformers import AutoModelForImageTextToText
+
+    from vlexp.models import freeze_vision
+
+    config = model_config(cfg.model)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(
+            config, dtype=getattr(torch, cfg.model.dtype)
+        )
+        if cfg.model.get("freeze_vision"):
+            freeze_vision(model)
+        if cfg.memory.get("peft"):
+            from peft import get_peft_model
+
+            model = get_peft_model(model, instantiate(cfg.memory.peft))
+    return model
+
+
+def count(model: Any) -> Counts:
+    params = list(model.parameters())  # tied weights appear once, as in the optimizer
+    trainable = [p for p in params if p.requires_grad]
+    layer_bytes = 0
+    for name, module in model.named_modules():
+        if name.endswith(("layers.0", "blocks.0")):
+            size = sum(p.numel() * p.element_size() for p in module.parameters())
+            layer_bytes = max(layer_bytes, size)
+    return Counts(
+        weight_bytes=sum(p.numel() * p.element_size() for p in params),
+        trainable_bytes=sum(p.numel() * p.element_size() for p in trainable),
+        trainable_numel=sum(p.numel() for p in trainable),
+        trainable_tensors=len(trainable),
+        total_numel=sum(p.numel() for p in params),
+        largest_layer_bytes=layer_bytes,
+    )
+
+
+def image_tokens(model_cfg: Any, vision: Any, height: int, width: int) -> int:
+    """LLM tokens for one image after `smart_resize` at the configured pixel budget."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    factor = vision.patch_size * vision.spatial_merge_size
+    h, w = smart_resize(height, width, factor, model_cfg.min_pixels, model_cfg.max_pixels)
+    return (h // factor) * (w // factor)
+
+
+def zero_settings(cfg: Any) -> tuple[int, bool, bool, int]:
+    """(ZeRO stage, optimizer offloaded, parameters offloaded, world size) of the run."""
+    ds = cfg.memory.get("deepspeed") or {}
+    zero = ds.get("zero_optimization") or {}
+    offload = lambda key: (zero.get(key) or {}).get("device", "none") in ("cpu", "nvme")  # noqa: E731
+    world = int(cfg.launcher.get("num_processes", 1)) * int(cfg.launcher.get("num_machines", 1))
+    stage = int(zero.get("stage", 0)) if ds else -1  # -1: no DeepSpeed
+    return stage, offload("offload_optimizer"), offload("offload_param"), world
+
+
+def estimate(cfg: Any, plan: dict) -> Estimate:
+    """Bytes per GPU for the run `cfg`; `plan` holds the planner's own knobs (see plan.py)."""
+    model = meta_model(cfg)
+    counts = count(model)
+    text = model.config.get_text_config()
+    vision = model.config.vision_config
+    out = Estimate(counts=counts)
+    stage, offload_opt, offload_param, world = zero_settings(cfg)
+    args = cfg.algo.args
+    kind = cfg.algo.kind
+    d = DTYPE_BYTES[cfg.model.dtype]
+    shard = lambda n, from_stage: n // world if stage >= from_stage else n  # noqa: E731
+
+    # Weights: 4-bit quantization stores the language model's linear layers in NF4 with one
+    # fp32 absmax per 64 weights (double-quantized to 8 bits), i.e. ~0.52 bytes per weight.
+    weights = counts.weight_bytes
+    if cfg.memory.get("quantization"):
+        linear = _language_linear_numel(model)
+        weights -= linear * d - int(linear * (0.5 + 1 / 64 + 4 / (64 * 256)))
+        out.notes.append("4-bit weights: NF4 + double-quantized absmax (~0.52 B per weight)")
+    if offload_param and stage == 3:
+        weights = counts.largest_layer_bytes * 2
+        out.notes.append("ZeRO-3 parameter offload: only the gathered layers stay on the GPU")
+    elif stage == 3:
+        weights = weights // world + counts.largest_layer_bytes
+        out.notes.append("ZeRO-3: 1/N of the weights plus one gathered decoder layer")
+    out.parts["weights"] = weights
+
+    # Gradients: one per trainable element in the parameter's dtype (DeepSpeed: bf16/fp32 as
+    # the parameter), partitioned from ZeRO-2 on.
+    out.parts["gradients"] = shard(counts.trainable_bytes, 2)
+
+    # Optimizer: torch AdamW keeps exp_avg and exp_avg_sq in the parameter's dtype plus one
+    # fp32 `step` per tensor; DeepSpeed keeps fp32 master weights + both moments (12 B per
+    # element); bitsandbytes 8-bit Adam keeps two uint8 moments + one fp32 absmax per 256.
+    optim = str(args.get("optim") or "adamw_torch_fused")
+    if stage >= 0:
+        master = 4 if cfg.model.dtype != "float32" else 0
+        states = counts.trainable_numel * (8 + master)
+        out.parts["optimizer"] = 0 if offload_opt else shard(states, 1)
+        if offload_opt:
+            out.notes.append("optimizer states offloaded to CPU memory")
+    elif "8bit" in optim:
+        out.parts["optimizer"] = int(counts.trainable_numel * (2 + 8 / 256))
+    else:
+        out.parts["optimizer"] = 2 * counts.trainable_bytes + 4 * counts.trainable_tensors
+
+    # Sequence: text + image tokens (+ completion for GRPO), per micro-batch row.
+    n_images = int(plan.get("images_per_sample", 1))
+    per_image = image_tokens(cfg.model, vision, plan["image_height"], plan["image_width"])
+    out.image_tokens = per_image * n_images
+    prompt = int(plan["text_tokens"]) + out.image_tokens
+    completion = int(args.get("max_completion_length") or 0) if kind == "grpo" else 0
+    out.seq_len = prompt + completion
+    rows = int(cfg.train.per_device_train_batch_size) * (2 if kind == "dpo" else 1)
+    out.parts["activations"] = _activations(
+        cfg, text, vision, rows, out.seq_len, out.image_tokens, d
+    )
+
+    # Reference model: GRPO with beta != 0 and DPO load a frozen copy, unless PEFT can
+    # disable its adapters instead.
+    needs_ref = (kind == "grpo" and float(args.get("beta", 0.0)) != 0.0) or kind == "dpo"
+    if needs_ref and not cfg.memory.get("peft"):
+        ref = counts.total_numel * d
+        out.parts["reference model"] = (
+            ref // world + counts.largest_layer_bytes if stage == 3 else ref
+        )
+
+    if kind == "grpo":
+        out.parts.update(_generation(cfg, text, prompt, completion, d, plan))
+    if plan.get("device", "cuda") == "cuda":
+        out.parts["CUDA context + workspaces"] = int(CUDA_OVERHEAD)
+    return out
+
+
+def _language_linear_numel(model: Any) -> int:
+    import torch
+
+    return sum(
+        m.weight.numel()
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and "language_model" in name
+    )
+
+
+def _activations(cfg, text, vision, rows: int, seq: int, image_tokens: int, d: int) -> int:
+    """Saved-for-backward tensors of one micro-batch (SDPA/flash attention: no S^2 term).
+
+    Decoder layer, per token: RMSNorm inputs kept in fp32 (2 x 4h bytes), and in the model
+    dtype the normed inputs (2h), q and attention output (2h), k and v (2 kv), and the SwiGLU
+    gate, up, act and product (4i). Liger's fused RMSNorm/SwiGLU drop the fp32 copies and two of
+    the four MLP tensors. Gradient checkpointing keeps only each layer's input (h) plus one
+    layer recomputed at a time. TRL 1.16 computes log-probs through a tiled fused LM head, so
+    the [rows x seq x vocab] logits never exist. The vision tower's activations count only when
+    it trains (frozen by `freeze_vision` or PEFT: nothing needs its graph).
+    """
+    h, i = text.hidden_size, text.intermediate_size
+    kv = text.num_key_value_heads * (h // text.num_attention_heads)
+    liger = bool(cfg.memory.get("liger_kernel"))
+    layer = d * (4 * h + 2 * kv + (2 if liger else 4) * i) + (0 if liger else 8 * h)
+    layers = text.num_hidden_layers
+    tokens = rows * seq
+    if cfg.memory.get("gradient_checkpointing"):
+        saved = tokens * (layers * d * h + layer)
+    else:
+        saved = tokens * layers * layer
+    vision_trains = not cfg.model.get("freeze_vision") and not cfg.memory.get("peft")
+    if vision_trains:
+        hv = getattr(vision, "embed_dim", None) or vision.hidden_size
+        iv = getattr(vision, "intermediate_size", None) or hv * getattr(vision, "mlp_ratio", 4)
+        patches = rows * image_tokens * vision.spatial_merge_size**2
+        block = d * (6 * hv + 4 * iv) + 8 * hv
+        if cfg.memory.get("gradient_checkpointing"):
+            saved += patches * (vision.depth * d * hv + block)
+        else:
+            saved += patches * vision.depth * block
+    return saved
+
+
+def _generation(cfg, text, prompt: int, completion: int, d: int, plan: dict) -> dict[str, int]:
+    """GRPO rollouts: the HF generate KV cache, or vLLM's reserved share when colocated."""
+    args = cfg.algo.args
+    if args.get("use_vllm"):
+        if args.get("vllm_mode", "server") == "colocate":
+            share = float(args.get("vllm_gpu_memory_utilization", 0.3))
+            return {"vLLM (colocate) reservation": int(share * plan["gpu_mem_gb"] * GIB)}
+        return {}  # a separate vLLM server holds its own GPUs
+    steps = args.get("steps_per_generation") or cfg.train.gradient_accumulation_steps
+    rows = int(cfg.train.per_device_train_batch_size) * int(steps)
+    head_dim = text.hidden_size // text.num_attention_heads
+    per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * d
+    return {"generation KV cache": rows * (prompt + completion) * per_token}
+
+
+def gib(n: float) -> str:
+    return f"{n / GIB:7.2f} GiB" if n >= GIB / 100 or n == 0 else f"{n / 1024**2:7.2f} MiB"

@@ -1,0 +1,128 @@
+"""The memory planner: exact on the tensors a run allocates, sane on the real architectures."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import compose
+from vlexp import plan as planner
+from vlexp import tracking
+from vlexp.estimate import estimate, meta_model
+
+CPU_PLAN = {**planner.PLAN_DEFAULTS, "device": "cpu"}
+
+
+def _bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class TensorProbe(tracking.MetricsJsonl):
+    """metrics.jsonl as usual, plus the tensor bytes held at the first optimizer step."""
+
+    seen: dict[str, int] = {}
+
+    def on_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if TensorProbe.seen:
+            return
+        params = list(model.parameters())
+        states = [v for s in optimizer.state.values() for v in s.values() if hasattr(v, "numel")]
+        TensorProbe.seen = {
+            "weights": _bytes(params),
+            "gradients": _bytes(p.grad for p in params if p.grad is not None),
+            "optimizer": _bytes(states),
+        }
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["memory=lora"], ["model.freeze_vision=true", "algo.args.beta=0.0"]],
+    ids=["full", "lora", "frozen-vision-no-ref"],
+)
+def test_weights_grads_optimizer_equal_the_tiny_run_exactly(
+    overrides, tiny_model, tmp_path, monkeypatch
+):
+    from vlexp.run import train
+
+    cfg = compose(["train.max_steps=1", "train.per_device_train_batch_size=4", *overrides])
+    TensorProbe.seen = {}
+    monkeypatch.setattr(tracking, "MetricsJsonl", TensorProbe)
+    refs = []
+    import trl
+
+    original = trl.GRPOTrainer.__init__
+
+    def keep_ref(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        refs.append(self.ref_model)
+
+    monkeypatch.setattr(trl.GRPOTrainer, "__init__", keep_ref)
+    train(cfg, tmp_path)
+
+    est = estimate(cfg, CPU_PLAN)
+    measured = TensorProbe.seen
+    assert measured["gradients"] > 0
+    for part in ("weights", "gradients", "optimizer"):
+        assert est.parts[part] == measured[part], (part, est.parts, measured)
+    ref = refs[0]
+    assert est.parts.get("reference model", 0) == (_bytes(ref.parameters()) if ref else 0)
+    assert "CUDA context + workspaces" not in est.parts
+
+
+# Parameter totals Qwen publishes for these checkpoints (model cards / safetensors index).
+PUBLISHED = {
+    "qwen2_vl_2b": 2_208_985_600,
+    "qwen2_5_vl_3b": 3_754_622_976,
+    "qwen2_5_vl_7b": 8_292_166_656,
+}
+
+
+@pytest.mark.parametrize("model", sorted(PUBLISHED))
+def test_bundled_configs_build_the_published_architectures(model):
+    cfg = compose([f"model={model}"])
+    built = meta_model(cfg)
+    assert sum(p.numel() for p in built.parameters()) == PUBLISHED[model]
+    assert all(p.device.type == "meta" for p in built.parameters())
+
+
+def test_7b_full_grpo_does_not_fit_80gb_and_a_fitting_switch_is_named(capsys):
+    code = planner.main(["model=qwen2_5_vl_7b", "plan.gpu_mem_gb=80"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "does NOT fit" in out and "reference model" in out and "generation KV cache" in out
+    switch = next(line for line in out.splitlines() if line.startswith("switch to "))
+    overrides = switch[len("switch to ") :].split(":")[0].split()
+    cfg, est = planner.plan_run(["model=qwen2_5_vl_7b", *overrides], dict(planner.PLAN_DEFAULTS))
+    assert planner.fits(est, planner.PLAN_DEFAULTS)
+
+
+def test_estimate_follows_the_config_knobs():
+    base = ["model=qwen2_5_vl_3b", "algo=sft"]
+    plain = planner.plan_run(base, dict(planner.PLAN_DEFAULTS))[1].parts
+    ckpt = planner.plan_run([*base, "memory.gradient_checkpointing=true"], dict(CPU_PLAN))[1]
+    assert ckpt.parts["activations"] < plain["activations"] / 5
+    small = planner.plan_run([*base, "model.max_pixels=200704"], dict(CPU_PLAN))[1]
+    # 1080x1920 px at 256 x 28 x 28 px: smart_resize keeps the aspect, 14 x 18 tokens.
+    assert small.image_tokens == 252 and small.parts["activations"] < plain["activations"]
+    two = planner.plan_run(base, {**CPU_PLAN, "images_per_sample": 2})[1]
+    assert two.image_tokens == 2 * planner.plan_run(base, dict(CPU_PLAN))[1].image_tokens
+    assert two.parts["activations"] > plain["activations"]
+    ds = "{zero_optimization: {stage: 3}}"
+    zero3 = planner.plan_run(
+        [*base, "launcher.num_processes=8", f"memory.deepspeed={ds}"], dict(CPU_PLAN)
+    )[1]
+    # ZeRO-3 over 8 GPUs: an eighth of the fp32 master weights + moments, sharded weights.
+    assert zero3.parts["optimizer"] == zero3.counts.trainable_numel * 12 // 8
+    assert zero3.parts["weights"] < plain["weights"] / 4
+
+
+def test_a_small_job_fits_and_exits_zero(capsys):
+    code = planner.main(
+        ["model=qwen2_vl_2b", "algo=sft", "memory=lora", "train.per_device_train_batch_size=1"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and ": fits" in out and "model=qwen2_vl_2b" in out
+
+
+def test_unknown_planner_key_is_a_config_error(capsys):
+    assert planner.main(["plan.gpu_mem=80"]) == 2
+    assert "plan.gpu_mem_gb" in capsys.readouterr().err
