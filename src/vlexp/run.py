@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vlexp import evaluation, faults, tracking
-from vlexp.data import build_datasets
+from vlexp.data import build_datasets, fit_loss_mask
 from vlexp.data.check import DataCheck
 from vlexp.models import load_model, load_processor
 
@@ -37,6 +37,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         len(train_set),
         eval_set and len(eval_set),
     )
+    fit_loss_mask(args, train_set)
 
     model = load_model(cfg.model, cfg.memory)
     log.info("model %s: %.2fM parameters", cfg.model.name, model.num_parameters() / 1e6)
@@ -75,6 +76,8 @@ def build_args(cfg: DictConfig, run_dir: Path):
     if cfg.memory.get("gradient_checkpointing"):
         extra["gradient_checkpointing"] = True
         extra["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if cfg.memory.get("optim"):
+        extra["optim"] = cfg.memory.optim
     if cfg.memory.get("deepspeed") is not None:
         extra["deepspeed"] = OmegaConf.to_container(cfg.memory.deepspeed, resolve=True)
     return instantiate(cfg.algo.args, output_dir=str(run_dir), **shared, **extra)
