@@ -33,8 +33,7 @@ def load(
     local = Path(path).expanduser()
     if (local / "state.json").is_file() or (local / "dataset_dict.json").is_file():
         loaded = datasets.load_from_disk(str(local))  # written by save_to_disk
-        if isinstance(loaded, datasets.DatasetDict):
-            loaded = _pick(loaded, split, path)
+        loaded = _pick(loaded, split, path)
     else:
         files = _plain(data_files)
         try:
@@ -65,13 +64,17 @@ def _plain(value: Any) -> Any:
 
 
 def _pick(loaded: Any, split: str, path: str):
-    name = split.split("[", 1)[0]
-    if name not in loaded:
-        raise DataError(f"data=hf: {path} has splits {list(loaded)}, not {name!r}")
-    dataset = loaded[name]
+    """The split of a saved DatasetDict (a saved single Dataset is its only split)."""
+    import datasets
+
+    dataset = loaded
+    if isinstance(loaded, datasets.DatasetDict):
+        name = split.split("[", 1)[0]
+        if name not in loaded:
+            raise DataError(f"data=hf: {path} has splits {list(loaded)}, not {name!r}")
+        dataset = loaded[name]
     if "[" in split:  # datasets' slice syntax, e.g. train[:100]
-        instruction = datasets_split(split)
-        dataset = dataset.select(range(*instruction.indices(len(dataset))))
+        dataset = dataset.select(range(*datasets_split(split).indices(len(dataset))))
     return dataset
 
 
