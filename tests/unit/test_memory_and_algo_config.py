@@ -82,7 +82,10 @@ def test_qlora_stops_before_loading_through_the_cli(tmp_path):
     run_dir = tmp_path / "never"
     result = run_cli("algo=sft", "memory=[qlora,grad_ckpt]", f"hydra.run.dir={run_dir}")
     assert result.returncode == 1
-    assert "vlexp: config error: QLoRA" in result.stderr and "CUDA GPU and bitsandbytes" in result.stderr
+    assert (
+        "vlexp: config error: QLoRA" in result.stderr
+        and "CUDA GPU and bitsandbytes" in result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert not (run_dir / "config.resolved.yaml").exists()  # nothing ran
 
@@ -90,7 +93,10 @@ def test_qlora_stops_before_loading_through_the_cli(tmp_path):
 @pytest.mark.parametrize(
     ("key", "hint"),
     [
-        ("rpo_alpha=0.5", "'algo.args.loss_type=[sigmoid,sft]' 'algo.args.loss_weights=[1.0,ALPHA]'"),
+        (
+            "rpo_alpha=0.5",
+            "'algo.args.loss_type=[sigmoid,sft]' 'algo.args.loss_weights=[1.0,ALPHA]'",
+        ),
         ("max_prompt_length=512", "only algo.args.max_length"),
         ("reference_free=true", "SimPO"),
         ("precompute_ref_log_probs=true", "memory=lora"),
