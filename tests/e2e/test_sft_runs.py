@@ -15,7 +15,9 @@ from tests.helpers import compose, read_metrics
 def generate(model, processor, image, question: str) -> str:
     import torch
 
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+    ]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=[prompt], images=[image], return_tensors="pt")
     torch.manual_seed(0)
@@ -28,7 +30,9 @@ def generate(model, processor, image, question: str) -> str:
 
 def test_lora_targets_only_language_model_projections(tmp_path, shapes_dir, tiny_model):
     trainer, _ = build_trainer(["algo=sft", "memory=lora", "data.prepare.num_train=64"], tmp_path)
-    adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in trainer.model.named_parameters() if ".lora_A" in n}
+    adapted = {
+        n.rsplit(".lora_A", 1)[0] for n, _ in trainer.model.named_parameters() if ".lora_A" in n
+    }
     layers = 2  # the tiny model's text layers
     assert len(adapted) == 7 * layers
     assert all(".language_model." in name for name in adapted)
