@@ -224,3 +224,13 @@ def test_boxes_in_targets_are_rescaled_when_asked(tmp_path, shapes_dir):
         resized += (w, h) != (record["width"], record["height"])
     # exactly the targets of resized images changed (56x56 grows, 224x168 shrinks), no other
     assert changed == resized >= 2
+
+
+def test_hf_rows_with_errors_are_named_by_split_and_row(tmp_path):
+    import datasets
+
+    path = tmp_path / "bad.json"
+    datasets.Dataset.from_dict({"prefix": ["a", "b"], "suffix": ["x", None]}).to_json(str(path))
+    cfg = data_cfg(["data=hf", "data.name=json", f"data.data_files={path}"])
+    with pytest.raises(DataError, match=r"json\[train\] row 1: 'suffix' must be a string"):
+        build_datasets(cfg, "sft")
