@@ -30,7 +30,12 @@ def answer_accuracy(model_dir: Path, data_dir: Path, split: str = "eval") -> flo
     records = [json.loads(line) for line in (data_dir / f"{split}.jsonl").read_text().splitlines()]
     prompts = [
         processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": r["prefix"]}]}],
+            [
+                {
+                    "role": "user",
+                    "content": [{"type": "image"}, {"type": "text", "text": r["prefix"]}],
+                }
+            ],
             add_generation_prompt=True,
             tokenize=False,
         )
@@ -45,19 +50,22 @@ def answer_accuracy(model_dir: Path, data_dir: Path, split: str = "eval") -> flo
     return sum(a == r["solution"] for a, r in zip(answers, records, strict=True)) / len(records)
 
 
+def read_split(data_dir: Path, split: str) -> list[dict]:
+    return [json.loads(x) for x in (data_dir / f"{split}.jsonl").read_text().splitlines()]
+
+
 def uniform_chance(data_dir: Path, split: str = "eval") -> float:
     """Guessing uniformly among each task's possible answers (5 counts, 4 colours)."""
     from vlexp.data.shapes import COLOURS
 
     options = {"count": 5, "colour": len(COLOURS)}
-    records = [json.loads(x) for x in (data_dir / f"{split}.jsonl").read_text().splitlines()]
+    records = read_split(data_dir, split)
     return sum(1 / options[r["task"]] for r in records) / len(records)
 
 
 def majority_accuracy(data_dir: Path) -> float:
     """A stronger baseline: each task's most frequent training answer, always."""
-    read = lambda split: [json.loads(x) for x in (data_dir / f"{split}.jsonl").read_text().splitlines()]  # noqa: E731
-    train, evaluation = read("train"), read("eval")
+    train, evaluation = read_split(data_dir, "train"), read_split(data_dir, "eval")
     best = {
         task: Counter(r["solution"] for r in train if r["task"] == task).most_common(1)[0][0]
         for task in {r["task"] for r in train}
