@@ -105,3 +105,42 @@ def map_texts(messages: list[dict], roles: tuple[str, ...], edit: Any) -> list[d
                 if part.get("type") == "text":
                     part["text"] = edit(part["text"])
     return messages
+
+
+CONVERSATION_KEYS = ("messages", "prompt", "completion", "chosen", "rejected")
+
+
+def hoist_inline_images(fields: dict) -> dict:
+    """A record in TRL's image convention, whatever convention it came in (done at read time,
+    so the data check sees every image the run will open).
+
+    Qwen-style inline parts (`{"type": "image", "image": "file:///a.png"}`) become bare
+    placeholders and their paths join `images`; a record with images but no placeholder gets
+    them before its first user turn's text, as TRL does for plain-string turns.
+    """
+    keys = [k for k in CONVERSATION_KEYS if isinstance(fields.get(k), list)]
+    parts = [
+        part
+        for key in keys
+        for message in fields[key]
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "image"
+    ]
+    inline = [p["image"] for p in parts if isinstance(p.get("image"), str)]
+    # Both conventions at once stay as they are: the converter rejects them with a message.
+    if inline and fields.get("images") is None and fields.get("image") is None:
+        fields["images"] = [source.removeprefix("file://") for source in inline]
+        for part in parts:
+            part.pop("image", None)
+    images = fields.get("images", fields.get("image"))
+    count = len(images) if isinstance(images, list) else int(images is not None)
+    if keys and count and not parts:
+        for message in fields[keys[0]]:
+            if isinstance(message, dict) and message.get("role") == "user":
+                content = message.get("content")
+                text = [{"type": "text", "text": content}] if isinstance(content, str) else content
+                if isinstance(text, list):
+                    message["content"] = [{"type": "image"} for _ in range(count)] + text
+                break
+    return fields
