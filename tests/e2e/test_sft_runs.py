@@ -129,8 +129,17 @@ def test_messages_sft_trains_with_lora_and_checkpointing(tmp_path, shapes_dir, t
 
     path = messages_jsonl(shapes_dir, tmp_path / "data" / "train.jsonl", limit=8)
     cfg = compose(
-        ["algo=sft", f"memory={memory}", "data=jsonl", f"data.train={path}", "train.max_steps=2"]
+        [
+            "algo=sft",
+            f"memory={memory}",
+            "data=jsonl",
+            f"data.train={path}",
+            # the records point at the shapes images with absolute file:// paths
+            f"data.allowed_image_roots=[{shapes_dir}]",
+            "train.max_steps=2",
+        ]
     )
+    (tmp_path / "run").mkdir()
     train(cfg, tmp_path / "run")
     rows = read_metrics(tmp_path / "run")
     assert len(rows) == 2 and all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in rows)
