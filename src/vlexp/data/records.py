@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlexp.data.messages import hoist_inline_images
+
 QUESTION_KEYS = ("prefix", "question", "problem")
 KINDS = ("sft", "dpo", "grpo")
 
@@ -84,7 +86,7 @@ def read_jsonl(
                     detail = f"a record must be a JSON object, got {type(fields).__name__}"
                     problem = BadRecord(source, "line", "invalid JSON", detail)
             if problem is None:
-                records.append(Record(source, fields, image_dir))
+                records.append(Record(source, hoist_inline_images(fields), image_dir))
             elif bad is None:
                 raise DataError(f"{source}: {problem.detail}")
             else:
