@@ -104,14 +104,20 @@ def alternatives(overrides: list[str], plan: dict, current: str) -> list[tuple[s
     return found
 
 
-def render(cfg: Any, est: Estimate, plan: dict) -> str:
+def memory_choice(overrides: list[str]) -> str:
+    """The `memory=` option of the overrides as typed (`none`, `lora`, `[lora,zero3]`)."""
+    chosen = [o.split("=", 1)[1] for o in overrides if o.lstrip("+~").startswith("memory=")]
+    return chosen[-1] if chosen else "none"
+
+
+def render(cfg: Any, est: Estimate, plan: dict, memory: str) -> str:
     counts = est.counts
     world = int(cfg.launcher.get("num_processes", 1)) * int(cfg.launcher.get("num_machines", 1))
     rows = cfg.train.per_device_train_batch_size
     lines = [
         f"vlexp plan: model={cfg.model.name} ({counts.total_numel / 1e9:.3g}B params, "
         f"{counts.trainable_numel / 1e9:.3g}B trainable, {cfg.model.dtype}) "
-        f"algo={cfg.algo.name} memory={cfg.memory.name}, {world} GPU(s)",
+        f"algo={cfg.algo.name} memory={memory}, {world} GPU(s)",
         f"sequence: {int(plan['text_tokens'])} text + {est.image_tokens} image tokens "
         f"({int(plan['image_height'])}x{int(plan['image_width'])} px at "
         f"max_pixels={cfg.model.max_pixels}) = {est.seq_len} tokens per row"
@@ -143,10 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"vlexp: config error: {err}", file=sys.stderr)
         return 2
-    print(render(cfg, est, plan))
+    memory = memory_choice(overrides)
+    print(render(cfg, est, plan, memory))
     if fits(est, plan):
         return 0
-    options = alternatives(overrides, plan, cfg.memory.name)
+    options = alternatives(overrides, plan, memory)
     if options:
         name, best = options[0]
         others = ", ".join(f"{n} ({gib(e.total).strip()})" for n, e in options[1:4])

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vlexp import evaluation, faults, resume, tracking
-from vlexp.data import build_datasets, image_cache
+from vlexp.data import build_datasets, fit_loss_mask, image_cache
 from vlexp.data.check import DataCheck
 from vlexp.distributed import ShardReport, held_elements
 from vlexp.models import load_model, load_processor
@@ -41,6 +41,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         len(train_set),
         eval_set and len(eval_set),
     )
+    fit_loss_mask(args, train_set)
 
     model = load_model(cfg.model, cfg.memory)
     checkpoint = resume.checkpoint_to_resume(cfg.get("resume"), run_dir)
@@ -94,6 +95,8 @@ def build_args(cfg: DictConfig, run_dir: Path):
         extra["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     if cfg.memory.get("liger_kernel"):
         extra["use_liger_kernel"] = True
+    if cfg.memory.get("optim"):
+        extra["optim"] = cfg.memory.optim
     if cfg.memory.get("deepspeed") is not None:
         extra["deepspeed"] = OmegaConf.to_container(cfg.memory.deepspeed, resolve=True)
     return instantiate(cfg.algo.args, output_dir=str(run_dir), **shared, **extra)

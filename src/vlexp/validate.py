@@ -412,6 +412,74 @@ def _has_images(data_cfg) -> bool:
         return any('"image' in line for line in handle)
 
 
+# Arguments TRL 1.16 removed or refuses for vision data, with what it offers instead. TRL
+# would raise a bare TypeError/ValueError from deep inside the trainer; this answers first.
+_MAX_LENGTH_ONLY = (
+    "TRL 1.16 has only algo.args.max_length (prompt + completion); leave it null so no image "
+    "token is ever cut"
+)
+REMOVED_ARGS: dict[tuple[str, str], str] = {
+    ("sft", "max_seq_length"): "use algo.args.max_length (null never truncates)",
+    ("dpo", "max_prompt_length"): _MAX_LENGTH_ONLY,
+    ("dpo", "max_completion_length"): _MAX_LENGTH_ONLY,
+    ("dpo", "rpo_alpha"): (
+        "RPO is DPO plus an NLL term on the chosen answer: set "
+        "'algo.args.loss_type=[sigmoid,sft]' 'algo.args.loss_weights=[1.0,ALPHA]'"
+    ),
+    ("dpo", "reference_free"): (
+        "TRL 1.16's DPO always has a reference; for a reference-free objective use SimPO "
+        "(trl.experimental.cpo.CPOTrainer with loss_type=simpo)"
+    ),
+    ("dpo", "padding_value"): "use algo.args.pad_token (a token string)",
+    ("dpo", "label_pad_token_id"): "remove it: TRL masks labels with the completion mask",
+    ("grpo", "max_prompt_length"): "remove it: TRL 1.16 does not truncate GRPO prompts",
+}
+
+
+def check_removed_args(cfg: DictConfig) -> list[str]:
+    """`algo.args` keys TRL 1.16 removed, each with what it offers instead."""
+    args = cfg.algo.get("args") or {}
+    problems = [
+        f"algo.args.{key} does not exist in TRL 1.16: {REMOVED_ARGS[cfg.algo.kind, key]}"
+        for key in args
+        if (cfg.algo.kind, key) in REMOVED_ARGS
+    ]
+    if cfg.algo.kind == "dpo" and args.get("precompute_ref_log_probs"):
+        problems.append(
+            "algo.args.precompute_ref_log_probs=true: TRL 1.16 refuses it for vision data sets. "
+            "To save the reference model's memory use memory=lora: the adapter-disabled base "
+            "then serves as the reference, with no second copy of the model"
+        )
+    return problems
+
+
+# transformers optimizer names implemented by bitsandbytes (CUDA only).
+BNB_OPTIMIZERS = frozenset(
+    {"adamw_bnb_8bit", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "ademamix"}
+    | {"ademamix_8bit", "paged_ademamix", "paged_ademamix_8bit", "lion_8bit", "lion_32bit"}
+    | {"paged_lion_8bit", "paged_lion_32bit", "rmsprop_bnb", "rmsprop_bnb_8bit"}
+    | {"rmsprop_bnb_32bit"}
+)
+
+
+def check_optimizer(cfg: DictConfig) -> list[str]:
+    """8-bit (bitsandbytes) optimizers need CUDA and bitsandbytes, like QLoRA."""
+    optim = cfg.memory.get("optim") or (cfg.algo.get("args") or {}).get("optim")
+    if optim not in BNB_OPTIMIZERS:
+        return []
+    missing = []
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("the bitsandbytes package (pip install 'vlexp[gpu]')")
+    if _runs_on_cpu(cfg):
+        missing.append("a CUDA GPU (none is visible, or train.use_cpu=true)")
+    if missing:
+        return [
+            f"the 8-bit optimizer '{optim}' (memory=adamw_8bit, or optim) needs "
+            f"{' and '.join(missing)}: drop it for a CPU run"
+        ]
+    return []
+
+
 CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_choices,
     check_prompt_template,
@@ -420,6 +488,8 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_generation_batch,
     check_rewards,
     check_quantization,
+    check_optimizer,
+    check_removed_args,
     check_bf16,
     check_vllm,
     check_ppo,
@@ -436,6 +506,7 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
 # What this machine has (packages, CUDA, a compiler), not what the config says.
 MACHINE_CHECKS = {
     check_quantization,
+    check_optimizer,
     check_bf16,
     check_vllm,
     check_attention,

@@ -12,7 +12,7 @@ from tests.helpers import REPO, compose, run_cli
 from vlexp.paths import config_dir, experiments_dir
 
 GROUPS = ("model", "data", "algo", "reward", "memory", "launcher", "logger")
-REQUIRED = {"data": {"jsonl": ["data.train=/tmp/train.jsonl"]}}
+REQUIRED = {"data": {"jsonl": ["data.train=/tmp/train.jsonl"], "hf": ["data.name=json"]}}
 
 
 def _options(group: str) -> list[str]:

@@ -5,8 +5,10 @@ Two record forms are accepted, in any mix:
 * prefix/suffix: `{"image": "a.png" | ["a.png", ...], "prefix": "question", "suffix": "target",
   "solution": "...", "rejected": "..."}`; `question` or `problem` may stand for `prefix`.
 * conversational, as TRL and the Qwen docs write them: `{"messages": [...], "images": [...]}`
-  for SFT, `{"prompt": [...], "chosen": [...], "rejected": [...], "images": [...]}` for DPO,
-  `{"prompt": [...], "images": [...], "solution": ...}` for GRPO.
+  or `{"prompt": [...], "completion": [...], "images": [...]}` for SFT, `{"prompt": [...],
+  "chosen": [...], "rejected": [...], "images": [...]}` for DPO, `{"prompt": [...], "images":
+  [...], "solution": ...}` for GRPO. Images may also sit inside the turns, Qwen style
+  (`{"type": "image", "image": "a.png"}`); see `vlexp.data.messages`.
 
 Relative image paths resolve against the JSONL file's folder unless `data.image_root` says
 otherwise. Every error names `file:line`.
@@ -18,6 +20,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vlexp.data.messages import hoist_inline_images
 
 QUESTION_KEYS = ("prefix", "question", "problem")
 KINDS = ("sft", "dpo", "grpo")
@@ -82,7 +86,7 @@ def read_jsonl(
                     detail = f"a record must be a JSON object, got {type(fields).__name__}"
                     problem = BadRecord(source, "line", "invalid JSON", detail)
             if problem is None:
-                records.append(Record(source, fields, image_dir))
+                records.append(Record(source, hoist_inline_images(fields), image_dir))
             elif bad is None:
                 raise DataError(f"{source}: {problem.detail}")
             else:
@@ -92,22 +96,31 @@ def read_jsonl(
     return records
 
 
-def image_paths(record: Record) -> list[str]:
-    """Absolute paths of the record's images (`image` or `images`, a path or a list)."""
+def image_paths(record: Record) -> list:
+    """The record's images (`image` or `images`, one or a list): absolute paths for path
+    strings; a hub data set's `{"bytes", "path"}` entries pass through as they are."""
     value = record.fields.get("images", record.fields.get("image"))
     if value is None:
         return []
     items = value if isinstance(value, list) else [value]
     paths = []
     for item in items:
-        if not isinstance(item, str):
+        if isinstance(item, dict) and (item.get("bytes") or item.get("path")):
+            paths.append(item)
+        elif isinstance(item, str):
+            paths.append(resolve_image(record, item))
+        else:
             raise DataError(
                 f"{record.source}: image entries must be path strings, got {item!r:.60}"
             )
-        # URLs pass through (the data check fetches them only with data.allow_remote_images).
-        remote = item.startswith(("http://", "https://"))
-        paths.append(item if remote else str((record.image_dir / item).expanduser()))
     return paths
+
+
+def resolve_image(record: Record, path: str) -> str:
+    # URLs pass through (the data check fetches them only with data.allow_remote_images).
+    if path.startswith(("http://", "https://")):
+        return path
+    return str((record.image_dir / path).expanduser())
 
 
 def _question(record: Record) -> str:
@@ -149,29 +162,64 @@ def passthrough(record: Record, drop: tuple[str, ...]) -> dict:
     return out
 
 
-def to_example(record: Record, kind: str, template: str, system: str | None) -> dict:
-    """The trainer-facing example for `kind` (sft, dpo or grpo)."""
+def to_example(
+    record: Record, kind: str, template: str, system: str | None, boxes: Any = None
+) -> dict:
+    """The trainer-facing example for `kind` (sft, dpo or grpo).
+
+    `boxes` (the `data.boxes` config) with `rescale: true` maps pixel boxes in the targets to
+    the processor's resized image (see `vlexp.data.boxes`).
+    """
     images = image_paths(record)
     fields = record.fields
     if "messages" in fields or isinstance(fields.get("prompt"), list):
-        return _conversational(record, kind, images)
+        return _conversational(record, kind, images, _target_edit(record, images, boxes))
+    edit = _target_edit(record, images, boxes)
     prompt = prompt_messages(record, len(images), template, system)
     if kind == "sft":
         return {
             "prompt": prompt,
-            "completion": assistant(_text(record, "suffix")),
+            "completion": assistant(edit(_text(record, "suffix"))),
             "images": images,
         }
     if kind == "dpo":
         chosen = fields.get("chosen", fields.get("suffix"))
-        chosen = assistant(chosen if isinstance(chosen, str) else _text(record, "chosen"))
-        rejected = assistant(_text(record, "rejected"))
+        chosen = assistant(edit(chosen if isinstance(chosen, str) else _text(record, "chosen")))
+        rejected = assistant(edit(_text(record, "rejected")))
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "images": images}
     example = passthrough(record, drop=("prompt", "chosen", "rejected"))
     return {**example, "prompt": prompt, "images": images}
 
 
-def _conversational(record: Record, kind: str, images: list[str]) -> dict:
+def _target_edit(record: Record, images: list, boxes: Any):
+    """text -> text for target turns: the box rescaler when asked for, else the identity."""
+    if not boxes or not boxes.get("rescale"):
+        return lambda text: text
+    from vlexp.data.boxes import box_rescaler, has_boxes
+
+    if len(images) != 1:
+
+        def single_image_only(text: str) -> str:
+            if has_boxes(text):
+                raise DataError(
+                    f"{record.source}: data.boxes.rescale needs exactly one image per record "
+                    f"with boxes (this one has {len(images)}): boxes would be ambiguous"
+                )
+            return text
+
+        return single_image_only
+    try:
+        return box_rescaler(boxes, images[0])
+    except OSError as err:
+        raise DataError(f"{record.source}: cannot read the image size ({err})") from None
+
+
+# Conversational columns each kind trains on, and the roles whose text is a target.
+_CONVERSATION_KEYS = {"prompt": (), "completion": ("assistant",), "messages": ("assistant",)}
+_CONVERSATION_KEYS |= {"chosen": ("assistant",), "rejected": ("assistant",)}
+
+
+def _conversational(record: Record, kind: str, images: list, edit: Any) -> dict:
     fields = record.fields
     if kind == "sft":
         if "messages" not in fields and "completion" not in fields:
@@ -184,7 +232,24 @@ def _conversational(record: Record, kind: str, images: list[str]) -> dict:
     missing = [k for k in keep if k not in fields]
     if missing:
         raise DataError(f"{record.source}: {kind.upper()} records need {', '.join(missing)}")
-    example = {k: fields[k] for k in keep}
+    from vlexp.data.messages import MessageError, map_texts, normalise, place_images
+
+    example, placeholders = {}, 0
+    try:
+        for key in keep:
+            turns, images, count = normalise(
+                fields[key], images, key, lambda p: resolve_image(record, p)
+            )
+            example[key] = map_texts(turns, _CONVERSATION_KEYS[key], edit)
+            placeholders += count
+        if images and not placeholders:
+            place_images(example[keep[0]], len(images))
+        elif placeholders != len(images):
+            raise MessageError(
+                f"{placeholders} image placeholder(s) in the turns but {len(images)} image(s)"
+            )
+    except MessageError as err:
+        raise DataError(f"{record.source}: {err}") from None
     if kind == "grpo":
         example.update(passthrough(record, drop=("prompt", "chosen", "rejected", "completion")))
     return {**example, "images": images}
