@@ -13,7 +13,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import faults, tracking
+from vlexp import faults, rl, tracking
 from vlexp.data import build_datasets
 from vlexp.data.check import DataCheck
 from vlexp.models import load_model, load_processor
@@ -53,6 +53,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **algorithm_inputs(cfg),
     )
     faults.install(trainer, cfg.train.get("on_nan", "stop"))  # NaN guard; loggers can't stop a run
+    if cfg.algo.kind == "grpo":
+        log.info("algorithm (as the trainer holds it): %s", rl.describe(trainer))
     trainer.train(resume_from_checkpoint=cfg.get("resume"))
     save_final(trainer, processor, run_dir / "final")
     return metrics.last_train_logs
@@ -91,7 +93,7 @@ def algorithm_inputs(cfg: DictConfig) -> dict[str, Any]:
     """Trainer arguments only some algorithms take (GRPO: the reward functions)."""
     if cfg.algo.kind != "grpo":
         return {}
-    return {"reward_funcs": [instantiate(cfg.reward.funcs[name]) for name in reward_table(cfg)]}
+    return {"reward_funcs": rl.reward_funcs(cfg)}
 
 
 def save_final(trainer, processor, final_dir: Path) -> None:

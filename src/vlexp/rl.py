@@ -1,0 +1,183 @@
+"""Glue for the GRPO family: reward functions as the trainer receives them, and a one-line
+account of the algorithm the trainer actually runs.
+
+TRL names a reward by its `__name__` (unwrapping `functools.partial`), so the guard below
+carries the name of its `reward.funcs` key: metrics read `rewards/<key>/mean`, the same key
+that `reward.weights.<key>` uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("vlexp")
+
+ON_ERROR = ("raise", "zero")
+SHOWN_CHARS = 300  # how much of an offending completion an error message quotes
+
+
+class RewardError(RuntimeError):
+    """A reward function raised; the message names it and quotes the completion."""
+
+
+def qualified_name(func: Callable) -> str:
+    """`module.function` of a reward, through `functools.partial` and callable objects."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{getattr(func, '__module__', None) or type(func).__module__}.{name}"
+
+
+class GuardedReward:
+    """Calls a reward function; when it raises, says which function and which completion.
+
+    The batch is scored in one call. Only when that raises are the completions re-scored one
+    at a time (list-valued columns sliced to match) to find the offending ones: with
+    `on_error="raise"` the first one stops the run with a `RewardError`; with `"zero"` each
+    offending completion scores 0.0 and their count per call is logged as
+    `rewards/<name>/errors` through TRL's `log_metric` hook.
+
+    A class rather than a closure so the reward stays picklable (TRL may ship reward functions
+    to a worker process).
+    """
+
+    def __init__(self, func: Callable, name: str | None = None, on_error: str = "raise") -> None:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"reward.on_error must be one of {ON_ERROR}, got {on_error!r}")
+        self.func = func
+        self.__name__ = name or qualified_name(func).rsplit(".", 1)[-1]
+        self.on_error = on_error
+
+    def __repr__(self) -> str:
+        return (
+            f"GuardedReward({self.__name__}={qualified_name(self.func)}, on_error={self.on_error})"
+        )
+
+    def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
+        try:
+            scores = self._call(completions, kwargs)
+            errors = 0
+        except Exception as batch_error:
+            scores, errors = self._one_by_one(completions, kwargs, batch_error)
+        if self.on_error == "zero" and callable(kwargs.get("log_metric")):
+            kwargs["log_metric"](f"rewards/{self.__name__}/errors", float(errors))
+        return scores
+
+    def _call(self, completions: list, kwargs: dict[str, Any]) -> list:
+        return list(self.func(completions=completions, **kwargs))
+
+    def _one_by_one(self, completions: list, kwargs: dict[str, Any], batch_error: Exception):
+        count = len(completions)
+        scores: list[float | None] = []
+        errors = 0
+        for index, completion in enumerate(completions):
+            # Columns are lists aligned with the completions; trainer_state, log_metric, ... pass.
+            one = {
+                key: value[index : index + 1]
+                if isinstance(value, list) and len(value) == count
+                else value
+                for key, value in kwargs.items()
+            }
+            try:
+                scores.extend(self._call([completion], one))
+            except Exception as err:
+                if self.on_error == "raise":
+                    raise RewardError(self._message(err, completion, index, count)) from err
+                errors += 1
+                scores.append(0.0)
+        if errors == 0 and self.on_error == "raise":
+            # Every completion scores alone: the failure depends on the batch as a whole.
+            raise RewardError(self._message(batch_error, None, None, count)) from batch_error
+        if errors:
+            log.warning(
+                "reward %s raised on %d of %d completions; scored 0 (reward.on_error=zero)",
+                self.__name__,
+                errors,
+                count,
+            )
+        return scores, errors
+
+    def _message(self, err: Exception, completion: Any, index: int | None, count: int) -> str:
+        where = _where(err, self.func)
+        if index is None:
+            shown = f"\n  on the batch of {count} completions (each one alone scores fine)"
+        else:
+            from vlexp.rewards import completion_text
+
+            text = completion_text(completion)
+            cut = f" ... ({len(text)} characters)" if len(text) > SHOWN_CHARS else ""
+            shown = f"\n  on completion {index + 1} of {count}: {text[:SHOWN_CHARS]!r}{cut}"
+        return (
+            f"reward function '{self.__name__}' ({qualified_name(self.func)}) raised "
+            f"{type(err).__name__}: {err}{where}{shown}\n"
+            f"Fix the function or the data, or set reward.on_error=zero to score such "
+            f"completions 0 (counted in the metric rewards/{self.__name__}/errors)."
+        )
+
+
+def _where(err: Exception, func: Callable) -> str:
+    """The line of the reward's own file that raised, and the innermost frame if elsewhere."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return ""
+    while isinstance(func, functools.partial):
+        func = func.func
+    try:
+        own_file = inspect.getsourcefile(func)
+    except TypeError:
+        own_file = None
+    own = [f for f in frames if own_file and f.filename == own_file] or frames[-1:]
+    text = f"\n  at {own[-1].filename}:{own[-1].lineno} in {own[-1].name}"
+    if own[-1] is not frames[-1]:
+        text += f" (raised in {frames[-1].filename}:{frames[-1].lineno})"
+    return text
+
+
+def reward_funcs(cfg: Any) -> list[GuardedReward]:
+    """The configured reward functions, in `reward.funcs` order, each guarded and named."""
+    from hydra.utils import instantiate
+
+    reward = cfg.get("reward") or {}
+    on_error = reward.get("on_error", "raise")
+    return [
+        GuardedReward(instantiate(node), name=name, on_error=on_error)
+        for name, node in (reward.get("funcs") or {}).items()
+    ]
+
+
+def reference_model(trainer: Any) -> str:
+    """Where the KL term's reference log-probs come from in this trainer."""
+    from accelerate.utils import is_peft_model
+
+    if trainer.beta == 0.0:
+        return "none (beta=0: no KL term, nothing loaded)"
+    if trainer.ref_model is None and is_peft_model(trainer.model):
+        return "the policy with its LoRA adapter disabled (no second copy)"
+    if trainer.ref_model is not None:
+        return f"a separate copy of {trainer.ref_model.config._name_or_path}"
+    raise RuntimeError(f"beta={trainer.beta} but the trainer holds no reference model")
+
+
+def describe(trainer: Any) -> dict[str, Any]:
+    """The loss-defining settings the GRPO trainer holds (not what the config asked for)."""
+    return {
+        "trainer": type(trainer).__name__,
+        "loss_type": trainer.loss_type,
+        "importance_sampling_level": trainer.importance_sampling_level,
+        "scale_rewards": trainer.scale_rewards,
+        "beta": trainer.beta,
+        "epsilon": [trainer.epsilon_low, trainer.epsilon_high],
+        "top_entropy_quantile": trainer.top_entropy_quantile,
+        "mask_truncated_completions": trainer.mask_truncated_completions,
+        "num_iterations": trainer.num_iterations,
+        "reference": reference_model(trainer),
+        "generation": f"vllm ({trainer.vllm_mode})" if trainer.use_vllm else "transformers",
+        "rewards": dict(
+            zip(trainer.reward_func_names, trainer.reward_weights.tolist(), strict=True)
+        ),
+    }
