@@ -181,3 +181,44 @@ def describe(trainer: Any) -> dict[str, Any]:
             zip(trainer.reward_func_names, trainer.reward_weights.tolist(), strict=True)
         ),
     }
+
+
+def prompt_text(messages: Any) -> str:
+    """A chat prompt as one line of text, images as `<image>` (for logs and tables).
+
+    >>> prompt_text([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}])
+    'user: <image>How many?'
+    """
+    if not isinstance(messages, list):
+        return str(messages)
+    lines = []
+    for message in messages:
+        content = message.get("content", "")
+        if isinstance(content, list):
+            content = "".join(
+                part.get("text", "") if part.get("type") == "text" else f"<{part.get('type')}>"
+                for part in content
+            )
+        lines.append(f"{message.get('role', '')}: {content}")
+    return "\n".join(lines)
+
+
+def setup_trainer(trainer: Any) -> None:
+    """Log the algorithm the GRPO trainer holds; make its completions table loggable."""
+    from transformers import TrainerCallback
+
+    log.info("algorithm (as the trainer holds it): %s", describe(trainer))
+
+    class TextPrompts(TrainerCallback):
+        # TRL 1.16 logs multimodal prompts to the W&B completions table as message lists whose
+        # content mixes {"type": "image"} and {"type": "text", "text": ...} parts; W&B's type
+        # check rejects the second such row and the run dies at its first logging step. on_log
+        # runs inside GRPOTrainer.log before the table is built: turn the prompts into text.
+        def on_log(self, args, state, control, **kwargs):
+            prompts = trainer._logs["prompt"]  # a deque: replace its items in place
+            texts = [prompt_text(p) for p in prompts]  # idempotent on text already converted
+            prompts.clear()
+            prompts.extend(texts)
+
+    if getattr(trainer, "log_completions", False):
+        trainer.add_callback(TextPrompts())

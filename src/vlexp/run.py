@@ -54,7 +54,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     faults.install(trainer, cfg.train.get("on_nan", "stop"))  # NaN guard; loggers can't stop a run
     if cfg.algo.kind == "grpo":
-        log.info("algorithm (as the trainer holds it): %s", rl.describe(trainer))
+        rl.setup_trainer(trainer)  # logs the algorithm as the trainer holds it
     trainer.train(resume_from_checkpoint=cfg.get("resume"))
     save_final(trainer, processor, run_dir / "final")
     return metrics.last_train_logs

@@ -126,3 +126,32 @@ def test_the_message_points_at_the_reward_s_own_line_when_a_library_raises():
     message = str(caught.value)
     assert "test_reward_guard.py:" in message and "in uses_json" in message
     assert "(raised in " in message and "json" in message.split("(raised in ")[1]
+
+
+def test_the_readme_own_reward_example_works(tmp_path, monkeypatch):
+    import re
+
+    from tests.helpers import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("**Your own reward**") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    conf = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "my_rewards.py").write_text(code)
+    (tmp_path / "myconf" / "reward").mkdir(parents=True)
+    (tmp_path / "myconf" / "reward" / "short_answer.yaml").write_text(conf)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    cfg = compose(
+        [
+            f"hydra.searchpath=[file://{tmp_path / 'myconf'}]",
+            "reward=[think_format,accuracy,short_answer]",
+        ]
+    )
+    assert dict(cfg.reward.weights) == {"think_format": 1.0, "accuracy": 1.0, "short_answer": 0.5}
+    funcs = reward_funcs(cfg)
+    assert [f.__name__ for f in funcs] == ["think_format", "accuracy", "short_answer"]
+    scores = funcs[-1](
+        ["<answer>a red one</answer>", "<answer>it is a red one</answer>"], solution=["x", "y"]
+    )
+    assert scores == [1.0, 0.0]
