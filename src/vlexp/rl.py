@@ -60,34 +60,32 @@ class GuardedReward:
 
     def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
         try:
-            scores = self._call(completions, kwargs)
-            errors = 0
+            scores, errors = list(self.func(completions=completions, **kwargs)), 0
         except Exception as batch_error:
-            scores, errors = self._one_by_one(completions, kwargs, batch_error)
-        if self.on_error == "zero" and callable(kwargs.get("log_metric")):
-            kwargs["log_metric"](f"rewards/{self.__name__}/errors", float(errors))
+            results = []
+            for index, completion in enumerate(completions):
+                try:
+                    one = _slice(kwargs, index, len(completions))
+                    results.append(list(self.func(completions=[completion], **one)))
+                except Exception as err:
+                    results.append(err)
+            scores, errors = self._settle(completions, results, batch_error)
+        self._count(kwargs, errors)
         return scores
 
-    def _call(self, completions: list, kwargs: dict[str, Any]) -> list:
-        return list(self.func(completions=completions, **kwargs))
-
-    def _one_by_one(self, completions: list, kwargs: dict[str, Any], batch_error: Exception):
+    def _settle(self, completions: list, results: list, batch_error: Exception):
+        """Scores from one-at-a-time results (a list of scores, or the exception raised)."""
         count = len(completions)
         scores: list[float | None] = []
         errors = 0
-        for index, completion in enumerate(completions):
-            # Columns are lists aligned with the completions; trainer_state, log_metric, ... pass.
-            one = {
-                key: value[index : index + 1]
-                if isinstance(value, list) and len(value) == count
-                else value
-                for key, value in kwargs.items()
-            }
-            try:
-                scores.extend(self._call([completion], one))
-            except Exception as err:
-                if self.on_error == "raise":
-                    raise RewardError(self._message(err, completion, index, count)) from err
+        for index, result in enumerate(results):
+            if not isinstance(result, Exception):
+                scores.extend(result)
+            elif self.on_error == "raise":
+                raise RewardError(
+                    self._message(result, completions[index], index, count)
+                ) from result
+            else:
                 errors += 1
                 scores.append(0.0)
         if errors == 0 and self.on_error == "raise":
@@ -101,6 +99,10 @@ class GuardedReward:
                 count,
             )
         return scores, errors
+
+    def _count(self, kwargs: dict[str, Any], errors: int) -> None:
+        if self.on_error == "zero" and callable(kwargs.get("log_metric")):
+            kwargs["log_metric"](f"rewards/{self.__name__}/errors", float(errors))
 
     def _message(self, err: Exception, completion: Any, index: int | None, count: int) -> str:
         where = _where(err, self.func)
@@ -118,6 +120,46 @@ class GuardedReward:
             f"Fix the function or the data, or set reward.on_error=zero to score such "
             f"completions 0 (counted in the metric rewards/{self.__name__}/errors)."
         )
+
+
+class AsyncGuardedReward(GuardedReward):
+    """The same guard for `async def` rewards (e.g. an LLM judge), which TRL awaits."""
+
+    async def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
+        try:
+            scores, errors = list(await self.func(completions=completions, **kwargs)), 0
+        except Exception as batch_error:
+            results = []
+            for index, completion in enumerate(completions):
+                try:
+                    one = _slice(kwargs, index, len(completions))
+                    results.append(list(await self.func(completions=[completion], **one)))
+                except Exception as err:
+                    results.append(err)
+            scores, errors = self._settle(completions, results, batch_error)
+        self._count(kwargs, errors)
+        return scores
+
+
+def guard(func: Callable, name: str | None = None, on_error: str = "raise") -> GuardedReward:
+    """`func` guarded, async or not as `func` is (TRL runs async rewards concurrently)."""
+    inner = func
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    # An `async def __call__` object is async too (inspect alone misses it).
+    call = type(inner).__call__ if not inspect.isroutine(inner) else inner
+    is_async = inspect.iscoroutinefunction(inner) or inspect.iscoroutinefunction(call)
+    cls = AsyncGuardedReward if is_async else GuardedReward
+    return cls(func, name=name, on_error=on_error)
+
+
+def _slice(kwargs: dict[str, Any], index: int, count: int) -> dict[str, Any]:
+    """One completion's share of the reward kwargs: columns are lists aligned with the
+    completions; trainer_state, log_metric, ... pass through whole."""
+    return {
+        key: value[index : index + 1] if isinstance(value, list) and len(value) == count else value
+        for key, value in kwargs.items()
+    }
 
 
 def _where(err: Exception, func: Callable) -> str:
@@ -145,7 +187,7 @@ def reward_funcs(cfg: Any) -> list[GuardedReward]:
     reward = cfg.get("reward") or {}
     on_error = reward.get("on_error", "raise")
     return [
-        GuardedReward(instantiate(node), name=name, on_error=on_error)
+        guard(instantiate(node), name=name, on_error=on_error)
         for name, node in (reward.get("funcs") or {}).items()
     ]
 

@@ -155,3 +155,35 @@ def test_the_readme_own_reward_example_works(tmp_path, monkeypatch):
         ["<answer>a red one</answer>", "<answer>it is a red one</answer>"], solution=["x", "y"]
     )
     assert scores == [1.0, 0.0]
+
+
+async def judge(completions, **kwargs):
+    """An async reward (e.g. an LLM judge) that refuses empty completions."""
+    if any(not c for c in completions):
+        raise ValueError("empty")
+    return [0.5] * len(completions)
+
+
+def test_async_rewards_stay_async_and_guarded():
+    import asyncio
+
+    from trl.trainer.utils import is_async_callable
+
+    from vlexp.rl import guard
+
+    guarded = guard(functools.partial(judge), name="judge", on_error="zero")
+    assert is_async_callable(guarded) and not is_async_callable(guard(picky))
+    logged = []
+    scores = asyncio.run(guarded(["a", "", "b"], log_metric=lambda *a: logged.append(a)))
+    assert scores == [0.5, 0.0, 0.5] and logged == [("rewards/judge/errors", 1.0)]
+    with pytest.raises(RewardError, match="on completion 2 of 2: ''"):
+        asyncio.run(guard(judge)(["a", ""]))
+
+
+def test_rl_docstring_examples_run():
+    import doctest
+
+    from vlexp import rl
+
+    result = doctest.testmod(rl)
+    assert result.attempted >= 1 and result.failed == 0
