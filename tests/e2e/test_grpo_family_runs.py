@@ -125,7 +125,7 @@ def test_reward_kwargs_align_with_completions(tmp_path, tiny_model, shapes_dir):
     lines = [
         json.dumps(
             {
-                "image": str(shapes_dir / r["image"]),
+                "image": r["image"],  # relative to data.image_root
                 "prefix": f"Item {i}: {r['prefix']}",
                 "solution": str(i),
                 "item": i,
@@ -139,6 +139,7 @@ def test_reward_kwargs_align_with_completions(tmp_path, tiny_model, shapes_dir):
         [
             "data=jsonl",
             f"data.train={tmp_path / 'train.jsonl'}",
+            f"data.image_root={shapes_dir}",
             "reward=[think_format,accuracy]",
             "+reward.funcs.probe._target_=tests.e2e.test_grpo_family_runs.alignment_probe",
             "+reward.funcs.probe._partial_=true",

@@ -31,7 +31,7 @@ def test_r1v_clevr_preset_runs_on_local_counting_data(tmp_path, tiny_model, shap
     # R1-V's record format: `problem`, and the solution wrapped in <answer> tags.
     rows = [
         {
-            "image": str(shapes_dir / r["image"]),
+            "image": r["image"],  # relative to data.image_root
             "problem": r["prefix"],
             "solution": f"<answer> {r['solution']} </answer>",
         }
@@ -43,7 +43,13 @@ def test_r1v_clevr_preset_runs_on_local_counting_data(tmp_path, tiny_model, shap
     assert list(preset.reward.funcs) == ["think_format", "accuracy"]
 
     trainer, metrics = train_in_process(
-        ["experiment=r1v_clevr_grpo", *TINY, f"data.train={train}"], tmp_path / "run"
+        [
+            "experiment=r1v_clevr_grpo",
+            *TINY,
+            f"data.train={train}",
+            f"data.image_root={shapes_dir}",
+        ],
+        tmp_path / "run",
     )
     assert trainer.num_generations == 8 and trainer.loss_type == "grpo" and trainer.beta == 0.04
     assert trainer.reward_func_names == ["think_format", "accuracy"]
@@ -59,7 +65,7 @@ def test_cls_rl_dtd_preset_runs_on_local_classification_data(tmp_path, tiny_mode
     # Few-shot classification records: the candidate labels in the prompt and in `choices`.
     rows = [
         {
-            "image": str(shapes_dir / r["image"]),
+            "image": r["image"],  # relative to data.image_root
             "prefix": f"{r['prefix']} Choose one of: {', '.join(COLOURS)}.",
             "solution": r["solution"],
             "choices": COLOURS,
@@ -72,7 +78,8 @@ def test_cls_rl_dtd_preset_runs_on_local_classification_data(tmp_path, tiny_mode
     OmegaConf.resolve(preset)
 
     trainer, metrics = train_in_process(
-        ["experiment=cls_rl_dtd", *TINY, f"data.train={train}"], tmp_path / "run"
+        ["experiment=cls_rl_dtd", *TINY, f"data.train={train}", f"data.image_root={shapes_dir}"],
+        tmp_path / "run",
     )
     assert trainer.num_generations == 4 and trainer.reward_func_names == ["choice"]
     prompt = trainer.train_dataset[0]["prompt"][-1]["content"][-1]["text"]
@@ -98,6 +105,6 @@ def test_grpo_raises_the_reward_of_the_warmed_tiny_model(tmp_path, tiny_model):
         f"GRPO mean reward: first 20 steps {first:.3f}, last 20 steps {last:.3f}, {seconds:.0f} s"
     )
     assert len(rows) == 150 and trainer.loss_type == "grpo"
-    assert last > first + 0.4 and last > 1.0, (first, last)
+    assert last > first + 0.4 and last > 0.8, (first, last)  # measured: 0.344 -> 1.025
     accuracy = [row["rewards/accuracy/mean"] for row in rows]
     assert sum(accuracy[-20:]) > sum(accuracy[:20])  # not only the format: answers improve
