@@ -1,9 +1,8 @@
 """Glue for the GRPO family: reward functions as the trainer receives them, and a one-line
 account of the algorithm the trainer actually runs.
 
-TRL names a reward by its `__name__` (unwrapping `functools.partial`), so the guard below
-carries the name of its `reward.funcs` key: metrics read `rewards/<key>/mean`, the same key
-that `reward.weights.<key>` uses.
+TRL names a reward by its `__name__` (unwrapping `functools.partial`); the guard below keeps
+that name, so metrics read `rewards/<function name>/mean` as they would without it.
 """
 
 from __future__ import annotations
@@ -33,6 +32,13 @@ def qualified_name(func: Callable) -> str:
     return f"{getattr(func, '__module__', None) or type(func).__module__}.{name}"
 
 
+def reward_name(func: Callable) -> str:
+    """The name TRL logs a reward under: the function's, through `functools.partial`."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return getattr(func, "__name__", type(func).__name__)
+
+
 class GuardedReward:
     """Calls a reward function; when it raises, says which function and which completion.
 
@@ -50,7 +56,7 @@ class GuardedReward:
         if on_error not in ON_ERROR:
             raise ValueError(f"reward.on_error must be one of {ON_ERROR}, got {on_error!r}")
         self.func = func
-        self.__name__ = name or qualified_name(func).rsplit(".", 1)[-1]
+        self.__name__ = name or reward_name(func)
         self.on_error = on_error
 
     def __repr__(self) -> str:
@@ -181,14 +187,13 @@ def _where(err: Exception, func: Callable) -> str:
 
 
 def reward_funcs(cfg: Any) -> list[GuardedReward]:
-    """The configured reward functions, in `reward.funcs` order, each guarded and named."""
+    """The configured reward functions, in `reward.funcs` order, each guarded."""
     from hydra.utils import instantiate
 
     reward = cfg.get("reward") or {}
     on_error = reward.get("on_error", "raise")
     return [
-        guard(instantiate(node), name=name, on_error=on_error)
-        for name, node in (reward.get("funcs") or {}).items()
+        guard(instantiate(node), on_error=on_error) for node in (reward.get("funcs") or {}).values()
     ]
 
 

@@ -187,3 +187,15 @@ def test_rl_docstring_examples_run():
 
     result = doctest.testmod(rl)
     assert result.attempted >= 1 and result.failed == 0
+
+
+def test_metric_names_follow_the_function_not_the_key():
+    # TRL's rule (rewards/<function name>/...): a callable object keeps its own __name__.
+    class Scorer:
+        __name__ = "reward_model"
+
+        def __call__(self, completions, **kwargs):
+            return [1.0] * len(completions)
+
+    assert GuardedReward(Scorer()).__name__ == "reward_model"
+    assert GuardedReward(functools.partial(picky)).__name__ == "picky"
