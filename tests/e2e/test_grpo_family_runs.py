@@ -159,4 +159,4 @@ def test_reward_kwargs_align_with_completions(tmp_path, tiny_model, shapes_dir):
         ]
         assert [int(s) for s in call["solution"]] == asked == list(call["item"])
         assert sorted(asked.count(a) for a in set(asked)) == [4, 4, 4]
-    assert all(row["rewards/probe/mean"] == 1.0 for row in rows)
+    assert all(row["rewards/alignment_probe/mean"] == 1.0 for row in rows)
