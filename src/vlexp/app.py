@@ -73,6 +73,7 @@ def main(cfg: DictConfig) -> float | None:
             raise stop(str(err)) from None
     else:
         from vlexp.faults import TrainingStopped
+        from vlexp.rl import RewardError
         from vlexp.run import train
 
         try:
@@ -81,6 +82,8 @@ def main(cfg: DictConfig) -> float | None:
             raise stop(f"vlexp: data error: {err}") from None
         except TrainingStopped as err:
             raise stop(f"vlexp: training stopped: {err}") from None
+        except RewardError as err:
+            raise stop(f"vlexp: {err}") from None
     print(f"vlexp: done. run dir: {run_dir}")
     # The sweep objective (Optuna maximises it): mean of the last few logged rewards.
     return objective(run_dir, **cfg.get("objective", {}))

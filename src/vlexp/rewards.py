@@ -1,7 +1,8 @@
 """Reward functions with TRL's signature: `(completions, **kwargs) -> list[float]`.
 
-Dataset columns (e.g. `solution`) arrive as keyword arguments, one value per completion,
-already aligned by TRL with the generations. Completions are plain strings or, for
+Dataset columns (e.g. `solution`, `choices`, `box`) arrive as keyword arguments, one value per
+completion, already aligned by TRL with the generations; list-valued columns arrive as JSON
+strings (vlexp's data loader encodes them) or as lists. Completions are plain strings or, for
 conversational prompts, `[{"role": "assistant", "content": "..."}]`; both are accepted.
 
 Add your own reward as a plain function in any importable module and point a YAML file at
@@ -10,6 +11,7 @@ it (`_target_: my_module.my_reward`, `_partial_: true`); see the README.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from typing import Any
@@ -18,7 +20,9 @@ _FORMAT = re.compile(
     r"^\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S
 )
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
-_TAG = re.compile(r"</?(think|answer)>")
+_TAG = re.compile(r"</?(think|answer)>", re.I)
+_NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
+_BOX = re.compile(r"\[" + ",".join([_NUMBER] * 4) + r"\]")
 
 
 def completion_text(completion: Any) -> str:
@@ -36,22 +40,29 @@ def completion_text(completion: Any) -> str:
 
 
 def extract_answer(text: str) -> str:
-    """The text inside the last `<answer>…</answer>`, or the whole text when there is none.
+    """The text inside the last `<answer>…</answer>`, or the whole text when it has no tags.
+
+    A completion that uses the tags but has no closed `<answer>` block (truncated, or a lone
+    `<think>`), or whose answer itself holds a tag (nested tags), has no answer: "".
 
     >>> extract_answer("<think>two red</think><answer> 2 </answer>")
     '2'
     >>> extract_answer("2")
     '2'
+    >>> extract_answer("<think>two red</think><answer>2")
+    ''
     """
     found = _ANSWER.findall(text)
-    return (found[-1] if found else text).strip()
+    answer = found[-1] if found else text
+    return "" if _TAG.search(answer) else answer.strip()
 
 
 def think_format(completions: list, **kwargs: Any) -> list[float]:
     """1.0 when a completion is exactly `<think>…</think><answer>…</answer>`, else 0.0.
 
     Whitespace around and between the blocks is tolerated; each tag must occur exactly once,
-    in that order, with nothing outside the two blocks.
+    in that order, with nothing outside the two blocks, and the answer must not be blank
+    (the thinking may be: an empty `<think></think>` is a legitimate "no need to think").
 
     >>> think_format(["<think>count</think> <answer>2</answer>", "<answer>2</answer>"])
     [1.0, 0.0]
@@ -60,13 +71,23 @@ def think_format(completions: list, **kwargs: Any) -> list[float]:
     for completion in completions:
         text = completion_text(completion)
         match = _FORMAT.match(text)
-        ok = bool(match) and len(_TAG.findall(text)) == 4
+        ok = bool(match) and len(_TAG.findall(text)) == 4 and bool(match["answer"].strip())
         scores.append(1.0 if ok else 0.0)
     return scores
 
 
 def _normalise(text: str) -> str:
     return " ".join(text.lower().strip().rstrip(".").split())
+
+
+def _parse_math(text: str, timeout: int | None) -> list:
+    from math_verify import parse
+
+    parsed = parse(text, parsing_timeout=timeout)
+    if not parsed and "\\" in text and "$" not in text:
+        # Bare LaTeX such as `\frac12` or `\dfrac{1}{2}` parses only inside math delimiters.
+        parsed = parse(f"${text}$", parsing_timeout=timeout)
+    return parsed
 
 
 def _math_equal(gold: str, answer: str) -> bool | None:
@@ -76,11 +97,11 @@ def _math_equal(gold: str, answer: str) -> bool | None:
     off the main thread (e.g. async reward workers) it would fail and every score would
     silently become 0, so the timeout is switched off there.
     """
-    from math_verify import parse, verify
+    from math_verify import verify
 
     timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    gold_parsed = parse(gold, parsing_timeout=timeout)
-    answer_parsed = parse(answer, parsing_timeout=timeout)
+    gold_parsed = _parse_math(gold, timeout)
+    answer_parsed = _parse_math(answer, timeout)
     if not gold_parsed or not answer_parsed:
         return None
     return bool(verify(gold_parsed, answer_parsed, timeout_seconds=timeout))
@@ -90,11 +111,21 @@ def _looks_mathematical(text: str) -> bool:
     return bool(re.search(r"\d|\\frac|\\sqrt|\\boxed|\^", text))
 
 
+def _gold(value: Any, column: str) -> str:
+    """A record's reference answer; R1-V style `<answer>3</answer>` solutions are unwrapped."""
+    gold = extract_answer(str(value)) if value is not None else ""
+    if not gold:
+        raise ValueError(f"the record's '{column}' is empty ({value!r}): fix the data")
+    return gold
+
+
 def accuracy(completions: list, solution: list[str], **kwargs: Any) -> list[float]:
     """1.0 when the answer equals the record's `solution`, else 0.0.
 
-    Numbers and LaTeX are compared with math-verify (`0.5` equals `\\frac{1}{2}`); other
-    answers by normalised exact match (case, surrounding space and a final full stop ignored).
+    Numbers and LaTeX are compared with math-verify (`0.5` equals `\\frac{1}{2}`, `3 apples`
+    equals `3`; with several numbers the last one is the answer); other answers by normalised
+    exact match (case, inner/outer whitespace and a final full stop ignored). An empty or
+    missing answer scores 0.
 
     >>> accuracy(["<think>..</think><answer>2</answer>", "<answer>Red</answer>"], solution=["2", "red"])
     [1.0, 1.0]
@@ -102,14 +133,159 @@ def accuracy(completions: list, solution: list[str], **kwargs: Any) -> list[floa
     [1.0]
     """
     scores = []
-    for completion, gold in zip(completions, solution, strict=True):
+    for completion, value in zip(completions, solution, strict=True):
         answer = extract_answer(completion_text(completion))
-        gold = str(gold)
+        gold = _gold(value, "solution")
+        if not answer:
+            scores.append(0.0)
+            continue
         if _normalise(answer) == _normalise(gold):
             scores.append(1.0)
             continue
         verdict = None
-        if answer and _looks_mathematical(gold) and _looks_mathematical(answer):
+        if _looks_mathematical(gold) and _looks_mathematical(answer):
             verdict = _math_equal(gold, answer)
         scores.append(1.0 if verdict else 0.0)
     return scores
+
+
+def _as_list(value: Any, column: str) -> list:
+    """A list column, given as a list or as the JSON string vlexp's loader stores."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"the record's '{column}' is not a JSON list: {value!r:.80}") from None
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"the record's '{column}' must be a list, got {value!r:.80}")
+    return list(value)
+
+
+def _label_pattern(label: str) -> re.Pattern:
+    words = _normalise(label).split()
+    # Whole words only: `cat` must not match inside `wildcat`.
+    return re.compile(r"(?<![\w])" + r"\s+".join(map(re.escape, words)) + r"(?![\w])")
+
+
+def named_labels(answer: str, labels: list[str]) -> set[str]:
+    """The labels an answer names (case and whitespace insensitive, whole words).
+
+    An occurrence that lies inside an occurrence of a longer label does not count: in
+    "wild cat", the label `cat` is not named when `wild cat` is a label too.
+
+    >>> sorted(named_labels("It is a Wild  Cat.", ["cat", "wild cat", "dog"]))
+    ['wild cat']
+    """
+    text = _normalise(answer)
+    spans = {label: [m.span() for m in _label_pattern(label).finditer(text)] for label in labels}
+    named = set()
+    for label, own in spans.items():
+        for start, end in own:
+            covered = any(
+                s <= start and end <= e and (e - s) > (end - start)
+                for other, theirs in spans.items()
+                if other != label
+                for s, e in theirs
+            )
+            if not covered:
+                named.add(label)
+                break
+    return named
+
+
+def choice(completions: list, solution: list[str], choices: list, **kwargs: Any) -> list[float]:
+    """1.0 when the answer names exactly one of the record's `choices`, and it is `solution`.
+
+    CLS-RL's classification reward. Matching ignores case and whitespace and is by whole
+    words; labels that are substrings of other labels (`cat` / `wild cat`) are told apart.
+    Naming two labels ("cat or dog") scores 0, as does naming none.
+
+    >>> choice(["<answer>Banded</answer>", "banded or striped", "stripe"],
+    ...        solution=["banded"] * 3, choices=[["banded", "striped", "stripe"]] * 3)
+    [1.0, 0.0, 0.0]
+    """
+    scores = []
+    for completion, value, options in zip(completions, solution, choices, strict=True):
+        labels = [str(label) for label in _as_list(options, "choices")]
+        gold = _gold(value, "solution")
+        if _normalise(gold) not in {_normalise(label) for label in labels}:
+            raise ValueError(f"the record's solution {gold!r} is not one of its choices {labels}")
+        answer = extract_answer(completion_text(completion))
+        named = {_normalise(label) for label in named_labels(answer, labels)}
+        scores.append(1.0 if named == {_normalise(gold)} else 0.0)
+    return scores
+
+
+def parse_box(text: str) -> list[float] | None:
+    """The first `[x1, y1, x2, y2]` in `text` as floats, or None when there is none.
+
+    >>> parse_box('{"bbox_2d": [10, 20, 50.5, 60]}')
+    [10.0, 20.0, 50.5, 60.0]
+    """
+    match = _BOX.search(text)
+    return [float(v) for v in match.groups()] if match else None
+
+
+def box_iou(a: list[float], b: list[float]) -> float:
+    """Intersection over union of two `[x1, y1, x2, y2]` boxes (0 when the union is empty).
+
+    >>> box_iou([0, 0, 10, 10], [5, 0, 15, 10])
+    0.3333333333333333
+    """
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def iou(completions: list, box: list | None = None, solution: list | None = None, **kwargs: Any):
+    """IoU of the first `[x1, y1, x2, y2]` in the answer with the record's `box` (or `solution`).
+
+    0.0 when no box can be parsed, or when the answer's corners are out of order (x2 < x1 or
+    y2 < y1): the format is part of the task. Boxes are compared in the record's coordinates.
+
+    >>> iou(["<answer>[0, 0, 10, 10]</answer>", "[10, 10, 0, 0]", "none"], box=["[0, 0, 10, 10]"] * 3)
+    [1.0, 0.0, 0.0]
+    """
+    column, golds = ("box", box) if box is not None else ("solution", solution)
+    if golds is None:
+        raise ValueError("iou needs a 'box' (or 'solution') column holding [x1, y1, x2, y2]")
+    scores = []
+    for completion, value in zip(completions, golds, strict=True):
+        gold = parse_box(str(value))  # a list, its JSON text, or `<answer>[...]</answer>`
+        if gold is None or gold[2] < gold[0] or gold[3] < gold[1]:
+            raise ValueError(
+                f"the record's '{column}' is not a box [x1, y1, x2, y2]: {value!r:.80}"
+            )
+        predicted = parse_box(extract_answer(completion_text(completion)))
+        ordered = (
+            predicted is not None and predicted[0] <= predicted[2] and predicted[1] <= predicted[3]
+        )
+        scores.append(box_iou(predicted, gold) if ordered else 0.0)
+    return scores
+
+
+def length(
+    completions: list,
+    completion_ids: list[list[int]] | None = None,
+    *,
+    max_length: int,
+    window: int,
+    **kwargs: Any,
+) -> list[float]:
+    """A soft penalty for overlong completions (DAPO's overlong reward shaping, eq. 13).
+
+    0.0 up to `max_length - window` tokens, then linearly down to -1.0 at `max_length`, -1.0
+    beyond. The settings come from the YAML file (`reward.funcs.length.window=...`), which
+    builds a `functools.partial`; TRL still logs it as `length`.
+
+    >>> length(["a", "b", "c"], completion_ids=[[0] * 10, [0] * 15, [0] * 30], max_length=20, window=10)
+    [0.0, -0.5, -1.0]
+    """
+    if completion_ids is None:
+        raise ValueError("length counts tokens: it needs TRL's `completion_ids` argument")
+    if not 0 < window <= max_length:
+        raise ValueError(f"length needs 0 < window <= max_length, got {window} and {max_length}")
+    target = max_length - window
+    return [max(-1.0, min(0.0, (target - len(ids)) / window)) for ids in completion_ids]

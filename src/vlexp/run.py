@@ -13,7 +13,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import evaluation, faults, resume, tracking
+from vlexp import evaluation, faults, resume, rl, tracking
 from vlexp.data import build_datasets, fit_loss_mask, image_cache
 from vlexp.data.check import DataCheck
 from vlexp.distributed import ShardReport, held_elements
@@ -69,6 +69,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **algorithm_inputs(cfg),
     )
     faults.install(trainer, cfg.train.get("on_nan", "stop"))  # NaN guard; loggers can't stop a run
+    if cfg.algo.kind == "grpo":
+        rl.setup_trainer(trainer)  # logs the algorithm as the trainer holds it
     evaluation.attach(trainer, cfg, run_dir)  # train.eval_steps: generate + score every N steps
     trainer.train(resume_from_checkpoint=checkpoint)
     if preemption.stopped_at is not None:
@@ -114,7 +116,7 @@ def algorithm_inputs(cfg: DictConfig) -> dict[str, Any]:
     """Trainer arguments only some algorithms take (GRPO: the reward functions)."""
     if cfg.algo.kind != "grpo":
         return {}
-    return {"reward_funcs": [instantiate(cfg.reward.funcs[name]) for name in reward_table(cfg)]}
+    return {"reward_funcs": rl.reward_funcs(cfg)}
 
 
 def sharding_report(cfg: DictConfig, run_dir: Path) -> list:

@@ -141,10 +141,23 @@ def check_bf16(cfg: DictConfig) -> list[str]:
 
 
 def check_vllm(cfg: DictConfig) -> list[str]:
-    if cfg.algo.args.get("use_vllm") and importlib.util.find_spec("vllm") is None:
+    """`algo.args.use_vllm=true` needs the vllm package and a CUDA GPU: say so before loading."""
+    args = cfg.algo.args
+    if not args.get("use_vllm"):
+        return []
+    mode = args.get("vllm_mode", "colocate")
+    if mode not in ("colocate", "server"):
+        return [f"algo.args.vllm_mode={mode}: must be one of colocate, server"]
+    off = "or set algo.args.use_vllm=false (generation with transformers)"
+    if importlib.util.find_spec("vllm") is None:
         return [
-            "algo.args.use_vllm=true but vLLM is not installed: pip install 'vlexp[gpu]' on a "
-            "CUDA machine, or set algo.args.use_vllm=false (generation with transformers)"
+            f"algo.args.use_vllm=true (vllm_mode={mode}) needs the vllm package, which is not "
+            f"installed: pip install 'vlexp[gpu]' on a CUDA machine, {off}"
+        ]
+    if not _cuda_available():
+        return [
+            f"algo.args.use_vllm=true (vllm_mode={mode}) needs a CUDA GPU and none is visible "
+            f"on this machine: run on a GPU node, {off}"
         ]
     return []
 
@@ -175,6 +188,7 @@ def check_choices(cfg: DictConfig) -> list[str]:
     for key, value, allowed in (
         ("data.on_bad_record", cfg.data.get("on_bad_record", "raise"), ("raise", "skip")),
         ("train.on_nan", cfg.train.get("on_nan", "stop"), ("stop", "skip")),
+        ("reward.on_error", (cfg.get("reward") or {}).get("on_error", "raise"), ("raise", "zero")),
     ):
         if value not in allowed:
             problems.append(f"{key}={value}: must be one of {', '.join(allowed)}")

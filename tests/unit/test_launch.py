@@ -97,7 +97,7 @@ def test_multi_node_keys_pass_through():
             "set memory.quantization.bnb_4bit_quant_storage=float32",
         ),
         (
-            ["memory=zero3", "+algo.args.use_vllm=true", "+algo.args.ds3_gather_for_generation=false"],
+            ["memory=zero3", "algo.args.use_vllm=true", "+algo.args.ds3_gather_for_generation=false"],
             "set algo.args.ds3_gather_for_generation=true, or use memory=zero2",
         ),
         (["resume=/nowhere/checkpoint-3"], "resume=/nowhere/checkpoint-3: not a checkpoint (it does not exist)"),

@@ -89,8 +89,8 @@ def test_use_vllm_without_vllm(monkeypatch):
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
     )
-    assert "algo.args.use_vllm=true but vLLM is not installed" in _problems(
-        "+algo.args.use_vllm=true"
+    assert "algo.args.use_vllm=true (vllm_mode=colocate) needs the vllm package" in _problems(
+        "algo.args.use_vllm=true"
     )
 
 

@@ -1,0 +1,271 @@
+"""Glue for the GRPO family: reward functions as the trainer receives them, and a one-line
+account of the algorithm the trainer actually runs.
+
+TRL names a reward by its `__name__` (unwrapping `functools.partial`); the guard below keeps
+that name, so metrics read `rewards/<function name>/mean` as they would without it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("vlexp")
+
+ON_ERROR = ("raise", "zero")
+SHOWN_CHARS = 300  # how much of an offending completion an error message quotes
+
+
+class RewardError(RuntimeError):
+    """A reward function raised; the message names it and quotes the completion."""
+
+
+def qualified_name(func: Callable) -> str:
+    """`module.function` of a reward, through `functools.partial` and callable objects."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{getattr(func, '__module__', None) or type(func).__module__}.{name}"
+
+
+def reward_name(func: Callable) -> str:
+    """The name TRL logs a reward under: the function's, through `functools.partial`."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return getattr(func, "__name__", type(func).__name__)
+
+
+class GuardedReward:
+    """Calls a reward function; when it raises, says which function and which completion.
+
+    The batch is scored in one call. Only when that raises are the completions re-scored one
+    at a time (list-valued columns sliced to match) to find the offending ones: with
+    `on_error="raise"` the first one stops the run with a `RewardError`; with `"zero"` each
+    offending completion scores 0.0 and their count per call is logged as
+    `rewards/<name>/errors` through TRL's `log_metric` hook.
+
+    A class rather than a closure so the reward stays picklable (TRL may ship reward functions
+    to a worker process).
+    """
+
+    def __init__(self, func: Callable, name: str | None = None, on_error: str = "raise") -> None:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"reward.on_error must be one of {ON_ERROR}, got {on_error!r}")
+        self.func = func
+        self.__name__ = name or reward_name(func)
+        self.on_error = on_error
+
+    def __repr__(self) -> str:
+        return (
+            f"GuardedReward({self.__name__}={qualified_name(self.func)}, on_error={self.on_error})"
+        )
+
+    def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
+        try:
+            scores, errors = list(self.func(completions=completions, **kwargs)), 0
+        except Exception as batch_error:
+            results = []
+            for index, completion in enumerate(completions):
+                try:
+                    one = _slice(kwargs, index, len(completions))
+                    results.append(list(self.func(completions=[completion], **one)))
+                except Exception as err:
+                    results.append(err)
+            scores, errors = self._settle(completions, results, batch_error)
+        self._count(kwargs, errors)
+        return scores
+
+    def _settle(self, completions: list, results: list, batch_error: Exception):
+        """Scores from one-at-a-time results (a list of scores, or the exception raised)."""
+        count = len(completions)
+        scores: list[float | None] = []
+        errors = 0
+        for index, result in enumerate(results):
+            if not isinstance(result, Exception):
+                scores.extend(result)
+            elif self.on_error == "raise":
+                raise RewardError(
+                    self._message(result, completions[index], index, count)
+                ) from result
+            else:
+                errors += 1
+                scores.append(0.0)
+        if errors == 0 and self.on_error == "raise":
+            # Every completion scores alone: the failure depends on the batch as a whole.
+            raise RewardError(self._message(batch_error, None, None, count)) from batch_error
+        if errors:
+            log.warning(
+                "reward %s raised on %d of %d completions; scored 0 (reward.on_error=zero)",
+                self.__name__,
+                errors,
+                count,
+            )
+        return scores, errors
+
+    def _count(self, kwargs: dict[str, Any], errors: int) -> None:
+        if self.on_error == "zero" and callable(kwargs.get("log_metric")):
+            kwargs["log_metric"](f"rewards/{self.__name__}/errors", float(errors))
+
+    def _message(self, err: Exception, completion: Any, index: int | None, count: int) -> str:
+        where = _where(err, self.func)
+        if index is None:
+            shown = f"\n  on the batch of {count} completions (each one alone scores fine)"
+        else:
+            from vlexp.rewards import completion_text
+
+            text = completion_text(completion)
+            cut = f" ... ({len(text)} characters)" if len(text) > SHOWN_CHARS else ""
+            shown = f"\n  on completion {index + 1} of {count}: {text[:SHOWN_CHARS]!r}{cut}"
+        return (
+            f"reward function '{self.__name__}' ({qualified_name(self.func)}) raised "
+            f"{type(err).__name__}: {err}{where}{shown}\n"
+            f"Fix the function or the data, or set reward.on_error=zero to score such "
+            f"completions 0 (counted in the metric rewards/{self.__name__}/errors)."
+        )
+
+
+class AsyncGuardedReward(GuardedReward):
+    """The same guard for `async def` rewards (e.g. an LLM judge), which TRL awaits."""
+
+    async def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
+        try:
+            scores, errors = list(await self.func(completions=completions, **kwargs)), 0
+        except Exception as batch_error:
+            results = []
+            for index, completion in enumerate(completions):
+                try:
+                    one = _slice(kwargs, index, len(completions))
+                    results.append(list(await self.func(completions=[completion], **one)))
+                except Exception as err:
+                    results.append(err)
+            scores, errors = self._settle(completions, results, batch_error)
+        self._count(kwargs, errors)
+        return scores
+
+
+def guard(func: Callable, name: str | None = None, on_error: str = "raise") -> GuardedReward:
+    """`func` guarded, async or not as `func` is (TRL runs async rewards concurrently)."""
+    inner = func
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    # An `async def __call__` object is async too (inspect alone misses it).
+    call = type(inner).__call__ if not inspect.isroutine(inner) else inner
+    is_async = inspect.iscoroutinefunction(inner) or inspect.iscoroutinefunction(call)
+    cls = AsyncGuardedReward if is_async else GuardedReward
+    return cls(func, name=name, on_error=on_error)
+
+
+def _slice(kwargs: dict[str, Any], index: int, count: int) -> dict[str, Any]:
+    """One completion's share of the reward kwargs: columns are lists aligned with the
+    completions; trainer_state, log_metric, ... pass through whole."""
+    return {
+        key: value[index : index + 1] if isinstance(value, list) and len(value) == count else value
+        for key, value in kwargs.items()
+    }
+
+
+def _where(err: Exception, func: Callable) -> str:
+    """The line of the reward's own file that raised, and the innermost frame if elsewhere."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return ""
+    while isinstance(func, functools.partial):
+        func = func.func
+    try:
+        own_file = inspect.getsourcefile(func)
+    except TypeError:
+        own_file = None
+    own = [f for f in frames if own_file and f.filename == own_file] or frames[-1:]
+    text = f"\n  at {own[-1].filename}:{own[-1].lineno} in {own[-1].name}"
+    if own[-1] is not frames[-1]:
+        text += f" (raised in {frames[-1].filename}:{frames[-1].lineno})"
+    return text
+
+
+def reward_funcs(cfg: Any) -> list[GuardedReward]:
+    """The configured reward functions, in `reward.funcs` order, each guarded."""
+    from hydra.utils import instantiate
+
+    reward = cfg.get("reward") or {}
+    on_error = reward.get("on_error", "raise")
+    return [
+        guard(instantiate(node), on_error=on_error) for node in (reward.get("funcs") or {}).values()
+    ]
+
+
+def reference_model(trainer: Any) -> str:
+    """Where the KL term's reference log-probs come from in this trainer."""
+    from accelerate.utils import is_peft_model
+
+    if trainer.beta == 0.0:
+        return "none (beta=0: no KL term, nothing loaded)"
+    if trainer.ref_model is None and is_peft_model(trainer.model):
+        return "the policy with its LoRA adapter disabled (no second copy)"
+    if trainer.ref_model is not None:
+        return f"a separate copy of {trainer.ref_model.config._name_or_path}"
+    raise RuntimeError(f"beta={trainer.beta} but the trainer holds no reference model")
+
+
+def describe(trainer: Any) -> dict[str, Any]:
+    """The loss-defining settings the GRPO trainer holds (not what the config asked for)."""
+    return {
+        "trainer": type(trainer).__name__,
+        "loss_type": trainer.loss_type,
+        "importance_sampling_level": trainer.importance_sampling_level,
+        "scale_rewards": trainer.scale_rewards,
+        "beta": trainer.beta,
+        "epsilon": [trainer.epsilon_low, trainer.epsilon_high],
+        "top_entropy_quantile": trainer.top_entropy_quantile,
+        "mask_truncated_completions": trainer.mask_truncated_completions,
+        "num_iterations": trainer.num_iterations,
+        "reference": reference_model(trainer),
+        "generation": f"vllm ({trainer.vllm_mode})" if trainer.use_vllm else "transformers",
+        "rewards": dict(
+            zip(trainer.reward_func_names, trainer.reward_weights.tolist(), strict=True)
+        ),
+    }
+
+
+def prompt_text(messages: Any) -> str:
+    """A chat prompt as one line of text, images as `<image>` (for logs and tables).
+
+    >>> prompt_text([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}])
+    'user: <image>How many?'
+    """
+    if not isinstance(messages, list):
+        return str(messages)
+    lines = []
+    for message in messages:
+        content = message.get("content", "")
+        if isinstance(content, list):
+            content = "".join(
+                part.get("text", "") if part.get("type") == "text" else f"<{part.get('type')}>"
+                for part in content
+            )
+        lines.append(f"{message.get('role', '')}: {content}")
+    return "\n".join(lines)
+
+
+def setup_trainer(trainer: Any) -> None:
+    """Log the algorithm the GRPO trainer holds; make its completions table loggable."""
+    from transformers import TrainerCallback
+
+    log.info("algorithm (as the trainer holds it): %s", describe(trainer))
+
+    class TextPrompts(TrainerCallback):
+        # TRL 1.16 logs multimodal prompts to the W&B completions table as message lists whose
+        # content mixes {"type": "image"} and {"type": "text", "text": ...} parts; W&B's type
+        # check rejects the second such row and the run dies at its first logging step. on_log
+        # runs inside GRPOTrainer.log before the table is built: turn the prompts into text.
+        def on_log(self, args, state, control, **kwargs):
+            prompts = trainer._logs["prompt"]  # a deque: replace its items in place
+            texts = [prompt_text(p) for p in prompts]  # idempotent on text already converted
+            prompts.clear()
+            prompts.extend(texts)
+
+    if getattr(trainer, "log_completions", False):
+        trainer.add_callback(TextPrompts())

@@ -1,0 +1,142 @@
+"""The GRPO-family algorithm files, prompt presets and the vLLM check (no model loaded)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.helpers import compose, run_cli
+from vlexp.paths import config_dir
+from vlexp.validate import ConfigError, check_vllm, validate
+
+FAMILY = ("grpo", "dapo", "dr_grpo", "gspo")
+# The knobs that define the GRPO-family loss in TRL 1.16 (GRPOConfig); each file sets them all
+# itself, so neither a TRL default change nor another file can change its algorithm.
+LOSS_KNOBS = (
+    "loss_type",
+    "beta",
+    "use_bias_correction_kl",
+    "epsilon",
+    "epsilon_high",
+    "delta",
+    "importance_sampling_level",
+    "scale_rewards",
+    "multi_objective_aggregation",
+    "mask_truncated_completions",
+    "top_entropy_quantile",
+    "entropy_coef",
+    "off_policy_mask_threshold",
+    "num_iterations",
+    "num_generations",
+    "max_completion_length",
+    "temperature",
+    "top_p",
+    "top_k",
+    "use_vllm",
+)
+EXPECTED = {
+    "grpo": dict(loss_type="grpo", beta=0.04, scale_rewards="group", epsilon_high=0.2),
+    "dapo": dict(loss_type="dapo", beta=0.0, epsilon_high=0.28, mask_truncated_completions=True),
+    "dr_grpo": dict(loss_type="dr_grpo", beta=0.0, scale_rewards="none"),
+    "gspo": dict(loss_type="grpo", beta=0.0, importance_sampling_level="sequence"),
+}
+
+
+def _raw(name: str) -> dict:
+    return yaml.safe_load((config_dir() / "algo" / f"{name}.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_every_family_file_sets_every_loss_knob_itself(name):
+    raw = _raw(name)
+    assert "defaults" not in raw  # no inheritance: the file alone defines the algorithm
+    missing = [k for k in LOSS_KNOBS if k not in raw["args"]]
+    assert not missing, f"algo/{name}.yaml leaves {missing} to TRL's defaults"
+    assert raw["kind"] == "grpo" and raw["trainer"]["_target_"] == "trl.GRPOTrainer"
+    for key, value in EXPECTED[name].items():
+        assert raw["args"][key] == value, key
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_family_files_build_a_grpo_config_trl_accepts(name, tmp_path):
+    from vlexp.run import build_args
+
+    cfg = compose([f"algo={name}", "algo.args.top_entropy_quantile=0.2"])
+    args = build_args(cfg, tmp_path)
+    assert type(args).__name__ == "GRPOConfig"
+    for key, value in EXPECTED[name].items():
+        assert getattr(args, key) == value, key
+    assert args.top_entropy_quantile == 0.2  # a knob on any of them
+    assert args.reward_weights == [1.0, 1.0]
+
+
+def test_prompt_presets_set_the_template_only():
+    plain = compose([])
+    think = compose(["prompt=think"])
+    direct = compose(["prompt=direct", "data=jsonl", "data.train=/x.jsonl"])
+    assert plain.data.prompt_template == "{question}"
+    assert think.data.prompt_template.startswith(
+        "{question} Output the thinking process in <think>"
+    )
+    assert "<answer> </answer>" in think.data.prompt_template
+    assert direct.data.prompt_template == "{question} Please directly output the answer."
+    assert direct.data.name == "jsonl" and direct.data.system_prompt is None
+    assert compose(
+        ["prompt=think", "data.prompt_template='Q: {question}'"]
+    ).data.prompt_template == ("Q: {question}")
+
+
+def test_prompt_template_reaches_the_prompt(tmp_path):
+    from vlexp.data.records import Record, prompt_messages
+
+    template = compose(["prompt=direct"]).data.prompt_template
+    record = Record("x.jsonl:1", {"prefix": "What colour is the circle?"}, tmp_path)
+    text = prompt_messages(record, 1, template, None)[0]["content"][-1]["text"]
+    assert text == "What colour is the circle? Please directly output the answer."
+
+
+def test_vllm_off_needs_nothing():
+    assert check_vllm(compose([])) == []
+
+
+def test_vllm_without_the_package_stops_with_the_fix(monkeypatch):
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    (problem,) = check_vllm(compose(["algo.args.use_vllm=true"]))
+    assert "needs the vllm package" in problem and "use_vllm=false" in problem
+
+
+def test_vllm_without_cuda_stops_with_the_fix(monkeypatch):
+    import torch
+
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())  # "installed"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    (problem,) = check_vllm(compose(["algo.args.use_vllm=true", "algo.args.vllm_mode=server"]))
+    assert "(vllm_mode=server) needs a CUDA GPU" in problem and "use_vllm=false" in problem
+
+
+def test_vllm_mode_must_be_known():
+    cfg = compose(["algo.args.use_vllm=true", "algo.args.vllm_mode=remote"])
+    assert check_vllm(cfg) == ["algo.args.vllm_mode=remote: must be one of colocate, server"]
+
+
+def test_on_error_must_be_known():
+    with pytest.raises(ConfigError, match="reward.on_error=ignore: must be one of raise, zero"):
+        validate(compose(["reward.on_error=ignore"]))
+
+
+def test_vllm_request_on_this_machine_stops_before_loading_anything(tmp_path):
+    # Without a GPU or vllm the run must stop at validation, not deep inside TRL.
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("vllm") and torch.cuda.is_available():
+        pytest.skip("this machine can run vLLM")
+    run_dir = tmp_path / "never"
+    result = run_cli("algo=dapo", "algo.args.use_vllm=true", f"hydra.run.dir={run_dir}")
+    assert result.returncode != 0
+    assert (
+        "vlexp: config error: algo.args.use_vllm=true (vllm_mode=colocate) needs" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert not (run_dir / "config.resolved.yaml").exists()
