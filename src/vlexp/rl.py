@@ -251,9 +251,14 @@ def prompt_text(messages: Any) -> str:
 
 
 def setup_trainer(trainer: Any) -> None:
-    """Log the algorithm the GRPO trainer holds; make its completions table loggable."""
-    from transformers import TrainerCallback
+    """Log the algorithm a GRPO trainer holds; make its completions table loggable.
 
+    Other trainers on GRPO records (vlexp's PPO) hold none of these settings: left alone."""
+    from transformers import TrainerCallback
+    from trl import GRPOTrainer
+
+    if not isinstance(trainer, GRPOTrainer):
+        return
     log.info("algorithm (as the trainer holds it): %s", describe(trainer))
 
     class TextPrompts(TrainerCallback):

@@ -69,13 +69,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **algorithm_inputs(cfg),
     )
     faults.install(trainer, cfg.train.get("on_nan", "stop"))  # NaN guard; loggers can't stop a run
-    if cfg.algo.kind == "grpo":
-        rl.setup_trainer(trainer)  # logs the algorithm as the trainer holds it
+    rl.setup_trainer(trainer)  # GRPO family: logs the algorithm as the trainer holds it
     evaluation.attach(trainer, cfg, run_dir)  # train.eval_steps: generate + score every N steps
     trainer.train(resume_from_checkpoint=checkpoint)
     if preemption.stopped_at is not None:
         resume.exit_preempted(trainer, run_dir, preemption.stopped_at)
     save_final(trainer, processor, run_dir / "final")
+    tracking.finish_wandb_run()
     return metrics.last_train_logs
 
 
@@ -84,7 +84,10 @@ def build_args(cfg: DictConfig, run_dir: Path):
     import torch
 
     shared = OmegaConf.to_container(cfg.train, resolve=True)
-    shared.pop("on_nan", None)  # vlexp's own key (faults.NanGuard), not a TRL argument
+    # vlexp's own keys, not TRL arguments: the NaN guard (faults) and generation-based eval
+    # (evaluation); train.eval_steps must not become TRL's eval_steps, which algo.args owns.
+    for own_key in ("on_nan", "eval_steps"):
+        shared.pop(own_key, None)
     if shared.get("use_cpu") is None:
         shared["use_cpu"] = not torch.cuda.is_available()
     if shared.get("bf16") is None:

@@ -101,7 +101,9 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def configure(logger_cfg: Any, run_dir: Path) -> list[str]:
     """Set the logger's environment for this run; return TRL's `report_to` list."""
     report_to = list(logger_cfg.get("report_to") or [])
-    _finish_previous_wandb_run()
+    # transformers' WandbCallback reuses an open `wandb.run`: without this, every job of a
+    # `-m` sweep after the first would log into the first job's run.
+    finish_wandb_run()
     if "wandb" in report_to:
         _configure_wandb(logger_cfg, run_dir)
     if "tensorboard" in report_to:
@@ -161,9 +163,12 @@ def _netrc_has_wandb() -> bool:
         return False
 
 
-def _finish_previous_wandb_run() -> None:
-    # transformers' WandbCallback reuses an open `wandb.run`: without this, every job of a
-    # `-m` sweep after the first would log into the first job's run.
+def finish_wandb_run() -> None:
+    """Close the open W&B run, if any, and wait until its records are written.
+
+    Called when training ends: wandb's exit hook alone hands the last records to its service
+    process, so the offline run files (and `wandb sync`) could miss the final steps when the
+    machine is busy."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()

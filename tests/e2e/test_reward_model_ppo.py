@@ -73,7 +73,7 @@ def test_reward_model_learns_shapes_pairs(reward_run):
     rows = read_metrics(reward_run)
     train_rows = [r for r in rows if "loss" in r]
     assert {"accuracy", "margin", "min_reward", "mean_reward", "max_reward"} <= set(train_rows[-1])
-    before, after = [r["eval_accuracy"] for r in rows if "eval_accuracy" in r]
+    before, after = [r["eval/accuracy"] for r in rows if "eval/accuracy" in r]
     assert after >= 0.75, f"pair accuracy {before:.2f} -> {after:.2f} (chance is 0.5)"
     assert after > before
     config = (reward_run / "final" / "config.json").read_text()

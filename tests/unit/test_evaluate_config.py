@@ -226,3 +226,15 @@ def test_compare_shows_eval_metrics_next_to_training_metrics(tmp_path, capsys):
     assert cells[1]["loss"] == "0.4" and cells[1]["steps"] == "4"  # eval rows are not steps
     assert runs[1].series("eval/accuracy") == ([2, 4], [0.25, 0.5])  # training eval, then eval/
     assert objective(run, "reward") == 1.5
+
+
+def test_train_eval_steps_stays_vlexp_s_own_and_trl_eval_steps_stay_in_algo_args(tmp_path):
+    """train.eval_steps drives generation eval; it must not reset TRL's loss-eval schedule."""
+    from vlexp.run import build_args
+
+    cfg = compose(
+        ["algo=reward_model", "+algo.args.eval_strategy=steps", "+algo.args.eval_steps=40"]
+    )
+    args = build_args(cfg, tmp_path)
+    assert args.eval_steps == 40 and args.eval_strategy == "steps"
+    assert build_args(compose(["train.eval_steps=5"]), tmp_path).eval_strategy == "no"
