@@ -206,7 +206,9 @@ def reference_model(trainer: Any) -> str:
     if trainer.ref_model is None and is_peft_model(trainer.model):
         return "the policy with its LoRA adapter disabled (no second copy)"
     if trainer.ref_model is not None:
-        return f"a separate copy of {trainer.ref_model.config._name_or_path}"
+        ref = getattr(trainer.ref_model, "module", trainer.ref_model)  # DeepSpeed's engine wraps it
+        name = getattr(getattr(ref, "config", None), "_name_or_path", None) or type(ref).__name__
+        return f"a separate copy of {name}"
     raise RuntimeError(f"beta={trainer.beta} but the trainer holds no reference model")
 
 

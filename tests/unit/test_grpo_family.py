@@ -140,3 +140,17 @@ def test_vllm_request_on_this_machine_stops_before_loading_anything(tmp_path):
     )
     assert "Traceback" not in result.stderr
     assert not (run_dir / "config.resolved.yaml").exists()
+
+
+def test_reference_model_is_named_through_a_deepspeed_engine():
+    """Under ZeRO-3 TRL hands the reference model to DeepSpeed: its engine's config is a dict."""
+    from types import SimpleNamespace
+
+    from vlexp.rl import reference_model
+
+    inner = SimpleNamespace(config=SimpleNamespace(_name_or_path="/models/tiny"))
+    engine = SimpleNamespace(module=inner, config={"zero_optimization": {"stage": 3}})
+    trainer = SimpleNamespace(beta=0.04, model=SimpleNamespace(), ref_model=engine)
+    assert reference_model(trainer) == "a separate copy of /models/tiny"
+    trainer.ref_model = inner
+    assert reference_model(trainer) == "a separate copy of /models/tiny"
