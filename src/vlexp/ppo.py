@@ -306,6 +306,8 @@ class PPOTrainer(Trainer):
             state = self.accelerator.get_state_dict(self.deepspeed)
         else:
             state = wrapper.state_dict()
+        if state is None:  # ZeRO-3: only the main process receives the gathered weights
+            return
         for name, where in (("policy", output_dir), ("critic", output_dir / "critic")):
             part = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
             getattr(wrapper, name).save_pretrained(

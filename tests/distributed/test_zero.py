@@ -117,3 +117,35 @@ def test_lora_sft_under_zero3_survives_sigterm_and_resumes(tmp_path, tiny_model)
     assert check.returncode == 0, check.stderr[-3000:]
     adapters, trained = map(int, check.stdout.split())
     assert adapters > 0 and trained == adapters  # lora_B starts at 0: these were trained
+
+
+@pytest.mark.slow
+def test_ppo_under_zero3_partitions_actor_and_critic_and_saves_both(tmp_path, tiny_model):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        *TWO_RANKS,
+        "algo=ppo",
+        "memory=zero3",
+        "train.max_steps=4",
+        "train.per_device_train_batch_size=4",
+        "algo.args.ppo_epochs=2",
+        "algo.args.num_mini_batches=2",
+        "algo.args.max_completion_length=12",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = read_metrics(run_dir)
+    assert [row["step"] for row in rows if "loss/policy" in row] == [1, 2, 3, 4]
+    assert any("objective/kl" in row for row in rows)
+    report = _report(run_dir)
+    assert report["zero_stage"] == 3
+    for row in report["ranks"]:  # policy and critic: twice the tiny model, half on each rank
+        assert row["local_param_numel"] * 2 >= row["param_numel"] > row["local_param_numel"]
+    check = load_without_deepspeed(
+        "from transformers import AutoModelForImageTextToText as M\n"
+        f"a = M.from_pretrained({str(run_dir / 'final')!r})\n"
+        "print(sum(p.numel() for p in a.parameters()))\n"
+    )
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert int(check.stdout.split()[-1]) == 363_840  # the tiny model, gathered whole
+    assert (run_dir / "final" / "critic" / "model.safetensors").is_file()
