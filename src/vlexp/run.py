@@ -13,7 +13,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import evaluation, faults, resume, rl, tracking
+from vlexp import evaluation, faults, resume, rl, tracking, video
 from vlexp.data import build_datasets, fit_loss_mask, image_cache
 from vlexp.data.check import DataCheck
 from vlexp.distributed import ShardReport, held_elements
@@ -53,7 +53,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
     preemption = resume.SaveOnSigterm(run_dir)
-    trainer = instantiate(cfg.algo.trainer)(
+    # Records with videos: TRL's trainers pass images only; vlexp.video carries the videos too.
+    trainer = video.for_run(instantiate(cfg.algo.trainer), cfg, train_set)(
         model=model,
         args=args,
         train_dataset=train_set,
