@@ -58,6 +58,10 @@ class VideoProcessor:
         return getattr(self._processor, name)
 
     def __call__(self, *args: Any, text: Any = None, videos: Any = None, **kwargs: Any) -> Any:
+        if isinstance(kwargs.get("images"), list):
+            # TRL's GRPO marks a prompt without images as None in its per-prompt image lists
+            # (video-only rows of a mixed batch); the processor wants an empty list there.
+            kwargs["images"] = [[] if item is None else item for item in kwargs["images"]]
         texts = [text] if isinstance(text, str) else text
         if videos is None and texts and any(VIDEO_PAD in t for t in texts):
             kwargs.update(processor_inputs(self._videos_for(texts)))

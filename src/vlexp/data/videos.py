@@ -243,5 +243,10 @@ def processor_inputs(videos: list[Loaded]) -> dict[str, Any]:
     return {
         "videos": [v.frames for v in videos],
         "video_metadata": [v.metadata for v in videos],
-        "videos_kwargs": {"do_resize": False, "do_sample_frames": False},
+        # cap_pixels_per_frame only silences a warning: with do_resize off nothing is resized.
+        "videos_kwargs": {
+            "do_resize": False,
+            "do_sample_frames": False,
+            "cap_pixels_per_frame": True,
+        },
     }
