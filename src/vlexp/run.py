@@ -13,7 +13,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import evaluation, faults, resume, rl, tracking
+from vlexp import evaluation, faults, resume, rl, tracking, video
 from vlexp.data import build_datasets, fit_loss_mask, image_cache
 from vlexp.data.check import DataCheck
 from vlexp.distributed import ShardReport, held_elements
@@ -42,6 +42,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         eval_set and len(eval_set),
     )
     fit_loss_mask(args, train_set)
+    video.check_supported(cfg, train_set, eval_set)
 
     model = load_model(cfg.model, cfg.memory)
     checkpoint = resume.checkpoint_to_resume(cfg.get("resume"), run_dir)
@@ -53,7 +54,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
     preemption = resume.SaveOnSigterm(run_dir)
-    trainer = instantiate(cfg.algo.trainer)(
+    # Records with videos: TRL's trainers pass images only; vlexp.video carries the videos too.
+    trainer = video.for_run(instantiate(cfg.algo.trainer), cfg, train_set)(
         model=model,
         args=args,
         train_dataset=train_set,

@@ -494,6 +494,20 @@ def check_optimizer(cfg: DictConfig) -> list[str]:
     return []
 
 
+def check_video(cfg: DictConfig) -> list[str]:
+    """data.video: frame and pixel limits that qwen-vl-utils cannot apply."""
+    from vlexp.data.videos import Budget, budget_problems
+
+    return budget_problems(Budget.from_config(cfg.data.get("video")))
+
+
+def check_video_backend(cfg: DictConfig) -> list[str]:
+    """data.video.backend: a known reader whose package is installed here."""
+    from vlexp.data.videos import Budget, backend_problems
+
+    return backend_problems(Budget.from_config(cfg.data.get("video")))
+
+
 CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_choices,
     check_prompt_template,
@@ -516,6 +530,8 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_attention,
     check_liger,
     check_torch_compile,
+    check_video,
+    check_video_backend,
 ]
 # What this machine has (packages, CUDA, a compiler), not what the config says.
 MACHINE_CHECKS = {
@@ -526,6 +542,7 @@ MACHINE_CHECKS = {
     check_attention,
     check_liger,
     check_torch_compile,
+    check_video_backend,
 }
 
 

@@ -31,6 +31,9 @@ def to_dataset(
     rows = [to_example(r, kind, template, system, boxes) for r in records]
     if kind == "sft":
         _one_sft_form(records, rows)
+    if any("videos" in row for row in rows):
+        # One column for the whole set: image-only rows of a mixed set have no videos.
+        rows = [row if "videos" in row else {**row, "videos": []} for row in rows]
     if image_cache is not None:
         rows = image_cache(rows)
     # from_list would take the columns of the first row only and silently drop the rest.

@@ -20,8 +20,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from vlexp.data import fields, images
-from vlexp.data.records import BadRecord, DataError, Record, image_paths, read_jsonl, to_example
+from vlexp.data import fields, images, videos
+from vlexp.data.records import (
+    BadRecord,
+    DataError,
+    Record,
+    image_paths,
+    read_jsonl,
+    to_example,
+    video_paths,
+)
 from vlexp.data.report import line_number, summary_line, write_bad_records
 
 log = logging.getLogger("vlexp")
@@ -40,6 +48,7 @@ class DataCheck:
         self.roots = [Path(p).expanduser() for p in self.data.get("allowed_image_roots") or []]
         self.geometry = images.processor_geometry(processor)
         self.limits = LengthLimits(cfg)
+        self.video_budget = videos.Budget.from_config(self.data.get("video"))
         self.bad: list[tuple[str, BadRecord]] = []
         self.max_listed: int | None = MAX_LISTED  # None lists every bad record
         self.stats: dict[str, dict] = {}
@@ -77,7 +86,7 @@ class DataCheck:
                 problem = fields.dpo_pair(record, example)
             if example is not None and self.needs:
                 problem = problem or fields.reward_columns(record, example, self.needs)
-            problem = problem or self.image_locations(record)
+            problem = problem or self.image_locations(record) or self.video_locations(record)
             examples.append(example)
             if problem:
                 problems[index] = problem
@@ -120,6 +129,21 @@ class DataCheck:
         record.fields[key] = local if isinstance(value, list) else local[0]
         return None
 
+    def video_locations(self, record: Record) -> BadRecord | None:
+        """Every video file (or frame) inside the data folder or an allowed root; no URLs."""
+        key = "video" if "video" in record.fields else "videos"
+        try:
+            for video in video_paths(record):
+                for item in [video["path"]] if video["path"] else video["frames"]:
+                    if images.is_remote(item):
+                        raise images.BadImage(
+                            "remote video", f"{item} is a URL: download the video and give its path"
+                        )
+                    images.local_path(item, record.image_dir, self.roots)
+        except images.BadImage as err:
+            return BadRecord(record.source, key, err.reason.replace("image", "video"), err.detail)
+        return None
+
     def measure(self, records: list[Record], examples: list, problems: dict) -> dict:
         """Decode the images and count tokens for the (sampled) records still fine."""
         candidates = [i for i in range(len(records)) if i not in problems]
@@ -129,7 +153,8 @@ class DataCheck:
             candidates = sorted(random.Random(seed).sample(candidates, sample))
         paths = {p for i in candidates for p in image_paths(records[i])}
         sizes = self._inspect_all(sorted(paths))
-        image_counts, prompt_counts, truncated = [], [], 0
+        clips = self._load_videos([records[i] for i in candidates])
+        image_counts, video_counts, prompt_counts, truncated = [], [], [], 0
         for index in candidates:
             record = records[index]
             record_paths = image_paths(record)
@@ -138,23 +163,32 @@ class DataCheck:
                 key = "images" if "images" in record.fields else "image"
                 problems[index] = BadRecord(record.source, key, failed[0].reason, failed[0].detail)
                 continue
+            loaded = [clips[repr(v)] for v in video_paths(record)]
+            broken = [v for v in loaded if isinstance(v, videos.VideoError)]
+            if broken:
+                key = "video" if "video" in record.fields else "videos"
+                problems[index] = BadRecord(record.source, key, "video unreadable", str(broken[0]))
+                continue
             tokens = [images.image_tokens(*sizes[p], *self.geometry) for p in record_paths]
+            frame_tokens = [v.tokens for v in loaded]
             try:
-                prompt, total = count_tokens(self.processor, examples[index], tokens)
+                prompt, total = count_tokens(self.processor, examples[index], tokens + frame_tokens)
             except Exception as err:  # the chat template rejects the messages: name the record
                 detail = f"the chat template cannot render it ({type(err).__name__}: {err})"
                 problems[index] = BadRecord(record.source, "prompt", "chat template", detail)
                 continue
-            problem = self.limits.problem(record, prompt, total, sum(tokens))
+            problem = self.limits.problem(record, prompt, total, sum(tokens), sum(frame_tokens))
             if problem:
                 problems[index] = problem
                 continue
             truncated += self.limits.truncates(total)
             image_counts.append(sum(tokens))
+            video_counts.extend([sum(frame_tokens)] if loaded else [])
             prompt_counts.append(prompt)
         return {
             "checked": len(candidates),
             "image_tokens": image_counts,
+            "video_tokens": video_counts,
             "prompt_tokens": prompt_counts,
             "truncated": truncated,
         }
@@ -171,6 +205,21 @@ class DataCheck:
         # PIL decodes outside the GIL: threads overlap file reads and decoding.
         with ThreadPoolExecutor(max_workers=8) as pool:
             return dict(zip(paths, pool.map(one, paths), strict=True))
+
+    def _load_videos(self, records: list[Record]) -> dict[str, Any]:
+        """repr(video) -> Loaded, or the VideoError saying why it cannot be read."""
+        found = {repr(v): v for record in records for v in video_paths(record)}
+
+        def one(video: dict):
+            try:
+                return videos.load(video, self.video_budget)
+            except videos.VideoError as err:
+                return err
+
+        if not found:
+            return {}
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return dict(zip(found, pool.map(one, found.values()), strict=True))
 
     def message(self) -> str:
         lines = [f"{len(self.bad)} bad record(s) (data.on_bad_record=raise):"]
@@ -193,12 +242,16 @@ class LengthLimits:
         self.completion = (args.get("max_completion_length") or 0) if self.kind == "grpo" else 0
         self.context, self.context_key = model_context(cfg)
 
-    def problem(self, record: Record, prompt: int, total: int, image: int) -> BadRecord | None:
-        what = f"prompt is {prompt} tokens ({image} of them image tokens)"
+    def problem(
+        self, record: Record, prompt: int, total: int, image: int, video: int = 0
+    ) -> BadRecord | None:
+        also = f", {video} video tokens" if video else ""
+        what = f"prompt is {prompt} tokens ({image} of them image tokens{also})"
         if self.max_length is not None and prompt >= self.max_length:
             detail = (
                 f"{what}, not below algo.args.max_length={self.max_length}: truncation would "
                 "cut image tokens or leave no completion; raise max_length or shorten the prompt"
+                + (" (fewer frames: data.video.fps / max_frames / max_pixels)" if video else "")
             )
             return BadRecord(record.source, "prompt", "too long", detail)
         need = prompt + self.completion if self.kind == "grpo" else total
@@ -206,9 +259,10 @@ class LengthLimits:
             plus = (
                 f" + algo.args.max_completion_length={self.completion}" if self.completion else ""
             )
-            detail = (
-                f"{what}{plus}: {need} tokens exceed {self.context_key}={self.context}; "
-                "lower model.max_pixels or shorten the prompt"
+            detail = f"{what}{plus}: {need} tokens exceed {self.context_key}={self.context}; " + (
+                "lower data.video.max_pixels, data.video.max_frames or data.video.fps"
+                if video
+                else "lower model.max_pixels or shorten the prompt"
             )
             return BadRecord(record.source, "prompt", "too long", detail)
         return None

@@ -9,7 +9,14 @@ import json
 from collections import Counter
 from typing import Any
 
-from vlexp.data.records import QUESTION_KEYS, BadRecord, DataError, Record, to_example
+from vlexp.data.records import (
+    QUESTION_KEYS,
+    BadRecord,
+    DataError,
+    Record,
+    to_example,
+    video_entries,
+)
 
 
 def _type(value: Any) -> str:
@@ -20,15 +27,37 @@ def _bad(record: Record, field: str, reason: str, detail: str) -> BadRecord:
     return BadRecord(record.source, field, reason, detail)
 
 
-def _image_parts(messages: Any) -> int:
+def _image_parts(messages: Any, kind: str = "image") -> int:
     if not isinstance(messages, list):
         return 0
     count = 0
     for message in messages:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
-            count += sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image")
+            count += sum(1 for p in content if isinstance(p, dict) and p.get("type") == kind)
     return count
+
+
+def _video_problem(record: Record) -> BadRecord | None:
+    """`video` is a path or a list of frame paths; `videos` a list of such."""
+    fields = record.fields
+    key = "video" if "video" in fields else "videos"
+    value = fields.get(key)
+    if value is None:
+        return None
+    items = [value] if key == "video" else value if isinstance(value, list) else [None]
+
+    def one_video(item: Any) -> bool:
+        if isinstance(item, list):
+            return bool(item) and all(isinstance(f, str) and f for f in item)
+        return isinstance(item, str) and bool(item)
+
+    if not all(one_video(item) for item in items):
+        detail = f"'{key}' must be a video path or a list of frame paths" + (
+            " (or a list of those)" if key == "videos" else ""
+        )
+        return _bad(record, key, "wrong type", detail)
+    return None
 
 
 def _messages_problem(record: Record, key: str) -> BadRecord | None:
@@ -57,6 +86,9 @@ def structure(record: Record, kind: str) -> BadRecord | None:
         if not all(isinstance(i, str) and i for i in items):
             detail = f"'{image_key}' must be a path (or URL) string or a list of them"
             return _bad(record, image_key, "wrong type", detail)
+    problem = _video_problem(record)
+    if problem:
+        return problem
     if "id" in fields and not isinstance(fields["id"], str | int):
         return _bad(
             record, "id", "wrong type", f"'id' must be a string or a number ({_type(fields['id'])})"
@@ -112,6 +144,13 @@ def _conversational(record: Record, kind: str) -> BadRecord | None:
         # The processor would fail with "Image features and image tokens do not match".
         detail = f"{parts} image part(s) in the messages but {count} image(s) in 'images'"
         return _bad(record, "images", "image count mismatch", detail)
+    video_parts = sum(_image_parts(fields.get(k), "video") for k in keys)
+    videos = len(video_entries(record))
+    if video_parts != videos:
+        detail = (
+            f"{video_parts} video part(s) in the messages but {videos} video(s) in 'video'/'videos'"
+        )
+        return _bad(record, "videos", "video count mismatch", detail)
     return None
 
 

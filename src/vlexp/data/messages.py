@@ -74,7 +74,10 @@ def _part(part: Any, where: str) -> tuple[dict, str | None]:
         if isinstance(source, str) and source.startswith("file://"):
             source = source[len("file://") :]
         return {"type": "image"}, source
-    return dict(part), None  # video and other parts: passed on untouched
+    if part["type"] == "video":
+        # Inline videos were moved to the record's `videos` when it was read (hoist_inline_media).
+        return {"type": "video"}, None
+    return dict(part), None  # other parts: passed on untouched
 
 
 def place_images(messages: list[dict], count: int) -> list[dict]:
@@ -84,6 +87,16 @@ def place_images(messages: list[dict], count: int) -> list[dict]:
             message["content"] = [{"type": "image"} for _ in range(count)] + message["content"]
             return messages
     raise MessageError("the record has images but no user turn to show them in")
+
+
+def video_placeholders(messages: list[dict]) -> int:
+    """How many video parts the (normalised) turns hold."""
+    return sum(
+        1
+        for message in messages
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "video"
+    )
 
 
 def assistant_texts(messages: list[dict]) -> list[str]:
@@ -108,6 +121,59 @@ def map_texts(messages: list[dict], roles: tuple[str, ...], edit: Any) -> list[d
 
 
 CONVERSATION_KEYS = ("messages", "prompt", "completion", "chosen", "rejected")
+
+
+def hoist_inline_media(fields: dict) -> dict:
+    """`hoist_inline_images`, then the same for videos (see `hoist_inline_videos`)."""
+    return hoist_inline_videos(hoist_inline_images(fields))
+
+
+def hoist_inline_videos(fields: dict) -> dict:
+    """Qwen-style inline video parts (`{"type": "video", "video": "file:///a.mp4"}` or a list of
+    frame paths) become bare placeholders and their videos join `videos`; a record with videos
+    but no video part gets them before its first user turn's text (after any image parts)."""
+    keys = [k for k in CONVERSATION_KEYS if isinstance(fields.get(k), list)]
+    parts = [
+        part
+        for key in keys
+        for message in fields[key]
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "video"
+    ]
+    inline = [p["video"] for p in parts if isinstance(p.get("video"), str | list)]
+    if inline and fields.get("videos") is None and fields.get("video") is None:
+        fields["videos"] = [_strip_file_scheme(video) for video in inline]
+        for part in parts:
+            part.pop("video", None)
+    videos = fields.get("videos", [fields["video"]] if fields.get("video") is not None else None)
+    count = len(videos) if isinstance(videos, list) else 0
+    if keys and count and not parts:
+        _place_before_text(fields[keys[0]], [{"type": "video"} for _ in range(count)])
+    return fields
+
+
+def _strip_file_scheme(video: str | list) -> str | list:
+    if isinstance(video, list):
+        return [f.removeprefix("file://") if isinstance(f, str) else f for f in video]
+    return video.removeprefix("file://")
+
+
+def _place_before_text(messages: list, new_parts: list[dict]) -> None:
+    """Insert parts into the first user turn, after its image parts and before its text."""
+    for message in messages:
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                content = [{"type": "text", "text": content}]
+            if isinstance(content, list):
+                images = 0
+                while images < len(content) and isinstance(content[images], dict):
+                    if content[images].get("type") != "image":
+                        break
+                    images += 1
+                message["content"] = content[:images] + new_parts + content[images:]
+            return
 
 
 def hoist_inline_images(fields: dict) -> dict:

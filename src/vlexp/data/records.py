@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlexp.data.messages import hoist_inline_images
+from vlexp.data.messages import hoist_inline_media
 
 QUESTION_KEYS = ("prefix", "question", "problem")
 KINDS = ("sft", "dpo", "grpo")
@@ -86,7 +86,7 @@ def read_jsonl(
                     detail = f"a record must be a JSON object, got {type(fields).__name__}"
                     problem = BadRecord(source, "line", "invalid JSON", detail)
             if problem is None:
-                records.append(Record(source, hoist_inline_images(fields), image_dir))
+                records.append(Record(source, hoist_inline_media(fields), image_dir))
             elif bad is None:
                 raise DataError(f"{source}: {problem.detail}")
             else:
@@ -116,6 +116,35 @@ def image_paths(record: Record) -> list:
     return paths
 
 
+def video_entries(record: Record) -> list:
+    """The record's videos as given: `video` (one: a path or a list of frame paths) or
+    `videos` (a list of them)."""
+    if record.fields.get("video") is not None:
+        return [record.fields["video"]]
+    value = record.fields.get("videos")
+    return list(value) if isinstance(value, list) else []
+
+
+def video_paths(record: Record) -> list[dict]:
+    """The record's videos in the data set's form (`vlexp.data.videos.as_video`), paths
+    resolved like image paths."""
+    from vlexp.data.videos import as_video
+
+    videos = []
+    for item in video_entries(record):
+        frames = item if isinstance(item, list) else None
+        if isinstance(item, str) and item:
+            videos.append(as_video(resolve_image(record, item)))
+        elif frames and all(isinstance(f, str) and f for f in frames):
+            videos.append(as_video([resolve_image(record, f) for f in frames]))
+        else:
+            raise DataError(
+                f"{record.source}: a video must be a path string or a list of frame paths, "
+                f"got {item!r:.60}"
+            )
+    return videos
+
+
 def resolve_image(record: Record, path: str) -> str:
     # URLs pass through (the data check fetches them only with data.allow_remote_images).
     if path.startswith(("http://", "https://")):
@@ -140,10 +169,13 @@ def _text(record: Record, key: str) -> str:
     return value
 
 
-def prompt_messages(record: Record, num_images: int, template: str, system: str | None) -> list:
-    """System (optional) + user turn with one image part per image, then the question text."""
+def prompt_messages(
+    record: Record, num_images: int, template: str, system: str | None, num_videos: int = 0
+) -> list:
+    """System (optional) + user turn with one part per image, then per video, then the text."""
     text = template.format(question=_question(record))
-    content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": text}]
+    content = [{"type": "image"} for _ in range(num_images)]
+    content += [{"type": "video"} for _ in range(num_videos)] + [{"type": "text", "text": text}]
     messages = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
     return messages + [{"role": "user", "content": content}]
 
@@ -154,7 +186,11 @@ def assistant(text: str) -> list[dict]:
 
 def passthrough(record: Record, drop: tuple[str, ...]) -> dict:
     """Columns a reward may need (solution, choices, box, ...), JSON-encoded when nested."""
-    skip = set(drop) | set(QUESTION_KEYS) | {"image", "images", "suffix", "messages"}
+    skip = (
+        set(drop)
+        | set(QUESTION_KEYS)
+        | {"image", "images", "video", "videos", "suffix", "messages"}
+    )
     out = {}
     for key, value in record.fields.items():
         if key not in skip:
@@ -171,24 +207,23 @@ def to_example(
     the processor's resized image (see `vlexp.data.boxes`).
     """
     images = image_paths(record)
+    videos = video_paths(record)
+    media = {"images": images, "videos": videos} if videos else {"images": images}
     fields = record.fields
     if "messages" in fields or isinstance(fields.get("prompt"), list):
-        return _conversational(record, kind, images, _target_edit(record, images, boxes))
+        example = _conversational(record, kind, images, _target_edit(record, images, boxes))
+        return {**example, **media}
     edit = _target_edit(record, images, boxes)
-    prompt = prompt_messages(record, len(images), template, system)
+    prompt = prompt_messages(record, len(images), template, system, len(videos))
     if kind == "sft":
-        return {
-            "prompt": prompt,
-            "completion": assistant(edit(_text(record, "suffix"))),
-            "images": images,
-        }
+        return {"prompt": prompt, "completion": assistant(edit(_text(record, "suffix"))), **media}
     if kind == "dpo":
         chosen = fields.get("chosen", fields.get("suffix"))
         chosen = assistant(edit(chosen if isinstance(chosen, str) else _text(record, "chosen")))
         rejected = assistant(edit(_text(record, "rejected")))
-        return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "images": images}
+        return {"prompt": prompt, "chosen": chosen, "rejected": rejected, **media}
     example = passthrough(record, drop=("prompt", "chosen", "rejected"))
-    return {**example, "prompt": prompt, "images": images}
+    return {**example, "prompt": prompt, **media}
 
 
 def _target_edit(record: Record, images: list, boxes: Any):
@@ -232,7 +267,13 @@ def _conversational(record: Record, kind: str, images: list, edit: Any) -> dict:
     missing = [k for k in keep if k not in fields]
     if missing:
         raise DataError(f"{record.source}: {kind.upper()} records need {', '.join(missing)}")
-    from vlexp.data.messages import MessageError, map_texts, normalise, place_images
+    from vlexp.data.messages import (
+        MessageError,
+        map_texts,
+        normalise,
+        place_images,
+        video_placeholders,
+    )
 
     example, placeholders = {}, 0
     try:
@@ -247,6 +288,12 @@ def _conversational(record: Record, kind: str, images: list, edit: Any) -> dict:
         elif placeholders != len(images):
             raise MessageError(
                 f"{placeholders} image placeholder(s) in the turns but {len(images)} image(s)"
+            )
+        video_parts = sum(video_placeholders(example[key]) for key in keep)
+        if video_parts != len(video_entries(record)):
+            raise MessageError(
+                f"{video_parts} video part(s) in the turns but {len(video_entries(record))} "
+                "video(s) in 'video'/'videos'"
             )
     except MessageError as err:
         raise DataError(f"{record.source}: {err}") from None

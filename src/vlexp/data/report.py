@@ -34,6 +34,11 @@ def summary_line(split: str, stats: dict) -> str:
         f"record: {percentiles(stats['image_tokens'])}; prompt tokens: "
         f"{percentiles(stats['prompt_tokens'])}",
     ]
+    if stats.get("video_tokens"):
+        lines.append(
+            f"  videos read and sampled for {len(stats['video_tokens'])} records; video tokens "
+            f"per record: {percentiles(stats['video_tokens'])}"
+        )
     if stats["truncated"]:
         lines.append(
             f"  {stats['truncated']} completions will be truncated to algo.args.max_length"

@@ -47,6 +47,11 @@ def load_examples(cfg: Any, processor, limit: int | None = None) -> list[dict]:
     plain = OmegaConf.to_container(cfg, resolve=True)
     check = DataCheck(OmegaConf.merge(plain, {"algo": as_prompts}), processor)
     split = to_dataset(check({"eval": data_cfg.eval})["eval"], "grpo", data_cfg)
+    if "videos" in split.column_names:
+        raise ValueError(
+            f"{data_cfg.eval}: records with videos: generation-based evaluation reads images "
+            "only; evaluate video data with your own script, or drop train.eval_steps"
+        )
     # Paths, not decoded images: samples.jsonl records where each image came from.
     split = split.cast_column("images", datasets.Sequence(datasets.Image(decode=False)))
     if limit is not None:

@@ -1,0 +1,263 @@
+"""Carry video tensors through TRL 1.16's trainers, which hand the processor `images` only.
+
+TRL builds every multimodal batch with `processor(images=..., text=...)` or
+`processor.apply_chat_template(...)` and forwards the image fields. Two small pieces add
+videos without copying TRL's methods:
+
+* `VideoProcessor`: the real processor, plus the videos of the batch in hand; whenever TRL
+  processes text with video pads it adds the pre-sampled frames (`videos`,
+  `video_metadata`), so the output gains `pixel_values_videos`, `video_grid_thw`,
+  `second_per_grid_ts` and video entries in `mm_token_type_ids`. SFT and DPO pass every
+  collated key to the model, so wrapping their collator (`VideoCollator`) is all they need.
+* `VideoGRPOMixin`: GRPO tokenizes prompts for generation through the processor (the wrapper
+  serves there too), but its log-prob passes forward a fixed list of image fields. The mixin
+  keeps each sample's video fields beside the batch and adds them, chunk by chunk, to the
+  model call.
+
+`for_run` puts them in place only when the training data has videos.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from vlexp.data.videos import VIDEO_PAD, Budget, Loaded, load, processor_inputs
+
+log = logging.getLogger("vlexp")
+VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+
+
+def has_videos(dataset: Any) -> bool:
+    return dataset is not None and "videos" in dataset.column_names
+
+
+def load_batch(examples: list[dict], budget: Budget) -> list[list[Loaded]]:
+    """Each example's videos, read once per distinct video (GRPO repeats every prompt)."""
+    seen: dict[str, Loaded] = {}
+    batch = []
+    for example in examples:
+        loaded = []
+        for video in example.get("videos") or []:
+            key = repr(video)
+            if key not in seen:
+                seen[key] = load(video, budget)
+            loaded.append(seen[key])
+        batch.append(loaded)
+    return batch
+
+
+class VideoProcessor:
+    """The processor with this batch's videos attached (attribute access goes to the processor)."""
+
+    def __init__(self, processor: Any, videos: list[list[Loaded]]) -> None:
+        self._processor = processor
+        self._videos = videos
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._processor, name)
+
+    def __call__(self, *args: Any, text: Any = None, videos: Any = None, **kwargs: Any) -> Any:
+        if isinstance(kwargs.get("images"), list):
+            # TRL's GRPO marks a prompt without images as None in its per-prompt image lists
+            # (video-only rows of a mixed batch); the processor wants an empty list there.
+            kwargs["images"] = [[] if item is None else item for item in kwargs["images"]]
+        texts = [text] if isinstance(text, str) else text
+        if videos is None and texts and any(VIDEO_PAD in t for t in texts):
+            kwargs.update(processor_inputs(self._videos_for(texts)))
+        elif videos is not None:
+            kwargs["videos"] = videos
+        return self._processor(*args, text=text, **kwargs)
+
+    def apply_chat_template(self, *args: Any, **kwargs: Any) -> Any:
+        # The processor's own method, run with this wrapper as `self`, so that when it tokenizes
+        # it calls `self(text=..., images=...)` above and the videos join in.
+        return type(self._processor).apply_chat_template(self, *args, **kwargs)
+
+    def _videos_for(self, texts: list[str]) -> list[Loaded]:
+        """The videos in order of appearance in `texts`. DPO repeats the prompts (chosen, then
+        rejected), so texts may be a whole multiple of the examples."""
+        examples = len(self._videos)
+        if not examples or len(texts) % examples:
+            raise ValueError(f"{len(texts)} texts for a batch of {examples} examples with videos")
+        per_text = self._videos * (len(texts) // examples)
+        for number, (one_text, videos) in enumerate(zip(texts, per_text, strict=True)):
+            if one_text.count(VIDEO_PAD) != len(videos):
+                raise ValueError(
+                    f"text {number} of the batch has {one_text.count(VIDEO_PAD)} video placeholder(s) "
+                    f"but its record has {len(videos)} video(s)"
+                )
+        return [video for videos in per_text for video in videos]
+
+
+class VideoCollator:
+    """A TRL vision collator whose processor also sees each batch's videos (SFT, DPO)."""
+
+    def __init__(self, collator: Any, budget: Budget) -> None:
+        self.collator, self.budget = collator, budget
+
+    def __call__(self, examples: list[dict]) -> dict:
+        examples = [dict(example) for example in examples]
+        videos = load_batch(examples, self.budget)
+        for example in examples:
+            example.pop("videos", None)  # TRL's collators reject no key, but keep them clean
+        if not any(videos):
+            return self.collator(examples)
+        processor = self.collator.processor
+        self.collator.processor = VideoProcessor(processor, videos)
+        try:
+            return self.collator(examples)
+        finally:
+            self.collator.processor = processor
+
+
+def video_fields(processor: Any, videos: list[Loaded]) -> dict | None:
+    """One sample's video tensors, exactly as the processor makes them in a batch."""
+    if not videos:
+        return None
+    placeholder = f"<|vision_start|>{VIDEO_PAD}<|vision_end|>" * len(videos)
+    out = processor(text=[placeholder], return_tensors="pt", **processor_inputs(videos))
+    fields = {key: out[key] for key in VIDEO_KEYS if key in out}
+    if "second_per_grid_ts" in fields:
+        import torch
+
+        fields["second_per_grid_ts"] = torch.as_tensor(fields["second_per_grid_ts"])
+    return fields
+
+
+class WithVideos:
+    """The model, called by TRL's log-prob loop chunk after chunk; adds each chunk's videos.
+
+    TRL slices the batch into consecutive chunks of rows and calls the model once per chunk,
+    so the rows of call k follow those of call k-1.
+    """
+
+    def __init__(self, model: Any, fields: list[dict | None], token_ids: tuple[int, int]) -> None:
+        self.model, self.fields, self.token_ids = model, fields, token_ids
+        self.offset = 0
+
+    def __call__(self, **inputs: Any) -> Any:
+        import torch
+
+        input_ids = inputs["input_ids"]  # (rows, P+C)
+        rows = self.fields[self.offset : self.offset + input_ids.size(0)]
+        self.offset += input_ids.size(0)
+        present = [f for f in rows if f]
+        for key in VIDEO_KEYS:
+            if present and key in present[0]:
+                inputs[key] = torch.cat([f[key] for f in present]).to(input_ids.device)
+        # Qwen2.5-VL computes its 3-D rope positions only with mm_token_type_ids (1 image pad,
+        # 2 video pad); rebuilt from the ids, so prompt padding and completions line up.
+        image_id, video_id = self.token_ids
+        types = torch.zeros_like(input_ids)
+        types[input_ids == image_id] = 1
+        types[input_ids == video_id] = 2
+        inputs["mm_token_type_ids"] = types
+        return self.model(**inputs)
+
+
+class VideoGRPOMixin:
+    """GRPO-family trainers on records with videos (mixed with images or not)."""
+
+    video_budget: Budget = Budget()
+
+    def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
+        videos = load_batch(inputs, self.video_budget)
+        if not any(videos):
+            return super()._generate_and_score_completions(inputs)
+        processor = self.processing_class
+        # load_batch shares one Loaded per distinct video: repeated prompts are processed once.
+        cache: dict[tuple, dict | None] = {}
+        for sample in videos:
+            key = tuple(map(id, sample))
+            if key not in cache:
+                cache[key] = video_fields(processor, sample)
+        fields = [cache[tuple(map(id, sample))] for sample in videos]
+        self._video_rows = fields
+        self.processing_class = VideoProcessor(processor, videos)
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            self.processing_class = processor
+            self._video_rows = None
+        output["video_fields"] = (
+            fields  # a per-sample list: TRL shuffles and splits it with the rest
+        )
+        return output
+
+    def _compute_loss(self, model: Any, inputs: dict) -> Any:
+        self._video_rows = inputs.get("video_fields")
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._video_rows = None
+
+    def _get_per_token_logps_and_entropies(
+        self, model: Any, input_ids: Any, *args: Any, **kwargs: Any
+    ):
+        rows = getattr(self, "_video_rows", None)
+        # TRL's forward kwargs of a mixed batch carry the whole batch's video tensors; the
+        # per-sample ones below replace them (and its mm_token_type_ids, rebuilt per chunk).
+        for key in (*VIDEO_KEYS, "mm_token_type_ids") if rows and any(rows) else ():
+            kwargs.pop(key, None)
+        if rows and any(rows):
+            tokenizer = self.processing_class.tokenizer
+            ids = tuple(tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", VIDEO_PAD))
+            model = WithVideos(model, rows, ids)
+        return super()._get_per_token_logps_and_entropies(model, input_ids, *args, **kwargs)
+
+
+def grpo_class(trainer_cls: type, budget: Budget) -> type:
+    """`trainer_cls` (GRPOTrainer or a subclass) with the video mixin in front."""
+    return type(
+        f"Video{trainer_cls.__name__}", (VideoGRPOMixin, trainer_cls), {"video_budget": budget}
+    )
+
+
+def check_supported(cfg: Any, train_set: Any, eval_set: Any) -> None:
+    """Before the model loads: the video paths vlexp does not carry stop the run here."""
+    from vlexp.data.records import DataError
+
+    if has_videos(train_set) and cfg.algo.get("args", {}).get("use_vllm"):
+        raise DataError(
+            f"{cfg.data.get('train')}: records with videos and algo.args.use_vllm=true: vLLM "
+            "generation receives images only in vlexp; set algo.args.use_vllm=false "
+            "(generation with transformers) for video data"
+        )
+    if has_videos(eval_set) and cfg.train.get("eval_steps"):
+        raise DataError(
+            f"{cfg.data.get('eval')}: records with videos and train.eval_steps: generation-based "
+            "evaluation reads images only; drop train.eval_steps for video data"
+        )
+
+
+def for_run(trainer_factory: Any, cfg: Any, train_set: Any) -> Any:
+    """The trainer factory to use: video-aware when the training data has videos."""
+    import functools
+
+    from trl import GRPOTrainer
+
+    if not has_videos(train_set):
+        return trainer_factory
+    budget = Budget.from_config(cfg.data.get("video"))
+    cls = (
+        trainer_factory.func if isinstance(trainer_factory, functools.partial) else trainer_factory
+    )
+    if isinstance(cls, type) and issubclass(cls, GRPOTrainer):
+        log.info("videos: %s with the video mixin (budget %s)", cls.__name__, budget)
+        cls = grpo_class(cls, budget)
+        if isinstance(trainer_factory, functools.partial):
+            return functools.partial(cls, *trainer_factory.args, **trainer_factory.keywords)
+        return cls
+
+    def with_video_collator(*args: Any, **kwargs: Any) -> Any:
+        trainer = trainer_factory(*args, **kwargs)
+        if not hasattr(trainer.data_collator, "processor"):
+            raise ValueError(
+                f"{type(trainer).__name__} has no vision collator to carry the videos through"
+            )
+        trainer.data_collator = VideoCollator(trainer.data_collator, budget)
+        log.info("videos: %s collator carries them (budget %s)", type(trainer).__name__, budget)
+        return trainer
+
+    return with_video_collator
