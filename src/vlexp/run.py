@@ -54,21 +54,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
     preemption = resume.SaveOnSigterm(run_dir)
-    # Records with videos: TRL's trainers pass images only; vlexp.video carries the videos too.
-    trainer = video.for_run(instantiate(cfg.algo.trainer), cfg, train_set)(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        processing_class=processor,
-        peft_config=instantiate(cfg.memory.peft) if cfg.memory.get("peft") else None,
+    trainer = make_trainer(
+        cfg,
+        model,
+        processor,
+        args,
+        train_set,
+        eval_set,
         callbacks=[
             metrics,
             preemption,
             *sharding_report(cfg, run_dir),
             *tracking.logger_callbacks(cfg),
         ],
-        **algorithm_inputs(cfg),
     )
     faults.install(trainer, cfg.train.get("on_nan", "stop"))  # NaN guard; loggers can't stop a run
     rl.setup_trainer(trainer)  # GRPO family: logs the algorithm as the trainer holds it
@@ -79,6 +77,32 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     save_final(trainer, processor, run_dir / "final")
     tracking.finish_wandb_run()
     return metrics.last_train_logs
+
+
+def make_trainer(
+    cfg: DictConfig,
+    model,
+    processor,
+    args,
+    train_set,
+    eval_set,
+    callbacks: list | None = None,
+    **trainer_kwargs: Any,
+):
+    """`algo.trainer` built on the loaded parts: PEFT config, reward functions (GRPO) and, for
+    records with videos, vlexp.video's carrier (TRL's trainers hand the processor images only)."""
+    trainer_cls = video.for_run(instantiate(cfg.algo.trainer), cfg, train_set)
+    return trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=processor,
+        peft_config=instantiate(cfg.memory.peft) if cfg.memory.get("peft") else None,
+        callbacks=callbacks,
+        **algorithm_inputs(cfg),
+        **trainer_kwargs,
+    )
 
 
 def build_args(cfg: DictConfig, run_dir: Path):

@@ -43,13 +43,11 @@ class VisionCalls:
 
 def build_and_train(overrides: list[str], run_dir, tiny_model):
     """vlexp.run.train's steps, with a hook on the vision tower before training starts."""
-    from hydra.utils import instantiate
-
-    from vlexp import video
     from vlexp.data import build_datasets, fit_loss_mask
     from vlexp.data.check import DataCheck
     from vlexp.models import load_model, load_processor
-    from vlexp.run import algorithm_inputs, build_args
+    from vlexp.run import build_args, make_trainer
+    from vlexp.tracking import MetricsJsonl
     from vlexp.validate import validate
 
     cfg = compose(overrides)
@@ -60,16 +58,8 @@ def build_and_train(overrides: list[str], run_dir, tiny_model):
     fit_loss_mask(args, train_set)
     model = load_model(cfg.model, cfg.memory)
     calls = VisionCalls(model)
-    from vlexp.tracking import MetricsJsonl
-
-    trainer = video.for_run(instantiate(cfg.algo.trainer), cfg, train_set)(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        processing_class=processor,
-        callbacks=[MetricsJsonl(run_dir / "metrics.jsonl")],
-        **algorithm_inputs(cfg),
-    )
+    callbacks = [MetricsJsonl(run_dir / "metrics.jsonl")]
+    trainer = make_trainer(cfg, model, processor, args, train_set, None, callbacks=callbacks)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if ".visual." in f".{n}"}
     trainer.train()
     changed = [n for n, p in model.named_parameters() if n in before and not p.equal(before[n])]

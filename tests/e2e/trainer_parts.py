@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra.utils import instantiate
-
 from tests.helpers import compose
 
 
@@ -13,7 +11,7 @@ def build_trainer(overrides: list[str], run_dir: Path, **trainer_kwargs):
     """(trainer, cfg): run.train's steps up to the trainer, with its own functions."""
     from vlexp.data import build_datasets, fit_loss_mask
     from vlexp.models import load_model, load_processor
-    from vlexp.run import algorithm_inputs, build_args
+    from vlexp.run import build_args, make_trainer
     from vlexp.validate import validate
 
     cfg = compose(overrides)
@@ -23,14 +21,5 @@ def build_trainer(overrides: list[str], run_dir: Path, **trainer_kwargs):
     model = load_model(cfg.model, cfg.memory)
     train_set, eval_set = build_datasets(cfg.data, cfg.algo.kind)
     fit_loss_mask(args, train_set)
-    trainer = instantiate(cfg.algo.trainer)(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        processing_class=processor,
-        peft_config=instantiate(cfg.memory.peft) if cfg.memory.get("peft") else None,
-        **algorithm_inputs(cfg),
-        **trainer_kwargs,
-    )
+    trainer = make_trainer(cfg, model, processor, args, train_set, eval_set, **trainer_kwargs)
     return trainer, cfg
