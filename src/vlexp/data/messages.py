@@ -133,14 +133,7 @@ def hoist_inline_videos(fields: dict) -> dict:
     frame paths) become bare placeholders and their videos join `videos`; a record with videos
     but no video part gets them before its first user turn's text (after any image parts)."""
     keys = [k for k in CONVERSATION_KEYS if isinstance(fields.get(k), list)]
-    parts = [
-        part
-        for key in keys
-        for message in fields[key]
-        if isinstance(message, dict) and isinstance(message.get("content"), list)
-        for part in message["content"]
-        if isinstance(part, dict) and part.get("type") == "video"
-    ]
+    parts = media_parts(fields, keys, "video")
     inline = [p["video"] for p in parts if isinstance(p.get("video"), str | list)]
     if inline and fields.get("videos") is None and fields.get("video") is None:
         fields["videos"] = [_strip_file_scheme(video) for video in inline]
@@ -151,6 +144,18 @@ def hoist_inline_videos(fields: dict) -> dict:
     if keys and count and not parts:
         _place_before_text(fields[keys[0]], [{"type": "video"} for _ in range(count)])
     return fields
+
+
+def media_parts(fields: dict, keys: list[str], kind: str) -> list[dict]:
+    """Every `{"type": kind, ...}` content part of the conversations under `keys`."""
+    return [
+        part
+        for key in keys
+        for message in fields[key]
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == kind
+    ]
 
 
 def _strip_file_scheme(video: str | list) -> str | list:
@@ -185,14 +190,7 @@ def hoist_inline_images(fields: dict) -> dict:
     them before its first user turn's text, as TRL does for plain-string turns.
     """
     keys = [k for k in CONVERSATION_KEYS if isinstance(fields.get(k), list)]
-    parts = [
-        part
-        for key in keys
-        for message in fields[key]
-        if isinstance(message, dict) and isinstance(message.get("content"), list)
-        for part in message["content"]
-        if isinstance(part, dict) and part.get("type") == "image"
-    ]
+    parts = media_parts(fields, keys, "image")
     inline = [p["image"] for p in parts if isinstance(p.get("image"), str)]
     # Both conventions at once stay as they are: the converter rejects them with a message.
     if inline and fields.get("images") is None and fields.get("image") is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock
@@ -110,19 +111,36 @@ def generate(out_dir: str | Path, num_train: int = 512, num_eval: int = 64, seed
 
     The same arguments always give the same bytes; a finished set is marked by `DONE`.
     """
+    image_dir = Path(out_dir).expanduser() / "images"
+
+    def record(rng: random.Random, split: str, index: int) -> dict:
+        image_dir.mkdir(parents=True, exist_ok=True)
+        return make_record(rng, split, index, image_dir)
+
+    splits = {"train.jsonl": ("train", num_train), "eval.jsonl": ("eval", num_eval)}
+    return write_once(out_dir, splits, record, seed, f"shapes v{VERSION} seed={seed}")
+
+
+def write_once(
+    out_dir: str | Path,
+    splits: dict[str, tuple[str, int]],
+    make: Callable[[random.Random, str, int], dict],
+    seed: int,
+    marker: str,
+) -> Path:
+    """`splits` (file name -> (split, count)) of records from `make`, written under a file
+    lock unless `DONE` says an earlier run (or another rank) finished them."""
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out / ".lock")):
         if (out / "DONE").exists():
             return out
-        image_dir = out / "images"
-        image_dir.mkdir(exist_ok=True)
         rng = random.Random(seed)
-        for split, count in (("train", num_train), ("eval", num_eval)):
-            records = [make_record(rng, split, i, image_dir) for i in range(count)]
+        for file_name, (split, count) in splits.items():
+            records = [make(rng, split, i) for i in range(count)]
             lines = "".join(json.dumps(r) + "\n" for r in records)
-            (out / f"{split}.jsonl").write_text(lines, encoding="utf-8")
-        (out / "DONE").write_text(f"shapes v{VERSION} seed={seed}\n")
+            (out / file_name).write_text(lines, encoding="utf-8")
+        (out / "DONE").write_text(marker + "\n")
     return out
 
 

@@ -17,13 +17,10 @@ Written as `video_train.jsonl` / `video_eval.jsonl` in the prefix/suffix form::
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
-from filelock import FileLock
-
-from vlexp.data.shapes import BACKGROUNDS, COLOURS, KINDS
+from vlexp.data.shapes import BACKGROUNDS, COLOURS, KINDS, write_once
 
 FRAME_COUNTS = (4, 6, 8)  # even: qwen-vl-utils pairs frames into temporal patches
 SIZES = ((56, 56), (84, 56), (112, 56))
@@ -118,14 +115,9 @@ def make_record(rng: random.Random, split: str, index: int, out: Path) -> dict:
 def generate(out_dir: str | Path, num_train: int = 64, num_eval: int = 16, seed: int = 0) -> Path:
     """Write the video split into `out_dir` once (idempotent, safe under concurrent ranks)."""
     out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out / ".lock")):
-        if (out / "DONE").exists():
-            return out
-        rng = random.Random(seed)
-        for split, count in (("train", num_train), ("eval", num_eval)):
-            records = [make_record(rng, split, i, out) for i in range(count)]
-            lines = "".join(json.dumps(r) + "\n" for r in records)
-            (out / f"video_{split}.jsonl").write_text(lines, encoding="utf-8")
-        (out / "DONE").write_text(f"shapes video v{VERSION} seed={seed}\n")
-    return out
+
+    def record(rng: random.Random, split: str, index: int) -> dict:
+        return make_record(rng, split, index, out)
+
+    splits = {"video_train.jsonl": ("train", num_train), "video_eval.jsonl": ("eval", num_eval)}
+    return write_once(out, splits, record, seed, f"shapes video v{VERSION} seed={seed}")
