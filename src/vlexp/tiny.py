@@ -176,6 +176,12 @@ def build_model(tokenizer, seed: int):
     return model
 
 
+def image_question_prompt(processor, question: str) -> str:
+    """The chat text of one user turn (an image, then `question`), ready for the answer."""
+    message = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+    return processor.apply_chat_template([message], add_generation_prompt=True, tokenize=False)
+
+
 def warm_up(model, processor, records: list[dict], image_dir: Path, seed: int) -> list[float]:
     """A few SFT steps on think/answer targets; loss on the answer tokens only."""
     import torch
@@ -190,19 +196,7 @@ def warm_up(model, processor, records: list[dict], image_dir: Path, seed: int) -
         start = (step * batch_size) % len(records)
         batch = records[start : start + batch_size]
         images = [Image.open(image_dir / r["image"]).convert("RGB") for r in batch]
-        prompts = [
-            processor.apply_chat_template(
-                [
-                    {
-                        "role": "user",
-                        "content": [{"type": "image"}, {"type": "text", "text": r["prefix"]}],
-                    }
-                ],
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-            for r in batch
-        ]
+        prompts = [image_question_prompt(processor, r["prefix"]) for r in batch]
         full = [p + r["suffix"] + "<|im_end|>\n" for p, r in zip(prompts, batch, strict=True)]
         inputs = processor(text=full, images=images, return_tensors="pt", padding=True)
         prompt_lens = [

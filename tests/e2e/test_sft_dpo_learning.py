@@ -24,23 +24,13 @@ def answer_accuracy(model_dir: Path, data_dir: Path, split: str = "eval") -> flo
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from vlexp.tiny import image_question_prompt
+
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
     processor.tokenizer.padding_side = "left"  # batched generation
     records = [json.loads(line) for line in (data_dir / f"{split}.jsonl").read_text().splitlines()]
-    prompts = [
-        processor.apply_chat_template(
-            [
-                {
-                    "role": "user",
-                    "content": [{"type": "image"}, {"type": "text", "text": r["prefix"]}],
-                }
-            ],
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        for r in records
-    ]
+    prompts = [image_question_prompt(processor, r["prefix"]) for r in records]
     images = [Image.open(data_dir / r["image"]).convert("RGB") for r in records]
     inputs = processor(text=prompts, images=images, return_tensors="pt", padding=True)
     with torch.no_grad():
