@@ -8,8 +8,8 @@ import json
 import pytest
 
 from tests.helpers import compose, run_cli
-from vlexp import validate as checks
 from vlexp.validate import ConfigError, validate
+from vlexp.validate import machine as checks
 
 HAS_CUDA = importlib.util.find_spec("torch") is not None and __import__("torch").cuda.is_available()
 

@@ -6,8 +6,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.helpers import compose, run_cli
-from vlexp import validate as validate_module
 from vlexp.validate import ConfigError, validate
+from vlexp.validate import machine as validate_module
 
 
 def test_memory_options_compose_in_any_order():

@@ -1,0 +1,112 @@
+"""Checks that need no model: run before anything heavy is loaded.
+
+Each check is a small function `cfg -> list of problems` (an empty list when the config is
+fine). `validate` runs them all and raises one ConfigError listing every problem, so a user
+fixes a config in one round trip. Checks import torch only when the key they guard is set.
+
+The checks live by subject: `training` (algorithm, data and train keys), `rewards`,
+`distributed` (launch and DeepSpeed) and `machine` (what this machine has).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from omegaconf import DictConfig
+
+from vlexp.validate.distributed import check_deepspeed, check_launcher
+from vlexp.validate.machine import (
+    check_attention,
+    check_bf16,
+    check_liger,
+    check_optimizer,
+    check_quantization,
+    check_torch_compile,
+    check_video_backend,
+    check_vllm,
+)
+from vlexp.validate.rewards import (
+    check_grpo_reward,
+    check_reward_model_paths,
+    check_rewards,
+    reward_columns,
+)
+from vlexp.validate.training import (
+    check_choices,
+    check_eval,
+    check_generation_batch,
+    check_padding_free,
+    check_pixels,
+    check_ppo,
+    check_prompt_template,
+    check_removed_args,
+    check_resume,
+    check_video,
+)
+
+__all__ = [
+    "CHECKS",
+    "MACHINE_CHECKS",
+    "ConfigError",
+    "check_deepspeed",
+    "check_optimizer",
+    "check_vllm",
+    "reward_columns",
+    "validate",
+]
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the keys and the fix."""
+
+
+def validate(cfg: DictConfig, machine: bool = True) -> None:
+    """Raise one ConfigError listing every combination that cannot work.
+
+    `machine=False` skips the checks of this machine (packages, CUDA), e.g. when
+    `python -m vlexp.plan` plans a GPU job on a laptop.
+    """
+    checks = CHECKS if machine else [c for c in CHECKS if c not in MACHINE_CHECKS]
+    problems = [problem for check in checks for problem in check(cfg)]
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError("\n".join(["several problems:", *(f"  - {p}" for p in problems)]))
+
+
+CHECKS: list[Callable[[DictConfig], list[str]]] = [
+    check_choices,
+    check_prompt_template,
+    check_pixels,
+    check_grpo_reward,
+    check_generation_batch,
+    check_rewards,
+    check_quantization,
+    check_optimizer,
+    check_removed_args,
+    check_bf16,
+    check_vllm,
+    check_ppo,
+    check_reward_model_paths,
+    check_eval,
+    check_launcher,
+    check_deepspeed,
+    check_resume,
+    check_padding_free,
+    check_attention,
+    check_liger,
+    check_torch_compile,
+    check_video,
+    check_video_backend,
+]
+# What this machine has (packages, CUDA, a compiler), not what the config says.
+MACHINE_CHECKS = {
+    check_quantization,
+    check_optimizer,
+    check_bf16,
+    check_vllm,
+    check_attention,
+    check_liger,
+    check_torch_compile,
+    check_video_backend,
+}

@@ -1,0 +1,219 @@
+"""Checks of the algorithm, data and training keys, and of TRL 1.16's removed arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+
+def check_pixels(cfg: DictConfig) -> list[str]:
+    if cfg.model.min_pixels > cfg.model.max_pixels:
+        return [
+            f"model.min_pixels ({cfg.model.min_pixels}) > model.max_pixels ({cfg.model.max_pixels}): "
+            "lower model.min_pixels or raise model.max_pixels (28x28 px = one image token)"
+        ]
+    return []
+
+
+def check_generation_batch(cfg: DictConfig) -> list[str]:
+    """TRL's GRPOConfig rules for the generation batch, with vlexp's key names."""
+    if cfg.algo.kind != "grpo" or cfg.algo.name == "ppo":  # PPO: one completion per prompt
+        return []
+    args = cfg.algo.args
+    generations = args.get("num_generations") or 8
+    processes = cfg.launcher.get("num_processes", 1)
+    batch = cfg.train.per_device_train_batch_size
+    if generations < 2:
+        return [f"algo.args.num_generations={generations}: GRPO needs at least 2 per prompt"]
+    gen_batch, spg = args.get("generation_batch_size"), args.get("steps_per_generation")
+    if gen_batch is not None and spg is not None:
+        return [
+            "algo.args.generation_batch_size and algo.args.steps_per_generation are both set: "
+            "set only one of them"
+        ]
+    if gen_batch is not None:
+        problems = []
+        if gen_batch % (batch * processes):
+            problems.append(
+                f"algo.args.generation_batch_size={gen_batch} is not a multiple of "
+                f"train.per_device_train_batch_size x launcher.num_processes = {batch * processes}"
+            )
+        if gen_batch % generations:
+            problems.append(
+                f"algo.args.generation_batch_size={gen_batch} is not a multiple of "
+                f"algo.args.num_generations={generations}: change one so that it divides"
+            )
+        return problems
+    if spg is not None:
+        if (batch * processes * spg) % generations:
+            return [
+                f"train.per_device_train_batch_size x launcher.num_processes x "
+                f"algo.args.steps_per_generation = {batch * processes * spg} is not a multiple of "
+                f"algo.args.num_generations = {generations}: change one so that it divides"
+            ]
+        return []
+    total = batch * cfg.train.gradient_accumulation_steps * processes
+    if total % generations:
+        return [
+            f"train.per_device_train_batch_size x train.gradient_accumulation_steps x "
+            f"launcher.num_processes = {total} is not a multiple of algo.args.num_generations "
+            f"= {generations}: change one so that it divides"
+        ]
+    return []
+
+
+def check_choices(cfg: DictConfig) -> list[str]:
+    """Keys with a closed set of values."""
+    problems = []
+    for key, value, allowed in (
+        ("data.on_bad_record", cfg.data.get("on_bad_record", "raise"), ("raise", "skip")),
+        ("train.on_nan", cfg.train.get("on_nan", "stop"), ("stop", "skip")),
+        ("reward.on_error", (cfg.get("reward") or {}).get("on_error", "raise"), ("raise", "zero")),
+    ):
+        if value not in allowed:
+            problems.append(f"{key}={value}: must be one of {', '.join(allowed)}")
+    sample = cfg.data.get("check_sample")
+    if sample is not None and (not isinstance(sample, int) or sample < 1):
+        problems.append(
+            f"data.check_sample={sample}: a positive number of records, or null for all"
+        )
+    return problems
+
+
+def check_prompt_template(cfg: DictConfig) -> list[str]:
+    template = cfg.data.get("prompt_template") or "{question}"
+    try:
+        template.format(question="?")
+    except (KeyError, IndexError, ValueError) as err:
+        return [
+            f"data.prompt_template={template!r} cannot be filled ({type(err).__name__}: {err}): "
+            "only {question} is replaced; write a literal brace as {{ or }}"
+        ]
+    return []
+
+
+def check_ppo(cfg: DictConfig) -> list[str]:
+    if cfg.algo.name != "ppo":
+        return []
+    batch, parts = cfg.train.per_device_train_batch_size, cfg.algo.args.num_mini_batches
+    if batch % parts:
+        return [
+            f"train.per_device_train_batch_size ({batch}) is not a multiple of "
+            f"algo.args.num_mini_batches ({parts}): each PPO rollout is split into equal mini-batches"
+        ]
+    return []
+
+
+def check_eval(cfg: DictConfig) -> list[str]:
+    """train.eval_steps: an eval split, and decoding settings that mean what they say."""
+    if not cfg.train.get("eval_steps"):
+        return []
+    from vlexp.evaluation.core import check
+
+    problems = []
+    if not cfg.data.get("eval"):
+        problems.append(
+            f"train.eval_steps={cfg.train.eval_steps} needs an eval split, but data.eval is not "
+            "set: give data.eval=/path/to/eval.jsonl or drop train.eval_steps"
+        )
+    try:
+        check(cfg.eval)
+    except ValueError as err:
+        problems.append(str(err))
+    return problems
+
+
+def check_resume(cfg: DictConfig) -> list[str]:
+    resume = cfg.get("resume")
+    if resume in (None, False, "", "auto"):
+        return []
+    path = Path(str(resume)).expanduser()
+    if (path / "trainer_state.json").is_file():
+        return []
+    hint = "it does not exist" if not path.exists() else "it holds no trainer_state.json"
+    return [
+        f"resume={resume}: not a checkpoint ({hint}); give a checkpoint-N dir of a run, or "
+        "resume=auto with hydra.run.dir=<the run dir> to continue from its newest checkpoint"
+    ]
+
+
+def check_padding_free(cfg: DictConfig) -> list[str]:
+    """SFT packing / padding-free and DPO padding-free are refused (or dropped) by TRL 1.16."""
+    args = cfg.algo.args
+    wants = args.get("packing") or args.get("padding_free")
+    if cfg.algo.kind == "sft" and wants and _has_images(cfg.data):
+        key = "packing" if args.get("packing") else "padding_free"
+        return [
+            f"algo.args.{key}=true: TRL 1.16's SFTTrainer refuses it for vision data sets "
+            '("Packing is not supported for vision datasets" / "Padding-free training is yet '
+            'not supported for vision datasets") and this data set has images: set '
+            f"algo.args.{key}=false"
+        ]
+    if cfg.algo.kind == "dpo" and args.get("padding_free"):
+        return [
+            "algo.args.padding_free=true: TRL 1.16's DPOTrainer disables it "
+            '("temporarily unavailable after a refactor") and would silently pad instead: '
+            "set algo.args.padding_free=false"
+        ]
+    return []
+
+
+def _has_images(data_cfg) -> bool:
+    """Whether the training records carry images; `shapes` always does, JSONL is looked at."""
+    if data_cfg.get("name") == "shapes":
+        return True
+    path = Path(str(data_cfg.get("train") or "")).expanduser()
+    if not path.is_file():
+        return True  # not readable yet: assume the common case, images
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        return any('"image' in line for line in handle)
+
+
+# Arguments TRL 1.16 removed or refuses for vision data, with what it offers instead. TRL
+# would raise a bare TypeError/ValueError from deep inside the trainer; this answers first.
+_MAX_LENGTH_ONLY = (
+    "TRL 1.16 has only algo.args.max_length (prompt + completion); leave it null so no image "
+    "token is ever cut"
+)
+
+REMOVED_ARGS: dict[tuple[str, str], str] = {
+    ("sft", "max_seq_length"): "use algo.args.max_length (null never truncates)",
+    ("dpo", "max_prompt_length"): _MAX_LENGTH_ONLY,
+    ("dpo", "max_completion_length"): _MAX_LENGTH_ONLY,
+    ("dpo", "rpo_alpha"): (
+        "RPO is DPO plus an NLL term on the chosen answer: set "
+        "'algo.args.loss_type=[sigmoid,sft]' 'algo.args.loss_weights=[1.0,ALPHA]'"
+    ),
+    ("dpo", "reference_free"): (
+        "TRL 1.16's DPO always has a reference; for a reference-free objective use SimPO "
+        "(trl.experimental.cpo.CPOTrainer with loss_type=simpo)"
+    ),
+    ("dpo", "padding_value"): "use algo.args.pad_token (a token string)",
+    ("dpo", "label_pad_token_id"): "remove it: TRL masks labels with the completion mask",
+    ("grpo", "max_prompt_length"): "remove it: TRL 1.16 does not truncate GRPO prompts",
+}
+
+
+def check_removed_args(cfg: DictConfig) -> list[str]:
+    """`algo.args` keys TRL 1.16 removed, each with what it offers instead."""
+    args = cfg.algo.get("args") or {}
+    problems = [
+        f"algo.args.{key} does not exist in TRL 1.16: {REMOVED_ARGS[cfg.algo.kind, key]}"
+        for key in args
+        if (cfg.algo.kind, key) in REMOVED_ARGS
+    ]
+    if cfg.algo.kind == "dpo" and args.get("precompute_ref_log_probs"):
+        problems.append(
+            "algo.args.precompute_ref_log_probs=true: TRL 1.16 refuses it for vision data sets. "
+            "To save the reference model's memory use memory=lora: the adapter-disabled base "
+            "then serves as the reference, with no second copy of the model"
+        )
+    return problems
+
+
+def check_video(cfg: DictConfig) -> list[str]:
+    """data.video: frame and pixel limits that qwen-vl-utils cannot apply."""
+    from vlexp.data.videos import Budget, budget_problems
+
+    return budget_problems(Budget.from_config(cfg.data.get("video")))
