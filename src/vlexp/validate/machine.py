@@ -28,14 +28,20 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def check_quantization(cfg: DictConfig) -> list[str]:
-    if cfg.memory.get("quantization") is None:
-        return []
+def _bitsandbytes_missing(cfg: DictConfig) -> list[str]:
+    """What a bitsandbytes feature (4-bit weights, 8-bit optimizers) lacks on this run."""
     missing = []
     if importlib.util.find_spec("bitsandbytes") is None:
         missing.append("the bitsandbytes package (pip install 'vlexp[gpu]')")
     if _runs_on_cpu(cfg):
         missing.append("a CUDA GPU (none is visible, or train.use_cpu=true)")
+    return missing
+
+
+def check_quantization(cfg: DictConfig) -> list[str]:
+    if cfg.memory.get("quantization") is None:
+        return []
+    missing = _bitsandbytes_missing(cfg)
     if missing:
         return [
             f"memory.quantization (QLoRA, 4-bit) needs {' and '.join(missing)}: "
@@ -145,11 +151,7 @@ def check_optimizer(cfg: DictConfig) -> list[str]:
     optim = cfg.memory.get("optim") or (cfg.algo.get("args") or {}).get("optim")
     if optim not in BNB_OPTIMIZERS:
         return []
-    missing = []
-    if importlib.util.find_spec("bitsandbytes") is None:
-        missing.append("the bitsandbytes package (pip install 'vlexp[gpu]')")
-    if _runs_on_cpu(cfg):
-        missing.append("a CUDA GPU (none is visible, or train.use_cpu=true)")
+    missing = _bitsandbytes_missing(cfg)
     if missing:
         return [
             f"the 8-bit optimizer '{optim}' (memory=adamw_8bit, or optim) needs "
