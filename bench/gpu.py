@@ -5,7 +5,7 @@
     python bench/gpu.py --smoke-cpu                      # the code paths on CPU, tiny model
 
 Needs a CUDA GPU (it stops with a message otherwise); nothing is downloaded: the models are
-built from the config.json copies bundled in src/vlexp/model_configs (random weights, bf16,
+built from the config.json copies bundled in src/vlexp/families/configs (random weights, bf16,
 `--attn sdpa` or flash_attention_2), inputs are synthetic token ids plus one image of
 `--image HxW` pixels resized by smart_resize to the model's pixel budget.
 
@@ -66,15 +66,16 @@ def build_model(name: str, device, dtype, attn: str, smoke: bool):
     from transformers import AutoConfig, AutoModelForImageTextToText
     from trl.trainer.utils import add_fused_lm_head
 
-    from vlexp.estimate import BUNDLED
-    from vlexp.models import resolve_path
+    from vlexp.families import bundled_config
+    from vlexp.models.loading import resolve_path
 
     if smoke:
         config = AutoConfig.from_pretrained(resolve_path("tiny://qwen2_5_vl"))
     else:
         from tests.helpers import compose
 
-        config = AutoConfig.from_pretrained(BUNDLED / compose([f"model={name}"]).model.name_or_path)
+        hub_id = compose([f"model={name}"]).model.name_or_path
+        config = AutoConfig.from_pretrained(bundled_config(hub_id).parent)
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForImageTextToText.from_config(
@@ -327,7 +328,7 @@ def memory(name: str, preset: str, opts, device, dtype) -> dict:
     import torch
 
     from tests.helpers import compose
-    from vlexp.estimate import estimate
+    from vlexp.recipe.estimate import estimate
 
     overrides = [f"model={name}", "algo=sft", f"train.per_device_train_batch_size={opts.mem_batch}"]
     overrides += {

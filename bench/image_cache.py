@@ -49,9 +49,9 @@ def main() -> None:
     from transformers import AutoProcessor
 
     from tests.helpers import compose
-    from vlexp import tiny
     from vlexp.data import build_datasets
     from vlexp.data.image_cache import for_run
+    from vlexp.models import tiny
 
     processor = AutoProcessor.from_pretrained(tiny.ensure())
     processor.image_processor.size = {

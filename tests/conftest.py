@@ -28,7 +28,7 @@ def vlexp_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(vlexp_cache) -> Path:
     """Directory of the cached, warmed tiny Qwen2.5-VL (built on first use)."""
-    from vlexp import tiny
+    from vlexp.models import tiny
 
     return tiny.ensure()
 

@@ -16,11 +16,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from vlexp import launch, redact
-from vlexp.data.records import DataError
 from vlexp.paths import config_dir
-from vlexp.rundir import RunDirError, check_writable
-from vlexp.sweep import JobFailed, objective
+from vlexp.recipe import launch, redact, stops
+from vlexp.recipe.rundir import RunDirError, check_writable
+from vlexp.recipe.sweep import JobFailed, objective
 from vlexp.validate import ConfigError, validate
 
 log = logging.getLogger("vlexp")
@@ -60,30 +59,27 @@ def main(cfg: DictConfig) -> float | None:
         check_writable(run_dir)
     except RunDirError as err:
         raise stop(f"vlexp: {err}") from None
-    from vlexp.tracking import name_run
+    from vlexp.recipe.tracking import name_run
 
     name_run(cfg)
     resolved = save_resolved(cfg, run_dir)
     log.info("run dir: %s", run_dir)
 
-    if launch.wanted(cfg):  # several ranks, all on the resolved file (vlexp.launch)
+    if launch.wanted(cfg):  # several ranks, all on the resolved file (vlexp.recipe.launch)
         try:
             launch.launch(cfg, resolved)
         except launch.RanksFailed as err:
             raise stop(str(err)) from None
     else:
-        from vlexp.faults import TrainingStopped
-        from vlexp.rl import RewardError
-        from vlexp.run import train
+        from vlexp.recipe.run import train
 
         try:
             train(cfg, run_dir)
-        except DataError as err:
-            raise stop(f"vlexp: data error: {err}") from None
-        except TrainingStopped as err:
-            raise stop(f"vlexp: training stopped: {err}") from None
-        except RewardError as err:
-            raise stop(f"vlexp: {err}") from None
+        except Exception as err:
+            line = stops.message(err)
+            if line is None:
+                raise
+            raise stop(line) from None
     print(f"vlexp: done. run dir: {run_dir}")
     # The sweep objective (Optuna maximises it): mean of the last few logged rewards.
     return objective(run_dir, **cfg.get("objective", {}))

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from vlexp.data import build_datasets
     from vlexp.data.check import DataCheck
     from vlexp.data.records import DataError
-    from vlexp.models import load_processor
+    from vlexp.models.loading import load_processor
 
     check = DataCheck(cfg, load_processor(cfg.model))
     check.max_listed = None  # a checking tool lists every bad record

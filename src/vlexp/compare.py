@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from vlexp.sweep import SWEEP_LOG, read_rows, read_sweep, train_rows
+from vlexp.recipe.sweep import SWEEP_LOG, read_rows, read_sweep, train_rows
 
 # (column, metric in metrics.jsonl, how to summarise it); columns of metrics no run logged
 # are left out, so a GRPO sweep shows no DPO columns and the other way round.
@@ -185,7 +185,7 @@ def render_markdown(header: list[str], body: list[list[str]]) -> str:
 
 def compare(dirs: list[Path], out: Path) -> list[Path]:
     """Write compare.md, compare.csv and compare.png into `out`; print the table; return paths."""
-    from vlexp.plots import plot_runs
+    from vlexp.recipe.plots import plot_runs
 
     runs = find_runs(dirs)
     header, body = table(runs)

@@ -105,7 +105,7 @@ def load_weights(cfg: DictConfig, model_dir: Path | None):
     """The model: full weights, or the run's base model plus the LoRA adapter in model_dir."""
     import torch
 
-    from vlexp.models import load_model
+    from vlexp.models.loading import load_model
 
     memory = cfg.get("memory") or {}
     if model_dir is not None and (model_dir / "adapter_config.json").is_file():
@@ -123,8 +123,8 @@ def log_wandb(cfg: DictConfig, out_dir: Path, record: dict, samples: list[dict])
     """With logger=wandb: an `eval` job run holding the metrics and the sample table."""
     import wandb
 
-    from vlexp import tracking
     from vlexp.evaluation.gallery import wandb_table
+    from vlexp.recipe import tracking
 
     tracking.configure(cfg.logger, out_dir)
     name = f"eval-{Path(record['run']).name}" if record.get("run") else "eval-base"
@@ -138,7 +138,7 @@ def main(cfg: DictConfig) -> float | None:
     from vlexp.data import DataError
     from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
     from vlexp.evaluation.generation import load_examples
-    from vlexp.models import load_processor
+    from vlexp.models.loading import load_processor
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:

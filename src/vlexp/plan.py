@@ -4,7 +4,7 @@
     python -m vlexp.plan model=qwen2_5_vl_3b algo=sft memory=lora train.per_device_train_batch_size=4
 
 The model is built on the meta device (no weights, no download: the Qwen2.5-VL-3B/7B and
-Qwen2-VL-2B configs ship with vlexp), then `vlexp.estimate` prices each part per GPU. Keys
+Qwen2-VL-2B configs ship with vlexp), then `vlexp.recipe.estimate` prices each part per GPU. Keys
 under `plan.` are the planner's own (they never reach a run):
 
     plan.gpu_mem_gb=80        memory of one GPU, GiB
@@ -22,7 +22,7 @@ import sys
 import warnings
 from typing import Any
 
-from vlexp.estimate import GIB, Estimate, estimate, gib
+from vlexp.recipe.estimate import GIB, Estimate, estimate, gib
 from vlexp.validate import ConfigError, validate
 
 PLAN_DEFAULTS: dict[str, float] = {

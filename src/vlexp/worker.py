@@ -1,4 +1,4 @@
-"""One rank of a multi-process run, started by vlexp.launch:
+"""One rank of a multi-process run, started by vlexp.recipe.launch:
 
     accelerate launch --multi_gpu --num_processes 2 -m vlexp.worker RUN_DIR/config.resolved.yaml
 
@@ -29,18 +29,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     import torch.distributed as dist
 
-    from vlexp.data.records import DataError
-    from vlexp.faults import TrainingStopped
-    from vlexp.run import train
+    from vlexp.recipe import stops
+    from vlexp.recipe.run import train
 
     if cfg.memory.get("deepspeed") is not None:
         init_deepspeed_group()
     try:
         train(cfg, config_path.parent)
-    except DataError as err:  # the same one-line messages as a one-process run (app.py)
-        raise SystemExit(f"vlexp: data error: {err}") from None
-    except TrainingStopped as err:
-        raise SystemExit(f"vlexp: training stopped: {err}") from None
+    except Exception as err:  # the same one-line messages as a one-process run (app.py)
+        line = stops.message(err)
+        if line is None:
+            raise
+        raise SystemExit(line) from None
     finally:
         # Without this, gloo's shutdown aborted about one run in three (SIGABRT).
         if dist.is_available() and dist.is_initialized():
@@ -58,7 +58,7 @@ def init_deepspeed_group() -> None:
     import deepspeed
     import torch
 
-    from vlexp.launch import free_port
+    from vlexp.recipe.launch import free_port
 
     for key, value in {"RANK": 0, "LOCAL_RANK": 0, "WORLD_SIZE": 1}.items():
         os.environ.setdefault(key, str(value))

@@ -38,7 +38,7 @@ def __getattr__(name: str):
 
 def train_in_process(overrides: list[str], run_dir: Path):
     """Compose `overrides`, validate, train into `run_dir`; return (trainer, metric rows)."""
-    from vlexp.run import train
+    from vlexp.recipe.run import train
     from vlexp.validate import validate
 
     cfg = compose([*overrides, f"algo.trainer._target_={RECORDER}"])

@@ -8,8 +8,7 @@ import math
 import pytest
 
 from tests.data_forms import prefix_jsonl, shapes_records
-from tests.e2e.trainer_parts import build_trainer
-from tests.helpers import compose, read_metrics
+from tests.helpers import build_trainer, compose, read_metrics
 
 DPO_METRICS = (
     "loss",
@@ -140,7 +139,7 @@ def test_with_lora_the_reference_is_the_adapter_disabled_base(
 
 @pytest.mark.parametrize("memory", ["none", "[lora,grad_ckpt]"])
 def test_dpo_run_logs_trl_metrics_to_metrics_jsonl(tmp_path, shapes_dir, tiny_model, memory):
-    from vlexp.run import train
+    from vlexp.recipe.run import train
 
     cfg = compose(
         ["algo=dpo", f"memory={memory}", "train.max_steps=2", "data.prepare.num_train=64"]

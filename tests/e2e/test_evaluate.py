@@ -142,7 +142,7 @@ def test_batched_left_padded_generation_equals_one_at_a_time(tiny_model, shapes_
     settings are explicit, whatever the checkpoint's generation_config says."""
     from tests.helpers import compose
     from vlexp.evaluation.generation import generate, load_examples
-    from vlexp.models import load_model, load_processor
+    from vlexp.models.loading import load_model, load_processor
 
     cfg = compose([])
     processor = load_processor(cfg.model)

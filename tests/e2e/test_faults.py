@@ -14,9 +14,9 @@ NAN_STEP = 3
 def _nan_at_step(monkeypatch, step: int) -> None:
     """Make the policy's final hidden states NaN on the `step`-th training forward (SFT: one
     per step). TRL's SFT fuses the lm_head into the loss, so the hook sits on the last norm."""
-    import vlexp.run
+    import vlexp.recipe.run
 
-    real_load = vlexp.run.load_model
+    real_load = vlexp.recipe.run.load_model
     calls = {"n": 0}
 
     def poison(module, inputs, output):
@@ -30,7 +30,7 @@ def _nan_at_step(monkeypatch, step: int) -> None:
         model.model.language_model.norm.register_forward_hook(poison)
         return model
 
-    monkeypatch.setattr(vlexp.run, "load_model", load_model)
+    monkeypatch.setattr(vlexp.recipe.run, "load_model", load_model)
 
 
 def _sft_cfg(*extra: str):
@@ -62,8 +62,8 @@ def _finite(weights: dict) -> bool:
 def test_nan_loss_stops_with_the_step_and_the_last_good_checkpoint(
     tmp_path, tiny_model, shapes_dir, monkeypatch
 ):
-    from vlexp.faults import TrainingStopped
-    from vlexp.run import train
+    from vlexp.recipe.faults import TrainingStopped
+    from vlexp.recipe.run import train
 
     _nan_at_step(monkeypatch, NAN_STEP)
     with pytest.raises(TrainingStopped) as caught:
@@ -80,7 +80,7 @@ def test_nan_loss_stops_with_the_step_and_the_last_good_checkpoint(
 
 
 def test_nan_loss_skip_drops_that_update_and_goes_on(tmp_path, tiny_model, shapes_dir, monkeypatch):
-    from vlexp.run import train
+    from vlexp.recipe.run import train
 
     _nan_at_step(monkeypatch, NAN_STEP)
     train(_sft_cfg("train.on_nan=skip"), tmp_path)
@@ -100,7 +100,7 @@ def test_a_logger_failing_mid_run_never_stops_training(
 ):
     import wandb.sdk.wandb_run
 
-    from vlexp.run import train
+    from vlexp.recipe.run import train
 
     real_log = wandb.sdk.wandb_run.Run.log
     calls = {"n": 0}
@@ -163,7 +163,7 @@ def test_unwritable_run_dir_fails_at_start(tmp_path):
 def test_full_disk_is_reported_by_the_write_test(tmp_path, monkeypatch):
     import errno
 
-    from vlexp import rundir
+    from vlexp.recipe import rundir
 
     rundir.check_writable(tmp_path / "ok")  # creates the dir, leaves no probe behind
     assert list((tmp_path / "ok").iterdir()) == []

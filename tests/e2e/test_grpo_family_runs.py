@@ -94,7 +94,7 @@ def test_lora_reference_is_the_adapter_disabled_base(tmp_path, tiny_model, monke
         tmp_path / "run",
     )
     assert is_peft_model(trainer.model) and trainer.ref_model is None
-    from vlexp.rl import reference_model
+    from vlexp.algorithms.grpo import reference_model
 
     assert reference_model(trainer) == "the policy with its LoRA adapter disabled (no second copy)"
     # LoRA's B matrices start at 0, so the policy equals the base at step 1; once the adapter

@@ -60,7 +60,7 @@ def untrained_reward_model(tiny_model, tmp_path_factory) -> Path:
     """The tiny model's backbone with a fresh value head, saved as a reward-model dir."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from vlexp.reward_model import from_causal_lm
+    from vlexp.algorithms.reward_model import from_causal_lm
 
     out = tmp_path_factory.mktemp("untrained_rm")
     from_causal_lm(AutoModelForImageTextToText.from_pretrained(tiny_model)).save_pretrained(out)
@@ -118,7 +118,7 @@ def test_ppo_rule_reward_logs_metrics_and_saves_loadable_final(tiny_model, tmp_p
 
     from transformers import AutoModelForImageTextToText
 
-    from vlexp.reward_model import load_reward_model
+    from vlexp.algorithms.reward_model import load_reward_model
 
     policy = AutoModelForImageTextToText.from_pretrained(tmp_path / "final")
     assert policy.config.model_type == "qwen2_5_vl"

@@ -9,7 +9,7 @@ from tests.helpers import compose, read_metrics
 
 
 def test_docparse_sft_preset_runs_on_tiny_with_local_pages(tmp_path, shapes_dir, tiny_model):
-    from vlexp.run import train
+    from vlexp.recipe.run import train
     from vlexp.validate import validate
 
     preset = compose(["experiment=docparse_sft", "data.train=/data/docs/train.jsonl"])
@@ -38,7 +38,7 @@ def test_docparse_sft_preset_runs_on_tiny_with_local_pages(tmp_path, shapes_dir,
 
 
 def test_rlaif_v_dpo_preset_runs_on_tiny_with_a_local_copy(tmp_path, shapes_dir, tiny_model):
-    from vlexp.run import train
+    from vlexp.recipe.run import train
     from vlexp.validate import validate
 
     preset = compose(["experiment=rlaif_v_dpo"])

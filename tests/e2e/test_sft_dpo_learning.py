@@ -24,7 +24,7 @@ def answer_accuracy(model_dir: Path, data_dir: Path, split: str = "eval") -> flo
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from vlexp.tiny import image_question_prompt
+    from vlexp.models.tiny import image_question_prompt
 
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
@@ -64,8 +64,8 @@ def majority_accuracy(data_dir: Path) -> float:
 
 
 def test_sft_from_scratch_learns_shapes(tmp_path, vlexp_cache):
-    from vlexp import tiny
-    from vlexp.run import train
+    from vlexp.models import tiny
+    from vlexp.recipe.run import train
 
     cold = tiny.build(tmp_path / "cold", warmup=False)  # random weights, no warm-up
     cfg = compose(
@@ -94,7 +94,7 @@ def test_sft_from_scratch_learns_shapes(tmp_path, vlexp_cache):
 
 
 def test_dpo_margins_rise(tmp_path, tiny_model):
-    from vlexp.run import train
+    from vlexp.recipe.run import train
 
     cfg = compose(
         [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.data_forms import messages_jsonl, prefix_jsonl, shapes_records
-from tests.e2e.trainer_parts import build_trainer
+from tests.helpers import build_trainer
 
 IGNORE = -100
 

@@ -8,8 +8,7 @@ import math
 import pytest
 
 from tests.data_forms import messages_jsonl, shapes_records
-from tests.e2e.trainer_parts import build_trainer
-from tests.helpers import compose, read_metrics
+from tests.helpers import build_trainer, compose, read_metrics
 
 
 def generate(model, processor, image, question: str) -> str:
@@ -47,7 +46,7 @@ def test_lora_sft_saves_an_adapter_that_reloads_onto_the_base(tmp_path, shapes_d
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from vlexp.run import train
+    from vlexp.recipe.run import train
 
     cfg = compose(
         ["algo=sft", "memory=[lora,grad_ckpt]", "train.max_steps=3", "data.prepare.num_train=64"]
@@ -81,7 +80,7 @@ def test_full_sft_with_frozen_vision_saves_a_loadable_model(tmp_path, shapes_dir
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from vlexp.run import train
+    from vlexp.recipe.run import train
 
     cfg = compose(
         [
@@ -113,7 +112,7 @@ def test_full_sft_with_frozen_vision_saves_a_loadable_model(tmp_path, shapes_dir
 
 
 def test_freeze_vision_leaves_only_the_language_side_trainable(tmp_path, tiny_model):
-    from vlexp.models import load_model
+    from vlexp.models.loading import load_model
 
     cfg = compose(["model.freeze_vision=true"])
     model = load_model(cfg.model, cfg.memory)
@@ -125,7 +124,7 @@ def test_freeze_vision_leaves_only_the_language_side_trainable(tmp_path, tiny_mo
 
 @pytest.mark.parametrize("memory", ["[lora,grad_ckpt]"])
 def test_messages_sft_trains_with_lora_and_checkpointing(tmp_path, shapes_dir, tiny_model, memory):
-    from vlexp.run import train
+    from vlexp.recipe.run import train
 
     path = messages_jsonl(shapes_dir, tmp_path / "data" / "train.jsonl", limit=8)
     cfg = compose(

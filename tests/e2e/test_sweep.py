@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.helpers import read_metrics, run_cli
 from vlexp import compare
-from vlexp.sweep import read_sweep
+from vlexp.recipe.sweep import read_sweep
 
 FAST = [
     "train.max_steps=3",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from tests.helpers import compose, read_metrics
+from tests.helpers import build_trainer, read_metrics
 from tests.video_data import mixed_records, video_jsonl, write_frames, write_mp4
 
 BUDGET = ["data.video.min_pixels=3136", "data.video.max_pixels=12544"]
@@ -42,24 +42,10 @@ class VisionCalls:
 
 
 def build_and_train(overrides: list[str], run_dir, tiny_model):
-    """vlexp.run.train's steps, with a hook on the vision tower before training starts."""
-    from vlexp.data import build_datasets, fit_loss_mask
-    from vlexp.data.check import DataCheck
-    from vlexp.models import load_model, load_processor
-    from vlexp.run import build_args, make_trainer
-    from vlexp.tracking import MetricsJsonl
-    from vlexp.validate import validate
-
-    cfg = compose(overrides)
-    validate(cfg)
-    args = build_args(cfg, run_dir)
-    processor = load_processor(cfg.model)
-    train_set, _ = build_datasets(cfg.data, cfg.algo.kind, DataCheck(cfg, processor, run_dir))
-    fit_loss_mask(args, train_set)
-    model = load_model(cfg.model, cfg.memory)
+    """vlexp.recipe.run.build's trainer, with a hook on the vision tower before training starts."""
+    trainer, _ = build_trainer(overrides, run_dir)
+    model = trainer.model
     calls = VisionCalls(model)
-    callbacks = [MetricsJsonl(run_dir / "metrics.jsonl")]
-    trainer = make_trainer(cfg, model, processor, args, train_set, None, callbacks=callbacks)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if ".visual." in f".{n}"}
     trainer.train()
     changed = [n for n, p in model.named_parameters() if n in before and not p.equal(before[n])]
@@ -80,7 +66,7 @@ def test_sft_trains_on_video_files_and_frame_lists(tmp_path, tiny_model):
 
 
 def test_grpo_trains_on_video_records_with_a_reference_model(tmp_path, tiny_model):
-    from vlexp.video import VideoGRPOMixin
+    from vlexp.algorithms.video import VideoGRPOMixin
 
     path = video_jsonl(tmp_path, video_records(tmp_path))
     overrides = ["algo=grpo", "data=jsonl", f"data.train={path}", *BUDGET]
@@ -124,7 +110,7 @@ def test_dpo_trains_on_video_pairs(tmp_path, tiny_model):
 
 
 def test_the_cli_trains_grpo_on_shapes_video_and_refuses_eval_steps_before_loading(tmp_path):
-    """The whole command path (data check, run.train, vlexp.video) on the built-in video task."""
+    """The whole command path (data check, run.train, vlexp.algorithms.video) on the built-in video task."""
     from tests.helpers import run_cli
 
     run_dir = tmp_path / "run"

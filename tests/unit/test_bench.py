@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.helpers import REPO, compose
-from vlexp.estimate import meta_model
+from vlexp.recipe.estimate import meta_model
 
 
 def _gpu_module():

@@ -14,7 +14,7 @@ from tests.helpers import compose
 def processor(tiny_model):
     from omegaconf import OmegaConf
 
-    from vlexp.models import load_processor
+    from vlexp.models.loading import load_processor
 
     return load_processor(
         OmegaConf.create(

@@ -196,7 +196,7 @@ def test_compare_shows_eval_metrics_next_to_training_metrics(tmp_path, capsys):
     import json
 
     from vlexp.compare import find_runs, table
-    from vlexp.sweep import objective
+    from vlexp.recipe.sweep import objective
 
     run = tmp_path / "sft"
     (run / "eval").mkdir(parents=True)
@@ -230,7 +230,7 @@ def test_compare_shows_eval_metrics_next_to_training_metrics(tmp_path, capsys):
 
 def test_train_eval_steps_stays_vlexp_s_own_and_trl_eval_steps_stay_in_algo_args(tmp_path):
     """train.eval_steps drives generation eval; it must not reset TRL's loss-eval schedule."""
-    from vlexp.run import build_args
+    from vlexp.recipe.run import build_args
 
     cfg = compose(
         ["algo=reward_model", "+algo.args.eval_strategy=steps", "+algo.args.eval_steps=40"]

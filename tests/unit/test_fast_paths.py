@@ -55,7 +55,7 @@ def test_liger_without_cuda_stops(monkeypatch):
 
 
 def test_liger_preset_turns_on_trl_use_liger_kernel(tmp_path):
-    from vlexp.run import build_args
+    from vlexp.recipe.run import build_args
 
     args = build_args(compose(["memory=liger", "algo=sft"]), tmp_path)
     assert args.use_liger_kernel is True
@@ -101,6 +101,6 @@ def test_torch_compile_without_a_compiler_stops(monkeypatch):
 
 
 def test_torch_compile_reaches_the_trl_args(tmp_path):
-    from vlexp.run import build_args
+    from vlexp.recipe.run import build_args
 
     assert build_args(compose(["train.torch_compile=true"]), tmp_path).torch_compile is True

@@ -59,7 +59,7 @@ def test_every_family_file_sets_every_loss_knob_itself(name):
 
 @pytest.mark.parametrize("name", FAMILY)
 def test_family_files_build_a_grpo_config_trl_accepts(name, tmp_path):
-    from vlexp.run import build_args
+    from vlexp.recipe.run import build_args
 
     cfg = compose([f"algo={name}", "algo.args.top_entropy_quantile=0.2"])
     args = build_args(cfg, tmp_path)
@@ -146,7 +146,7 @@ def test_reference_model_is_named_through_a_deepspeed_engine():
     """Under ZeRO-3 TRL hands the reference model to DeepSpeed: its engine's config is a dict."""
     from types import SimpleNamespace
 
-    from vlexp.rl import reference_model
+    from vlexp.algorithms.grpo import reference_model
 
     inner = SimpleNamespace(config=SimpleNamespace(_name_or_path="/models/tiny"))
     engine = SimpleNamespace(module=inner, config={"zero_optimization": {"stage": 3}})

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.helpers import compose, run_cli
-from vlexp import launch
+from vlexp.recipe import launch
 from vlexp.validate import ConfigError, validate
 
 
@@ -131,7 +131,7 @@ def test_config_error_stops_before_any_model_loads(tmp_path):
 
 
 def test_resume_auto_picks_the_newest_complete_checkpoint(tmp_path):
-    from vlexp.resume import checkpoint_to_resume
+    from vlexp.recipe.resume import checkpoint_to_resume
 
     assert checkpoint_to_resume("auto", tmp_path) is None  # first start: nothing to resume
     for step in (2, 10, 4):
@@ -145,7 +145,7 @@ def test_resume_auto_picks_the_newest_complete_checkpoint(tmp_path):
 
 
 def test_resuming_replaces_metrics_logged_after_the_checkpoint(tmp_path):
-    from vlexp.resume import trim_metrics
+    from vlexp.recipe.resume import trim_metrics
 
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"step": s, "loss": s}) + "\n" for s in (1, 2, 3, 4)))
@@ -158,7 +158,7 @@ def test_sigterm_asks_every_rank_to_save_and_stop(tmp_path):
 
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
-    from vlexp.resume import SaveOnSigterm
+    from vlexp.recipe.resume import SaveOnSigterm
 
     callback = SaveOnSigterm(tmp_path)
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])

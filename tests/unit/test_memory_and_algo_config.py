@@ -44,7 +44,7 @@ def test_qlora_config_instantiates_to_4bit_nf4_double_quant():
 
 
 def test_grad_ckpt_is_non_reentrant_in_the_trainer_args(tmp_path):
-    from vlexp.run import build_args
+    from vlexp.recipe.run import build_args
 
     args = build_args(compose(["algo=sft", "memory=[lora,grad_ckpt]"]), tmp_path)
     assert args.gradient_checkpointing is True
@@ -123,7 +123,7 @@ def test_sft_rejects_max_seq_length():
 
 
 def test_dpo_loss_knobs_pass_through_to_trl(tmp_path):
-    from vlexp.run import build_args
+    from vlexp.recipe.run import build_args
 
     cfg = compose(
         [

@@ -6,8 +6,8 @@ import pytest
 
 from tests.helpers import compose
 from vlexp import plan as planner
-from vlexp import tracking
-from vlexp.estimate import estimate, meta_model
+from vlexp.recipe import tracking
+from vlexp.recipe.estimate import estimate, meta_model
 
 CPU_PLAN = {**planner.PLAN_DEFAULTS, "device": "cpu"}
 
@@ -41,7 +41,7 @@ class TensorProbe(tracking.MetricsJsonl):
 def test_weights_grads_optimizer_equal_the_tiny_run_exactly(
     overrides, tiny_model, tmp_path, monkeypatch
 ):
-    from vlexp.run import train
+    from vlexp.recipe.run import train
 
     cfg = compose(["train.max_steps=1", "train.per_device_train_batch_size=4", *overrides])
     TensorProbe.seen = {}

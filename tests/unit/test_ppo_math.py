@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from vlexp.ppo import gae, masked_whiten, policy_loss, value_loss  # noqa: E402
+from vlexp.algorithms.ppo import gae, masked_whiten, policy_loss, value_loss  # noqa: E402
 
 
 def reference_gae(rewards: list[float], values: list[float], gamma: float, lam: float):

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from tests.helpers import compose
 from vlexp import rewards
-from vlexp.rl import GuardedReward, RewardError, reward_funcs
+from vlexp.rewards.guard import GuardedReward, RewardError, guarded
 
 
 def picky(completions, solution, **kwargs):
@@ -97,7 +97,7 @@ def test_unknown_on_error_is_rejected():
 
 def test_reward_files_compose_into_guarded_functions_in_order():
     cfg = compose(["reward=[think_format,accuracy,choice,iou,length]", "reward.on_error=zero"])
-    funcs = reward_funcs(cfg)
+    funcs = list(guarded(cfg).values())
     assert [f.__name__ for f in funcs] == ["think_format", "accuracy", "choice", "iou", "length"]
     assert all(f.on_error == "zero" for f in funcs)
     length = funcs[-1].func
@@ -107,10 +107,10 @@ def test_reward_files_compose_into_guarded_functions_in_order():
 
 
 def test_weights_follow_the_functions():
-    from vlexp.run import reward_table
+    from vlexp.config.reward import weights
 
     cfg = compose(["reward=[think_format,choice]", "reward.weights.choice=2.5"])
-    assert reward_table(cfg) == {"think_format": 1.0, "choice": 2.5}
+    assert weights(cfg) == {"think_format": 1.0, "choice": 2.5}
     assert OmegaConf.select(cfg, "reward.on_error") == "raise"
 
 
@@ -149,7 +149,7 @@ def test_the_readme_own_reward_example_works(tmp_path, monkeypatch):
         ]
     )
     assert dict(cfg.reward.weights) == {"think_format": 1.0, "accuracy": 1.0, "short_answer": 0.5}
-    funcs = reward_funcs(cfg)
+    funcs = list(guarded(cfg).values())
     assert [f.__name__ for f in funcs] == ["think_format", "accuracy", "short_answer"]
     scores = funcs[-1](
         ["<answer>a red one</answer>", "<answer>it is a red one</answer>"], solution=["x", "y"]
@@ -169,7 +169,7 @@ def test_async_rewards_stay_async_and_guarded():
 
     from trl.trainer.utils import is_async_callable
 
-    from vlexp.rl import guard
+    from vlexp.rewards.guard import guard
 
     guarded = guard(functools.partial(judge), name="judge", on_error="zero")
     assert is_async_callable(guarded) and not is_async_callable(guard(picky))
@@ -180,12 +180,12 @@ def test_async_rewards_stay_async_and_guarded():
         asyncio.run(guard(judge)(["a", ""]))
 
 
-def test_rl_docstring_examples_run():
+def test_prompt_text_docstring_examples_run():
     import doctest
 
-    from vlexp import rl
+    from vlexp.data import messages
 
-    result = doctest.testmod(rl)
+    result = doctest.testmod(messages)
     assert result.attempted >= 1 and result.failed == 0
 
 

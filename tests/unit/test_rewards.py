@@ -9,11 +9,12 @@ import threading
 import pytest
 
 from vlexp import rewards
+from vlexp.rewards import library
 from vlexp.rewards import accuracy, choice, iou, length, think_format
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(rewards, optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(library, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 9 and result.failed == 0
 
 

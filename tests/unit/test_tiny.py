@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vlexp import tiny
+from vlexp.families import FAMILIES
+from vlexp.models import tiny
 
 
 def _digest(path: Path) -> str:
@@ -73,7 +74,7 @@ def test_special_tokens_match_the_model_config(tiny_model):
     assert tokenizer.convert_tokens_to_ids("<|image_pad|>") == config.image_token_id
     assert tokenizer.convert_tokens_to_ids("<|vision_start|>") == config.vision_start_token_id
     # Each special token is one id, never split by the BPE.
-    for token in tiny.SPECIAL_TOKENS:
+    for token in FAMILIES["qwen2_5_vl"].special_tokens:
         assert tokenizer.tokenize(token) == [token]
 
 
@@ -83,7 +84,7 @@ def test_processor_image_tokens_follow_smart_resize(tiny_model):
     from PIL import Image
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-    from vlexp.models import load_processor
+    from vlexp.models.loading import load_processor
 
     model_cfg = OmegaConf.create(
         {"name_or_path": "tiny://qwen2_5_vl", "min_pixels": 3136, "max_pixels": 12544}
@@ -104,7 +105,7 @@ def test_processor_image_tokens_follow_smart_resize(tiny_model):
 
 
 def test_tiny_scheme_resolves_to_the_cache(tiny_model, vlexp_cache):
-    from vlexp.models import resolve_path
+    from vlexp.models.loading import resolve_path
 
     assert resolve_path("tiny://qwen2_5_vl") == str(tiny_model)
     assert str(tiny_model).startswith(str(vlexp_cache))

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.helpers import compose
-from vlexp import redact, sweep, tracking
+from vlexp.recipe import redact, sweep, tracking
 
 
 def test_run_name_reads_like_the_overrides():

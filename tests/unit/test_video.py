@@ -17,7 +17,7 @@ BUDGET = {"min_pixels": 3136, "max_pixels": 12544}  # the tiny model's image bud
 def processor(tiny_model):
     from omegaconf import OmegaConf
 
-    from vlexp.models import load_processor
+    from vlexp.models.loading import load_processor
 
     return load_processor(OmegaConf.create({"name_or_path": "tiny://qwen2_5_vl", **BUDGET}))
 
@@ -34,8 +34,8 @@ def processor(tiny_model):
 def test_video_grid_thw_follows_smart_nframes_and_smart_resize(processor, tmp_path, budget, size):
     from qwen_vl_utils.vision_process import smart_nframes, smart_resize
 
+    from vlexp.algorithms.video import video_fields
     from vlexp.data.videos import Budget, load
-    from vlexp.video import video_fields
 
     width, height = size
     clip = write_mp4(tmp_path / "clip.mp4", count=16, width=width, height=height, fps=8)
@@ -62,8 +62,8 @@ def test_video_grid_thw_follows_smart_nframes_and_smart_resize(processor, tmp_pa
 
 
 def test_the_processor_emits_one_video_pad_per_video_token(processor, tmp_path):
+    from vlexp.algorithms.video import VideoProcessor
     from vlexp.data.videos import Budget, load
-    from vlexp.video import VideoProcessor
 
     clip = write_mp4(tmp_path / "clip.mp4", count=8, width=112, height=56, fps=4)
     loaded = load({"path": str(clip), "frames": None}, Budget(fps=2.0, **BUDGET))
@@ -204,9 +204,9 @@ def test_a_mixed_image_and_video_batch_collates_and_runs(processor, tmp_path, ti
     from transformers import AutoModelForImageTextToText
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
+    from vlexp.algorithms.video import VideoCollator
     from vlexp.data import load_split
     from vlexp.data.videos import Budget
-    from vlexp.video import VideoCollator
 
     path = video_jsonl(tmp_path, mixed_records(tmp_path, count=4))
     cfg = _check_cfg(path)

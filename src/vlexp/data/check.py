@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from vlexp.config import algo as algorithm
+from vlexp.config import reward as reward_config
 from vlexp.data import fields, images, videos
 from vlexp.data.records import (
     BadRecord,
@@ -33,6 +35,8 @@ from vlexp.data.records import (
 from vlexp.data.report import line_number, summary_line, write_bad_records
 
 log = logging.getLogger("vlexp")
+# Checks of a record against its converted example, by record format (algo.kind).
+RECORD_CHECKS = {"dpo": fields.dpo_pair}
 MAX_LISTED = 50  # records listed in the error message; the file holds them all
 
 
@@ -40,14 +44,15 @@ class DataCheck:
     """Callable used by `build_datasets`: split -> file in, split -> kept records out."""
 
     def __init__(self, cfg: Any, processor: Any, run_dir: Path | None = None) -> None:
-        from vlexp.validate import reward_columns
-
-        self.cfg, self.data, self.kind = cfg, cfg.data, cfg.algo.kind
+        algo = algorithm.of(cfg)
+        self.cfg, self.data, self.kind = cfg, cfg.data, algo.kind
         self.processor, self.run_dir = processor, run_dir
-        self.needs = reward_columns(cfg) if self.kind == "grpo" else {}
+        # Columns the rewards read, for algorithms whose completions the rewards score.
+        self.needs = reward_config.columns(cfg) if algo.generates else {}
+        self.record_check = RECORD_CHECKS.get(algo.kind)
         self.roots = [Path(p).expanduser() for p in self.data.get("allowed_image_roots") or []]
         self.geometry = images.processor_geometry(processor)
-        self.limits = LengthLimits(cfg)
+        self.limits = LengthLimits(cfg, processor)
         self.video_budget = videos.Budget.from_config(self.data.get("video"))
         self.bad: list[tuple[str, BadRecord]] = []
         self.max_listed: int | None = MAX_LISTED  # None lists every bad record
@@ -82,8 +87,8 @@ class DataCheck:
         for index, record in enumerate(records):
             problem = fields.structure(record, self.kind)
             example = None if problem else to_example(record, self.kind, template, system)
-            if example is not None and self.kind == "dpo":
-                problem = fields.dpo_pair(record, example)
+            if example is not None and self.record_check is not None:
+                problem = self.record_check(record, example)
             if example is not None and self.needs:
                 problem = problem or fields.reward_columns(record, example, self.needs)
             problem = problem or self.image_locations(record) or self.video_locations(record)
@@ -235,12 +240,14 @@ class DataCheck:
 class LengthLimits:
     """The token limits the trainer enforces, from algo.args and the model's context."""
 
-    def __init__(self, cfg: Any) -> None:
-        args = cfg.algo.args
-        self.kind = cfg.algo.kind
-        self.max_length = args.get("max_length") if self.kind != "grpo" else None
-        self.completion = (args.get("max_completion_length") or 0) if self.kind == "grpo" else 0
-        self.context, self.context_key = model_context(cfg)
+    def __init__(self, cfg: Any, processor: Any) -> None:
+        algo = algorithm.of(cfg)
+        # Trainers that generate never truncate prompts (TRL 1.16 has no max_prompt_length
+        # for GRPO); the others cut at algo.args.max_length.
+        self.generates = algo.generates
+        self.max_length = None if algo.generates else cfg.algo.args.get("max_length")
+        self.completion = algo.completion_budget()
+        self.context, self.context_key = model_context(cfg, processor)
 
     def problem(
         self, record: Record, prompt: int, total: int, image: int, video: int = 0
@@ -254,7 +261,7 @@ class LengthLimits:
                 + (" (fewer frames: data.video.fps / max_frames / max_pixels)" if video else "")
             )
             return BadRecord(record.source, "prompt", "too long", detail)
-        need = prompt + self.completion if self.kind == "grpo" else total
+        need = prompt + self.completion if self.generates else total
         if self.context and need > self.context:
             plus = (
                 f" + algo.args.max_completion_length={self.completion}" if self.completion else ""
@@ -271,14 +278,15 @@ class LengthLimits:
         return self.max_length is not None and total > self.max_length
 
 
-def model_context(cfg: Any) -> tuple[int | None, str]:
-    """The model's context length (text config), or vLLM's max_model_length when smaller."""
+def model_context(cfg: Any, processor: Any) -> tuple[int | None, str]:
+    """The model's context length (text config), or vLLM's max_model_length when smaller.
+
+    The config is read from where the processor was loaded (the model's directory or hub id).
+    """
     from transformers import AutoConfig
 
-    from vlexp.models import resolve_path
-
     config = AutoConfig.from_pretrained(
-        resolve_path(cfg.model.name_or_path),
+        processor.tokenizer.name_or_path,
         trust_remote_code=cfg.model.get("trust_remote_code", False),
     )
     text = getattr(config, "text_config", None) or config

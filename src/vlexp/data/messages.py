@@ -208,3 +208,24 @@ def hoist_inline_images(fields: dict) -> dict:
                     message["content"] = [{"type": "image"} for _ in range(count)] + text
                 break
     return fields
+
+
+def prompt_text(messages: Any) -> str:
+    """A chat prompt as text, one line per turn, media as `<image>`/`<video>` where they sit
+    (the W&B completions table, samples.jsonl and the eval gallery all show this).
+
+    >>> prompt_text([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}])
+    'user: <image>How many?'
+    """
+    if not isinstance(messages, list):
+        return str(messages)
+    lines = []
+    for message in messages:
+        content = message.get("content", "")
+        if isinstance(content, list):
+            content = "".join(
+                part.get("text", "") if part.get("type") == "text" else f"<{part.get('type')}>"
+                for part in content
+            )
+        lines.append(f"{message.get('role', '')}: {content}")
+    return "\n".join(lines)

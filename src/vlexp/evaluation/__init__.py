@@ -2,7 +2,7 @@
 
 - `python -m vlexp.evaluate` (vlexp/evaluate.py) evaluates a run dir, a checkpoint or a base
   model into an eval dir;
-- `train.eval_steps=N` runs the same evaluation every N training steps (`attach`).
+- `train.eval_steps=N` runs the same evaluation every N training steps (`callbacks`).
 
 Importing this package is cheap: torch and transformers load inside the functions.
 """
@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 
-def attach(trainer, cfg: Any, run_dir: Path) -> None:
-    """Add the in-training evaluation callback when `train.eval_steps` is set."""
+def callbacks(cfg: Any, run_dir: Path, processor: Any) -> list:
+    """The in-training evaluation callback when `train.eval_steps` is set (else none)."""
     if not cfg.train.get("eval_steps"):
-        return
+        return []
     from vlexp.evaluation.callback import GenerationEvalCallback
 
-    trainer.add_callback(GenerationEvalCallback(trainer, cfg, run_dir))
+    return [GenerationEvalCallback(cfg, run_dir, processor)]

@@ -14,6 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from vlexp import patches
 from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
 from vlexp.evaluation.generation import load_examples
 
@@ -26,13 +27,17 @@ _NOT_LOGGED = ("num_prompts", "num_completions", "runtime_s")
 class GenerationEvalCallback(TrainerCallback):
     """Greedy (or sampled) generation on the eval split, scored with the run's rewards."""
 
-    def __init__(self, trainer, cfg: Any, run_dir: Path) -> None:
+    def __init__(self, cfg: Any, run_dir: Path, processor: Any) -> None:
         check(cfg.eval)
-        self.trainer = trainer
+        self.trainer = None
         self.cfg = cfg
         self.every = int(cfg.train.eval_steps)
         self.out_dir = Path(run_dir) / "eval"
-        self.examples = load_examples(cfg, trainer.processing_class, cfg.eval.get("limit"))
+        self.examples = load_examples(cfg, processor, cfg.eval.get("limit"))
+
+    def bind(self, trainer) -> None:
+        """The trainer whose wrapped model and accelerator generation uses (set once built)."""
+        self.trainer = trainer
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.every == 0:
@@ -66,12 +71,7 @@ class GenerationEvalCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return metrics
         logs = {f"eval_{k}": v for k, v in metrics.items() if k not in _NOT_LOGGED}
-        # What Trainer.log does, minus GRPOTrainer.log's flush of the pending train metrics.
-        # The handler clears control.should_log, which would drop this step's training row.
-        state.log_history.append({**logs, "step": state.global_step})
-        should_log = control.should_log
-        trainer.callback_handler.on_log(args, state, control, logs=logs)
-        control.should_log = should_log
+        patches.log_row(trainer, args, state, control, logs)
         meta = {"step": state.global_step, "decoding": decoding(self.cfg.eval)}
         step_dir = self.out_dir / f"step-{state.global_step}"
         write_outputs(step_dir, metrics, samples, meta, self.cfg.eval.gallery)

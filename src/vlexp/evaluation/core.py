@@ -12,18 +12,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vlexp.config import reward as reward_config
+from vlexp.data.messages import prompt_text
 from vlexp.evaluation.generation import generate
 from vlexp.evaluation.scoring import annotate, score, summarise
+from vlexp.rewards.guard import guarded
 
 
 def build_rewards(reward_cfg: Any) -> tuple[dict[str, Any], dict[str, float]]:
-    """Reward functions and weights from the `reward` config node (name -> callable)."""
-    from hydra.utils import instantiate
-
-    funcs = (reward_cfg or {}).get("funcs") or {}
-    weights = (reward_cfg or {}).get("weights") or {}
-    built = {name: instantiate(funcs[name]) for name in funcs}
-    return built, {name: float(weights.get(name, 1.0)) for name in funcs}
+    """Reward functions (guarded: `reward.on_error` applies as in training) and weights."""
+    holder = {"reward": reward_cfg}
+    return guarded(holder), reward_config.weights(holder)
 
 
 def decoding(eval_cfg: Any) -> dict[str, Any]:
@@ -40,18 +39,6 @@ def check(eval_cfg: Any) -> None:
             f"{eval_cfg.temperature}: greedy decoding gives the same completion every time; "
             "set eval.temperature>0 (e.g. eval=pass_at_k) or eval.num_samples=1"
         )
-
-
-def prompt_text(messages: list[dict]) -> str:
-    """The text of the prompt's turns (images omitted), for samples.jsonl and the gallery."""
-    lines = []
-    for message in messages:
-        content = message.get("content")
-        parts = [content] if isinstance(content, str) else [p.get("text") for p in content or []]
-        text = " ".join(p for p in parts if p)
-        if text:
-            lines.append(text if message["role"] == "user" else f"[{message['role']}] {text}")
-    return "\n".join(lines)
 
 
 def evaluate(

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig
 
+from vlexp.config import algo as algorithm
+from vlexp.config.reward import columns as reward_columns
 from vlexp.validate.distributed import check_deepspeed, check_launcher
 from vlexp.validate.machine import (
     check_attention,
@@ -29,7 +31,6 @@ from vlexp.validate.rewards import (
     check_grpo_reward,
     check_reward_model_paths,
     check_rewards,
-    reward_columns,
 )
 from vlexp.validate.training import (
     check_choices,
@@ -75,6 +76,7 @@ def validate(cfg: DictConfig, machine: bool = True) -> None:
 
 
 CHECKS: list[Callable[[DictConfig], list[str]]] = [
+    algorithm.problems,
     check_choices,
     check_prompt_template,
     check_pixels,

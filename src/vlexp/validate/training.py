@@ -6,6 +6,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from vlexp.config import algo as algorithm
+
 
 def check_pixels(cfg: DictConfig) -> list[str]:
     if cfg.model.min_pixels > cfg.model.max_pixels:
@@ -18,7 +20,7 @@ def check_pixels(cfg: DictConfig) -> list[str]:
 
 def check_generation_batch(cfg: DictConfig) -> list[str]:
     """TRL's GRPOConfig rules for the generation batch, with vlexp's key names."""
-    if cfg.algo.kind != "grpo" or cfg.algo.name == "ppo":  # PPO: one completion per prompt
+    if not algorithm.of(cfg).groups:  # e.g. PPO: one completion per prompt, no groups
         return []
     args = cfg.algo.args
     generations = args.get("num_generations") or 8
@@ -94,9 +96,11 @@ def check_prompt_template(cfg: DictConfig) -> list[str]:
 
 
 def check_ppo(cfg: DictConfig) -> list[str]:
-    if cfg.algo.name != "ppo":
+    """PPO-style mini-batches (`algo.args.num_mini_batches`) split each rollout evenly."""
+    parts = cfg.algo.args.get("num_mini_batches")
+    if parts is None:
         return []
-    batch, parts = cfg.train.per_device_train_batch_size, cfg.algo.args.num_mini_batches
+    batch = cfg.train.per_device_train_batch_size
     if batch % parts:
         return [
             f"train.per_device_train_batch_size ({batch}) is not a multiple of "
@@ -140,9 +144,13 @@ def check_resume(cfg: DictConfig) -> list[str]:
 
 def check_padding_free(cfg: DictConfig) -> list[str]:
     """SFT packing / padding-free and DPO padding-free are refused (or dropped) by TRL 1.16."""
+    check = _PADDING_CHECKS.get(algorithm.of(cfg).kind)
+    return check(cfg) if check else []
+
+
+def _sft_packing(cfg: DictConfig) -> list[str]:
     args = cfg.algo.args
-    wants = args.get("packing") or args.get("padding_free")
-    if cfg.algo.kind == "sft" and wants and _has_images(cfg.data):
+    if (args.get("packing") or args.get("padding_free")) and _has_images(cfg.data):
         key = "packing" if args.get("packing") else "padding_free"
         return [
             f"algo.args.{key}=true: TRL 1.16's SFTTrainer refuses it for vision data sets "
@@ -150,13 +158,21 @@ def check_padding_free(cfg: DictConfig) -> list[str]:
             'not supported for vision datasets") and this data set has images: set '
             f"algo.args.{key}=false"
         ]
-    if cfg.algo.kind == "dpo" and args.get("padding_free"):
+    return []
+
+
+def _pairs_padding_free(cfg: DictConfig) -> list[str]:
+    if cfg.algo.args.get("padding_free"):
         return [
             "algo.args.padding_free=true: TRL 1.16's DPOTrainer disables it "
             '("temporarily unavailable after a refactor") and would silently pad instead: '
             "set algo.args.padding_free=false"
         ]
     return []
+
+
+# By record format (algo.kind): what TRL 1.16's trainers of that format refuse.
+_PADDING_CHECKS = {"sft": _sft_packing, "dpo": _pairs_padding_free}
 
 
 def _has_images(data_cfg) -> bool:
@@ -195,20 +211,30 @@ REMOVED_ARGS: dict[tuple[str, str], str] = {
 }
 
 
+# Arguments TRL 1.16 refuses when true for vision data, by record format.
+REFUSED_WHEN_TRUE: dict[tuple[str, str], str] = {
+    ("dpo", "precompute_ref_log_probs"): (
+        "algo.args.precompute_ref_log_probs=true: TRL 1.16 refuses it for vision data sets. "
+        "To save the reference model's memory use memory=lora: the adapter-disabled base "
+        "then serves as the reference, with no second copy of the model"
+    ),
+}
+
+
 def check_removed_args(cfg: DictConfig) -> list[str]:
     """`algo.args` keys TRL 1.16 removed, each with what it offers instead."""
     args = cfg.algo.get("args") or {}
+    kind = algorithm.of(cfg).kind
     problems = [
-        f"algo.args.{key} does not exist in TRL 1.16: {REMOVED_ARGS[cfg.algo.kind, key]}"
+        f"algo.args.{key} does not exist in TRL 1.16: {REMOVED_ARGS[kind, key]}"
         for key in args
-        if (cfg.algo.kind, key) in REMOVED_ARGS
+        if (kind, key) in REMOVED_ARGS
     ]
-    if cfg.algo.kind == "dpo" and args.get("precompute_ref_log_probs"):
-        problems.append(
-            "algo.args.precompute_ref_log_probs=true: TRL 1.16 refuses it for vision data sets. "
-            "To save the reference model's memory use memory=lora: the adapter-disabled base "
-            "then serves as the reference, with no second copy of the model"
-        )
+    problems += [
+        REFUSED_WHEN_TRUE[kind, key]
+        for key in args
+        if (kind, key) in REFUSED_WHEN_TRUE and args.get(key)
+    ]
     return problems
 
 

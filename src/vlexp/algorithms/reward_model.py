@@ -1,8 +1,9 @@
 """A VLM with a scalar value head: the reward model, the PPO critic, and a GRPO/PPO reward.
 
 transformers 5 has no `AutoModelForSequenceClassification` mapping for Qwen2-VL or
-Qwen2.5-VL, so vlexp adds one small class per family: the model's own backbone
-(`Qwen2_5_VLModel`, vision tower included) plus `score`, a bias-free linear layer from the
+Qwen2.5-VL, so vlexp builds one small class per family (`value_head_class`): the family's
+backbone (`vlexp.families`: e.g. `Qwen2_5_VLModel`, vision tower included) plus `score`,
+a bias-free linear layer from the
 last hidden state to one number, exactly the layout of transformers' `*ForSequenceClassification`
 heads. It saves and loads with `save_pretrained` / `from_pretrained` (`config.json` names the
 class; `load_reward_model` picks it from `model_type`), and it loads a causal-LM checkpoint
@@ -22,16 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.conversion_mapping import (
-    get_checkpoint_conversion_mapping,
-    register_checkpoint_conversion_mapping,
-)
-from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
-    Qwen2_5_VLModel,
-    Qwen2_5_VLPreTrainedModel,
-)
-from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel, Qwen2VLPreTrainedModel
 from transformers.utils import ModelOutput
+
+from vlexp import families, patches
 
 
 @dataclass
@@ -51,7 +45,7 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 class _ValueHead:
-    """Backbone + `score` (hidden -> 1); shared by the two family classes below."""
+    """Backbone + `score` (hidden -> 1); every family's value-head class derives from it."""
 
     backbone_class: type[nn.Module]
 
@@ -80,40 +74,35 @@ class _ValueHead:
         return ValueHeadOutput(logits=score, values=values)
 
 
-class Qwen2_5_VLForRewardModel(_ValueHead, Qwen2_5_VLPreTrainedModel):
-    backbone_class = Qwen2_5_VLModel
+_CLASSES: dict[str, type[PreTrainedModel]] = {}  # family name -> its value-head class
 
 
-class Qwen2VLForRewardModel(_ValueHead, Qwen2VLPreTrainedModel):
-    backbone_class = Qwen2VLModel
+def value_head_class(family: families.Family) -> type[PreTrainedModel]:
+    """`<Family>ForRewardModel`: the family's backbone plus `score` (built once per family).
 
-
-CLASSES: dict[str, type[PreTrainedModel]] = {
-    "qwen2_5_vl": Qwen2_5_VLForRewardModel,
-    "qwen2_vl": Qwen2VLForRewardModel,
-}
-# Hub checkpoints keep the legacy key layout (`visual.*`, `model.layers.*`); transformers maps
-# it for the ForConditionalGeneration classes only, so the same renaming is registered here.
-for _cls in CLASSES.values():
-    register_checkpoint_conversion_mapping(
-        _cls.__name__,
-        get_checkpoint_conversion_mapping("Qwen2VLForConditionalGeneration"),
-        overwrite=True,
-    )
+    The name follows the base class (`Qwen2_5_VLPreTrainedModel` -> `Qwen2_5_VLForRewardModel`),
+    the name `config.json` records under `architectures`.
+    """
+    if family.name not in _CLASSES:
+        base = family.load("pretrained_base")
+        name = base.__name__.removesuffix("PreTrainedModel") + "ForRewardModel"
+        cls = type(name, (_ValueHead, base), {"backbone_class": family.load("backbone")})
+        cls.__module__ = __name__
+        if family.weight_layout is not None:
+            patches.share_checkpoint_conversion(cls.__name__, family.weight_layout)
+        _CLASSES[family.name] = cls
+    return _CLASSES[family.name]
 
 
 def reward_class(model_type: str) -> type[PreTrainedModel]:
-    if model_type not in CLASSES:
-        raise ValueError(
-            f"no value-head class for model_type {model_type!r}: vlexp supports {', '.join(CLASSES)}"
-        )
-    return CLASSES[model_type]
+    """The value-head class for a `config.model_type` (UnknownFamily names the known ones)."""
+    return value_head_class(families.of_model_type(model_type))
 
 
 def is_value_model(model: nn.Module) -> bool:
-    return isinstance(getattr(model, "base_model", model), tuple(CLASSES.values())) or any(
-        isinstance(m, tuple(CLASSES.values())) for m in model.modules()
-    )
+    return any(
+        isinstance(m, _ValueHead) for m in (getattr(model, "base_model", model), model)
+    ) or any(isinstance(m, _ValueHead) for m in model.modules())
 
 
 def from_causal_lm(lm: PreTrainedModel) -> PreTrainedModel:
@@ -219,24 +208,9 @@ def _load_scorer(path: str) -> dict:
     from transformers import AutoProcessor
 
     model_dir = resolve_model_dir(path)
-    with _zero3_off():
+    with patches.zero3_init_off():
         model = load_reward_model(model_dir)
     model.to(PartialState().device).eval().requires_grad_(False)
     processor = AutoProcessor.from_pretrained(model_dir)
     processor.tokenizer.padding_side = "left"
     return {"model": model, "processor": processor}
-
-
-class _zero3_off:
-    """Load a frozen scorer whole on every rank, even while a ZeRO-3 config is live."""
-
-    def __enter__(self):
-        from transformers.integrations import deepspeed as ds
-
-        self.saved = ds._hf_deepspeed_config_weak_ref
-        ds._hf_deepspeed_config_weak_ref = None
-
-    def __exit__(self, *exc):
-        from transformers.integrations import deepspeed as ds
-
-        ds._hf_deepspeed_config_weak_ref = self.saved

@@ -9,17 +9,18 @@ videos without copying TRL's methods:
   `video_metadata`), so the output gains `pixel_values_videos`, `video_grid_thw`,
   `second_per_grid_ts` and video entries in `mm_token_type_ids`. SFT and DPO pass every
   collated key to the model, so wrapping their collator (`VideoCollator`) is all they need.
-* `VideoGRPOMixin`: GRPO tokenizes prompts for generation through the processor (the wrapper
-  serves there too), but its log-prob passes forward a fixed list of image fields. The mixin
-  keeps each sample's video fields beside the batch and adds them, chunk by chunk, to the
-  model call.
+* `Carrier`: GRPO tokenizes prompts for generation through the processor (the wrapper
+  serves there too), but its log-prob passes forward a fixed list of image fields. The
+  carrier keeps each sample's video fields beside the batch and adds them, chunk by chunk,
+  to the model call, through the mixin in `vlexp.patches` (which holds the TRL touch points).
 
-`for_run` puts them in place only when the training data has videos.
+`vlexp.recipe.run.build` puts them in place only when the training data has videos.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from vlexp.data.videos import VIDEO_PAD, Budget, Loaded, load, processor_inputs
@@ -156,62 +157,39 @@ class WithVideos:
         return self.model(**inputs)
 
 
-class VideoGRPOMixin:
-    """GRPO-family trainers on records with videos (mixed with images or not)."""
+@dataclass
+class CarriedBatch:
+    """One GRPO batch's videos: per-sample tensors, and the processor that adds them."""
 
-    video_budget: Budget = Budget()
+    rows: list[dict | None]
+    processor: VideoProcessor
 
-    def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
-        videos = load_batch(inputs, self.video_budget)
+
+@dataclass
+class Carrier:
+    """vlexp's side of the GRPO video mixin (vlexp.patches.VideoGRPOMixin): it reads each
+    batch's videos once and hands TRL's log-prob loop a model that adds them per chunk."""
+
+    budget: Budget
+    forward_keys: tuple[str, ...] = (*VIDEO_KEYS, "mm_token_type_ids")
+
+    def batch(self, inputs: list[dict], processor: Any) -> CarriedBatch | None:
+        videos = load_batch(inputs, self.budget)
         if not any(videos):
-            return super()._generate_and_score_completions(inputs)
-        processor = self.processing_class
+            return None
         # load_batch shares one Loaded per distinct video: repeated prompts are processed once.
         cache: dict[tuple, dict | None] = {}
         for sample in videos:
             key = tuple(map(id, sample))
             if key not in cache:
                 cache[key] = video_fields(processor, sample)
-        fields = [cache[tuple(map(id, sample))] for sample in videos]
-        self._video_rows = fields
-        self.processing_class = VideoProcessor(processor, videos)
-        try:
-            output = super()._generate_and_score_completions(inputs)
-        finally:
-            self.processing_class = processor
-            self._video_rows = None
-        output["video_fields"] = (
-            fields  # a per-sample list: TRL shuffles and splits it with the rest
-        )
-        return output
+        rows = [cache[tuple(map(id, sample))] for sample in videos]
+        return CarriedBatch(rows, VideoProcessor(processor, videos))
 
-    def _compute_loss(self, model: Any, inputs: dict) -> Any:
-        self._video_rows = inputs.get("video_fields")
-        try:
-            return super()._compute_loss(model, inputs)
-        finally:
-            self._video_rows = None
-
-    def _get_per_token_logps_and_entropies(
-        self, model: Any, input_ids: Any, *args: Any, **kwargs: Any
-    ):
-        rows = getattr(self, "_video_rows", None)
-        # TRL's forward kwargs of a mixed batch carry the whole batch's video tensors; the
-        # per-sample ones below replace them (and its mm_token_type_ids, rebuilt per chunk).
-        for key in (*VIDEO_KEYS, "mm_token_type_ids") if rows and any(rows) else ():
-            kwargs.pop(key, None)
-        if rows and any(rows):
-            tokenizer = self.processing_class.tokenizer
-            ids = tuple(tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", VIDEO_PAD))
-            model = WithVideos(model, rows, ids)
-        return super()._get_per_token_logps_and_entropies(model, input_ids, *args, **kwargs)
-
-
-def grpo_class(trainer_cls: type, budget: Budget) -> type:
-    """`trainer_cls` (GRPOTrainer or a subclass) with the video mixin in front."""
-    return type(
-        f"Video{trainer_cls.__name__}", (VideoGRPOMixin, trainer_cls), {"video_budget": budget}
-    )
+    def model_with_videos(self, model: Any, rows: list[dict | None], processor: Any) -> WithVideos:
+        tokenizer = processor.tokenizer
+        ids = tuple(tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", VIDEO_PAD))
+        return WithVideos(model, rows, ids)
 
 
 def check_supported(cfg: Any, train_set: Any, eval_set: Any) -> None:
@@ -231,26 +209,17 @@ def check_supported(cfg: Any, train_set: Any, eval_set: Any) -> None:
         )
 
 
-def for_run(trainer_factory: Any, cfg: Any, train_set: Any) -> Any:
-    """The trainer factory to use: video-aware when the training data has videos."""
-    import functools
-
-    from trl import GRPOTrainer
-
+def carrier_for(cfg: Any, train_set: Any) -> Carrier | None:
+    """The GRPO video carrier when the training data has videos, else None."""
     if not has_videos(train_set):
-        return trainer_factory
-    budget = Budget.from_config(cfg.data.get("video"))
-    cls = (
-        trainer_factory.func if isinstance(trainer_factory, functools.partial) else trainer_factory
-    )
-    if isinstance(cls, type) and issubclass(cls, GRPOTrainer):
-        log.info("videos: %s with the video mixin (budget %s)", cls.__name__, budget)
-        cls = grpo_class(cls, budget)
-        if isinstance(trainer_factory, functools.partial):
-            return functools.partial(cls, *trainer_factory.args, **trainer_factory.keywords)
-        return cls
+        return None
+    return Carrier(Budget.from_config(cfg.data.get("video")))
 
-    def with_video_collator(*args: Any, **kwargs: Any) -> Any:
+
+def with_video_collator(trainer_factory: Any, budget: Budget) -> Any:
+    """A trainer factory whose SFT/DPO vision collator also hands the processor the videos."""
+
+    def build(*args: Any, **kwargs: Any) -> Any:
         trainer = trainer_factory(*args, **kwargs)
         if not hasattr(trainer.data_collator, "processor"):
             raise ValueError(
@@ -260,4 +229,4 @@ def for_run(trainer_factory: Any, cfg: Any, train_set: Any) -> Any:
         log.info("videos: %s collator carries them (budget %s)", type(trainer).__name__, budget)
         return trainer
 
-    return with_video_collator
+    return build

@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from vlexp import redact
+from vlexp.recipe import redact
 
 log = logging.getLogger("vlexp")
 

@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import TrainerCallback
 
-from vlexp import redact
+from vlexp.recipe import redact
 
 WANDB_ID_FILE = "wandb-run-id"
 _NAME_MAX = 120
@@ -185,7 +185,7 @@ class WandbHydraConfig(TrainerCallback):
         if state.is_world_process_zero and wandb is not None and wandb.run is not None:
             try:
                 wandb.config.update(self.config, allow_val_change=True)
-            except Exception as err:  # a logger must never end a run (see vlexp.faults)
+            except Exception as err:  # a logger must never end a run (see vlexp.recipe.faults)
                 logging.getLogger("vlexp").warning("W&B config not recorded: %s", err)
 
 

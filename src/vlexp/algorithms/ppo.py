@@ -26,7 +26,13 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, Trainer, TrainingArguments
 
-from vlexp.actor_critic import PolicyAndValue, load_checkpoint, load_critic, select_rows, split_rows
+from vlexp.algorithms.actor_critic import (
+    PolicyAndValue,
+    load_checkpoint,
+    load_critic,
+    select_rows,
+    split_rows,
+)
 
 
 @dataclass
@@ -100,6 +106,9 @@ def value_loss(values, old_values, returns, mask, cliprange_value: float):
 
 
 class PPOTrainer(Trainer):
+    # Restores actor and critic from its own checkpoint files on resume (vlexp.config.algo).
+    vlexp_restores_own_weights = True
+
     def __init__(
         self, model, args: PPOConfig, train_dataset=None, eval_dataset=None,
         processing_class=None, peft_config=None, callbacks=None, reward_funcs=(),

@@ -17,6 +17,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from vlexp.config import memory
+
 log = logging.getLogger("vlexp")
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a terminated job
@@ -57,13 +59,12 @@ def restore_full_weights(model, checkpoint: str | None, cfg: Any) -> None:
     its initial value (one "missing keys" warning in the log). `from_pretrained` applies the
     conversion; the Trainer's own load that follows then misses those keys harmlessly.
     Adapters (PEFT's loader) and DeepSpeed checkpoints (per-rank shards) load correctly.
-    Only for TRL's trainers, which use that Trainer resume.
+    Only for trainers that use that Trainer resume: `recipe.run.build` skips it for those
+    that restore their own parts (`config.algo.restores_own_weights`).
     """
-    memory = cfg.memory
-    if checkpoint is None or memory.get("peft") or memory.get("deepspeed") is not None:
+    held = memory.of(cfg)
+    if checkpoint is None or held.peft is not None or held.deepspeed is not None:
         return
-    if not str(cfg.algo.trainer.get("_target_", "")).startswith("trl."):
-        return  # vlexp's own trainers (ppo, reward_model) restore their parts themselves
     path = Path(checkpoint)
     if not any(
         (path / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
-from vlexp.reward_model import encode_conversations, from_causal_lm, is_value_model
+from vlexp.algorithms.reward_model import encode_conversations, from_causal_lm, is_value_model
 
 
 @dataclass
@@ -51,6 +51,10 @@ def bradley_terry(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
 
 class RewardModelTrainer(Trainer):
     """Trains `score` (and the backbone, or its LoRA adapter) so chosen outscores rejected."""
+
+    # Its checkpoints keep the value-head class's own key names, which the Trainer's resume
+    # loads as saved: the full-weight fix of vlexp.recipe.resume does not apply here.
+    vlexp_restores_own_weights = True
 
     def __init__(
         self,

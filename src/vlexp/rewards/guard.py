@@ -1,8 +1,7 @@
-"""Glue for the GRPO family: reward functions as the trainer receives them, and a one-line
-account of the algorithm the trainer actually runs.
+"""The reward guard: a reward function that raises is named, with the completion it raised on.
 
-TRL names a reward by its `__name__` (unwrapping `functools.partial`); the guard below keeps
-that name, so metrics read `rewards/<function name>/mean` as they would without it.
+TRL names a reward by its `__name__` (unwrapping `functools.partial`); the guard keeps that
+name, so metrics read `rewards/<function name>/mean` as they would without it.
 """
 
 from __future__ import annotations
@@ -14,9 +13,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from vlexp.config import reward as reward_config
+from vlexp.config.reward import ON_ERROR
+from vlexp.rewards.library import completion_text
+
 log = logging.getLogger("vlexp")
 
-ON_ERROR = ("raise", "zero")
 SHOWN_CHARS = 300  # how much of an offending completion an error message quotes
 
 
@@ -115,8 +117,6 @@ class GuardedReward:
         if index is None:
             shown = f"\n  on the batch of {count} completions (each one alone scores fine)"
         else:
-            from vlexp.rewards import completion_text
-
             text = completion_text(completion)
             cut = f" ... ({len(text)} characters)" if len(text) > SHOWN_CHARS else ""
             shown = f"\n  on completion {index + 1} of {count}: {text[:SHOWN_CHARS]!r}{cut}"
@@ -145,6 +145,18 @@ class AsyncGuardedReward(GuardedReward):
             scores, errors = self._settle(completions, results, batch_error)
         self._count(kwargs, errors)
         return scores
+
+
+def guarded(cfg: Any) -> dict[str, GuardedReward]:
+    """Reward name -> its function built from the config and guarded by `reward.on_error`,
+    in `reward.funcs` order (the order TRL receives them)."""
+    from hydra.utils import instantiate
+
+    policy = reward_config.on_error(cfg)
+    return {
+        name: guard(instantiate(node), on_error=policy)
+        for name, node in reward_config.nodes(cfg).items()
+    }
 
 
 def guard(func: Callable, name: str | None = None, on_error: str = "raise") -> GuardedReward:
@@ -184,95 +196,3 @@ def _where(err: Exception, func: Callable) -> str:
     if own[-1] is not frames[-1]:
         text += f" (raised in {frames[-1].filename}:{frames[-1].lineno})"
     return text
-
-
-def reward_funcs(cfg: Any) -> list[GuardedReward]:
-    """The configured reward functions, in `reward.funcs` order, each guarded."""
-    from hydra.utils import instantiate
-
-    reward = cfg.get("reward") or {}
-    on_error = reward.get("on_error", "raise")
-    return [
-        guard(instantiate(node), on_error=on_error) for node in (reward.get("funcs") or {}).values()
-    ]
-
-
-def reference_model(trainer: Any) -> str:
-    """Where the KL term's reference log-probs come from in this trainer."""
-    from accelerate.utils import is_peft_model
-
-    if trainer.beta == 0.0:
-        return "none (beta=0: no KL term, nothing loaded)"
-    if trainer.ref_model is None and is_peft_model(trainer.model):
-        return "the policy with its LoRA adapter disabled (no second copy)"
-    if trainer.ref_model is not None:
-        ref = getattr(trainer.ref_model, "module", trainer.ref_model)  # DeepSpeed's engine wraps it
-        name = getattr(getattr(ref, "config", None), "_name_or_path", None) or type(ref).__name__
-        return f"a separate copy of {name}"
-    raise RuntimeError(f"beta={trainer.beta} but the trainer holds no reference model")
-
-
-def describe(trainer: Any) -> dict[str, Any]:
-    """The loss-defining settings the GRPO trainer holds (not what the config asked for)."""
-    return {
-        "trainer": type(trainer).__name__,
-        "loss_type": trainer.loss_type,
-        "importance_sampling_level": trainer.importance_sampling_level,
-        "scale_rewards": trainer.scale_rewards,
-        "beta": trainer.beta,
-        "epsilon": [trainer.epsilon_low, trainer.epsilon_high],
-        "top_entropy_quantile": trainer.top_entropy_quantile,
-        "mask_truncated_completions": trainer.mask_truncated_completions,
-        "num_iterations": trainer.num_iterations,
-        "reference": reference_model(trainer),
-        "generation": f"vllm ({trainer.vllm_mode})" if trainer.use_vllm else "transformers",
-        "rewards": dict(
-            zip(trainer.reward_func_names, trainer.reward_weights.tolist(), strict=True)
-        ),
-    }
-
-
-def prompt_text(messages: Any) -> str:
-    """A chat prompt as one line of text, images as `<image>` (for logs and tables).
-
-    >>> prompt_text([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}])
-    'user: <image>How many?'
-    """
-    if not isinstance(messages, list):
-        return str(messages)
-    lines = []
-    for message in messages:
-        content = message.get("content", "")
-        if isinstance(content, list):
-            content = "".join(
-                part.get("text", "") if part.get("type") == "text" else f"<{part.get('type')}>"
-                for part in content
-            )
-        lines.append(f"{message.get('role', '')}: {content}")
-    return "\n".join(lines)
-
-
-def setup_trainer(trainer: Any) -> None:
-    """Log the algorithm a GRPO trainer holds; make its completions table loggable.
-
-    Other trainers on GRPO records (vlexp's PPO) hold none of these settings: left alone."""
-    from transformers import TrainerCallback
-    from trl import GRPOTrainer
-
-    if not isinstance(trainer, GRPOTrainer):
-        return
-    log.info("algorithm (as the trainer holds it): %s", describe(trainer))
-
-    class TextPrompts(TrainerCallback):
-        # TRL 1.16 logs multimodal prompts to the W&B completions table as message lists whose
-        # content mixes {"type": "image"} and {"type": "text", "text": ...} parts; W&B's type
-        # check rejects the second such row and the run dies at its first logging step. on_log
-        # runs inside GRPOTrainer.log before the table is built: turn the prompts into text.
-        def on_log(self, args, state, control, **kwargs):
-            prompts = trainer._logs["prompt"]  # a deque: replace its items in place
-            texts = [prompt_text(p) for p in prompts]  # idempotent on text already converted
-            prompts.clear()
-            prompts.extend(texts)
-
-    if getattr(trainer, "log_completions", False):
-        trainer.add_callback(TextPrompts())

@@ -1,17 +1,18 @@
-"""Build, warm up and cache a tiny Qwen2.5-VL: the real architecture at toy size.
+"""Build, warm up and cache a tiny model of a family: the real architecture at toy size.
 
-The model keeps everything a real checkpoint has (vision tower with patch 14 / merge 2 /
-temporal patch 2, M-RoPE, the Qwen2.5-VL chat template, a `Qwen2_5_VLProcessor`), so the
-code paths vlexp exercises on it are the ones a 7B model takes. Only the sizes shrink:
-hidden 64, 2 text layers, 2 vision blocks, and a byte-level BPE trained here on the
-`shapes` texts with Qwen's special tokens.
+The model keeps everything a real checkpoint has (for `tiny://qwen2_5_vl`: vision tower with
+patch 14 / merge 2 / temporal patch 2, M-RoPE, the Qwen2.5-VL chat template, a
+`Qwen2_5_VLProcessor`), so the code paths vlexp exercises on it are the ones a 7B model
+takes. Only the sizes shrink: the family's tiny builder (`vlexp.families`, field `tiny`) sets
+them, and a byte-level BPE is trained here on the `shapes` texts with the family's special
+tokens.
 
 A randomly initialised model never emits EOS, so every GRPO reward would be 0 and the loss
 exactly 0. The build therefore ends with a short, deterministic SFT warm-up on `shapes`
 answers in the think/answer format: enough for the format to appear in some samples, not
 enough to saturate it, so GRPO starts with reward variance and has room to improve.
 
-    python -m vlexp.tiny /tmp/tiny      # build into a directory (normally automatic)
+    python -m vlexp.models.tiny /tmp/tiny [NAME]   # build into a directory (normally automatic)
 """
 
 from __future__ import annotations
@@ -23,30 +24,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from vlexp import families
 from vlexp.paths import cache_dir
 
 VERSION = 1  # bump when the architecture, tokenizer or warm-up changes: it names the cache dir
 VOCAB_SIZE = 640
 SYSTEM_PROMPT = "You are a helpful assistant."
-# Qwen2.5's added tokens, in Qwen's order (ids follow the learned BPE vocabulary).
-SPECIAL_TOKENS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-]
-TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
-VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64)
 WARMUP = dict(steps=60, batch_size=8, learning_rate=3e-3, num_records=256)
 
 
@@ -56,8 +39,7 @@ def default_path(name: str = "qwen2_5_vl") -> Path:
 
 def ensure(name: str = "qwen2_5_vl") -> Path:
     """Return the cached tiny model directory, building it the first time (rank-safe)."""
-    if name != "qwen2_5_vl":
-        raise ValueError(f"unknown tiny model 'tiny://{name}': the only one is tiny://qwen2_5_vl")
+    families.of_tiny(name)  # an unknown name fails here, before any lock or build
     path = default_path(name)
     if (path / "config.json").exists():
         return path
@@ -66,16 +48,9 @@ def ensure(name: str = "qwen2_5_vl") -> Path:
         if not (path / "config.json").exists():
             staging = path.with_name(path.name + ".building")
             shutil.rmtree(staging, ignore_errors=True)
-            build(staging)
+            build(staging, name=name)
             staging.rename(path)
     return path
-
-
-def chat_template() -> str:
-    """The real Qwen2.5-VL chat template, as TRL ships it."""
-    from importlib.resources import files
-
-    return (files("trl") / "chat_templates" / "qwen2_5_vl.jinja").read_text(encoding="utf-8")
 
 
 def training_corpus(records: list[dict]) -> list[str]:
@@ -88,8 +63,8 @@ def training_corpus(records: list[dict]) -> list[str]:
     return scaffold * 20 + words * 20 + texts
 
 
-def build_tokenizer(records: list[dict]):
-    """Train a byte-level BPE with Qwen's special tokens and wrap it as a Qwen2Tokenizer."""
+def build_tokenizer(records: list[dict], special_tokens: tuple[str, ...]):
+    """Train a byte-level BPE with the family's special tokens, wrapped as a Qwen2Tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
@@ -112,68 +87,8 @@ def build_tokenizer(records: list[dict]):
         clean_up_tokenization_spaces=False,
         model_max_length=4096,
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
+    tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)})
     return tokenizer
-
-
-def build_processor(tokenizer):
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-
-    # Pixel limits here are only defaults: model.min_pixels / model.max_pixels override them.
-    pixels = {"min_pixels": 56 * 56, "max_pixels": 28 * 28 * 16}
-    return Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**pixels),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(),
-        chat_template=chat_template(),
-    )
-
-
-def build_model(tokenizer, seed: int):
-    import torch
-    from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    head_dim = TEXT["hidden_size"] // TEXT["num_attention_heads"]
-    config = Qwen2_5_VLConfig(
-        text_config=dict(
-            **TEXT,
-            vocab_size=len(tokenizer),
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            # M-RoPE splits head_dim/2 rotary pairs over (time, height, width).
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": 1_000_000.0,
-                "mrope_section": [2, 3, 3],
-            },
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-        ),
-        vision_config=dict(
-            **VISION,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=112,
-            fullatt_block_indexes=[1],
-        ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )
-    assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-        do_sample=True,
-        temperature=1.0,
-    )
-    return model
 
 
 def image_question_prompt(processor, question: str) -> str:
@@ -215,8 +130,10 @@ def warm_up(model, processor, records: list[dict], image_dir: Path, seed: int) -
     return losses
 
 
-def build(out_dir: str | Path, seed: int = 0, warmup: bool = True) -> Path:
-    """Build the tokenizer, processor and model, warm it up, save all to `out_dir`."""
+def build(
+    out_dir: str | Path, seed: int = 0, warmup: bool = True, name: str = "qwen2_5_vl"
+) -> Path:
+    """Build the tokenizer, processor and model of `tiny://name`, warm it up, save to `out_dir`."""
     import torch
 
     from vlexp.data import shapes
@@ -224,9 +141,9 @@ def build(out_dir: str | Path, seed: int = 0, warmup: bool = True) -> Path:
     out = Path(out_dir)
     data_dir = shapes.generate(shapes.default_dir(512, 64, 0), num_train=512, num_eval=64, seed=0)
     records = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()]
-    tokenizer = build_tokenizer(records)
-    processor = build_processor(tokenizer)
-    model = build_model(tokenizer, seed)
+    family = families.of_tiny(name)
+    tokenizer = build_tokenizer(records, family.special_tokens)
+    processor, model = family.load("tiny")(tokenizer, seed)
     losses = []
     if warmup:
         # One thread: the same seed then gives the same bytes on any machine size.
@@ -240,6 +157,7 @@ def build(out_dir: str | Path, seed: int = 0, warmup: bool = True) -> Path:
     processor.save_pretrained(out)
     meta = {
         "version": VERSION,
+        "family": name,
         "seed": seed,
         "warmup": WARMUP if warmup else None,
         "losses": losses,
@@ -251,5 +169,5 @@ def build(out_dir: str | Path, seed: int = 0, warmup: bool = True) -> Path:
 if __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else ensure()
     if len(sys.argv) > 1:
-        build(target)
+        build(target, name=sys.argv[2] if len(sys.argv) > 2 else "qwen2_5_vl")
     print(target)

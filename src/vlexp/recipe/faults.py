@@ -1,43 +1,20 @@
-"""Faults during training: non-finite gradients, and loggers that fail mid-run.
+"""Faults during training: non-finite gradients.
 
-`install(trainer, on_nan)` adds the NaN guard and makes the reporting integrations
-(W&B, TensorBoard, ...) unable to stop training; metrics.jsonl (vlexp.tracking) keeps
-every logged row regardless.
+`NanGuard(on_nan)` is one of the callbacks `recipe.run.build` gives the trainer; loggers
+that fail mid-run are switched off by `vlexp.patches.guard_logging_integrations`, and
+metrics.jsonl (vlexp.recipe.tracking) keeps every logged row regardless.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 
 from transformers import TrainerCallback
 
+from vlexp.recipe.stops import TrainingStopped
+
 log = logging.getLogger("vlexp")
-
-# Callback events a logging integration implements; a failure in one is logged, not raised.
-_EVENTS = (
-    "on_init_end",
-    "on_train_begin",
-    "on_train_end",
-    "on_epoch_begin",
-    "on_epoch_end",
-    "on_step_begin",
-    "on_step_end",
-    "on_substep_end",
-    "on_pre_optimizer_step",
-    "on_optimizer_step",
-    "on_evaluate",
-    "on_predict",
-    "on_save",
-    "on_log",
-    "on_prediction_step",
-    "on_push_begin",
-)
-
-
-class TrainingStopped(RuntimeError):
-    """Training stopped on purpose (e.g. train.on_nan=stop); the message says where and why."""
 
 
 class NanGuard(TrainerCallback):
@@ -117,58 +94,3 @@ class NanGuard(TrainerCallback):
 
 def _non_finite(value) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
-
-
-def _is_logger(callback) -> bool:
-    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
-
-    return type(callback) in set(INTEGRATION_TO_CALLBACK.values())
-
-
-def _guarded(callback, event: str):
-    method = getattr(callback, event)
-    name = type(callback).__name__
-
-    @functools.wraps(method)
-    def call(*args, **kwargs):
-        if getattr(callback, "_vlexp_failed", False):
-            return None
-        try:
-            return method(*args, **kwargs)
-        except Exception as err:  # a logger must never end a run; metrics.jsonl has the row
-            # Switched off for the rest of the run: W&B's client already buffers and retries
-            # network blips itself, so what reaches here persists, and retrying (e.g. a
-            # wandb.init with its 90 s timeout at every log step) would stall training.
-            log.warning(
-                "%s.%s failed (%s: %s); %s is switched off for this run, training goes on "
-                "and metrics.jsonl keeps every row",
-                name,
-                event,
-                type(err).__name__,
-                err,
-                name,
-            )
-            callback._vlexp_failed = True
-            return None
-
-    return call
-
-
-def guard_loggers(trainer) -> list[str]:
-    """Wrap every logging integration's events: its first exception is logged, not raised,
-    and switches that integration off."""
-    names = []
-    for callback in trainer.callback_handler.callbacks:
-        if _is_logger(callback):
-            for event in _EVENTS:
-                setattr(callback, event, _guarded(callback, event))
-            names.append(type(callback).__name__)
-    return names
-
-
-def install(trainer, on_nan: str = "stop") -> NanGuard:
-    """Add the NaN guard and guard the loggers of a built trainer."""
-    guard = NanGuard(on_nan)
-    trainer.add_callback(guard)
-    guard_loggers(trainer)
-    return guard

@@ -1,4 +1,4 @@
-"""The two models PPO trains (vlexp.ppo): actor + critic as one module, their loading and
+"""The two models PPO trains (vlexp.algorithms.ppo): actor + critic as one module, their loading and
 the rollout's per-row bookkeeping."""
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def load_checkpoint(wrapper: nn.Module, checkpoint: Path) -> None:
 
 def load_critic(policy, critic_init: str | None):
     """Critic = backbone + value head: a trained reward model, or the policy's own weights."""
-    from vlexp.models import freeze_vision
-    from vlexp.reward_model import load_reward_model, reward_class
+    from vlexp.algorithms.reward_model import load_reward_model, reward_class
+    from vlexp.models.loading import freeze_vision
 
     if critic_init:
         critic = load_reward_model(critic_init, dtype=policy.dtype)

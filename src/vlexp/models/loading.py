@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from vlexp import families
+from vlexp.config import memory
 
 TINY_SCHEME = "tiny://"
 
@@ -10,7 +14,7 @@ TINY_SCHEME = "tiny://"
 def resolve_path(name_or_path: str) -> str:
     """A hub id or local dir as given; `tiny://NAME` becomes the cached tiny build."""
     if name_or_path.startswith(TINY_SCHEME):
-        from vlexp import tiny
+        from vlexp.models import tiny
 
         return str(tiny.ensure(name_or_path[len(TINY_SCHEME) :]))
     return name_or_path
@@ -35,19 +39,21 @@ def load_processor(model_cfg: Any):
     return processor
 
 
-def load_model(model_cfg: Any, memory_cfg: Any):
-    """Instantiate the model from its path with dtype, attention and quantization settings."""
+def load_model(cfg: Any):
+    """Instantiate `cfg.model` from its path with dtype, attention and quantization settings."""
     import torch
     from hydra.utils import instantiate
     from transformers import AutoModelForImageTextToText
 
+    model_cfg = cfg.model
     kwargs: dict[str, Any] = {
         "dtype": getattr(torch, model_cfg.dtype),
         "attn_implementation": model_cfg.attn_implementation,
         "trust_remote_code": model_cfg.get("trust_remote_code", False),
     }
-    if memory_cfg.get("quantization") is not None:
-        kwargs["quantization_config"] = instantiate(memory_cfg.quantization)
+    quantization = memory.of(cfg).quantization
+    if quantization is not None:
+        kwargs["quantization_config"] = instantiate(quantization)
     model = AutoModelForImageTextToText.from_pretrained(
         resolve_path(model_cfg.name_or_path), **kwargs
     )
@@ -56,11 +62,33 @@ def load_model(model_cfg: Any, memory_cfg: Any):
     return model
 
 
+def peft_config(cfg: Any, model_type: str | None):
+    """`memory.peft` built, its adapters kept off the family's vision tower.
+
+    With `exclude_modules: null` (the memory=lora default) the family's `vision_modules`
+    regex is excluded, so adapters go only where `target_modules` names layers of the
+    language model (the vision blocks have q/k/v and MLP projections of the same names).
+    """
+    from hydra.utils import instantiate
+
+    node = memory.of(cfg).peft
+    if node is None:
+        return None
+    config = instantiate(node)
+    if getattr(config, "exclude_modules", None) is None and model_type is not None:
+        config.exclude_modules = families.of_model_type(model_type).vision_modules
+    return config
+
+
 def freeze_vision(model) -> int:
     """Stop gradients through the vision tower and merger; returns the frozen parameter count."""
+    pattern = re.compile(families.of_model(model).vision_modules)
     frozen = 0
-    for name, param in model.named_parameters():
-        if ".visual." in f".{name}" or name.startswith("visual."):
-            param.requires_grad_(False)
-            frozen += param.numel()
+    for name, module in model.named_modules():
+        if name and pattern.fullmatch(name):
+            for param in module.parameters(recurse=False):
+                param.requires_grad_(False)
+                frozen += param.numel()
+    # Children of a matched module match too (the regex allows any suffix), so every
+    # parameter of the tower is visited once, through the module that owns it.
     return frozen

@@ -10,11 +10,14 @@ formula says what it counts. `python -m vlexp.plan` prints the result.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from vlexp import families
+from vlexp.config import algo as algorithm
+from vlexp.config import memory
+from vlexp.models.loading import freeze_vision, peft_config, resolve_path
+
 GIB = 1024**3
-BUNDLED = Path(__file__).resolve().parent / "model_configs"
 # CUDA context, cuBLAS/cuDNN workspaces and NCCL buffers: not tensors, but on the card.
 CUDA_OVERHEAD = 1.0 * GIB
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -49,20 +52,15 @@ def model_config(model_cfg: Any):
     """The transformers config: a bundled copy for the known hub ids, else from the path."""
     from transformers import AutoConfig
 
-    from vlexp.models import resolve_path
-
-    bundled = BUNDLED / model_cfg.name_or_path / "config.json"
-    source = bundled.parent if bundled.is_file() else resolve_path(model_cfg.name_or_path)
+    bundled = families.bundled_config(str(model_cfg.name_or_path))
+    source = bundled.parent if bundled is not None else resolve_path(model_cfg.name_or_path)
     return AutoConfig.from_pretrained(source, trust_remote_code=model_cfg.get("trust_remote_code"))
 
 
 def meta_model(cfg: Any):
     """The run's model without storage: same dtype, frozen parts and PEFT adapters as the run."""
     import torch
-    from hydra.utils import instantiate
     from transformers import AutoModelForImageTextToText
-
-    from vlexp.models import freeze_vision
 
     config = model_config(cfg.model)
     with torch.device("meta"):
@@ -71,10 +69,11 @@ def meta_model(cfg: Any):
         )
         if cfg.model.get("freeze_vision"):
             freeze_vision(model)
-        if cfg.memory.get("peft"):
+        peft = peft_config(cfg, config.model_type)
+        if peft is not None:
             from peft import get_peft_model
 
-            model = get_peft_model(model, instantiate(cfg.memory.peft))
+            model = get_peft_model(model, peft)
     return model
 
 
@@ -107,12 +106,9 @@ def image_tokens(model_cfg: Any, vision: Any, height: int, width: int) -> int:
 
 def zero_settings(cfg: Any) -> tuple[int, bool, bool, int]:
     """(ZeRO stage, optimizer offloaded, parameters offloaded, world size) of the run."""
-    ds = cfg.memory.get("deepspeed") or {}
-    zero = ds.get("zero_optimization") or {}
-    offload = lambda key: (zero.get(key) or {}).get("device", "none") in ("cpu", "nvme")  # noqa: E731
+    held = memory.of(cfg)
     world = int(cfg.launcher.get("num_processes", 1)) * int(cfg.launcher.get("num_machines", 1))
-    stage = int(zero.get("stage", 0)) if ds else -1  # -1: no DeepSpeed
-    return stage, offload("offload_optimizer"), offload("offload_param"), world
+    return held.zero_stage, held.offloaded("optimizer"), held.offloaded("param"), world
 
 
 def estimate(cfg: Any, plan: dict) -> Estimate:
@@ -123,16 +119,16 @@ def estimate(cfg: Any, plan: dict) -> Estimate:
     vision = model.config.vision_config
     out = Estimate(counts=counts)
     stage, offload_opt, offload_param, world = zero_settings(cfg)
-    args = cfg.algo.args
-    kind = cfg.algo.kind
+    algo = algorithm.of(cfg)
+    held = memory.of(cfg)
     d = DTYPE_BYTES[cfg.model.dtype]
     shard = lambda n, from_stage: n // world if stage >= from_stage else n  # noqa: E731
 
     # Weights: 4-bit quantization stores the language model's linear layers in NF4 with one
     # fp32 absmax per 64 weights (double-quantized to 8 bits), i.e. ~0.52 bytes per weight.
     weights = counts.weight_bytes
-    if cfg.memory.get("quantization"):
-        linear = _language_linear_numel(model)
+    if held.quantization is not None:
+        linear = _language_linear_numel(model, families.of_model(model).language_module)
         weights -= linear * d - int(linear * (0.5 + 1 / 64 + 4 / (64 * 256)))
         out.notes.append("4-bit weights: NF4 + double-quantized absmax (~0.52 B per weight)")
     if offload_param and stage == 3:
@@ -150,53 +146,51 @@ def estimate(cfg: Any, plan: dict) -> Estimate:
     # Optimizer: torch AdamW keeps exp_avg and exp_avg_sq in the parameter's dtype plus one
     # fp32 `step` per tensor; DeepSpeed keeps fp32 master weights + both moments (12 B per
     # element); bitsandbytes 8-bit Adam keeps two uint8 moments + one fp32 absmax per 256.
-    optim = str(args.get("optim") or "adamw_torch_fused")
     if stage >= 0:
         master = 4 if cfg.model.dtype != "float32" else 0
         states = counts.trainable_numel * (8 + master)
         out.parts["optimizer"] = 0 if offload_opt else shard(states, 1)
         if offload_opt:
             out.notes.append("optimizer states offloaded to CPU memory")
-    elif "8bit" in optim:
+    elif held.eight_bit_optimizer:
         out.parts["optimizer"] = int(counts.trainable_numel * (2 + 8 / 256))
     else:
         out.parts["optimizer"] = 2 * counts.trainable_bytes + 4 * counts.trainable_tensors
 
-    # Sequence: text + image tokens (+ completion for GRPO), per micro-batch row.
+    # Sequence: text + image tokens (+ the completion when the algorithm generates), per row.
     n_images = int(plan.get("images_per_sample", 1))
     per_image = image_tokens(cfg.model, vision, plan["image_height"], plan["image_width"])
     out.image_tokens = per_image * n_images
     prompt = int(plan["text_tokens"]) + out.image_tokens
-    completion = int(args.get("max_completion_length") or 0) if kind == "grpo" else 0
+    completion = algo.completion_budget()
     out.seq_len = prompt + completion
-    rows = int(cfg.train.per_device_train_batch_size) * (2 if kind == "dpo" else 1)
+    rows = int(cfg.train.per_device_train_batch_size) * algo.sequences_per_record()
     out.parts["activations"] = _activations(
         cfg, text, vision, rows, out.seq_len, out.image_tokens, d
     )
 
-    # Reference model: GRPO with beta != 0 and DPO load a frozen copy, unless PEFT can
-    # disable its adapters instead.
-    needs_ref = (kind == "grpo" and float(args.get("beta", 0.0)) != 0.0) or kind == "dpo"
-    if needs_ref and not cfg.memory.get("peft"):
+    # Reference model (algo.reference: DPO, PPO, GRPO with beta != 0): a frozen copy, unless
+    # PEFT can disable its adapters instead.
+    if algo.uses_reference() and held.peft is None:
         ref = counts.total_numel * d
         out.parts["reference model"] = (
             ref // world + counts.largest_layer_bytes if stage == 3 else ref
         )
 
-    if kind == "grpo":
+    if algo.generates:
         out.parts.update(_generation(cfg, text, prompt, completion, d, plan))
     if plan.get("device", "cuda") == "cuda":
         out.parts["CUDA context + workspaces"] = int(CUDA_OVERHEAD)
     return out
 
 
-def _language_linear_numel(model: Any) -> int:
+def _language_linear_numel(model: Any, language_module: str) -> int:
     import torch
 
     return sum(
         m.weight.numel()
         for name, m in model.named_modules()
-        if isinstance(m, torch.nn.Linear) and "language_model" in name
+        if isinstance(m, torch.nn.Linear) and language_module in name
     )
 
 
@@ -213,21 +207,22 @@ def _activations(cfg, text, vision, rows: int, seq: int, image_tokens: int, d: i
     """
     h, i = text.hidden_size, text.intermediate_size
     kv = text.num_key_value_heads * (h // text.num_attention_heads)
-    liger = bool(cfg.memory.get("liger_kernel"))
+    held = memory.of(cfg)
+    liger = held.liger_kernel
     layer = d * (4 * h + 2 * kv + (2 if liger else 4) * i) + (0 if liger else 8 * h)
     layers = text.num_hidden_layers
     tokens = rows * seq
-    if cfg.memory.get("gradient_checkpointing"):
+    if held.gradient_checkpointing:
         saved = tokens * (layers * d * h + layer)
     else:
         saved = tokens * layers * layer
-    vision_trains = not cfg.model.get("freeze_vision") and not cfg.memory.get("peft")
+    vision_trains = not cfg.model.get("freeze_vision") and held.peft is None
     if vision_trains:
         hv = getattr(vision, "embed_dim", None) or vision.hidden_size
         iv = getattr(vision, "intermediate_size", None) or hv * getattr(vision, "mlp_ratio", 4)
         patches = rows * image_tokens * vision.spatial_merge_size**2
         block = d * (6 * hv + 4 * iv) + 8 * hv
-        if cfg.memory.get("gradient_checkpointing"):
+        if held.gradient_checkpointing:
             saved += patches * (vision.depth * d * hv + block)
         else:
             saved += patches * vision.depth * block

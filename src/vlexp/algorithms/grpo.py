@@ -1,0 +1,53 @@
+"""Glue for the GRPO family: a one-line account of the algorithm the trainer actually runs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("vlexp")
+
+
+def reference_model(trainer: Any) -> str:
+    """Where the KL term's reference log-probs come from in this trainer."""
+    from accelerate.utils import is_peft_model
+
+    if trainer.beta == 0.0:
+        return "none (beta=0: no KL term, nothing loaded)"
+    if trainer.ref_model is None and is_peft_model(trainer.model):
+        return "the policy with its LoRA adapter disabled (no second copy)"
+    if trainer.ref_model is not None:
+        ref = getattr(trainer.ref_model, "module", trainer.ref_model)  # DeepSpeed's engine wraps it
+        name = getattr(getattr(ref, "config", None), "_name_or_path", None) or type(ref).__name__
+        return f"a separate copy of {name}"
+    raise RuntimeError(f"beta={trainer.beta} but the trainer holds no reference model")
+
+
+def describe(trainer: Any) -> dict[str, Any]:
+    """The loss-defining settings the GRPO trainer holds (not what the config asked for)."""
+    return {
+        "trainer": type(trainer).__name__,
+        "loss_type": trainer.loss_type,
+        "importance_sampling_level": trainer.importance_sampling_level,
+        "scale_rewards": trainer.scale_rewards,
+        "beta": trainer.beta,
+        "epsilon": [trainer.epsilon_low, trainer.epsilon_high],
+        "top_entropy_quantile": trainer.top_entropy_quantile,
+        "mask_truncated_completions": trainer.mask_truncated_completions,
+        "num_iterations": trainer.num_iterations,
+        "reference": reference_model(trainer),
+        "generation": f"vllm ({trainer.vllm_mode})" if trainer.use_vllm else "transformers",
+        "rewards": dict(
+            zip(trainer.reward_func_names, trainer.reward_weights.tolist(), strict=True)
+        ),
+    }
+
+
+def log_algorithm(trainer: Any) -> None:
+    """Log the algorithm a GRPO-family trainer holds (a GRPOTrainer or any subclass).
+
+    Other trainers on prompt records (vlexp's PPO) hold none of these settings: left alone."""
+    from trl import GRPOTrainer
+
+    if isinstance(trainer, GRPOTrainer):
+        log.info("algorithm (as the trainer holds it): %s", describe(trainer))

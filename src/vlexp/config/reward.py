@@ -1,0 +1,84 @@
+"""The one reader of the `reward` config node: which functions, their weights, what happens
+when one raises, and which data columns they read.
+
+Training (`recipe.run`), evaluation, the config checks, the data check and the run naming all
+ask here, so a reward means the same thing everywhere (`reward.on_error` included);
+`vlexp.rewards.guard.guarded(cfg)` builds the functions.
+
+    reward:
+      funcs: {accuracy: {_target_: vlexp.rewards.accuracy, _partial_: true}, ...}
+      weights: {accuracy: 1.0}
+      on_error: raise          # or zero: a raising reward scores 0.0, counted per call
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+ON_ERROR = ("raise", "zero")
+
+# Keyword arguments TRL's GRPOTrainer passes to every reward function itself; the others a
+# reward names must be columns of the data set.
+TRL_REWARD_KWARGS = frozenset(
+    {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric"}
+    | {"environments"}
+)
+_HYDRA_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
+
+
+def nodes(cfg: Any) -> dict[str, Any]:
+    """Reward name -> its config node, in `reward.funcs` order (the order TRL receives)."""
+    return dict((cfg.get("reward") or {}).get("funcs") or {})
+
+
+def names(cfg: Any) -> list[str]:
+    return list(nodes(cfg))
+
+
+def weights(cfg: Any) -> dict[str, float]:
+    """Reward name -> weight (1.0 unless `reward.weights` says otherwise), in funcs order."""
+    given = (cfg.get("reward") or {}).get("weights") or {}
+    return {name: float(given.get(name, 1.0)) for name in nodes(cfg)}
+
+
+def on_error(cfg: Any) -> str:
+    return (cfg.get("reward") or {}).get("on_error", "raise")
+
+
+def locate(target: str | None) -> Any:
+    """The callable a `_target_` names (ImportError/AttributeError when it does not import)."""
+    from hydra.utils import get_object
+
+    if not target:
+        raise ImportError("no _target_ given")
+    return get_object(target)
+
+
+def columns(cfg: Any) -> dict[str, list[str]]:
+    """Data columns each `_partial_` reward needs: its keyword parameters without a default.
+
+    >>> from omegaconf import OmegaConf
+    >>> cfg = OmegaConf.create(
+    ...     {"reward": {"funcs": {"accuracy": {"_target_": "vlexp.rewards.accuracy", "_partial_": True}}}})
+    >>> columns(cfg)
+    {'accuracy': ['solution']}
+    """
+    needs = {}
+    for name, node in nodes(cfg).items():
+        if not node.get("_partial_"):
+            continue
+        try:
+            params = inspect.signature(locate(node.get("_target_"))).parameters.values()
+        except Exception:
+            continue  # validate.rewards.check_rewards reports it
+        bound = set(node) - _HYDRA_KEYS
+        needs[name] = [
+            p.name
+            for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.default is p.empty
+            and p.name not in TRL_REWARD_KWARGS
+            and p.name not in bound
+        ]
+    return needs

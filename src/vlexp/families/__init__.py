@@ -1,0 +1,188 @@
+"""The model-family seam: everything that differs between VLM families, in one table.
+
+transformers already maps `config.model_type` to classes (the `Auto*` mappings), so vlexp
+loads every model through those; this table holds only what transformers does not say
+and vlexp needs: pixels per vision token, the box convention, which parameters form the
+vision tower, the reward/critic head, the bundled configs, and the tiny build. Callers ask
+the family (`of_model_type`, `of_model`, `of_model_cfg`), never test a model's name.
+
+Importing this package is cheap (no torch, no transformers): the family modules import
+their libraries inside the functions that need them.
+
+Where do I add a model family? One module here (see `qwen2_vl.py`) and one `Family` row in
+`FAMILIES` below; its bundled configs under `configs/<hub id>/config.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+BOX_FRAMES = ("pixels", "relative_1000")
+
+
+@dataclass(frozen=True)
+class Family:
+    """What vlexp needs to know about one model family (see the module docstring)."""
+
+    name: str  # also the tiny build's name: tiny://<name>
+    model_types: tuple[str, ...]  # the `config.model_type` values of the family
+    patch_size: int  # vision patch side in pixels
+    merge_size: int  # patches merged per side into one LLM token
+    temporal_patch_size: int  # video frames per temporal patch
+    # Boxes the model reads and writes: "pixels" = absolute pixels of the image after the
+    # processor's resize (Qwen2/2.5-VL); "relative_1000" = 0..1000 of the image (Qwen3-VL).
+    box_frame: str
+    # Regex (re.fullmatch over module names) of the vision tower and merger: frozen by
+    # model.freeze_vision, kept free of LoRA adapters by memory=lora.
+    vision_modules: str
+    # Name part of the language model's modules (4-bit quantization targets, the planner).
+    language_module: str
+    # Reward-model / PPO-critic head: the family's backbone and pretrained base class
+    # (`module:Class`); vlexp.algorithms.reward_model puts a scalar `score` head on them.
+    backbone: str
+    pretrained_base: str
+    # Architecture whose checkpoint key conversion (legacy hub layout -> modules) the value
+    # head shares; None when the family saves its modules' own names.
+    weight_layout: str | None
+    # Tiny build: `module:function` returning (processor, model) for a tokenizer and seed;
+    # None when the family has no tiny build yet.
+    tiny: str | None
+    special_tokens: tuple[str, ...] = field(default=())
+
+    @property
+    def pixels_per_token(self) -> int:
+        """Side in pixels of the square one LLM image token covers (28 for Qwen2.5-VL)."""
+        return self.patch_size * self.merge_size
+
+    def load(self, attribute: str) -> Any:
+        """The callable a `module:function` field names (imports the module)."""
+        from importlib import import_module
+
+        module, _, name = getattr(self, attribute).partition(":")
+        return getattr(import_module(module), name)
+
+
+_QWEN_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+_QWEN2 = "transformers.models.qwen2_vl.modeling_qwen2_vl"
+_QWEN2_5 = "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl"
+
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in (
+        Family(
+            name="qwen2_5_vl",
+            model_types=("qwen2_5_vl",),
+            patch_size=14,
+            merge_size=2,
+            temporal_patch_size=2,
+            box_frame="pixels",
+            vision_modules=r"(.*\.)?visual(\..*)?",
+            language_module="language_model",
+            backbone=f"{_QWEN2_5}:Qwen2_5_VLModel",
+            pretrained_base=f"{_QWEN2_5}:Qwen2_5_VLPreTrainedModel",
+            weight_layout="Qwen2VLForConditionalGeneration",
+            tiny="vlexp.families.qwen2_vl:tiny_qwen2_5_vl",
+            special_tokens=_QWEN_TOKENS,
+        ),
+        Family(
+            name="qwen2_vl",
+            model_types=("qwen2_vl",),
+            patch_size=14,
+            merge_size=2,
+            temporal_patch_size=2,
+            box_frame="pixels",
+            vision_modules=r"(.*\.)?visual(\..*)?",
+            language_module="language_model",
+            backbone=f"{_QWEN2}:Qwen2VLModel",
+            pretrained_base=f"{_QWEN2}:Qwen2VLPreTrainedModel",
+            weight_layout="Qwen2VLForConditionalGeneration",
+            tiny=None,
+            special_tokens=_QWEN_TOKENS,
+        ),
+    )
+}
+
+
+class UnknownFamily(ValueError):
+    """A model whose family vlexp has no entry for; the message lists the known ones."""
+
+
+def of_model_type(model_type: str) -> Family:
+    for family in FAMILIES.values():
+        if model_type in family.model_types:
+            return family
+    known = ", ".join(t for f in FAMILIES.values() for t in f.model_types)
+    raise UnknownFamily(
+        f"model_type {model_type!r} has no vlexp family entry (known: {known}); add one in "
+        "vlexp/families/ (see its docstring)"
+    )
+
+
+def of_model(model: Any) -> Family:
+    """The family of a loaded model (PEFT and DeepSpeed wrappers see through to its config)."""
+    return of_model_type(model.config.model_type)
+
+
+def of_tiny(name: str) -> Family:
+    """The family of the tiny build `tiny://<name>`."""
+    family = FAMILIES.get(name)
+    if family is None or family.tiny is None:
+        builds = ", ".join(f"tiny://{f.name}" for f in FAMILIES.values() if f.tiny)
+        raise UnknownFamily(f"unknown tiny model 'tiny://{name}': the tiny builds are {builds}")
+    return family
+
+
+def bundled_config(name_or_path: str) -> Path | None:
+    """The bundled `config.json` of a known hub id (the planner works offline), if any."""
+    path = CONFIGS / name_or_path / "config.json"
+    return path if path.is_file() else None
+
+
+def model_type_of(name_or_path: str) -> str | None:
+    """`model_type` of a model without loading it: tiny build, bundled config, local dir, or
+    the Hugging Face cache; None when nothing local says (a hub id not downloaded yet)."""
+    if name_or_path.startswith("tiny://"):
+        return of_tiny(name_or_path[len("tiny://") :]).model_types[0]
+    candidates = [bundled_config(name_or_path), Path(name_or_path).expanduser() / "config.json"]
+    candidates.append(_cached_hub_config(name_or_path))
+    for path in candidates:
+        if path is not None and Path(path).is_file():
+            return json.loads(Path(path).read_text(encoding="utf-8")).get("model_type")
+    return None
+
+
+def of_model_cfg(model_cfg: Any) -> Family | None:
+    """The family of `cfg.model` before loading, or None when it cannot be told offline."""
+    model_type = model_type_of(str(model_cfg.name_or_path))
+    return of_model_type(model_type) if model_type else None
+
+
+def _cached_hub_config(repo_id: str) -> str | None:
+    if repo_id.count("/") != 1 or Path(repo_id).expanduser().exists():
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(repo_id, "config.json")
+    return found if isinstance(found, str) else None

@@ -1,0 +1,227 @@
+"""Every place vlexp reaches into another library's internals, in one module.
+
+Each patch names the version it was written against and the upstream behaviour it works
+around; tests/unit/test_patches.py holds one contract test per patch that fails with a clear
+message when an upgrade changes the thing patched. Moving to a new TRL or transformers
+release means running those tests first (see the README, "Moving to a new TRL release").
+
+Nothing here is imported at module level: torch, transformers, trl and qwen-vl-utils load
+inside the functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+log = logging.getLogger("vlexp")
+
+TESTED = {"trl": "1.16", "transformers": "5.24", "qwen-vl-utils": "0.0.14"}
+
+
+# --- transformers: checkpoint key conversion for vlexp's value-head classes --------------
+def share_checkpoint_conversion(class_name: str, source: str) -> None:
+    """Load hub checkpoints into `class_name` with the key renaming `source` uses.
+
+    transformers 5.24 maps the legacy hub layout of Qwen2/2.5-VL (`visual.*`,
+    `model.layers.*`) onto its modules only for the registered ForConditionalGeneration
+    classes; vlexp's value-head classes register the same mapping under their own name.
+    """
+    from transformers.conversion_mapping import (
+        get_checkpoint_conversion_mapping,
+        register_checkpoint_conversion_mapping,
+    )
+
+    register_checkpoint_conversion_mapping(
+        class_name, get_checkpoint_conversion_mapping(source), overwrite=True
+    )
+
+
+# --- transformers: load a frozen model whole while a ZeRO-3 config is live ---------------
+@contextmanager
+def zero3_init_off() -> Iterator[None]:
+    """transformers 5.24 partitions every `from_pretrained` while a ZeRO-3 config is live
+    (`integrations.deepspeed._hf_deepspeed_config_weak_ref`); a frozen scorer (reward=model)
+    must load whole on every rank, so the reference is cleared meanwhile."""
+    from transformers.integrations import deepspeed as ds
+
+    saved = ds._hf_deepspeed_config_weak_ref
+    ds._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        ds._hf_deepspeed_config_weak_ref = saved
+
+
+# --- transformers: logging integrations may fail, training goes on ------------------------
+# Callback events a logging integration implements (transformers 5.24 TrainerCallback).
+LOGGER_EVENTS = (
+    "on_init_end",
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_step_begin",
+    "on_step_end",
+    "on_substep_end",
+    "on_pre_optimizer_step",
+    "on_optimizer_step",
+    "on_evaluate",
+    "on_predict",
+    "on_save",
+    "on_log",
+    "on_prediction_step",
+    "on_push_begin",
+)
+
+
+def guard_logging_integrations() -> list[str]:
+    """Make every reporting integration (W&B, TensorBoard, ...) unable to stop a run.
+
+    transformers 5.24 builds these callbacks itself from `report_to`
+    (`integration_utils.INTEGRATION_TO_CALLBACK`) and lets their exceptions end training. Each
+    event method of those classes is wrapped once per process: the first exception of an
+    instance is logged and switches that instance off; metrics.jsonl keeps every row.
+    """
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    guarded = []
+    for cls in set(INTEGRATION_TO_CALLBACK.values()):
+        for event in LOGGER_EVENTS:
+            method = cls.__dict__.get(event)
+            if method is not None and not getattr(method, "_vlexp_guarded", False):
+                setattr(cls, event, _guarded_event(method, cls.__name__, event))
+        guarded.append(cls.__name__)
+    return sorted(guarded)
+
+
+def _guarded_event(method: Callable, name: str, event: str) -> Callable:
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        if getattr(self, "_vlexp_failed", False):
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as err:  # a logger must never end a run; metrics.jsonl has the row
+            # Switched off for the rest of the run: W&B's client already buffers and retries
+            # network blips itself, so what reaches here persists, and retrying (e.g. a
+            # wandb.init with its 90 s timeout at every log step) would stall training.
+            log.warning(
+                "%s.%s failed (%s: %s); %s is switched off for this run, training goes on "
+                "and metrics.jsonl keeps every row",
+                name,
+                event,
+                type(err).__name__,
+                err,
+                name,
+            )
+            self._vlexp_failed = True
+            return None
+
+    call._vlexp_guarded = True
+    return call
+
+
+# --- transformers: log a row outside the trainer's own log() -------------------------------
+def log_row(trainer: Any, args: Any, state: Any, control: Any, logs: dict) -> None:
+    """What `Trainer.log` does (transformers 5.24), minus `GRPOTrainer.log`'s flush of the
+    pending training metrics: append to `state.log_history` and call every callback's on_log.
+    The handler clears `control.should_log`, which would drop this step's training row."""
+    state.log_history.append({**logs, "step": state.global_step})
+    should_log = control.should_log
+    trainer.callback_handler.on_log(args, state, control, logs=logs)
+    control.should_log = should_log
+
+
+# --- TRL GRPOTrainer: prompts of the completions table as text ------------------------------
+class TextPromptsMixin:
+    """TRL 1.16 keeps the prompts of logged completions in `self._logs["prompt"]` as message
+    lists whose content mixes {"type": "image"} and text parts; W&B's type check rejects the
+    second such row of its completions table and the run dies at its first logging step.
+    `log` turns them into text before GRPOTrainer.log builds the table."""
+
+    def log(self, logs: dict, *args: Any, **kwargs: Any) -> None:
+        from vlexp.data.messages import prompt_text
+
+        prompts = getattr(self, "_logs", {}).get("prompt")
+        if prompts:  # a deque: replace its items in place (idempotent on text)
+            texts = [prompt_text(p) for p in prompts]
+            prompts.clear()
+            prompts.extend(texts)
+        return super().log(logs, *args, **kwargs)
+
+
+# --- TRL GRPOTrainer: video tensors through generation and the log-prob passes ------------
+class VideoGRPOMixin:
+    """TRL 1.16's GRPOTrainer forwards a fixed list of image fields to the model. Three
+    private methods are extended so each sample's video fields travel with its row:
+    `_generate_and_score_completions` (prompts are processed with the batch's videos),
+    `_compute_loss` and `_get_per_token_logps_and_entropies` (each chunk of rows gets its
+    own video tensors). What vlexp does with the videos is `video_carrier`'s
+    (vlexp.algorithms.video.Carrier); this class only holds the TRL touch points."""
+
+    video_carrier: Any = None
+
+    def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
+        batch = self.video_carrier.batch(inputs, self.processing_class)
+        if batch is None:
+            return super()._generate_and_score_completions(inputs)
+        processor = self.processing_class
+        self._video_rows = batch.rows
+        self.processing_class = batch.processor
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            self.processing_class = processor
+            self._video_rows = None
+        output["video_fields"] = batch.rows  # per sample: TRL shuffles and splits it too
+        return output
+
+    def _compute_loss(self, model: Any, inputs: dict) -> Any:
+        self._video_rows = inputs.get("video_fields")
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._video_rows = None
+
+    def _get_per_token_logps_and_entropies(
+        self, model: Any, input_ids: Any, *args: Any, **kwargs: Any
+    ):
+        rows = getattr(self, "_video_rows", None)
+        if rows and any(rows):
+            # TRL's forward kwargs of a mixed batch carry the whole batch's video tensors; the
+            # per-sample ones replace them (and mm_token_type_ids, rebuilt per chunk).
+            for key in self.video_carrier.forward_keys:
+                kwargs.pop(key, None)
+            model = self.video_carrier.model_with_videos(model, rows, self.processing_class)
+        return super()._get_per_token_logps_and_entropies(model, input_ids, *args, **kwargs)
+
+
+def grpo_trainer_class(trainer_cls: type, video_carrier: Any = None) -> type:
+    """`trainer_cls` (GRPOTrainer or a subclass) with vlexp's mixins in front."""
+    mixins: tuple[type, ...] = (TextPromptsMixin,)
+    namespace: dict[str, Any] = {}
+    if video_carrier is not None:
+        mixins = (VideoGRPOMixin, *mixins)
+        namespace["video_carrier"] = video_carrier
+    return type(trainer_cls.__name__, (*mixins, trainer_cls), namespace)
+
+
+# --- qwen-vl-utils: choose the video reader ------------------------------------------------
+def qwen_vl_utils_video_reader(backend: str, torchvision_fallback: Callable) -> None:
+    """qwen-vl-utils 0.0.14 picks its reader once per process from the module global
+    `FORCE_QWENVL_VIDEO_READER` (read at import, then cached by `get_video_reader_backend`).
+    torchvision 0.25+ removed `torchvision.io.read_video`, which its torchvision reader calls;
+    that reader is then replaced by `torchvision_fallback` (the same decoding through PyAV)."""
+    from qwen_vl_utils import vision_process
+
+    if backend == "torchvision":
+        import torchvision
+
+        if not hasattr(torchvision.io, "read_video"):
+            vision_process.VIDEO_READER_BACKENDS["torchvision"] = torchvision_fallback
+    vision_process.FORCE_QWENVL_VIDEO_READER = backend
+    vision_process.get_video_reader_backend.cache_clear()

@@ -1,0 +1,183 @@
+"""The training recipe: args -> processor + data -> model -> trainer -> train -> save.
+
+Everything that matters is built by `hydra.utils.instantiate` from the config; this file
+only wires the pieces together, in the order the libraries need them. `build` is the one
+place a trainer is made (the tests use it too); `train` runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vlexp import evaluation, patches
+from vlexp.algorithms import grpo, video
+from vlexp.config import algo as algorithm
+from vlexp.config import memory
+from vlexp.config import reward as reward_config
+from vlexp.data import build_datasets, fit_loss_mask, image_cache
+from vlexp.data.check import DataCheck
+from vlexp.models.loading import load_model, load_processor, peft_config
+from vlexp.recipe import faults, resume, tracking
+from vlexp.recipe.distributed import ShardReport, held_elements
+from vlexp.rewards.guard import guarded
+
+log = logging.getLogger("vlexp")
+
+
+@dataclass
+class Built:
+    """A trainer ready to train, and the run's services that `train` reads afterwards."""
+
+    trainer: Any
+    processor: Any
+    checkpoint: str | None
+    metrics: tracking.MetricsJsonl
+    preemption: resume.SaveOnSigterm
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run one experiment into `run_dir`; return the last logged training metrics."""
+    built = build(cfg, run_dir)
+    built.trainer.train(resume_from_checkpoint=built.checkpoint)
+    if built.preemption.stopped_at is not None:
+        resume.exit_preempted(built.trainer, run_dir, built.preemption.stopped_at)
+    save_final(built.trainer, built.processor, run_dir / "final")
+    tracking.finish_wandb_run()
+    return built.metrics.last_train_logs
+
+
+def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
+    """Every part of the run, checked and loaded, and the trainer built on them."""
+    # The TRL args carry the DeepSpeed config: under ZeRO-3, transformers shards weights
+    # while loading only if that config is already live, so args come first.
+    args = build_args(cfg, run_dir)
+    processor = load_processor(cfg.model)
+    # Every record is checked before the model loads: bad data fails in seconds, not at step N.
+    train_set, eval_set = build_datasets(
+        cfg.data,
+        cfg.algo.kind,
+        DataCheck(cfg, processor, run_dir),
+        image_cache.for_run(cfg, processor),
+    )
+    log.info(
+        "data %s: %d train / %s eval records",
+        cfg.data.name,
+        len(train_set),
+        eval_set and len(eval_set),
+    )
+    fit_loss_mask(args, train_set)
+    video.check_supported(cfg, train_set, eval_set)
+
+    trainer_cls = algorithm.trainer_class(cfg)
+    model = load_model(cfg)
+    checkpoint = resume.checkpoint_to_resume(cfg.get("resume"), run_dir)
+    if not algorithm.restores_own_weights(trainer_cls):
+        resume.restore_full_weights(model, checkpoint, cfg)
+    # Counted as ds_numel under ZeRO-3, where each rank holds only a shard.
+    log.info(
+        "model %s: %.2fM parameters", cfg.model.name, held_elements(model)["param_numel"] / 1e6
+    )
+
+    metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
+    preemption = resume.SaveOnSigterm(run_dir)
+    in_training_eval = evaluation.callbacks(cfg, run_dir, processor)
+    patches.guard_logging_integrations()  # a failing logger never stops a run
+    trainer = trainer_factory(cfg, trainer_cls, train_set)(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=processor,
+        peft_config=peft_config(cfg, model.config.model_type),
+        callbacks=[
+            metrics,
+            preemption,
+            faults.NanGuard(cfg.train.get("on_nan", "stop")),
+            *in_training_eval,
+            *sharding_report(cfg, run_dir),
+            *tracking.logger_callbacks(cfg),
+        ],
+        **algorithm_inputs(cfg),
+        **trainer_kwargs,
+    )
+    for callback in in_training_eval:
+        callback.bind(trainer)  # generation needs the trainer's accelerator and wrapped model
+    grpo.log_algorithm(trainer)  # GRPO family: the algorithm as the trainer holds it
+    return Built(trainer, processor, checkpoint, metrics, preemption)
+
+
+def trainer_factory(cfg: DictConfig, trainer_cls: type, train_set: Any) -> Any:
+    """`algo.trainer`'s class with what vlexp adds: GRPO-family trainers (a GRPOTrainer or
+    any subclass) get the mixins of vlexp.patches, SFT/DPO-style trainers on videos the
+    video collator. Other keyword arguments of `algo.trainer` are kept."""
+    import functools
+
+    from trl import GRPOTrainer
+
+    factory = instantiate(cfg.algo.trainer)
+    keywords = factory.keywords if isinstance(factory, functools.partial) else {}
+    carrier = video.carrier_for(cfg, train_set)
+    if issubclass(trainer_cls, GRPOTrainer):
+        if carrier is not None:
+            log.info("videos: %s with the video mixin (budget %s)", trainer_cls.__name__, carrier)
+        return functools.partial(patches.grpo_trainer_class(trainer_cls, carrier), **keywords)
+    if carrier is not None:
+        return video.with_video_collator(factory, carrier.budget)
+    return factory
+
+
+def build_args(cfg: DictConfig, run_dir: Path):
+    """The TRL config (algo.args) with the shared `train.*` knobs and run-dir paths merged in."""
+    import torch
+
+    shared = OmegaConf.to_container(cfg.train, resolve=True)
+    # vlexp's own keys, not TRL arguments: the NaN guard (faults) and generation-based eval
+    # (evaluation); train.eval_steps must not become TRL's eval_steps, which algo.args owns.
+    for own_key in ("on_nan", "eval_steps"):
+        shared.pop(own_key, None)
+    if shared.get("use_cpu") is None:
+        shared["use_cpu"] = not torch.cuda.is_available()
+    if shared.get("bf16") is None:
+        shared["bf16"] = cfg.model.dtype == "bfloat16" and not shared["use_cpu"]
+    extra: dict[str, Any] = {"report_to": tracking.configure(cfg.logger, run_dir)}
+    if algorithm.of(cfg).generates:
+        extra["reward_weights"] = list(reward_config.weights(cfg).values())
+    held = memory.of(cfg)
+    if held.gradient_checkpointing:
+        extra["gradient_checkpointing"] = True
+        extra["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if held.liger_kernel:
+        extra["use_liger_kernel"] = True
+    if held.optim_set:
+        extra["optim"] = held.optim
+    if held.deepspeed is not None:
+        extra["deepspeed"] = held.deepspeed
+    # Keyword arguments win over the node's keys: memory.optim over algo.args.optim.
+    return instantiate(cfg.algo.args, output_dir=str(run_dir), **shared, **extra)
+
+
+def algorithm_inputs(cfg: DictConfig) -> dict[str, Any]:
+    """Trainer arguments only some algorithms take: the reward functions of those that
+    generate (`algo.generates`), each guarded by `reward.on_error`."""
+    if not algorithm.of(cfg).generates:
+        return {}
+    return {"reward_funcs": list(guarded(cfg).values())}
+
+
+def sharding_report(cfg: DictConfig, run_dir: Path) -> list:
+    """Under DeepSpeed, distributed.json records what each rank holds (vlexp.recipe.distributed)."""
+    return [ShardReport(run_dir)] if memory.of(cfg).deepspeed is not None else []
+
+
+def save_final(trainer, processor, final_dir: Path) -> None:
+    """Model (or adapter) plus processor, loadable with `from_pretrained`."""
+    trainer.save_model(str(final_dir))
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(str(final_dir))
+    log.info("saved %s", final_dir)
