@@ -8,9 +8,7 @@ import threading
 
 import pytest
 
-from vlexp import rewards
-from vlexp.rewards import library
-from vlexp.rewards import accuracy, choice, iou, length, think_format
+from vlexp.rewards import accuracy, choice, iou, length, library, think_format
 
 
 def test_docstring_examples_run():
