@@ -106,9 +106,10 @@ def test_token_count_equals_the_processor(corpus, processor):
 
     from vlexp.data.check import count_tokens
     from vlexp.data.images import image_tokens, processor_geometry
-    from vlexp.data.records import read_jsonl, to_example
+    from vlexp.data.records import to_example
+    from vlexp.data.sources import Reader
 
-    records = [r for r in read_jsonl(corpus.parent / "eval.jsonl")]
+    records = [r for r in Reader().read(corpus.parent / "eval.jsonl")]
     geometry = processor_geometry(processor)
     assert geometry == (28, 3136, 12544)
     for size in ((56, 56), (224, 168), (30, 200), (500, 40)):

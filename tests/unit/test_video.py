@@ -93,7 +93,8 @@ def test_a_frame_list_is_taken_as_it_is(processor, tmp_path):
 
 
 def test_records_with_video_become_video_parts_in_every_form(tmp_path):
-    from vlexp.data.records import read_jsonl, to_example
+    from vlexp.data.records import to_example
+    from vlexp.data.sources import Reader
 
     write_mp4(tmp_path / "a.mp4")
     frames = write_frames(tmp_path / "f")
@@ -107,7 +108,7 @@ def test_records_with_video_become_video_parts_in_every_form(tmp_path):
             {"video": "a.mp4", "messages": [{"role": "user", "content": "What?"}]},
         ],
     )
-    first, second, inline, placed = read_jsonl(path)
+    first, second, inline, placed = Reader().read(path)
     sft = to_example(first, "sft", "{question}", None)
     assert sft["videos"] == [{"path": str(tmp_path / "a.mp4"), "frames": None}]
     assert sft["prompt"][-1]["content"][0] == {"type": "video"}

@@ -1,5 +1,5 @@
-"""Data: prepare (e.g. generate `shapes`), read JSONL or a hub data set, check, convert to
-the trainer's format."""
+"""Data: prepare (e.g. generate `shapes`), read any source in any known format, check, convert
+to the trainer's format."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from vlexp.data.records import KINDS, DataError, Record, read_jsonl, to_example
+from vlexp.data.records import KINDS, DataError, Record, to_example
+from vlexp.data.sources import Reader
 
 __all__ = ["DataError", "build_datasets", "fit_loss_mask", "load_split", "to_dataset"]
 
@@ -58,23 +59,24 @@ def _one_sft_form(records: list[Record], rows: list[dict]) -> None:
 
 
 def load_split(path: str, kind: str, data_cfg: Any):
-    """Read one JSONL split into a `datasets.Dataset` (no data check; errors raise)."""
-    return to_dataset(read_jsonl(path, data_cfg.get("image_root")), kind, data_cfg)
+    """Read one split (a file, a folder, a dataset_info.json name) into a `datasets.Dataset`
+    (no data check; errors raise)."""
+    return to_dataset(Reader(data_cfg).read(path), kind, data_cfg)
 
 
 def build_datasets(
     data_cfg: Any,
     kind: str,
-    check: Callable[[dict[str, str]], dict[str, list[Record]]] | None = None,
+    check: Callable[[dict[str, Any]], dict[str, list[Record]]] | None = None,
     image_cache: Callable[[list[dict]], list[dict]] | None = None,
 ) -> tuple[Any, Any | None]:
-    """Run the data set's `prepare` step (if any), check the records, load train and eval.
+    """Run the data set's `prepare` step (if any), read, check and convert train and eval.
 
-    `check` (a `vlexp.data.check.DataCheck`) gets {split: file} and returns the records to
-    keep; it raises DataError, naming every bad record, under data.on_bad_record=raise.
-    `data.load` (a `_target_`, `vlexp.data.hub.load` for `data=hf`) replaces the JSONL
-    reader: it returns the rows of the split named by `data.train` / `data.eval`, converted
-    with the same converter (row errors raise, naming split and row).
+    Every source goes the same way: its records (`vlexp.data.sources`), the check, then
+    `to_dataset`. `check` (a `vlexp.data.check.DataCheck`) gets {split: file or records} and
+    returns the records to keep; it raises DataError, naming every bad record, under
+    data.on_bad_record=raise. `data.load` (a `_target_`, `vlexp.data.hub.load` for `data=hf`)
+    replaces the files: it returns the rows of the split named by `data.train` / `data.eval`.
     """
     from hydra.utils import instantiate
 
@@ -82,25 +84,22 @@ def build_datasets(
         raise ValueError(f"algo.kind must be one of {KINDS}, got {kind!r}")
     if data_cfg.get("prepare") is not None:
         instantiate(data_cfg.prepare)
-    if data_cfg.get("load") is not None:
-        from vlexp.data.hub import to_examples
-
-        load = instantiate(data_cfg.load)
-        train = to_examples(load(data_cfg.train), kind, data_cfg, data_cfg.get("image_root"))
-        evaluation = None
-        if data_cfg.get("eval"):
-            evaluation = to_examples(
-                load(data_cfg.eval), kind, data_cfg, data_cfg.get("image_root")
-            )
-        return train, evaluation
-    files = {"train": data_cfg.train}
+    sources: dict[str, Any] = {"train": data_cfg.train}
     if data_cfg.get("eval"):
-        files["eval"] = data_cfg.eval
+        sources["eval"] = data_cfg.eval
+    if data_cfg.get("load") is not None:
+        load = instantiate(data_cfg.load)
+        reader = Reader(data_cfg)
+        sources = {
+            split: reader.rows(load(name), f"{data_cfg.get('name')}[{name}]")
+            for split, name in sources.items()
+        }
     if check is not None:
-        records = check(files)
+        records = check(sources)
     else:
         records = {
-            split: read_jsonl(path, data_cfg.get("image_root")) for split, path in files.items()
+            split: source if isinstance(source, list) else Reader(data_cfg).read(source)
+            for split, source in sources.items()
         }
     train = to_dataset(records["train"], kind, data_cfg, image_cache)
     evaluation = (

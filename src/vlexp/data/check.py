@@ -28,10 +28,10 @@ from vlexp.data.records import (
     DataError,
     Record,
     image_paths,
-    read_jsonl,
     to_example,
     video_paths,
 )
+from vlexp.data.sources import Reader
 from vlexp.data.report import line_number, summary_line, write_bad_records
 
 log = logging.getLogger("vlexp")
@@ -79,7 +79,7 @@ class DataCheck:
         if isinstance(source, list):
             records = source
         else:
-            records = read_jsonl(source, self.data.get("image_root"), bad_lines)
+            records = Reader(self.data).read(source, bad_lines)
         problems: dict[int, BadRecord] = {}
         examples: list[dict | None] = []
         template = self.data.get("prompt_template") or "{question}"
@@ -115,10 +115,14 @@ class DataCheck:
         if value is None:
             return None
         items = value if isinstance(value, list) else [value]
-        local = []
+        local: list = []
+        # Rows of a `datasets` data set: its own images (bytes) or paths it names anywhere.
+        roots = self.roots + [Path("/")] if record.extra.get("hub") else self.roots
         try:
             for item in items:
-                if images.is_remote(item):
+                if isinstance(item, dict):
+                    local.append(item)
+                elif images.is_remote(item):
                     if not self.data.get("allow_remote_images", False):
                         raise images.BadImage(
                             "remote image",
@@ -127,7 +131,7 @@ class DataCheck:
                     cache = Path(self.cfg.cache_dir).expanduser() / "remote-images"
                     local.append(str(images.fetch(item, cache)))
                 else:
-                    local.append(str(images.local_path(item, record.image_dir, self.roots)))
+                    local.append(str(images.local_path(item, record.image_dir, roots)))
         except images.BadImage as err:
             return BadRecord(record.source, key, err.reason, err.detail)
         # The run reads the checked (and, for URLs, cached) files, never the network again.
@@ -156,14 +160,15 @@ class DataCheck:
         if sample is not None and sample < len(candidates):
             seed = self.cfg.get("seed", 0)
             candidates = sorted(random.Random(seed).sample(candidates, sample))
-        paths = {p for i in candidates for p in image_paths(records[i])}
-        sizes = self._inspect_all(sorted(paths))
+        entries = {image_key(p): p for i in candidates for p in image_paths(records[i])}
+        sizes = self._inspect_all(entries)
         clips = self._load_videos([records[i] for i in candidates])
         image_counts, video_counts, prompt_counts, truncated = [], [], [], 0
         for index in candidates:
             record = records[index]
             record_paths = image_paths(record)
-            failed = [sizes[p] for p in record_paths if isinstance(sizes[p], images.BadImage)]
+            record_sizes = [sizes[image_key(p)] for p in record_paths]
+            failed = [size for size in record_sizes if isinstance(size, images.BadImage)]
             if failed:
                 key = "images" if "images" in record.fields else "image"
                 problems[index] = BadRecord(record.source, key, failed[0].reason, failed[0].detail)
@@ -174,7 +179,7 @@ class DataCheck:
                 key = "video" if "video" in record.fields else "videos"
                 problems[index] = BadRecord(record.source, key, "video unreadable", str(broken[0]))
                 continue
-            tokens = [images.image_tokens(*sizes[p], *self.geometry) for p in record_paths]
+            tokens = [images.image_tokens(*size, *self.geometry) for size in record_sizes]
             frame_tokens = [v.tokens for v in loaded]
             try:
                 prompt, total = count_tokens(self.processor, examples[index], tokens + frame_tokens)
@@ -198,18 +203,18 @@ class DataCheck:
             "truncated": truncated,
         }
 
-    def _inspect_all(self, paths: list[str]) -> dict[str, Any]:
+    def _inspect_all(self, entries: dict[str, Any]) -> dict[str, Any]:
         min_side = self.data.get("min_image_side", 28)
 
         def one(path: str):
             try:
-                return images.inspect(Path(path), min_side)
+                return images.inspect(path if isinstance(path, dict) else Path(path), min_side)
             except images.BadImage as err:
                 return err
 
         # PIL decodes outside the GIL: threads overlap file reads and decoding.
         with ThreadPoolExecutor(max_workers=8) as pool:
-            return dict(zip(paths, pool.map(one, paths), strict=True))
+            return dict(zip(entries, pool.map(one, entries.values()), strict=True))
 
     def _load_videos(self, records: list[Record]) -> dict[str, Any]:
         """repr(video) -> Loaded, or the VideoError saying why it cannot be read."""
@@ -235,6 +240,16 @@ class DataCheck:
         where = f" (all listed in {self.run_dir / 'bad_records.jsonl'})" if self.run_dir else ""
         lines.append(f"Fix them, or set data.on_bad_record=skip to drop them{where}.")
         return "\n".join(lines)
+
+
+def image_key(entry: Any) -> str:
+    """A hashable name for an image: its path, or a digest of a data set's image bytes."""
+    if isinstance(entry, dict):
+        import hashlib
+
+        data = entry.get("bytes")
+        return "sha1:" + hashlib.sha1(data).hexdigest() if data else str(entry.get("path"))
+    return entry
 
 
 class LengthLimits:

@@ -38,6 +38,13 @@ def _image_parts(messages: Any, kind: str = "image") -> int:
     return count
 
 
+def _image_entry(item: Any) -> bool:
+    """A path (or URL) string, or a data set's `{"bytes", "path"}` image (data=hf)."""
+    if isinstance(item, dict):
+        return bool(item.get("bytes") or item.get("path"))
+    return isinstance(item, str) and bool(item)
+
+
 def _video_problem(record: Record) -> BadRecord | None:
     """`video` is a path or a list of frame paths; `videos` a list of such."""
     fields = record.fields
@@ -83,7 +90,7 @@ def structure(record: Record, kind: str) -> BadRecord | None:
     image_key = "images" if "images" in fields else "image"
     if images is not None:
         items = images if isinstance(images, list) else [images]
-        if not all(isinstance(i, str) and i for i in items):
+        if not all(_image_entry(i) for i in items):
             detail = f"'{image_key}' must be a path (or URL) string or a list of them"
             return _bad(record, image_key, "wrong type", detail)
     problem = _video_problem(record)
@@ -119,14 +126,26 @@ def _prefix_suffix(record: Record, kind: str) -> BadRecord | None:
     for key in required:
         if not isinstance(fields.get(key), str):
             reason = "missing field" if fields.get(key) is None else "wrong type"
-            return _bad(record, key, reason, f"'{key}' must be a string ({_type(fields.get(key))})")
+            detail = f"'{key}' must be a string ({_type(fields.get(key))})"
+            if key == "suffix" and reason == "missing field":
+                detail += (
+                    ": SFT trains on 'suffix' (the target); rename your answer column, e.g. "
+                    "data.columns={answer: suffix}"
+                )
+            return _bad(record, key, reason, detail)
     return None
 
 
 def _conversational(record: Record, kind: str) -> BadRecord | None:
     fields = record.fields
-    if kind == "sft" and "messages" in fields:
-        keys = ("messages",)
+    if kind == "dpo" and "messages" in fields and "prompt" not in fields:
+        detail = (
+            "DPO needs a rejected answer: add 'rejected_response' (ms-swift) or write "
+            "prompt/chosen/rejected (TRL)"
+        )
+        return _bad(record, "rejected", "missing field", detail)
+    if kind in ("sft", "grpo") and "messages" in fields and "prompt" not in fields:
+        keys = ("messages",)  # GRPO: the turns up to the last user turn are the prompt
     else:
         keys = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected")}.get(
             kind, ("prompt",)

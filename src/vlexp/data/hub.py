@@ -4,11 +4,11 @@
     python -m vlexp algo=sft data=hf data.name=parquet data.data_files=/data/train.parquet
 
 `data.name` is a hub id, a local folder (also one written by `Dataset.save_to_disk`), or a
-builder (`json`, `parquet`, `imagefolder`) with `data.data_files`. Rows may be in any form
-`vlexp.data.records` reads (prefix/suffix or conversational); `data.columns` renames columns
-first (`data.columns={question: prefix, answer: suffix}`). Image columns stay undecoded
-(bytes or paths) until the trainer's collator opens them, so a large set is never decoded
-up front.
+builder (`json`, `parquet`, `imagefolder`) with `data.data_files`. Rows may be in any format
+`vlexp.data.formats` reads; `data.columns` renames columns first
+(`data.columns={question: prefix, answer: suffix}`). The rows then go through the same reader,
+data check and conversion as JSONL records (`vlexp.data.build_datasets`). Image columns stay
+undecoded (bytes or paths): the check reads only their headers and the collator decodes them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vlexp.data.records import DataError, Record, to_example
+from vlexp.data.records import DataError
 
 
 def load(
@@ -97,24 +97,3 @@ def _undecoded(dataset: Any):
         ):
             features[name] = datasets.List(datasets.Image(decode=False))
     return dataset.cast(features) if features != dataset.features else dataset
-
-
-def to_examples(dataset: Any, kind: str, data_cfg: Any, image_root: str | None = None):
-    """Convert every row with the JSONL converter (`to_example`), written by `map`."""
-    import datasets
-
-    template = data_cfg.get("prompt_template") or "{question}"
-    system = data_cfg.get("system_prompt")
-    boxes = data_cfg.get("boxes")
-    image_dir = Path(image_root or ".").expanduser()
-    label = f"{data_cfg.get('name')}[{getattr(dataset, 'split', None) or ''}]"
-
-    def convert(row: dict, index: int) -> dict:
-        return to_example(
-            Record(f"{label} row {index}", row, image_dir), kind, template, system, boxes
-        )
-
-    converted = dataset.map(convert, with_indices=True, remove_columns=dataset.column_names)
-    if kind == "sft" and {"messages", "prompt"} <= set(converted.column_names):
-        raise DataError(f"{label}: SFT rows mix the 'messages' and prompt/completion forms")
-    return converted.cast_column("images", datasets.Sequence(datasets.Image()))

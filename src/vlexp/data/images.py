@@ -61,23 +61,35 @@ def fetch(url: str, cache: Path, timeout: float = 30.0) -> Path:
     return target
 
 
-def inspect(path: Path, min_side: int) -> tuple[int, int]:
-    """(width, height) of an image that exists, is non-empty, decodes and fits smart_resize."""
+def inspect(path: Path | dict, min_side: int) -> tuple[int, int]:
+    """(width, height) of an image that exists, is non-empty, decodes and fits smart_resize.
+
+    `path` may also be a data set's `{"bytes", "path"}` image (data=hf).
+    """
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise BadImage("image not found", f"{path}: no such file") from None
-    except OSError as err:
-        raise BadImage("image unreadable", f"{path}: {err.strerror or err}") from None
+    if isinstance(path, dict):
+        data = path.get("bytes")
+        source = (lambda: io.BytesIO(data)) if data else (lambda: path["path"])
+        size = len(data) if data else Path(path["path"]).stat().st_size
+        path = Path(path.get("path") or "<image bytes>")
+    else:
+        source = lambda: path  # noqa: E731
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise BadImage("image not found", f"{path}: no such file") from None
+        except OSError as err:
+            raise BadImage("image unreadable", f"{path}: {err.strerror or err}") from None
     if size == 0:
         raise BadImage("image unreadable", f"{path}: empty file (0 bytes)")
     try:
-        with Image.open(path) as image:
+        with Image.open(source()) as image:
             width, height = image.size
             image.verify()  # structure and checksums, without decoding the pixels
-        with Image.open(path) as image:
+        with Image.open(source()) as image:
             image.load()  # the pixels themselves: catches truncated files
     except UnidentifiedImageError:
         raise BadImage("image unreadable", f"{path}: not an image PIL can identify") from None

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlexp.data.messages import hoist_inline_media
-
 QUESTION_KEYS = ("prefix", "question", "problem")
 KINDS = ("sft", "dpo", "grpo")
 
@@ -50,50 +48,8 @@ class Record:
     fields: dict[str, Any]
     image_dir: Path
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def read_jsonl(
-    path: str | Path, image_root: str | Path | None = None, bad: list[BadRecord] | None = None
-) -> list[Record]:
-    """Parse a JSONL file into records; blank lines are ignored, anything else must be JSON.
-
-    A line that is not UTF-8, not JSON or not an object raises DataError, or, when a `bad`
-    list is given, is appended to it and skipped (the data check reports them all at once).
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found (check data.train / data.eval)")
-    image_dir = Path(image_root).expanduser() if image_root else path.parent
-    records = []
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            source = f"{path}:{number}"
-            problem = None
-            try:
-                text = raw.decode("utf-8")
-                fields = json.loads(text) if text.strip() else None
-            except UnicodeDecodeError as err:
-                problem = BadRecord(
-                    source, "line", "not UTF-8", f"not UTF-8 ({err.reason} at byte {err.start})"
-                )
-            except json.JSONDecodeError as err:
-                detail = f"not valid JSON ({err.msg}, column {err.colno})"
-                problem = BadRecord(source, "line", "invalid JSON", detail)
-            else:
-                if fields is None:
-                    continue
-                if not isinstance(fields, dict):
-                    detail = f"a record must be a JSON object, got {type(fields).__name__}"
-                    problem = BadRecord(source, "line", "invalid JSON", detail)
-            if problem is None:
-                records.append(Record(source, hoist_inline_media(fields), image_dir))
-            elif bad is None:
-                raise DataError(f"{source}: {problem.detail}")
-            else:
-                bad.append(problem)
-    if not records and not bad:
-        raise DataError(f"{path}: no records (the file is empty)")
-    return records
+    format: str = ""  # the format it was read in (vlexp.data.formats)
+    raw_keys: frozenset[str] = frozenset()  # its keys before data.columns renamed them
 
 
 def image_paths(record: Record) -> list:
@@ -172,10 +128,17 @@ def _text(record: Record, key: str) -> str:
 def prompt_messages(
     record: Record, num_images: int, template: str, system: str | None, num_videos: int = 0
 ) -> list:
-    """System (optional) + user turn with one part per image, then per video, then the text."""
+    """System (optional) + user turn: the question's `<image>`/`<video>` tags become the media
+    parts in place (EasyR1); without tags, one part per image, then per video, then the text."""
+    from vlexp.data.formats.tags import TAG, split_text
+
     text = template.format(question=_question(record))
-    content = [{"type": "image"} for _ in range(num_images)]
-    content += [{"type": "video"} for _ in range(num_videos)] + [{"type": "text", "text": text}]
+    if TAG.search(text):
+        content = split_text(text)  # counts were checked against the media when it was read
+    else:
+        content = [{"type": "image"} for _ in range(num_images)]
+        content += [{"type": "video"} for _ in range(num_videos)]
+        content.append({"type": "text", "text": text})
     messages = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
     return messages + [{"role": "user", "content": content}]
 
@@ -262,8 +225,15 @@ def _conversational(record: Record, kind: str, images: list, edit: Any) -> dict:
         keep = ("messages",) if "messages" in fields else ("prompt", "completion")
     elif kind == "dpo":
         keep = ("prompt", "chosen", "rejected")
+        if "messages" in fields and "prompt" not in fields:
+            raise DataError(
+                f"{record.source}: DPO needs a rejected answer: add 'rejected_response' "
+                "(ms-swift) or write prompt/chosen/rejected (TRL)"
+            )
     else:
         keep = ("prompt",)
+        if "messages" in fields and "prompt" not in fields:
+            fields = grpo_prompt(record)
     missing = [k for k in keep if k not in fields]
     if missing:
         raise DataError(f"{record.source}: {kind.upper()} records need {', '.join(missing)}")
@@ -298,5 +268,36 @@ def _conversational(record: Record, kind: str, images: list, edit: Any) -> dict:
     except MessageError as err:
         raise DataError(f"{record.source}: {err}") from None
     if kind == "grpo":
-        example.update(passthrough(record, drop=("prompt", "chosen", "rejected", "completion")))
+        columns = passthrough(Record(record.source, fields, record.image_dir), drop=_TURN_KEYS)
+        example.update(columns)
     return {**example, "images": images}
+
+
+_TURN_KEYS = ("prompt", "chosen", "rejected", "completion")
+
+
+def grpo_prompt(record: Record) -> dict:
+    """A `messages` record as a GRPO prompt: the turns up to the last user turn (ms-swift drops
+    the answer after it); without a `solution`, that answer's text is the solution (VLM-R1
+    reads its `conversations` this way)."""
+    from vlexp.data.formats import FormatError
+    from vlexp.data.formats.swift import last_user
+
+    fields, messages = dict(record.fields), record.fields["messages"]
+    try:
+        cut = last_user(messages, "messages") + 1
+    except FormatError as err:
+        raise DataError(f"{record.source}: {err}") from None
+    fields["prompt"] = messages[:cut]
+    answer = [_content_text(m.get("content")) for m in messages[cut:] if isinstance(m, dict)]
+    if "solution" not in fields and any(answer):
+        fields["solution"] = "".join(answer)
+    return fields
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+    return ""
