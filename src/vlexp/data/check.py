@@ -31,8 +31,8 @@ from vlexp.data.records import (
     to_example,
     video_paths,
 )
-from vlexp.data.sources import Reader
 from vlexp.data.report import line_number, summary_line, write_bad_records
+from vlexp.data.sources import Reader
 
 log = logging.getLogger("vlexp")
 # Checks of a record against its converted example, by record format (algo.kind).
@@ -76,10 +76,8 @@ class DataCheck:
     def check_split(self, split: str, source: str | list[Record]) -> list[Record]:
         """Check one split, given as a JSONL path or as records already read."""
         bad_lines: list[BadRecord] = []
-        if isinstance(source, list):
-            records = source
-        else:
-            records = Reader(self.data).read(source, bad_lines)
+        reader = Reader(self.data)
+        records = source if isinstance(source, list) else reader.read(source, bad_lines)
         problems: dict[int, BadRecord] = {}
         examples: list[dict | None] = []
         template = self.data.get("prompt_template") or "{question}"
