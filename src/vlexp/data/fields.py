@@ -184,7 +184,12 @@ def reward_columns(record: Record, example: dict, needs: dict[str, list[str]]) -
     for reward, columns in needs.items():
         for column in columns:
             if example.get(column) is None:
-                detail = f"missing '{column}', which reward '{reward}' needs (its parameter)"
+                keys = ", ".join(sorted(k for k in record.raw_keys or record.fields))
+                detail = (
+                    f"missing '{column}', which reward '{reward}' needs (its parameter); the "
+                    f"record has {keys}: rename the column that holds it, e.g. "
+                    f"data.columns={{answer: {column}}}"
+                )
                 return _bad(record, column, "missing field", detail)
     return None
 

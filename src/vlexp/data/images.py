@@ -71,10 +71,11 @@ def inspect(path: Path | dict, min_side: int) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(path, dict):
-        data = path.get("bytes")
-        source = (lambda: io.BytesIO(data)) if data else (lambda: path["path"])
-        size = len(data) if data else Path(path["path"]).stat().st_size
-        path = Path(path.get("path") or "<image bytes>")
+        data, named = path.get("bytes"), path.get("path")
+        if not data:
+            return inspect(Path(named), min_side)
+        source = lambda: io.BytesIO(data)  # noqa: E731
+        size, path = len(data), Path(named or "<image bytes>")
     else:
         source = lambda: path  # noqa: E731
         try:

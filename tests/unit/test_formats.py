@@ -1,0 +1,325 @@
+"""The formats other frameworks write, read as they read them: the images land where the
+text puts them (asserted on the rendered chat text and the processor's input_ids)."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from tests import peer_data
+from tests.helpers import compose
+from vlexp.data import DataError, build_datasets, load_split
+
+VISION = "<|vision_start|><|image_pad|><|vision_end|>"
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_model)
+
+
+def data_cfg(*overrides: str):
+    cfg = compose(["model=tiny", *overrides])
+    return OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+
+
+def render(processor, turns, generation: bool = False) -> str:
+    return processor.apply_chat_template(turns, tokenize=False, add_generation_prompt=generation)
+
+
+def pad_runs(processor, text: str, images: list) -> list[int]:
+    """Lengths of the runs of image pad tokens in the processor's input_ids, in order."""
+    ids = processor(text=[text], images=images or None, return_tensors="pt")["input_ids"][0]
+    pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    runs, current = [], 0
+    for token in ids.tolist() + [None]:
+        if token == pad:
+            current += 1
+        elif current:
+            runs, current = runs + [current], 0
+    return runs
+
+
+def parts(turn: dict) -> list:
+    return [p["type"] if p["type"] != "text" else p["text"] for p in turn["content"]]
+
+
+def test_llamafactory_mllm_demo_by_name_places_each_image_in_its_turn(tmp_path, processor):
+    peer_data.llamafactory(tmp_path / "data")
+    cfg = data_cfg("data=jsonl", f"data.dataset_info={tmp_path / 'data'}", "data.train=mllm_demo")
+    rows = load_split(cfg.train, "sft", cfg)
+    text = render(processor, rows[0]["messages"])
+    assert "<image>" not in text
+    assert f"<|im_start|>user\n{VISION}Who are they?<|im_end|>" in text
+    assert f"<|im_start|>user\nWhat are they doing?{VISION}<|im_end|>" in text
+    # the second image (3.jpg, 16 tokens) is the second turn's, after the first (1.jpg, 4)
+    assert pad_runs(processor, text, rows[0]["images"]) == [4, 16]
+    assert parts(rows[1]["messages"][2]) == ["Why is he on the ground?"]  # no image moved in
+
+
+def test_llamafactory_alpaca_and_sharegpt_preference(tmp_path, processor):
+    root = tmp_path / "data"
+    peer_data.llamafactory(root)
+    cfg = data_cfg("data=jsonl", f"data.dataset_info={root}", "data.train=alpaca_mm")
+    row = load_split(cfg.train, "sft", cfg)[0]
+    assert [m["role"] for m in row["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+    assert parts(row["messages"][3]) == ["image", "Describe the picture.\nBe brief."]
+    assert row["messages"][4]["content"][0]["text"] == "A blue square."
+    assert row["images"][0].size == (112, 56)
+    cfg = data_cfg("data=jsonl", f"data.dataset_info={root}", "data.train=dpo_mm")
+    pair = load_split(cfg.train, "dpo", cfg)[0]
+    assert [m["role"] for m in pair["prompt"]] == ["system", "user"]
+    assert parts(pair["prompt"][1]) == ["image", "What colour is the square?"]
+    assert pair["chosen"][0]["content"][0]["text"] == "It is blue."
+    assert pair["rejected"][0]["content"][0]["text"] == "It is red."
+    hub = data_cfg("data=jsonl", f"data.dataset_info={root}", "data.train=rlhf_v")
+    with pytest.raises(
+        DataError, match=r"'rlhf_v' is not a local file .*data.name=llamafactory/RLHF-V"
+    ):
+        load_split(hub.train, "dpo", hub)
+
+
+def test_ms_swift_messages_query_response_and_preferences(tmp_path, processor):
+    files = peer_data.swift(tmp_path)
+    cfg = data_cfg("data=jsonl", f"data.train={files['sft']}")
+    rows = load_split(cfg.train, "sft", cfg)
+    first = rows[0]["messages"][0]
+    assert parts(first) == ["image", "image", "What is the difference between the two images?"]
+    text = render(processor, rows[0]["messages"])
+    assert pad_runs(processor, text, rows[0]["images"]) == [4, 8]
+    history = rows[1]["messages"]
+    assert [(m["role"], m["content"][0]["text"]) for m in history] == [
+        ("system", "You are a useful and harmless math calculator"),
+        ("user", "What is 1 + 1?"),
+        ("assistant", "It equals 2"),
+        ("user", "What about adding 1?"),
+        ("assistant", "It equals 3"),
+    ]
+    cfg = data_cfg("data=jsonl", f"data.train={files['dpo']}")
+    for pair in load_split(cfg.train, "dpo", cfg):
+        assert parts(pair["prompt"][0]) == ["image", "What is this?"]
+        assert pair["chosen"][0]["content"][0]["text"] == "This is a kitten."
+        assert pair["rejected"][0]["content"][0]["text"] == "This is a puppy."
+    cfg = data_cfg("data=jsonl", f"data.train={files['grpo']}")
+    rows = load_split(cfg.train, "grpo", cfg)
+    assert [len(r["prompt"]) for r in rows] == [1, 1]  # the answer turn is not in the prompt
+    assert parts(rows[0]["prompt"][0])[0] == "image"  # no tag: the image first (TRL's rule)
+    assert parts(rows[1]["prompt"][0]) == ["image", "How many items are there?"]
+    assert rows["solution"] == ["<answer> 3 </answer>", "<answer> 5 </answer>"]
+
+
+def test_qwen_vl_finetune_conversations(tmp_path, processor):
+    path = peer_data.qwen_vl(tmp_path)
+    cfg = data_cfg("data=jsonl", f"data.train={path}")
+    rows = load_split(cfg.train, "sft", cfg)
+    assert parts(rows[0]["messages"][0]) == ["image", "\nWhat's the main object in this picture?"]
+    assert rows[0]["messages"][1]["role"] == "assistant"
+    text = render(processor, rows[1]["messages"])
+    assert f"{VISION}\n{VISION}\nWhat are the differences" in text
+    assert pad_runs(processor, text, rows[1]["images"]) == [16, 8]
+
+
+@pytest.mark.parametrize(
+    ("writer", "solutions", "questions"),
+    [
+        (
+            peer_data.vlm_r1,
+            ["[56, 28, 112, 84]", "0"],
+            ["Please provide the bounding box", "What number"],
+        ),
+        (peer_data.r1v_eval, [4, 9], ["How many different items"] * 2),
+        (
+            peer_data.easyr1,
+            ["2 \\sqrt { 221 }", "\\frac { 5 } { 2 }"],
+            ["Find x.", "Find the ratio"],
+        ),
+        (
+            peer_data.visual_rft,
+            ["<answer>[{'Position': [10, 10, 50, 50], 'Confidence': 1}]</answer>"],
+            ["Detect all"],
+        ),
+    ],
+    ids=["vlm_r1", "r1v_eval", "easyr1", "visual_rft"],
+)
+def test_rl_rows_give_one_image_first_and_their_own_solution(
+    tmp_path, processor, writer, solutions, questions
+):
+    path = writer(tmp_path)
+    cfg = data_cfg("data=jsonl", f"data.train={path}")
+    rows = load_split(cfg.train, "grpo", cfg)
+    assert rows["solution"] == solutions
+    for row, question in zip(rows, questions, strict=True):
+        user = row["prompt"][-1]
+        assert parts(user)[0] == "image" and parts(user)[1].startswith(question)
+        assert len(row["images"]) == 1
+        text = render(processor, row["prompt"], generation=True)
+        assert "<image>" not in text and text.count(VISION) == 1
+
+
+def test_tag_count_must_match_the_images(tmp_path):
+    path = peer_data.write_jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": "<image><image>Same?"},
+                    {"role": "assistant", "content": "Yes"},
+                ],
+                "images": ["a.png"],
+            }
+        ],
+    )
+    cfg = data_cfg("data=jsonl", f"data.train={path}")
+    with pytest.raises(
+        DataError, match=rf"{path}:1: images: 2 <image> tag\(s\) in the turns but 1 image\(s\)"
+    ):
+        load_split(cfg.train, "sft", cfg)
+    problem = peer_data.write_jsonl(
+        tmp_path / "p.jsonl", [{"problem": "<image>Find x.", "answer": "3"}]
+    )
+    cfg = data_cfg("data=jsonl", f"data.train={problem}")
+    with pytest.raises(
+        DataError, match=r"p.jsonl:1: images: 1 <image> tag\(s\) in the question but 0 image"
+    ):
+        load_split(cfg.train, "grpo", cfg)
+
+
+def test_unknown_record_names_the_closest_format(tmp_path):
+    path = peer_data.write_jsonl(
+        tmp_path / "odd.jsonl", [{"instructions": "Describe.", "output": "A cat."}]
+    )
+    cfg = data_cfg("data=jsonl", f"data.train={path}")
+    with pytest.raises(DataError) as caught:
+        load_split(cfg.train, "sft", cfg)
+    assert str(caught.value) == (
+        f"{path}:1: instruction: no known record format fits the keys ['instructions', 'output']; closest: "
+        "instruction/input/output (LLaMA-Factory alpaca), which needs 'instruction'; it does not "
+        "read 'instructions' (rename columns with data.columns={old: new}, or set data.format)"
+    )
+
+
+def test_broken_json_array_is_one_error_with_its_position(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('[\n  {"problem": "a"},\n  {"problem": "b",}\n]\n')
+    cfg = data_cfg("data=jsonl", f"data.train={path}")
+    with pytest.raises(
+        DataError, match=rf"^{path}:3:19: not valid JSON \(.*\); the file is read as one JSON array"
+    ):
+        load_split(cfg.train, "grpo", cfg)
+
+
+def test_columns_rename_jsonl_and_name_an_unknown_one(tmp_path):
+    path = peer_data.write_jsonl(tmp_path / "t.jsonl", [{"q": "How many?", "gt": "2"}])
+    cfg = data_cfg("data=jsonl", f"data.train={path}", "data.columns={q: problem, gt: solution}")
+    assert load_split(cfg.train, "grpo", cfg)["solution"] == ["2"]
+    cfg = data_cfg(
+        "data=jsonl", f"data.train={path}", "data.columns={q: problem, answer: solution}"
+    )
+    with pytest.raises(
+        DataError,
+        match=r"renames \['answer'\], which no record of .*t.jsonl has \(its keys: \['gt', 'q'\]\)",
+    ):
+        load_split(cfg.train, "grpo", cfg)
+
+
+def test_hf_and_jsonl_give_the_same_examples(tmp_path):
+    """The same records through data=jsonl and data=hf (json builder): identical examples."""
+    folder = peer_data.images(tmp_path / "img")
+    rows = [
+        {"image_path": str(folder / "1.jpg"), "question": "How many?", "ground_truth": "4"},
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image", "image": f"file://{folder / '2.jpg'}"},
+                        {"type": "text", "text": "Count."},
+                    ],
+                }
+            ],
+            "solution": "2",
+        },
+    ]
+    for kind, picked in (("grpo", rows[:1]), ("grpo", rows[1:])):
+        path = peer_data.write_jsonl(
+            tmp_path / f"{len(picked)}-{picked[0].keys().__len__()}.jsonl", picked
+        )
+        jsonl, _ = build_datasets(data_cfg("data=jsonl", f"data.train={path}"), kind)
+        hub, _ = build_datasets(
+            data_cfg("data=hf", "data.name=json", f"data.data_files={path}"), kind
+        )
+        assert jsonl.column_names == hub.column_names
+        for a, b in zip(jsonl, hub, strict=True):
+            assert {k: v for k, v in a.items() if k != "images"} == {
+                k: v for k, v in b.items() if k != "images"
+            }
+            assert [i.size for i in a["images"]] == [i.size for i in b["images"]] != []
+
+
+def test_video_tags_become_video_parts(tmp_path, processor):
+    """LLaMA-Factory's mllm_video_demo, with a video given as its frames."""
+    from tests.video_data import write_frames
+
+    frames = write_frames(tmp_path / "mllm_demo_data" / "1", count=4)
+    path = peer_data.write_json(
+        tmp_path / "mllm_video_demo.json",
+        [
+            {
+                "messages": [
+                    {"content": "<video>Why is this video funny?", "role": "user"},
+                    {
+                        "content": "Because a baby is reading, and he is so cute!",
+                        "role": "assistant",
+                    },
+                ],
+                "videos": [[f"mllm_demo_data/{f}" for f in frames]],
+            }
+        ],
+    )
+    cfg = data_cfg("data=jsonl", f"data.train={path}")
+    row = load_split(cfg.train, "sft", cfg)[0]
+    assert parts(row["messages"][0]) == ["video", "Why is this video funny?"]
+    text = render(processor, row["messages"])
+    assert "<|vision_start|><|video_pad|><|vision_end|>Why is this video funny?" in text
+
+
+def test_hub_rows_go_through_the_data_check(tmp_path):
+    """data=hf rows are checked like JSONL records, before any model loads."""
+    import datasets
+
+    from vlexp.data.check import DataCheck
+    from vlexp.models import load_processor
+
+    folder = peer_data.images(tmp_path / "img")
+    table = {
+        "images": [[str(folder / "2.jpg")], [str(folder / "1.jpg")]],
+        "problem": ["<image>Find x.", "<image>Find y."],
+        "answer": ["3", "4"],
+    }
+    path = tmp_path / "geo.parquet"
+    datasets.Dataset.from_dict(table).cast_column(
+        "images", datasets.Sequence(datasets.Image())
+    ).to_parquet(str(path))
+    overrides = ["algo=grpo", "data=hf", "data.name=parquet", f"data.data_files={path}"]
+    cfg = compose(["model=tiny", *overrides])
+    check = DataCheck(cfg, load_processor(cfg.model))
+    train, _ = build_datasets(cfg.data, "grpo", check)
+    assert train["solution"] == ["3", "4"] and [i.size for r in train for i in r["images"]] == [
+        (112, 56),
+        (56, 56),
+    ]
+    assert check.stats["train"]["image_tokens"] == [8, 4]  # the bytes were measured
+    cfg = compose(["model=tiny", *overrides, "data.columns={answer: label}"])
+    with pytest.raises(
+        DataError,
+        match=r"row 0: solution: missing 'solution', which reward 'accuracy' needs .* data.columns=",
+    ):
+        build_datasets(cfg.data, "grpo", DataCheck(cfg, load_processor(cfg.model)))
