@@ -77,6 +77,16 @@ def test_think_format_reads_conversational_completions():
         ("<think>x</think><answer>2", "2", 0.0),  # truncated before </answer>
         ("<think>the answer is 2</think>", "2", 0.0),  # tags but no answer block
         ("<answer>3</answer>", "<answer> 3 </answer>", 1.0),  # R1-V style wrapped solution
+        ("<think>48 degrees</think> The angle is \\boxed{48}.", "48", 1.0),  # EasyR1's box
+        ("\\boxed{49}", "48", 0.0),
+        ("\\boxed{\\frac{5}{2}", "2.5", 0.0),  # an unclosed box holds no answer
+        ("<think>count</think>\n48", "48", 1.0),  # TRL's grpo_vlm: the answer after </think>
+        ("<think>count</think>\n47", "48", 0.0),
+        ("2\\sqrt{221}", "2 \\sqrt { 221 }", 1.0),  # geometry3k's spaced LaTeX
+        ("2\\sqrt{222}", "2 \\sqrt { 221 }", 0.0),  # not just the leading 2
+        ("2.5", "\\frac { 5 } { 2 }", 1.0),
+        ("\\boxed{\\frac{5}{2}}", "\\frac { 5 } { 2 }", 1.0),
+        ("3\\pi", "3 \\pi", 1.0),
     ],
 )
 def test_accuracy(answer, gold, score):

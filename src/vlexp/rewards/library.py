@@ -40,21 +40,50 @@ def completion_text(completion: Any) -> str:
 
 
 def extract_answer(text: str) -> str:
-    """The text inside the last `<answer>…</answer>`, or the whole text when it has no tags.
+    r"""The answer in a completion, in the conventions the data sets use.
 
-    A completion that uses the tags but has no closed `<answer>` block (truncated, or a lone
+    The text inside the last `<answer>…</answer>`; without answer tags, the text after the
+    last `</think>` (TRL's `<think>…</think>` then the answer), else the whole text. Inside
+    that, the last `\boxed{…}` is the answer when there is one (EasyR1, math data). A
+    completion that uses the tags but has no closed `<answer>` block (truncated, or a lone
     `<think>`), or whose answer itself holds a tag (nested tags), has no answer: "".
 
     >>> extract_answer("<think>two red</think><answer> 2 </answer>")
     '2'
-    >>> extract_answer("2")
+    >>> extract_answer("<think>two red</think> 2")
     '2'
+    >>> extract_answer("so x is \\boxed{\\frac{1}{2}}.")
+    '\\frac{1}{2}'
     >>> extract_answer("<think>two red</think><answer>2")
     ''
     """
     found = _ANSWER.findall(text)
-    answer = found[-1] if found else text
-    return "" if _TAG.search(answer) else answer.strip()
+    if found:
+        answer = found[-1]
+    elif "</think>" in text:
+        answer = text.rsplit("</think>", 1)[1]
+    else:
+        answer = text
+    if _TAG.search(answer):
+        return ""
+    return (last_boxed(answer) or answer).strip()
+
+
+def last_boxed(text: str) -> str | None:
+    r"""The content of the last `\boxed{…}` (braces balanced), or None.
+
+    >>> last_boxed("a \\boxed{1} then \\boxed{\\sqrt{2}}")
+    '\\sqrt{2}'
+    """
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for index in range(begin, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[index], 0)
+        if depth < 0:
+            return text[begin:index]
+    return None  # unclosed: no answer in the box
 
 
 def think_format(completions: list, **kwargs: Any) -> list[float]:
@@ -77,17 +106,32 @@ def think_format(completions: list, **kwargs: Any) -> list[float]:
 
 
 def _normalise(text: str) -> str:
-    return " ".join(text.lower().strip().rstrip(".").split())
+    return " ".join(latex_spacing(text).lower().strip().rstrip(".").split())
+
+
+def latex_spacing(text: str) -> str:
+    r"""LaTeX without the spaces that do not change it (geometry3k writes `2 \sqrt { 221 }`):
+    around braces, `^` and `_`, and between a number and a command.
+
+    >>> latex_spacing("2 \\sqrt { 221 }"), latex_spacing("\\frac { 5 } { 2 }")
+    ('2\\sqrt{221}', '\\frac{5}{2}')
+    """
+    if "\\" not in text and "{" not in text:
+        return text
+    text = re.sub(r"\s*([{}^_])\s*", r"\1", text)
+    return re.sub(r"(\d)\s+(\\[a-zA-Z])", r"\1\2", text)
 
 
 def _parse_math(text: str, timeout: int | None) -> list:
     from math_verify import parse
 
-    parsed = parse(text, parsing_timeout=timeout)
-    if not parsed and "\\" in text and "$" not in text:
-        # Bare LaTeX such as `\frac12` or `\dfrac{1}{2}` parses only inside math delimiters.
+    if "\\" in text and "$" not in text:
+        # Bare LaTeX (`\\frac12`, `2\\sqrt{221}`) parses whole only inside math delimiters:
+        # outside them math-verify takes the first number alone (`2`).
         parsed = parse(f"${text}$", parsing_timeout=timeout)
-    return parsed
+        if parsed:
+            return parsed
+    return parse(text, parsing_timeout=timeout)
 
 
 def _math_equal(gold: str, answer: str) -> bool | None:
@@ -144,7 +188,7 @@ def accuracy(completions: list, solution: list[str], **kwargs: Any) -> list[floa
             continue
         verdict = None
         if _looks_mathematical(gold) and _looks_mathematical(answer):
-            verdict = _math_equal(gold, answer)
+            verdict = _math_equal(latex_spacing(gold), latex_spacing(answer))
         scores.append(1.0 if verdict else 0.0)
     return scores
 
