@@ -2,10 +2,12 @@
 
     python -m vlexp.check_data data=jsonl data.train=/data/train.jsonl algo=dpo
     python -m vlexp.check_data experiment=shapes_grpo data.check_sample=1000
+    python -m vlexp.check_data data=jsonl data.train=/data/mllm_demo.json --show 3
 
 Composes the config exactly as `python -m vlexp ARGS` would, validates it, prepares the data
-set, loads the processor (never the model) and checks every record. Prints the summary and
-every bad record. Exit status: 0 when the run would start (no bad records, or
+set, loads the processor (never the model) and checks every record. Prints the summary (with
+the format detected per file) and every bad record; `--show N` prints the first N training
+records as the trainer gets them (`vlexp.data.show`). Exit status: 0 when the run would start (no bad records, or
 data.on_bad_record=skip), 1 when it would stop on bad data, 2 on a config error.
 """
 
@@ -32,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(f"usage:\n{USAGE}\n{__doc__.split(chr(10) * 2, 2)[2]}")
         return 0
+    args, count = _show_count(args)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     from hydra.errors import HydraException
 
@@ -58,9 +61,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for split, bad in check.bad:
         print(f"dropped ({split}): {bad}")
+    if count:
+        from vlexp.data.show import show
+
+        print(show(train, check.processor, cfg.algo.kind, count, check.needs))
     sizes = f"{len(train)} train" + (f" / {len(evaluation)} eval" if evaluation else "")
     print(f"vlexp.check_data: ok, {sizes} records would be used")
     return 0
+
+
+def _show_count(args: list[str]) -> tuple[list[str], int]:
+    """(the Hydra overrides, N of `--show N` or 0)."""
+    if "--show" not in args:
+        return args, 0
+    at = args.index("--show")
+    try:
+        count = int(args[at + 1])
+    except (IndexError, ValueError):
+        raise SystemExit(
+            "vlexp.check_data: --show needs a number of records, e.g. --show 3"
+        ) from None
+    return args[:at] + args[at + 2 :], count
 
 
 if __name__ == "__main__":

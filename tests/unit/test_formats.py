@@ -323,3 +323,45 @@ def test_hub_rows_go_through_the_data_check(tmp_path):
         match=r"row 0: solution: missing 'solution', which reward 'accuracy' needs .* data.columns=",
     ):
         build_datasets(cfg.data, "grpo", DataCheck(cfg, load_processor(cfg.model)))
+
+
+def test_check_data_show_prints_what_the_trainer_gets(tmp_path, tiny_model, capsys, caplog):
+    from vlexp.check_data import main
+
+    root = tmp_path / "data"
+    peer_data.llamafactory(root)
+    args = [
+        "model=tiny",
+        "algo=sft",
+        "data=jsonl",
+        f"data.dataset_info={root}",
+        "data.train=mllm_demo",
+    ]
+    with caplog.at_level("INFO", logger="vlexp"):
+        assert main([*args, "--show", "1"]) == 0
+    out = capsys.readouterr().out
+    label = "conversations from/value (LLaMA-Factory sharegpt, Qwen-VL finetune, VLM-R1)"
+    assert f"format: {label}: {root / 'mllm_demo.json'} (2 records)" in caplog.text
+    assert (
+        "<|im_start|>user\n<|vision_start|><|image_pad|>x4<|vision_end|>Who are they?<|im_end|>"
+        in out
+    )
+    assert "What are they doing?<|vision_start|><|image_pad|>x16<|vision_end|><|im_end|>" in out
+    assert "image 0: 56x56 px, resized to 56x56: 4 tokens" in out
+    assert "image 1: 112x112 px, resized to 112x112: 16 tokens" in out
+    assert 'loss on: "They\'re Kane and Gretzka from Bayern Munich.<|im_end|>\\n"' in out
+    assert "loss on: 'They are celebrating on the soccer field.<|im_end|>\\n'" in out
+    assert "--- record 1 ---" not in out
+    path = peer_data.easyr1(tmp_path / "geo")
+    args = ["model=tiny", "algo=grpo", "reward=accuracy", "data=jsonl", f"data.train={path}"]
+    assert main([*args, "--show", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "reward accuracy receives: solution='2 \\\\sqrt { 221 }'" in out
+    assert "<|im_start|>user\n<|vision_start|><|image_pad|>x8<|vision_end|>Find x." in out
+    text = peer_data.write_jsonl(tmp_path / "text.jsonl", [{"problem": "1+1?", "answer": "2"}])
+    with caplog.at_level("INFO", logger="vlexp"):
+        assert (
+            main(["model=tiny", "algo=grpo", "reward=accuracy", "data=jsonl", f"data.train={text}"])
+            == 0
+        )
+    assert "warning: no record of this split has an image or a video" in caplog.text

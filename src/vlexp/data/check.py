@@ -103,6 +103,9 @@ class DataCheck:
         bad = sorted(bad_lines + list(problems.values()), key=line_number)
         self.bad += [(split, b) for b in bad]
         stats.update(read=len(records) + len(bad_lines), dropped=Counter(b.reason for b in bad))
+        stats["formats"] = Counter((r.extra.get("file", split), r.format) for r in records)
+        media = ("image", "images", "video", "videos")
+        stats["with_media"] = sum(any(r.fields.get(k) for k in media) for r in records)
         self.stats[split] = stats
         return [r for i, r in enumerate(records) if i not in problems]
 

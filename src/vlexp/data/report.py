@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from vlexp.data.formats import FORMATS
 from vlexp.data.records import BadRecord
 
 
@@ -38,6 +39,15 @@ def summary_line(split: str, stats: dict) -> str:
         lines.append(
             f"  videos read and sampled for {len(stats['video_tokens'])} records; video tokens "
             f"per record: {percentiles(stats['video_tokens'])}"
+        )
+    for (source, name), count in sorted(stats.get("formats", {}).items()):
+        label = FORMATS[name].label if name in FORMATS else name
+        lines.append(f"  format: {label}: {source} ({count} records)")
+    if stats.get("formats") and not stats.get("with_media"):
+        lines.append(
+            "  warning: no record of this split has an image or a video: the model trains on "
+            "text alone (is the image column named image, images or image_path? data.columns "
+            "renames it)"
         )
     if stats["truncated"]:
         lines.append(

@@ -44,12 +44,13 @@ class Reader:
         self, source: str, fields: dict, image_dir: Path, entry: Any = None
     ) -> Record | BadRecord:
         renamed = {self.columns.get(key, key): value for key, value in fields.items()}
-        reader = None
-        if entry is not None:
-            read = llamafactory.sharegpt if entry.formatting != "alpaca" else llamafactory.alpaca
+        reader, name = None, self.format
+        if entry is not None:  # dataset_info.json says how to read it
+            name = "alpaca" if entry.formatting == "alpaca" else "sharegpt"
+            read = llamafactory.alpaca if name == "alpaca" else llamafactory.sharegpt
             reader = lambda row: read(row, entry)  # noqa: E731
         try:
-            converted, name = normalise(renamed, self.format, reader)
+            converted, name = normalise(renamed, name, reader)
             converted = hoist_inline_media(converted)
         except FormatError as err:
             return BadRecord(source, err.field, err.reason, err.detail)
