@@ -296,7 +296,7 @@ def test_hub_rows_go_through_the_data_check(tmp_path):
     import datasets
 
     from vlexp.data.check import DataCheck
-    from vlexp.models import load_processor
+    from vlexp.models.loading import load_processor
 
     folder = peer_data.images(tmp_path / "img")
     table = {
