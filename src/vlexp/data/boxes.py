@@ -10,14 +10,23 @@ resized one:
     <p data-bbox='100 40 500 80'>...   (1000x800 image, resized to 728x588)
     <p data-bbox='73 29 364 59'>...
 
-Two spellings are recognised: the HTML attribute `data-bbox='x1 y1 x2 y2'` (single or double
-quotes, QwenVL HTML) and the JSON key `"bbox_2d": [x1, y1, x2, y2]` (Qwen grounding).
+Two spellings are recognised in targets: the HTML attribute `data-bbox='x1 y1 x2 y2'` (single
+or double quotes, QwenVL HTML) and the JSON key `"bbox_2d": [x1, y1, x2, y2]` (Qwen grounding).
+Gold columns of GRPO and evaluation records (`solution`, `box`: what the `iou` reward compares
+with) are rescaled too, so a perfect answer scores 1: there any `[x1, y1, x2, y2]` counts, as
+VLM-R1 writes its REC solutions (`[226.99, 44.4, 352.0, 371.0]`, original pixels).
+
+The frame comes from the model family (`vlexp.families`, `box_frame`): absolute pixels of the
+resized image for Qwen2-VL and Qwen2.5-VL, 0-1000 relative coordinates for Qwen3-VL.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
 
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
 PATTERNS = (
@@ -26,6 +35,8 @@ PATTERNS = (
         r'("bbox_2d"\s*:\s*\[)' + r"()" + _NUM + "," + _NUM + "," + _NUM + "," + _NUM + r"\]"
     ),
 )
+BARE = re.compile(r"(\[)()" + _NUM + "," + _NUM + "," + _NUM + "," + _NUM + r"\]")
+GOLD_COLUMNS = ("solution", "box")
 
 
 def resized_size(
@@ -40,7 +51,9 @@ def resized_size(
     return new_width, new_height
 
 
-def rescale_boxes(text: str, size: tuple[int, int], new_size: tuple[int, int]) -> str:
+def rescale_boxes(
+    text: str, size: tuple[int, int], new_size: tuple[int, int], bare: bool = False
+) -> str:
     """Every box in `text`, mapped from `size` (w, h) to `new_size` (w, h), rounded, clamped.
 
     >>> rescale_boxes("<p data-bbox='100 40 500 80'>", (1000, 800), (728, 588))
@@ -62,7 +75,7 @@ def rescale_boxes(text: str, size: tuple[int, int], new_size: tuple[int, int]) -
             return f"{head}{quote}{x1} {y1} {x2} {y2}{quote}"
         return f"{head}{x1}, {y1}, {x2}, {y2}]"
 
-    for pattern in PATTERNS:
+    for pattern in (*PATTERNS, BARE) if bare else PATTERNS:
         text = pattern.sub(replace, text)
     return text
 
@@ -85,13 +98,67 @@ def image_size(entry: object) -> tuple[int, int]:
         return image.size
 
 
-def box_rescaler(boxes_cfg: object, image: object) -> Callable[[str], str]:
-    """A text -> text function rescaling boxes from `image`'s size to its resized size."""
+def frame_of(boxes_cfg: Any) -> tuple[str, int]:
+    """(box frame, pixels per token) of the model in `data.boxes.model` (its family)."""
+    from vlexp.families import UnknownFamily, of_model_cfg
+
+    family = None
+    if boxes_cfg.get("model"):
+        try:
+            family = of_model_cfg(SimpleNamespace(name_or_path=boxes_cfg.get("model")))
+        except UnknownFamily:
+            family = None
+    factor = boxes_cfg.get("factor") or (family.pixels_per_token if family else 28)
+    return (family.box_frame if family else "pixels"), factor
+
+
+def box_rescaler(boxes_cfg: Any, image: object, bare: bool = False) -> Callable[[str], str]:
+    """A text -> text function mapping boxes from `image`'s pixels to the model's frame."""
     size = image_size(image)
-    new_size = resized_size(
-        *size,
-        min_pixels=boxes_cfg.min_pixels,
-        max_pixels=boxes_cfg.max_pixels,
-        factor=boxes_cfg.get("factor", 28),
-    )
-    return lambda text: rescale_boxes(text, size, new_size)
+    frame, factor = frame_of(boxes_cfg)
+    if frame == "relative_1000":
+        new_size = (1000, 1000)
+    else:
+        low, high = boxes_cfg.get("min_pixels"), boxes_cfg.get("max_pixels")
+        new_size = resized_size(*size, min_pixels=low, max_pixels=high, factor=factor)
+    return lambda text: rescale_boxes(text, size, new_size, bare)
+
+
+def target_edit(source: str, images: list, boxes_cfg: Any, bare: bool = False):
+    """text -> text for targets (`bare`: gold columns): the rescaler when data.boxes.rescale
+    is on, else the identity. Boxes need exactly one image to be unambiguous."""
+    if not boxes_cfg or not boxes_cfg.get("rescale"):
+        return lambda text: text
+    from vlexp.data.records import DataError
+
+    if len(images) != 1:
+
+        def single_image_only(text: str) -> str:
+            if has_boxes(text) or (bare and BARE.search(text)):
+                raise DataError(
+                    f"{source}: data.boxes.rescale needs exactly one image per record with "
+                    f"boxes (this one has {len(images)}): boxes would be ambiguous"
+                )
+            return text
+
+        return single_image_only
+    try:
+        return box_rescaler(boxes_cfg, images[0], bare)
+    except OSError as err:
+        raise DataError(f"{source}: cannot read the image size ({err})") from None
+
+
+def rescale_gold(columns: dict, source: str, images: list, boxes_cfg: Any) -> dict:
+    """The record's gold columns (`solution`, `box`) with their boxes in the model's frame."""
+    present = [c for c in GOLD_COLUMNS if isinstance(columns.get(c), str | list)]
+    if not present or not boxes_cfg or not boxes_cfg.get("rescale"):
+        return columns
+    edit = target_edit(source, images, boxes_cfg, bare=True)
+    out = dict(columns)
+    for column in present:
+        value = out[column]
+        if isinstance(value, list):
+            out[column] = json.loads(edit(json.dumps(value)))
+        else:
+            out[column] = edit(value)
+    return out

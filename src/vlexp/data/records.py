@@ -174,7 +174,7 @@ def to_example(
     media = {"images": images, "videos": videos} if videos else {"images": images}
     fields = record.fields
     if "messages" in fields or isinstance(fields.get("prompt"), list):
-        example = _conversational(record, kind, images, _target_edit(record, images, boxes))
+        example = _conversational(record, kind, images, boxes)
         return {**example, **media}
     edit = _target_edit(record, images, boxes)
     prompt = prompt_messages(record, len(images), template, system, len(videos))
@@ -185,31 +185,20 @@ def to_example(
         chosen = assistant(edit(chosen if isinstance(chosen, str) else _text(record, "chosen")))
         rejected = assistant(edit(_text(record, "rejected")))
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected, **media}
-    example = passthrough(record, drop=("prompt", "chosen", "rejected"))
+    example = _gold(passthrough(record, drop=("prompt", "chosen", "rejected")), record, boxes)
     return {**example, "prompt": prompt, **media}
 
 
+def _gold(columns: dict, record: Record, boxes: Any) -> dict:
+    from vlexp.data.boxes import rescale_gold
+
+    return rescale_gold(columns, record.source, image_paths(record), boxes)
+
+
 def _target_edit(record: Record, images: list, boxes: Any):
-    """text -> text for target turns: the box rescaler when asked for, else the identity."""
-    if not boxes or not boxes.get("rescale"):
-        return lambda text: text
-    from vlexp.data.boxes import box_rescaler, has_boxes
+    from vlexp.data.boxes import target_edit
 
-    if len(images) != 1:
-
-        def single_image_only(text: str) -> str:
-            if has_boxes(text):
-                raise DataError(
-                    f"{record.source}: data.boxes.rescale needs exactly one image per record "
-                    f"with boxes (this one has {len(images)}): boxes would be ambiguous"
-                )
-            return text
-
-        return single_image_only
-    try:
-        return box_rescaler(boxes, images[0])
-    except OSError as err:
-        raise DataError(f"{record.source}: cannot read the image size ({err})") from None
+    return target_edit(record.source, images, boxes)
 
 
 # Conversational columns each kind trains on, and the roles whose text is a target.
@@ -217,8 +206,8 @@ _CONVERSATION_KEYS = {"prompt": (), "completion": ("assistant",), "messages": ("
 _CONVERSATION_KEYS |= {"chosen": ("assistant",), "rejected": ("assistant",)}
 
 
-def _conversational(record: Record, kind: str, images: list, edit: Any) -> dict:
-    fields = record.fields
+def _conversational(record: Record, kind: str, images: list, boxes: Any) -> dict:
+    fields, edit = record.fields, _target_edit(record, images, boxes)
     if kind == "sft":
         if "messages" not in fields and "completion" not in fields:
             raise DataError(f"{record.source}: SFT needs 'messages' or 'prompt' + 'completion'")
@@ -269,7 +258,7 @@ def _conversational(record: Record, kind: str, images: list, edit: Any) -> dict:
         raise DataError(f"{record.source}: {err}") from None
     if kind == "grpo":
         columns = passthrough(Record(record.source, fields, record.image_dir), drop=_TURN_KEYS)
-        example.update(columns)
+        example.update(_gold(columns, record, boxes))
     return {**example, "images": images}
 
 

@@ -287,7 +287,10 @@ def iou(completions: list, box: list | None = None, solution: list | None = None
     """IoU of the first `[x1, y1, x2, y2]` in the answer with the record's `box` (or `solution`).
 
     0.0 when no box can be parsed, or when the answer's corners are out of order (x2 < x1 or
-    y2 < y1): the format is part of the task. Boxes are compared in the record's coordinates.
+    y2 < y1): the format is part of the task. Boxes are compared in the record's coordinates:
+    with `data.boxes.rescale=true` the data loader has already put the gold box in the frame the
+    model answers in (pixels of the resized image for Qwen2/2.5-VL, 0-1000 for Qwen3-VL);
+    without it, the gold must already be in that frame.
 
     >>> iou(["<answer>[0, 0, 10, 10]</answer>", "[10, 10, 0, 0]", "none"], box=["[0, 0, 10, 10]"] * 3)
     [1.0, 0.0, 0.0]
