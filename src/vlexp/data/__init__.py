@@ -7,7 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from vlexp.data.records import KINDS, DataError, Record, to_example
+from vlexp.data import schema
+from vlexp.data.records import DataError, Record, to_example
 from vlexp.data.sources import Reader
 
 __all__ = ["DataError", "build_datasets", "fit_loss_mask", "load_split", "to_dataset"]
@@ -24,14 +25,13 @@ def to_dataset(
     """
     import datasets
 
-    if kind not in KINDS:
-        raise ValueError(f"algo.kind must be one of {KINDS}, got {kind!r}")
+    spec = schema.of(kind)
     template = data_cfg.get("prompt_template") or "{question}"
     system = data_cfg.get("system_prompt")
     boxes = data_cfg.get("boxes")
     rows = [to_example(r, kind, template, system, boxes) for r in records]
-    if kind == "sft":
-        _one_sft_form(records, rows)
+    if spec.one_form:
+        _one_form(records, rows)
     if any("videos" in row for row in rows):
         # One column for the whole set: image-only rows of a mixed set have no videos.
         rows = [row if "videos" in row else {**row, "videos": []} for row in rows]
@@ -44,7 +44,7 @@ def to_dataset(
     return dataset.cast_column("images", datasets.Sequence(datasets.Image()))
 
 
-def _one_sft_form(records: list[Record], rows: list[dict]) -> None:
+def _one_form(records: list[Record], rows: list[dict]) -> None:
     # TRL masks `messages` rows by assistant turns and prompt/completion rows by the
     # completion, one way per data set: a mix would train on the wrong tokens for one half.
     forms: dict[str, str] = {}
@@ -80,8 +80,7 @@ def build_datasets(
     """
     from hydra.utils import instantiate
 
-    if kind not in KINDS:
-        raise ValueError(f"algo.kind must be one of {KINDS}, got {kind!r}")
+    schema.of(kind)  # an unknown kind fails here, before the prepare step
     if data_cfg.get("prepare") is not None:
         instantiate(data_cfg.prepare)
     sources: dict[str, Any] = {"train": data_cfg.train}

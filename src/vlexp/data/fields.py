@@ -9,6 +9,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from vlexp.data import schema
 from vlexp.data.records import (
     QUESTION_KEYS,
     BadRecord,
@@ -120,10 +121,7 @@ def _prefix_suffix(record: Record, kind: str) -> BadRecord | None:
     if not isinstance(fields[present[0]], str):
         detail = f"'{present[0]}' must be a string ({_type(fields[present[0]])})"
         return _bad(record, present[0], "wrong type", detail)
-    required = {"sft": ("suffix",), "dpo": ("rejected",), "grpo": ()}[kind]
-    if kind == "dpo":
-        required = ("chosen" if "chosen" in fields else "suffix", "rejected")
-    for key in required:
+    for key in (target.source(fields) for target in schema.of(kind).targets):
         if not isinstance(fields.get(key), str):
             reason = "missing field" if fields.get(key) is None else "wrong type"
             detail = f"'{key}' must be a string ({_type(fields.get(key))})"
@@ -137,22 +135,16 @@ def _prefix_suffix(record: Record, kind: str) -> BadRecord | None:
 
 
 def _conversational(record: Record, kind: str) -> BadRecord | None:
-    fields = record.fields
-    if kind == "dpo" and "messages" in fields and "prompt" not in fields:
-        detail = (
-            "DPO needs a rejected answer: add 'rejected_response' (ms-swift) or write "
-            "prompt/chosen/rejected (TRL)"
-        )
-        return _bad(record, "rejected", "missing field", detail)
-    if kind in ("sft", "grpo") and "messages" in fields and "prompt" not in fields:
-        keys = ("messages",)  # GRPO: the turns up to the last user turn are the prompt
-    else:
-        keys = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected")}.get(
-            kind, ("prompt",)
-        )
+    fields, spec = record.fields, schema.of(kind)
+    keys = spec.form(fields)
+    if keys is None and spec.messages_prompt and "messages" in fields:
+        keys = ("messages",)  # the turns up to the last user turn are the prompt
+    if keys is None:
+        # the columns of the closest accepted form that the record lacks
+        form = max(spec.forms, key=lambda f: sum(k in fields for k in f))
+        missing = next(k for k in form if k not in fields)
+        return _bad(record, missing, "missing field", spec.missing)
     for key in keys:
-        if key not in fields:
-            return _bad(record, key, "missing field", f"{kind.upper()} records need '{key}'")
         problem = _messages_problem(record, key)
         if problem:
             return problem

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlexp.data import schema
+
 QUESTION_KEYS = ("prefix", "question", "problem")
-KINDS = ("sft", "dpo", "grpo")
 
 
 class DataError(ValueError):
@@ -178,15 +179,14 @@ def to_example(
         return {**example, **media}
     edit = _target_edit(record, images, boxes)
     prompt = prompt_messages(record, len(images), template, system, len(videos))
-    if kind == "sft":
-        return {"prompt": prompt, "completion": assistant(edit(_text(record, "suffix"))), **media}
-    if kind == "dpo":
-        chosen = fields.get("chosen", fields.get("suffix"))
-        chosen = assistant(edit(chosen if isinstance(chosen, str) else _text(record, "chosen")))
-        rejected = assistant(edit(_text(record, "rejected")))
-        return {"prompt": prompt, "chosen": chosen, "rejected": rejected, **media}
-    example = _gold(passthrough(record, drop=("prompt", "chosen", "rejected")), record, boxes)
-    return {**example, "prompt": prompt, **media}
+    spec = schema.of(kind)
+    example = {"prompt": prompt, **media}
+    for target in spec.targets:
+        example[target.column] = assistant(edit(_text(record, target.source(fields))))
+    if spec.rewards:
+        columns = passthrough(record, drop=("prompt", "chosen", "rejected"))
+        example = {**_gold(columns, record, boxes), **example}
+    return example
 
 
 def _gold(columns: dict, record: Record, boxes: Any) -> dict:
@@ -208,24 +208,12 @@ _CONVERSATION_KEYS |= {"chosen": ("assistant",), "rejected": ("assistant",)}
 
 def _conversational(record: Record, kind: str, images: list, boxes: Any) -> dict:
     fields, edit = record.fields, _target_edit(record, images, boxes)
-    if kind == "sft":
-        if "messages" not in fields and "completion" not in fields:
-            raise DataError(f"{record.source}: SFT needs 'messages' or 'prompt' + 'completion'")
-        keep = ("messages",) if "messages" in fields else ("prompt", "completion")
-    elif kind == "dpo":
-        keep = ("prompt", "chosen", "rejected")
-        if "messages" in fields and "prompt" not in fields:
-            raise DataError(
-                f"{record.source}: DPO needs a rejected answer: add 'rejected_response' "
-                "(ms-swift) or write prompt/chosen/rejected (TRL)"
-            )
-    else:
-        keep = ("prompt",)
-        if "messages" in fields and "prompt" not in fields:
-            fields = grpo_prompt(record)
-    missing = [k for k in keep if k not in fields]
-    if missing:
-        raise DataError(f"{record.source}: {kind.upper()} records need {', '.join(missing)}")
+    spec = schema.of(kind)
+    if spec.messages_prompt and "messages" in fields and "prompt" not in fields:
+        fields = messages_as_prompt(record)
+    keep = spec.form(fields)
+    if keep is None:
+        raise DataError(f"{record.source}: {spec.missing}")
     from vlexp.data.messages import (
         MessageError,
         map_texts,
@@ -256,7 +244,7 @@ def _conversational(record: Record, kind: str, images: list, boxes: Any) -> dict
             )
     except MessageError as err:
         raise DataError(f"{record.source}: {err}") from None
-    if kind == "grpo":
+    if spec.rewards:
         columns = passthrough(Record(record.source, fields, record.image_dir), drop=_TURN_KEYS)
         example.update(_gold(columns, record, boxes))
     return {**example, "images": images}
@@ -265,8 +253,8 @@ def _conversational(record: Record, kind: str, images: list, boxes: Any) -> dict
 _TURN_KEYS = ("prompt", "chosen", "rejected", "completion")
 
 
-def grpo_prompt(record: Record) -> dict:
-    """A `messages` record as a GRPO prompt: the turns up to the last user turn (ms-swift drops
+def messages_as_prompt(record: Record) -> dict:
+    """A `messages` record as a prompt (GRPO): the turns up to the last user turn (ms-swift drops
     the answer after it); without a `solution`, that answer's text is the solution (VLM-R1
     reads its `conversations` this way)."""
     from vlexp.data.formats import FormatError

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vlexp.data import schema
 from vlexp.data.boxes import resized_size
 from vlexp.data.images import image_tokens, processor_geometry
 
@@ -34,7 +35,7 @@ def describe(row: dict, processor: Any, kind: str, needs: dict[str, list[str]]) 
         rw, rh = resized_size(w, h, low, high, factor)
         lines.append(f"image {number}: {w}x{h} px, resized to {rw}x{rh}: {n} tokens")
     render = lambda turns, gen: compact(template(processor, turns, gen), tokens)  # noqa: E731
-    if kind == "grpo":
+    if schema.of(kind).rewards:
         lines.append(render(row["prompt"], True))
         for reward, columns in needs.items():
             given = ", ".join(f"{c}={row.get(c)!r}" for c in columns)

@@ -61,13 +61,13 @@ def _split_content(content: object) -> tuple[object, int, int]:
     return parts, images, videos
 
 
-def media_count(fields: dict, kind: str) -> int:
+def media_count(fields: dict, medium: str) -> int:
     """How many images (videos) the record gives in `images`/`image` (`videos`/`video`)."""
-    plural, single = f"{kind}s", kind
-    value = fields.get(plural, fields.get(single))
+    plural = f"{medium}s"
+    value = fields.get(plural, fields.get(medium))
     if value is None:
         return 0
-    if kind == "video" and plural not in fields:
+    if plural not in fields and medium == "video":
         return 1  # `video`: one video (a path, or a list of frame paths)
     return len(value) if isinstance(value, list) else 1
 
