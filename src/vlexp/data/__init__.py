@@ -83,16 +83,8 @@ def build_datasets(
     schema.of(kind)  # an unknown kind fails here, before the prepare step
     if data_cfg.get("prepare") is not None:
         instantiate(data_cfg.prepare)
-    sources: dict[str, Any] = {"train": data_cfg.train}
-    if data_cfg.get("eval"):
-        sources["eval"] = data_cfg.eval
-    if data_cfg.get("load") is not None:
-        load = instantiate(data_cfg.load)
-        reader = Reader(data_cfg)
-        sources = {
-            split: reader.rows(load(name), f"{data_cfg.get('name')}[{name}]")
-            for split, name in sources.items()
-        }
+    splits = ("train", "eval") if data_cfg.get("eval") else ("train",)
+    sources = split_sources(data_cfg, splits)
     if check is not None:
         records = check(sources)
     else:
@@ -105,6 +97,20 @@ def build_datasets(
         to_dataset(records["eval"], kind, data_cfg, image_cache) if "eval" in records else None
     )
     return train, evaluation
+
+
+def split_sources(data_cfg: Any, splits: tuple[str, ...]) -> dict[str, Any]:
+    """{split: its file (path) or, with `data.load` (data=hf), its rows read as records}."""
+    from hydra.utils import instantiate
+
+    sources = {split: data_cfg.get(split) for split in splits}
+    if data_cfg.get("load") is None:
+        return sources
+    load, reader = instantiate(data_cfg.load), Reader(data_cfg)
+    return {
+        split: reader.rows(load(name), f"{data_cfg.get('name')}[{name}]")
+        for split, name in sources.items()
+    }
 
 
 def fit_loss_mask(args: Any, train_set: Any) -> None:

@@ -111,11 +111,17 @@ class ImageCache:
 
     def rows(self, rows: list[dict]) -> list[dict]:
         """Rows with every image path replaced by its cached copy (made in parallel once)."""
-        sources = sorted({p for row in rows for p in row.get("images") or []})
+        # Paths only: a data set's own image bytes (data=hf) are read as they are.
+        sources = sorted({p for row in rows for p in row.get("images") or [] if isinstance(p, str)})
         with ThreadPoolExecutor(self.workers) as pool:
             cached = dict(zip(sources, pool.map(self.get, sources), strict=True))
         return [
-            {**row, "images": [cached[p] for p in row["images"]]} if row.get("images") else row
+            {
+                **row,
+                "images": [cached.get(p, p) if isinstance(p, str) else p for p in row["images"]],
+            }
+            if row.get("images")
+            else row
             for row in rows
         ]
 

@@ -31,7 +31,7 @@ def load_examples(cfg: Any, processor, limit: int | None = None) -> list[dict]:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from vlexp.data import to_dataset
+    from vlexp.data import split_sources, to_dataset
     from vlexp.data.check import DataCheck
 
     data_cfg = cfg.data
@@ -46,7 +46,7 @@ def load_examples(cfg: Any, processor, limit: int | None = None) -> list[dict]:
     # A plain copy: Hydra's struct mode would refuse the added key.
     plain = OmegaConf.to_container(cfg, resolve=True)
     check = DataCheck(OmegaConf.merge(plain, {"algo": as_prompts}), processor)
-    split = to_dataset(check({"eval": data_cfg.eval})["eval"], "grpo", data_cfg)
+    split = to_dataset(check(split_sources(data_cfg, ("eval",)))["eval"], "grpo", data_cfg)
     if "videos" in split.column_names:
         raise ValueError(
             f"{data_cfg.eval}: records with videos: generation-based evaluation reads images "
