@@ -104,8 +104,8 @@ def test_token_count_equals_the_processor(corpus, processor):
     """The prompt length the check computes is what the processor really produces."""
     from PIL import Image
 
-    from vlexp.data.check import count_tokens
     from vlexp.data.images import image_tokens, processor_geometry
+    from vlexp.data.lengths import count_tokens
     from vlexp.data.records import to_example
     from vlexp.data.sources import Reader
 

@@ -77,3 +77,26 @@ def test_a_relative_frame_family_gets_0_1000_boxes(tmp_path, monkeypatch):
     cfg = data_cfg("data=jsonl", f"data.train={path}", "data.boxes.rescale=true")
     rows = load_split(cfg.train, "grpo", cfg)
     assert rows["solution"][0] == json.dumps([100, 50, 500, 100])
+
+
+def test_the_check_warns_when_iou_reads_unscaled_boxes(tmp_path, caplog):
+    from vlexp.data import build_datasets
+    from vlexp.data.check import DataCheck
+    from vlexp.models.loading import load_processor
+
+    path = rec_file(tmp_path)
+    for rescale, warned in (("false", True), ("true", False)):
+        cfg = compose(
+            [
+                "model=tiny",
+                "algo=grpo",
+                "reward=iou",
+                "data=jsonl",
+                f"data.train={path}",
+                f"data.boxes.rescale={rescale}",
+            ]
+        )
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="vlexp"):
+            build_datasets(cfg.data, "grpo", DataCheck(cfg, load_processor(cfg.model)))
+        assert ("reward iou compares gold boxes as the records give them" in caplog.text) is warned

@@ -1,17 +1,16 @@
-"""Read JSONL records and turn them into the example each trainer consumes.
+"""Records and their conversion to the example each trainer consumes.
 
-Two record forms are accepted, in any mix:
+A record arrives here in vlexp's own forms (the readers in `vlexp.data.formats` turn every
+other format into them, `vlexp.data.sources` reads the files):
 
 * prefix/suffix: `{"image": "a.png" | ["a.png", ...], "prefix": "question", "suffix": "target",
   "solution": "...", "rejected": "..."}`; `question` or `problem` may stand for `prefix`.
-* conversational, as TRL and the Qwen docs write them: `{"messages": [...], "images": [...]}`
-  or `{"prompt": [...], "completion": [...], "images": [...]}` for SFT, `{"prompt": [...],
-  "chosen": [...], "rejected": [...], "images": [...]}` for DPO, `{"prompt": [...], "images":
-  [...], "solution": ...}` for GRPO. Images may also sit inside the turns, Qwen style
-  (`{"type": "image", "image": "a.png"}`); see `vlexp.data.messages`.
+* conversational, as TRL writes them: `{"messages": [...], "images": [...]}` or `{"prompt":
+  [...], "completion": [...]}` for SFT, `{"prompt": [...], "chosen": [...], "rejected": [...]}`
+  for DPO, `{"prompt": [...], "solution": ...}` (or `messages`) for GRPO.
 
-Relative image paths resolve against the JSONL file's folder unless `data.image_root` says
-otherwise. Every error names `file:line`.
+What each kind needs is the table in `vlexp.data.schema`. Relative image paths resolve
+against the record's `image_dir`. Every error names `file:line`.
 """
 
 from __future__ import annotations
