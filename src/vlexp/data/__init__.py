@@ -11,7 +11,14 @@ from vlexp.data import schema
 from vlexp.data.records import DataError, Record, to_example
 from vlexp.data.sources import Reader
 
-__all__ = ["DataError", "build_datasets", "fit_loss_mask", "load_split", "to_dataset"]
+__all__ = [
+    "DataError",
+    "build_datasets",
+    "fit_loss_mask",
+    "load_split",
+    "split_sources",
+    "to_dataset",
+]
 
 log = logging.getLogger("vlexp")
 

@@ -13,6 +13,8 @@ listing every bad record; `skip` drops them and writes the list to RUN_DIR/bad_r
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
 import random
 from collections import Counter
@@ -44,7 +46,11 @@ MAX_LISTED = 50  # records listed in the error message; the file holds them all
 class DataCheck:
     """Callable used by `build_datasets`: split -> file in, split -> kept records out."""
 
-    def __init__(self, cfg: Any, processor: Any, run_dir: Path | None = None) -> None:
+    def __init__(
+        self, cfg: Any, processor: Any, run_dir: Path | None = None, model_dir: str | None = None
+    ) -> None:
+        """`model_dir`: where the model's config.json is (its context length); by default
+        where the processor was loaded from, which is the model's own directory or hub id."""
         algo = algorithm.of(cfg)
         self.cfg, self.data, self.kind = cfg, cfg.data, algo.kind
         self.processor, self.run_dir = processor, run_dir
@@ -53,7 +59,7 @@ class DataCheck:
         self.record_check = RECORD_CHECKS.get(algo.kind)
         self.roots = [Path(p).expanduser() for p in self.data.get("allowed_image_roots") or []]
         self.geometry = images.processor_geometry(processor)
-        self.limits = LengthLimits(cfg, processor)
+        self.limits = LengthLimits(cfg, model_dir or processor.tokenizer.name_or_path)
         self.video_budget = videos.Budget.from_config(self.data.get("video"))
         self.bad: list[tuple[str, BadRecord]] = []
         self.max_listed: int | None = MAX_LISTED  # None lists every bad record
@@ -190,7 +196,7 @@ class DataCheck:
                 problems[index] = BadRecord(record.source, key, "video unreadable", str(broken[0]))
                 continue
             tokens = [images.image_tokens(*size, *self.geometry) for size in record_sizes]
-            frame_tokens = [v.tokens for v in loaded]
+            frame_tokens = [v.tokens_for(self.processor) for v in loaded]
             try:
                 prompt, total = count_tokens(self.processor, examples[index], tokens + frame_tokens)
             except Exception as err:  # the chat template rejects the messages: name the record
@@ -254,8 +260,6 @@ class DataCheck:
 
 def box_rewards(cfg: Any) -> list[str]:
     """The rewards that read a gold box: those with a `box` parameter (e.g. `iou`)."""
-    import inspect
-
     found = []
     for name, node in reward_config.nodes(cfg).items():
         try:
@@ -270,8 +274,6 @@ def box_rewards(cfg: Any) -> list[str]:
 def image_key(entry: Any) -> str:
     """A hashable name for an image: its path, or a digest of a data set's image bytes."""
     if isinstance(entry, dict):
-        import hashlib
-
         data = entry.get("bytes")
         return "sha1:" + hashlib.sha1(data).hexdigest() if data else str(entry.get("path"))
     return entry

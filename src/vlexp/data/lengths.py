@@ -12,14 +12,14 @@ from vlexp.data.records import BadRecord, Record
 class LengthLimits:
     """The token limits the trainer enforces, from algo.args and the model's context."""
 
-    def __init__(self, cfg: Any, processor: Any) -> None:
+    def __init__(self, cfg: Any, model_dir: str) -> None:
         algo = algorithm.of(cfg)
         # Trainers that generate never truncate prompts (TRL 1.16 has no max_prompt_length
         # for GRPO); the others cut at algo.args.max_length.
         self.generates = algo.generates
         self.max_length = None if algo.generates else cfg.algo.args.get("max_length")
         self.completion = algo.completion_budget()
-        self.context, self.context_key = model_context(cfg, processor)
+        self.context, self.context_key = model_context(cfg, model_dir)
 
     def problem(
         self, record: Record, prompt: int, total: int, image: int, video: int = 0
@@ -50,15 +50,12 @@ class LengthLimits:
         return self.max_length is not None and total > self.max_length
 
 
-def model_context(cfg: Any, processor: Any) -> tuple[int | None, str]:
-    """The model's context length (text config), or vLLM's max_model_length when smaller.
-
-    The config is read from where the processor was loaded (the model's directory or hub id).
-    """
+def model_context(cfg: Any, model_dir: str) -> tuple[int | None, str]:
+    """The model's context length (text config), or vLLM's max_model_length when smaller."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(
-        processor.tokenizer.name_or_path,
+        model_dir,
         trust_remote_code=cfg.model.get("trust_remote_code", False),
     )
     text = getattr(config, "text_config", None) or config

@@ -21,8 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from vlexp.data import schema
-
-QUESTION_KEYS = ("prefix", "question", "problem")
+from vlexp.data.boxes import rescale_gold, target_edit
+from vlexp.data.formats import FormatError
+from vlexp.data.formats.swift import last_user
+from vlexp.data.formats.tags import TAG, split_text
+from vlexp.data.messages import (
+    MessageError,
+    map_texts,
+    normalise,
+    place_images,
+    video_placeholders,
+)
+from vlexp.data.schema import QUESTION_KEYS
+from vlexp.data.videos import as_video
 
 
 class DataError(ValueError):
@@ -84,7 +95,6 @@ def video_entries(record: Record) -> list:
 def video_paths(record: Record) -> list[dict]:
     """The record's videos in the data set's form (`vlexp.data.videos.as_video`), paths
     resolved like image paths."""
-    from vlexp.data.videos import as_video
 
     videos = []
     for item in video_entries(record):
@@ -130,8 +140,6 @@ def prompt_messages(
 ) -> list:
     """System (optional) + user turn: the question's `<image>`/`<video>` tags become the media
     parts in place (EasyR1); without tags, one part per image, then per video, then the text."""
-    from vlexp.data.formats.tags import TAG, split_text
-
     text = template.format(question=_question(record))
     if TAG.search(text):
         content = split_text(text)  # counts were checked against the media when it was read
@@ -189,14 +197,10 @@ def to_example(
 
 
 def _gold(columns: dict, record: Record, boxes: Any) -> dict:
-    from vlexp.data.boxes import rescale_gold
-
     return rescale_gold(columns, record.source, image_paths(record), boxes)
 
 
 def _target_edit(record: Record, images: list, boxes: Any):
-    from vlexp.data.boxes import target_edit
-
     return target_edit(record.source, images, boxes)
 
 
@@ -213,13 +217,6 @@ def _conversational(record: Record, kind: str, images: list, boxes: Any) -> dict
     keep = spec.form(fields)
     if keep is None:
         raise DataError(f"{record.source}: {spec.missing}")
-    from vlexp.data.messages import (
-        MessageError,
-        map_texts,
-        normalise,
-        place_images,
-        video_placeholders,
-    )
 
     example, placeholders = {}, 0
     try:
@@ -256,9 +253,6 @@ def messages_as_prompt(record: Record) -> dict:
     """A `messages` record as a prompt (GRPO): the turns up to the last user turn (ms-swift drops
     the answer after it); without a `solution`, that answer's text is the solution (VLM-R1
     reads its `conversations` this way)."""
-    from vlexp.data.formats import FormatError
-    from vlexp.data.formats.swift import last_user
-
     fields, messages = dict(record.fields), record.fields["messages"]
     try:
         cut = last_user(messages, "messages") + 1

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from vlexp.config.algo import KINDS
 
+QUESTION_KEYS = ("prefix", "question", "problem")  # the prefix form's question, any one
+
 
 @dataclass(frozen=True)
 class Target:

@@ -16,7 +16,7 @@ column stays for rewards of your own. `image_path` (R1-V, Visual-RFT) is the row
 from __future__ import annotations
 
 from vlexp.data.formats.tags import check_counts, count_tags
-from vlexp.data.records import QUESTION_KEYS
+from vlexp.data.schema import QUESTION_KEYS
 
 GOLD_KEYS = ("answer", "ground_truth")
 
