@@ -3,6 +3,9 @@ assistant answers, and each GRPO reward receives its own record's solution."""
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 
 from tests import peer_data
@@ -70,3 +73,60 @@ def test_each_grpo_reward_gets_its_own_records_solution(tmp_path, tiny_model, wr
 
     assert score(golds) == [1.0] * len(golds)
     assert score(golds[1:] + golds[:1]) == [0.0] * len(golds)  # another record's answer
+
+
+SEEN: list[dict] = []
+GOLD = {"Find x.": "2 \\sqrt { 221 }", "Find the ratio": "\\frac { 5 } { 2 }"}
+
+
+def geometry_probe(prompts, completions, solution, **kwargs):
+    """Records what TRL passed; 1.0 when the solution is the one of the prompt's question."""
+    SEEN.append({"prompts": prompts, "solution": solution})
+    asked = [next(q for q in GOLD if q in json.dumps(p, default=str)) for p in prompts]
+    return [float(GOLD[q] == s) for q, s in zip(asked, solution, strict=True)]
+
+
+@pytest.mark.slow
+def test_easyr1_rows_train_with_grpo_and_each_reward_gets_its_own_answer(tmp_path, tiny_model):
+    from tests.e2e.inprocess import train_in_process
+
+    path = peer_data.easyr1(tmp_path / "data")
+    SEEN.clear()
+    _, rows = train_in_process(
+        [
+            "data=jsonl",
+            f"data.train={path}",
+            "reward=[accuracy]",
+            "+reward.funcs.probe._target_=tests.e2e.test_peer_formats.geometry_probe",
+            "+reward.funcs.probe._partial_=true",
+            "+reward.weights.probe=0.0",
+            "train.max_steps=2",
+            "train.per_device_train_batch_size=4",
+        ],
+        tmp_path / "run",
+    )
+    assert len(SEEN) == 2 and all(len(call["solution"]) == 4 for call in SEEN)
+    assert all(row["rewards/geometry_probe/mean"] == 1.0 for row in rows)
+    # the image sits where the problem's <image> tag was; no tag is left in the text
+    assert all(
+        "<image>" not in json.dumps(p, default=str) for call in SEEN for p in call["prompts"]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["sft", "dpo"])
+def test_llamafactory_and_ms_swift_files_train(tmp_path, tiny_model, algo):
+    from tests.helpers import compose, read_metrics
+    from vlexp.recipe.run import train
+
+    if algo == "sft":
+        root = tmp_path / "data"
+        peer_data.llamafactory(root)
+        data = [f"data.dataset_info={root}", "data.train=mllm_demo"]
+    else:
+        data = [f"data.train={peer_data.swift(tmp_path / 'data')['dpo']}"]
+    cfg = compose([f"algo={algo}", "data=jsonl", *data, "train.max_steps=2"])
+    (tmp_path / "run").mkdir()
+    train(cfg, tmp_path / "run")
+    losses = [row["loss"] for row in read_metrics(tmp_path / "run") if "loss" in row]
+    assert len(losses) == 2 and all(math.isfinite(x) and x > 0 for x in losses)
