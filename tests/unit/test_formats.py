@@ -365,3 +365,16 @@ def test_check_data_show_prints_what_the_trainer_gets(tmp_path, tiny_model, caps
             == 0
         )
     assert "warning: no record of this split has an image or a video" in caplog.text
+
+
+def test_a_folder_reads_every_json_and_jsonl_file_in_order(tmp_path):
+    from vlexp.data.sources import Reader
+
+    folder = tmp_path / "split"
+    peer_data.write_json(folder / "a.json", [{"problem": "1+1?", "answer": "2"}])
+    peer_data.write_jsonl(folder / "b.jsonl", [{"question": "2+2?", "ground_truth": 4}])
+    (folder / "notes.txt").write_text("not data")
+    records = Reader().read(folder)
+    assert [r.source for r in records] == [f"{folder / 'a.json'}:2", f"{folder / 'b.jsonl'}:1"]
+    assert [r.fields["solution"] for r in records] == ["2", 4]
+    assert {r.format for r in records} == {"problem"}
