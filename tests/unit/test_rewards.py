@@ -8,12 +8,14 @@ import threading
 
 import pytest
 
-from vlexp.rewards import accuracy, choice, iou, length, library, think_format
+from vlexp.rewards import accuracy, answers, choice, iou, length, library, think_format
 
 
 def test_docstring_examples_run():
     result = doctest.testmod(library, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 9 and result.failed == 0
+    result = doctest.testmod(answers, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 6 and result.failed == 0
 
 
 @pytest.mark.parametrize(

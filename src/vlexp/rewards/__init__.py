@@ -1,7 +1,7 @@
 """Rewards: the functions (TRL's signature, `vlexp.rewards.<name>` as `_target_`), the guard
 that names a failing reward, and the one reader of the `reward` config node."""
 
-from vlexp.rewards import guard
+from vlexp.rewards import answers, guard
 from vlexp.rewards.library import (
     accuracy,
     box_iou,
@@ -17,6 +17,7 @@ from vlexp.rewards.library import (
 
 __all__ = [
     "accuracy",
+    "answers",
     "box_iou",
     "choice",
     "completion_text",

@@ -15,7 +15,7 @@ from typing import Any
 
 from vlexp.config import reward as reward_config
 from vlexp.config.reward import ON_ERROR
-from vlexp.rewards.library import completion_text
+from vlexp.rewards.answers import completion_text
 
 log = logging.getLogger("vlexp")
 

@@ -13,77 +13,23 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from typing import Any
+
+from vlexp.rewards.answers import (
+    TAG,
+    completion_text,
+    extract_answer,
+    latex_spacing,
+    looks_mathematical,
+    math_equal,
+    normalise,
+)
 
 _FORMAT = re.compile(
     r"^\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S
 )
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
-_TAG = re.compile(r"</?(think|answer)>", re.I)
 _NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
 _BOX = re.compile(r"\[" + ",".join([_NUMBER] * 4) + r"\]")
-
-
-def completion_text(completion: Any) -> str:
-    """The text of a completion, whether a string or a list of chat messages."""
-    if isinstance(completion, str):
-        return completion
-    parts = []
-    for message in completion:
-        content = message.get("content", "")
-        if isinstance(content, str):
-            parts.append(content)
-        else:
-            parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
-    return "".join(parts)
-
-
-def extract_answer(text: str) -> str:
-    r"""The answer in a completion, in the conventions the data sets use.
-
-    The text inside the last `<answer>…</answer>`; without answer tags, the text after the
-    last `</think>` (TRL's `<think>…</think>` then the answer), else the whole text. Inside
-    that, the last `\boxed{…}` is the answer when there is one (EasyR1, math data). A
-    completion that uses the tags but has no closed `<answer>` block (truncated, or a lone
-    `<think>`), or whose answer itself holds a tag (nested tags), has no answer: "".
-
-    >>> extract_answer("<think>two red</think><answer> 2 </answer>")
-    '2'
-    >>> extract_answer("<think>two red</think> 2")
-    '2'
-    >>> extract_answer("so x is \\boxed{\\frac{1}{2}}.")
-    '\\frac{1}{2}'
-    >>> extract_answer("<think>two red</think><answer>2")
-    ''
-    """
-    found = _ANSWER.findall(text)
-    if found:
-        answer = found[-1]
-    elif "</think>" in text:
-        answer = text.rsplit("</think>", 1)[1]
-    else:
-        answer = text
-    if _TAG.search(answer):
-        return ""
-    return (last_boxed(answer) or answer).strip()
-
-
-def last_boxed(text: str) -> str | None:
-    r"""The content of the last `\boxed{…}` (braces balanced), or None.
-
-    >>> last_boxed("a \\boxed{1} then \\boxed{\\sqrt{2}}")
-    '\\sqrt{2}'
-    """
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, begin = 0, start + len("\\boxed{")
-    for index in range(begin, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[index], 0)
-        if depth < 0:
-            return text[begin:index]
-    return None  # unclosed: no answer in the box
 
 
 def think_format(completions: list, **kwargs: Any) -> list[float]:
@@ -100,59 +46,9 @@ def think_format(completions: list, **kwargs: Any) -> list[float]:
     for completion in completions:
         text = completion_text(completion)
         match = _FORMAT.match(text)
-        ok = bool(match) and len(_TAG.findall(text)) == 4 and bool(match["answer"].strip())
+        ok = bool(match) and len(TAG.findall(text)) == 4 and bool(match["answer"].strip())
         scores.append(1.0 if ok else 0.0)
     return scores
-
-
-def _normalise(text: str) -> str:
-    return " ".join(latex_spacing(text).lower().strip().rstrip(".").split())
-
-
-def latex_spacing(text: str) -> str:
-    r"""LaTeX without the spaces that do not change it (geometry3k writes `2 \sqrt { 221 }`):
-    around braces, `^` and `_`, and between a number and a command.
-
-    >>> latex_spacing("2 \\sqrt { 221 }"), latex_spacing("\\frac { 5 } { 2 }")
-    ('2\\sqrt{221}', '\\frac{5}{2}')
-    """
-    if "\\" not in text and "{" not in text:
-        return text
-    text = re.sub(r"\s*([{}^_])\s*", r"\1", text)
-    return re.sub(r"(\d)\s+(\\[a-zA-Z])", r"\1\2", text)
-
-
-def _parse_math(text: str, timeout: int | None) -> list:
-    from math_verify import parse
-
-    if "\\" in text and "$" not in text:
-        # Bare LaTeX (`\\frac12`, `2\\sqrt{221}`) parses whole only inside math delimiters:
-        # outside them math-verify takes the first number alone (`2`).
-        parsed = parse(f"${text}$", parsing_timeout=timeout)
-        if parsed:
-            return parsed
-    return parse(text, parsing_timeout=timeout)
-
-
-def _math_equal(gold: str, answer: str) -> bool | None:
-    """math-verify's verdict, or None when it cannot parse one side.
-
-    math-verify's default timeout uses `signal.alarm`, which only works in the main thread;
-    off the main thread (e.g. async reward workers) it would fail and every score would
-    silently become 0, so the timeout is switched off there.
-    """
-    from math_verify import verify
-
-    timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    gold_parsed = _parse_math(gold, timeout)
-    answer_parsed = _parse_math(answer, timeout)
-    if not gold_parsed or not answer_parsed:
-        return None
-    return bool(verify(gold_parsed, answer_parsed, timeout_seconds=timeout))
-
-
-def _looks_mathematical(text: str) -> bool:
-    return bool(re.search(r"\d|\\frac|\\sqrt|\\boxed|\^", text))
 
 
 def _gold(value: Any, column: str) -> str:
@@ -183,12 +79,12 @@ def accuracy(completions: list, solution: list[str], **kwargs: Any) -> list[floa
         if not answer:
             scores.append(0.0)
             continue
-        if _normalise(answer) == _normalise(gold):
+        if normalise(answer) == normalise(gold):
             scores.append(1.0)
             continue
         verdict = None
-        if _looks_mathematical(gold) and _looks_mathematical(answer):
-            verdict = _math_equal(latex_spacing(gold), latex_spacing(answer))
+        if looks_mathematical(gold) and looks_mathematical(answer):
+            verdict = math_equal(latex_spacing(gold), latex_spacing(answer))
         scores.append(1.0 if verdict else 0.0)
     return scores
 
@@ -206,7 +102,7 @@ def _as_list(value: Any, column: str) -> list:
 
 
 def _label_pattern(label: str) -> re.Pattern:
-    words = _normalise(label).split()
+    words = normalise(label).split()
     # Whole words only: `cat` must not match inside `wildcat`.
     return re.compile(r"(?<![\w])" + r"\s+".join(map(re.escape, words)) + r"(?![\w])")
 
@@ -220,7 +116,7 @@ def named_labels(answer: str, labels: list[str]) -> set[str]:
     >>> sorted(named_labels("It is a Wild  Cat.", ["cat", "wild cat", "dog"]))
     ['wild cat']
     """
-    text = _normalise(answer)
+    text = normalise(answer)
     spans = {label: [m.span() for m in _label_pattern(label).finditer(text)] for label in labels}
     named = set()
     for label, own in spans.items():
@@ -252,11 +148,11 @@ def choice(completions: list, solution: list[str], choices: list, **kwargs: Any)
     for completion, value, options in zip(completions, solution, choices, strict=True):
         labels = [str(label) for label in _as_list(options, "choices")]
         gold = _gold(value, "solution")
-        if _normalise(gold) not in {_normalise(label) for label in labels}:
+        if normalise(gold) not in {normalise(label) for label in labels}:
             raise ValueError(f"the record's solution {gold!r} is not one of its choices {labels}")
         answer = extract_answer(completion_text(completion))
-        named = {_normalise(label) for label in named_labels(answer, labels)}
-        scores.append(1.0 if named == {_normalise(gold)} else 0.0)
+        named = {normalise(label) for label in named_labels(answer, labels)}
+        scores.append(1.0 if named == {normalise(gold)} else 0.0)
     return scores
 
 
