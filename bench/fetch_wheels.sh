@@ -8,7 +8,8 @@
 #   bash bench/fetch_wheels.sh      # from the repository root, on a machine with pip access
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> "$(git rev-parse --git-common-dir)/info/exclude"
+exclude="$(git rev-parse --git-common-dir)/info/exclude"
+grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
 mkdir -p .whl
 PY=${PYTHON:-python3}
 WHEELS=(

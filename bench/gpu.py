@@ -23,6 +23,7 @@ Cases (steps: the first is warm-up and not counted):
     grpo_ckpt   the same with memory=grad_ckpt
     grpo_liger  the same with memory=[grad_ckpt,liger] (liger-kernel installed only)
     grpo_lora_ckpt  the same with memory=[lora,grad_ckpt] (the 7B case)
+    grpo_fast   the same with speed=rl_gpu (checkpointing + Liger + static KV cache)
 A case the planner prices above the card's memory is not started (recorded as skipped): it
 would only run out of memory. An out-of-memory, a crash or a timeout ends that case only.
 
@@ -109,6 +110,7 @@ def cases(sizes: Sizes, eos_ids: list[int]) -> dict[str, Case]:
         Case("grpo_ckpt", "grpo", [*grpo, "memory=grad_ckpt"], "grpo"),
         Case("grpo_liger", "grpo", [*grpo, "memory=[grad_ckpt,liger]"], "grpo", "liger_kernel"),
         Case("grpo_lora_ckpt", "grpo", [*grpo, "memory=[lora,grad_ckpt]"], "grpo"),
+        Case("grpo_fast", "grpo", [*grpo, "memory=none", "speed=rl_gpu"], "grpo", "liger_kernel"),
         Case(
             "sft_full",
             "sft",
@@ -154,8 +156,9 @@ DEFAULT_PLAN = [
     ("3b", "grpo"),  # 124.6 GiB measured: skipped (planner) on an 80 GB card
     ("3b", "sft_lora"),
     ("3b", "dpo_lora"),
-    ("3b", "grpo_liger"),
+    ("3b", "grpo_fast"),
     ("7b", "sft_lora"),
+    ("3b", "grpo_liger"),
     ("7b", "grpo_lora_ckpt"),
 ]
 SMOKE_PLAN = [("smoke", "sft_full"), ("smoke", "dpo_lora"), ("smoke", "grpo_ckpt")]
