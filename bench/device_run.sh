@@ -13,7 +13,13 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
   WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false VLEXP_CACHE=/tmp/vlexp-cache
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch, transformers, trl, peft, liger_kernel; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__)"
+python3 - <<'PY' || exit 1
+import importlib.metadata as m
+for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "pyarrow",
+             "fsspec", "huggingface-hub", "tokenizers", "liger-kernel", "hydra-core"):
+    print(f"{name} {m.version(name)}")
+import datasets, hydra, trl  # noqa: E401,F401  (fails here, not in the first run, if one is missing)
+PY
 # The GPU-marked tests (liger on the tiny model, perf/* on a GPU): about a minute.
 python3 -m pytest tests/gpu -m gpu -x -q -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.log" | tail -15
 python3 bench/gpu.py --out "$OUT" --budget 480 "$@" 2>&1 | tee "$OUT/bench.log"

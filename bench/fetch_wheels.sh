@@ -17,6 +17,9 @@ WHEELS=(
   hydra-core==1.3.8 omegaconf==2.3.1 qwen-vl-utils==0.0.14 liger-kernel==0.8.5
   math-verify==0.9.0 latex2sympy2_extended==1.11.0
 )
+# datasets 5.2 asks for pyarrow >= 24. The image has a pyarrow (device_run.sh prints its
+# version); if it is older, carry this one too (~40 MB): WITH_PYARROW=1 bash bench/fetch_wheels.sh
+if [ "${WITH_PYARROW:-0}" = 1 ]; then WHEELS+=(pyarrow==26.0.1); fi
 for wheel in "${WHEELS[@]}"; do
   "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
