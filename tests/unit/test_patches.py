@@ -1,0 +1,249 @@
+"""One contract test per patch in vlexp.patches: each fails with a message naming the patch
+when a TRL, transformers or qwen-vl-utils upgrade changes the thing it reaches into.
+
+Run these first when moving to a new release (README: "Moving to a new TRL release")."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from vlexp import patches
+
+
+def _contract(condition: bool, patch: str, what: str) -> None:
+    assert condition, (
+        f"vlexp.patches.{patch}: {what}. The library changed the internals this patch relies "
+        f"on (written against {patches.TESTED}); update the patch, then this test."
+    )
+
+
+def test_share_checkpoint_conversion_finds_the_qwen_layout():
+    from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+
+    source = get_checkpoint_conversion_mapping("Qwen2VLForConditionalGeneration")
+    _contract(bool(source), "share_checkpoint_conversion", "no key conversion for Qwen2-VL")
+    patches.share_checkpoint_conversion("VlexpContractProbe", "Qwen2VLForConditionalGeneration")
+    shared = get_checkpoint_conversion_mapping("VlexpContractProbe")
+    _contract(
+        [repr(m) for m in shared] == [repr(m) for m in source],
+        "share_checkpoint_conversion",
+        "the registered mapping differs from the source's",
+    )
+
+
+def test_zero3_init_off_clears_what_from_pretrained_reads():
+    from transformers.integrations import deepspeed as ds
+
+    _contract(
+        hasattr(ds, "_hf_deepspeed_config_weak_ref"),
+        "zero3_init_off",
+        "transformers.integrations.deepspeed._hf_deepspeed_config_weak_ref is gone",
+    )
+    fake = SimpleNamespace(is_zero3=lambda: True)
+    saved = ds._hf_deepspeed_config_weak_ref
+    ds._hf_deepspeed_config_weak_ref = lambda: fake
+    try:
+        _contract(ds.is_deepspeed_zero3_enabled(), "zero3_init_off", "ZeRO-3 not read from the ref")
+        with patches.zero3_init_off():
+            _contract(
+                not ds.is_deepspeed_zero3_enabled(),
+                "zero3_init_off",
+                "ZeRO-3 still enabled with the ref cleared",
+            )
+        _contract(ds.is_deepspeed_zero3_enabled(), "zero3_init_off", "the ref was not restored")
+    finally:
+        ds._hf_deepspeed_config_weak_ref = saved
+
+
+def test_guarded_logging_integrations_cannot_stop_training(monkeypatch, caplog):
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from transformers.integrations import integration_utils
+    from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
+
+    class Broken(TrainerCallback):
+        def on_log(self, args, state, control, **kwargs):
+            raise ConnectionError("server unreachable")
+
+    monkeypatch.setitem(integration_utils.INTEGRATION_TO_CALLBACK, "broken", Broken)
+    names = patches.guard_logging_integrations()
+    _contract("WandbCallback" in names, "guard_logging_integrations", "no WandbCallback")
+    handler = CallbackHandler([DefaultFlowCallback(), Broken()], None, None, None, None)
+    args = TrainingArguments(output_dir="unused", use_cpu=True, report_to=[])
+    with caplog.at_level(logging.WARNING, logger="vlexp"):
+        handler.on_log(args, TrainerState(), TrainerControl(), logs={"loss": 1.0})
+        handler.on_log(args, TrainerState(), TrainerControl(), logs={"loss": 2.0})
+    warnings = [r.getMessage() for r in caplog.records if r.name == "vlexp"]
+    assert len(warnings) == 1 and "Broken.on_log failed (ConnectionError" in warnings[0]
+
+
+def test_log_row_reaches_every_callback_and_keeps_the_pending_training_row():
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
+
+    class Recorder(TrainerCallback):
+        rows: list = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.rows.append(dict(logs))
+
+    handler = CallbackHandler([DefaultFlowCallback(), Recorder()], None, None, None, None)
+    state, control = TrainerState(global_step=3), TrainerControl(should_log=True)
+    args = TrainingArguments(output_dir="unused", use_cpu=True, report_to=[])
+    patches.log_row(SimpleNamespace(callback_handler=handler), args, state, control, {"eval_x": 1})
+    assert Recorder.rows == [{"eval_x": 1}]
+    assert state.log_history == [{"eval_x": 1, "step": 3}]
+    _contract(control.should_log, "log_row", "control.should_log was not kept")
+
+
+def test_grpo_trainer_keeps_logged_prompts_where_the_text_mixin_reads_them():
+    from trl import GRPOTrainer
+
+    source = inspect.getsource(GRPOTrainer)
+    _contract(
+        'self._logs["prompt"]' in source or "self._logs = {" in source,
+        "TextPromptsMixin",
+        "GRPOTrainer no longer keeps logged prompts in self._logs['prompt']",
+    )
+    _contract(
+        "logs" in inspect.signature(GRPOTrainer.log).parameters,
+        "TextPromptsMixin",
+        "GRPOTrainer.log(logs, ...) changed",
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("_generate_and_score_completions", ["self", "inputs"]),
+        ("_compute_loss", ["self", "model", "inputs"]),
+        ("_get_per_token_logps_and_entropies", ["self", "model", "input_ids"]),
+    ],
+)
+def test_grpo_trainer_private_methods_the_video_mixin_extends(method, params):
+    from trl import GRPOTrainer
+
+    found = getattr(GRPOTrainer, method, None)
+    _contract(found is not None, "VideoGRPOMixin", f"GRPOTrainer.{method} is gone")
+    names = list(inspect.signature(found).parameters)
+    _contract(names[: len(params)] == params, "VideoGRPOMixin", f"{method}{tuple(names)}")
+
+
+def test_grpo_trainer_class_keeps_the_user_class_and_adds_the_mixins():
+    from trl import GRPOTrainer
+
+    class Mine(GRPOTrainer):
+        pass
+
+    plain = patches.grpo_trainer_class(Mine, str)
+    assert issubclass(plain, Mine) and plain.__name__ == "Mine"
+    assert patches.TextPromptsMixin in plain.__mro__ and patches.VideoGRPOMixin not in plain.__mro__
+    carrier = SimpleNamespace(forward_keys=())
+    with_video = patches.grpo_trainer_class(Mine, str, carrier)
+    assert with_video.video_carrier is carrier and patches.VideoGRPOMixin in with_video.__mro__
+
+
+def test_qwen_vl_utils_reader_globals_exist():
+    from qwen_vl_utils import vision_process
+
+    for name in ("FORCE_QWENVL_VIDEO_READER", "VIDEO_READER_BACKENDS", "get_video_reader_backend"):
+        _contract(hasattr(vision_process, name), "qwen_vl_utils_video_reader", f"{name} is gone")
+    _contract(
+        "torchvision" in vision_process.VIDEO_READER_BACKENDS,
+        "qwen_vl_utils_video_reader",
+        "no torchvision reader to replace",
+    )
+    _contract(
+        hasattr(vision_process.get_video_reader_backend, "cache_clear"),
+        "qwen_vl_utils_video_reader",
+        "get_video_reader_backend is no longer cached",
+    )
+
+
+def test_installed_trl_is_the_minor_version_the_patches_were_written_for():
+    from importlib.metadata import version
+
+    installed = ".".join(version("trl").split(".")[:2])
+    _contract(installed == patches.TESTED["trl"], "TESTED", f"trl {installed} is installed")
+
+
+@pytest.mark.parametrize(
+    "path", ["trl:GRPOTrainer", "trl:RLOOTrainer", "vlexp.algorithms.ppo:PPOTrainer"]
+)
+def test_rollout_trainers_prepare_inputs_inside_training_step(path):
+    """time_rollout_phases: update = training_step - _prepare_inputs holds while the rollout
+    (generation, rewards, log-probs) happens in `_prepare_inputs`, called from training_step."""
+    import importlib
+
+    import transformers
+
+    module, _, name = path.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    for method in patches.ROLLOUT_METHODS:
+        _contract(
+            callable(getattr(cls, method, None)), "time_rollout_phases", f"{path}.{method} is gone"
+        )
+    base = inspect.getsource(transformers.Trainer.training_step)
+    _contract(
+        "self._prepare_inputs(" in base,
+        "time_rollout_phases",
+        "Trainer.training_step no longer prepares inputs",
+    )
+    own = inspect.getsource(cls.training_step)
+    _contract(
+        "super().training_step(" in own or "self._prepare_inputs(" in own,
+        "time_rollout_phases",
+        f"{path}.training_step bypasses _prepare_inputs",
+    )
+
+
+@pytest.mark.parametrize("name", ["GRPOTrainer", "RLOOTrainer"])
+def test_trl_generation_goes_through_the_models_generate(name):
+    """time_rollout_phases wraps `<policy>.generate`: TRL's HF path must call it."""
+    import trl
+
+    source = inspect.getsource(getattr(trl, name))
+    _contract(
+        "unwrapped_model.generate(" in source,
+        "time_rollout_phases",
+        f"{name} no longer calls model.generate",
+    )
+
+
+def test_trl_profiling_still_bypasses_the_logs():
+    """TRL's own phase timings go to W&B/MLflow only; the day they reach `logs`, vlexp's
+    timers could give way to them."""
+    from trl.extras import profiling
+
+    source = inspect.getsource(profiling.ProfilingContext._log_metrics)
+    _contract(
+        "wandb.log(" in source and "logs" not in source,
+        "time_rollout_phases",
+        "TRL's profiling now logs elsewhere",
+    )
+
+
+def test_transformers_dropped_the_per_model_output_classes_liger_imports():
+    """liger_output_classes: while transformers returns MultimodalCausalLMOutputWithPast,
+    liger-kernel 0.8.5 needs the alias; with the old names back the patch does nothing."""
+    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen
+
+    forward = inspect.signature(qwen.Qwen2_5_VLForConditionalGeneration.forward)
+    _contract(
+        "MultimodalCausalLMOutputWithPast" in str(forward.return_annotation),
+        "liger_output_classes",
+        "Qwen2.5-VL no longer returns MultimodalCausalLMOutputWithPast",
+    )
+    patches.liger_output_classes()
+    assert qwen.Qwen2_5_VLCausalLMOutputWithPast is qwen.MultimodalCausalLMOutputWithPast
+    assert patches.liger_output_classes() == []  # idempotent
+
+
+def test_liger_qwen_vl_patches_import_after_the_alias():
+    pytest.importorskip("liger_kernel")
+    patches.liger_output_classes()
+    from liger_kernel.transformers.model.qwen2_5_vl import lce_forward  # noqa: F401
+    from liger_kernel.transformers.model.qwen2_vl import lce_forward as qwen2  # noqa: F401
