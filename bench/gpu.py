@@ -1,505 +1,612 @@
-"""GPU throughput and memory of the real Qwen2.5-VL-3B/7B architectures (random bf16 weights).
+"""The real command on a GPU: `python -m vlexp` on random-weight Qwen2.5-VL checkpoints.
 
-    python bench/gpu.py                                  # 3b and 7b, every section
-    python bench/gpu.py --models 7b --sections sft memory --sft-batch 4
-    python bench/gpu.py --smoke-cpu                      # the code paths on CPU, tiny model
+    python bench/gpu.py                           # 3B and 7B cases, at most --budget s (420)
+    python bench/gpu.py --runs 3b:grpo_ckpt 3b:sft_full 7b:sft_lora
+    python bench/gpu.py --smoke-cpu               # the same code on CPU at toy sizes (tested)
 
-Needs a CUDA GPU (it stops with a message otherwise); nothing is downloaded: the models are
-built from the config.json copies bundled in src/vlexp/families/configs (random weights, bf16,
-`--attn sdpa` or flash_attention_2), inputs are synthetic token ids plus one image of
-`--image HxW` pixels resized by smart_resize to the model's pixel budget.
+Nothing is downloaded. For each model size the bench builds a random-weight checkpoint from
+the config.json bundled with vlexp (its special-token ids moved to the tiny tokenizer's,
+`vocab_size` kept so the LM head costs what the real one does; bf16, saved with the tiny
+processor), writes a JSONL data set of random-noise images and text of the sizes below, and
+runs each case as its own `python -m vlexp` process with its own timeout. From every run it
+reads back the perf/* and timing_s/* metrics the run logged (vlexp.recipe.perf), samples the
+card's used memory with nvidia-smi, and sets the planner's estimate (vlexp.plan, same
+overrides, same token counts) next to the measured peak.
 
-Sections:
-- sft: forward + backward + AdamW step through TRL's fused LM head (as SFTTrainer runs it);
-  tokens/s and MFU, FLOPs counted for the text tower (6N + attention) and the vision tower
-  (its blocks over patches, windowed and full attention, the merger over image tokens).
-- grpo: one GRPO iteration over prompts x num_generations completions of fixed length:
-  generation (HF generate; vLLM too when installed and a processor can be loaded),
-  log-probs (policy without grad + reference), update (clipped-ratio loss, backward, step);
-  samples/s and the seconds of each part.
-- memory: peak GPU memory of a few SFT steps for the presets none, lora, grad_ckpt and liger
-  (if installed), next to `python -m vlexp.plan`'s estimate of the same run (the error).
-Results: bench/results/gpu-<gpu>-<host>.json with the machine description.
+Cases (steps: the first is warm-up and not counted):
+    sft_full    SFT, full fine-tuning, 896x896 images (1,024 image tokens) + ~256 text tokens
+    sft_lora    the same with memory=lora
+    dpo_lora    DPO with memory=lora, the SFT rows plus a rejected answer
+    grpo        GRPO, 2 prompts x 8 completions of 256 tokens per step, beta 0.04, the prompt
+                a 224x224 image (256 tokens at min_pixels) + a short question: the run of the
+                issue that measured 124.6 GiB; EOS is suppressed so no completion stops early
+    grpo_ckpt   the same with memory=grad_ckpt
+    grpo_liger  the same with memory=[grad_ckpt,liger] (liger-kernel installed only)
+    grpo_lora_ckpt  the same with memory=[lora,grad_ckpt] (the 7B case)
+    grpo_fast   the same with speed=rl_gpu (checkpointing + Liger + static KV cache)
+A case the planner prices above the card's memory is not started (recorded as skipped): it
+would only run out of memory. An out-of-memory, a crash or a timeout ends that case only.
+
+Results: bench/results/gpu-<gpu>-<host>-<UTC time>.json (every run kept, so progress shows)
+and the same numbers as a Markdown table (.md beside it, printed at the end).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
+import os
 import re
+import shutil
+import statistics
+import subprocess
 import sys
+import threading
 import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO)]
+sys.path[:0] = [str(REPO / "src"), str(REPO), str(REPO / "bench")]
 
 from machine import describe  # noqa: E402
 
-MODELS = {"3b": "qwen2_5_vl_3b", "7b": "qwen2_5_vl_7b"}
-# Dense bf16 peak, FLOP/s (vendor datasheets, no sparsity); --peak-tflops overrides.
-PEAK = {
-    "H200": 989e12,
-    "H100 SXM": 989e12,
-    "H100 80GB HBM3": 989e12,
-    "H100 PCIe": 756e12,
-    "H100": 989e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10G": 70e12,
-    "L4": 121e12,
-}
+MODELS = {"3b": "Qwen/Qwen2.5-VL-3B-Instruct", "7b": "Qwen/Qwen2.5-VL-7B-Instruct"}
+# The model= option each size runs under (pixel budget, dtype, freeze_vision: the real ones);
+# only model.name_or_path is swapped for the random-weight checkpoint.
+MODEL_OPTIONS = {"3b": "qwen2_5_vl_3b", "7b": "qwen2_5_vl_7b", "smoke": "tiny"}
+GIB = 1024**3
 
 
-def peak_flops(name: str, override: float | None) -> float | None:
-    if override:
-        return override * 1e12
-    return next((v for k, v in PEAK.items() if k in name), None)
+@dataclass
+class Sizes:
+    """Data and step sizes of one bench run (the GPU defaults; `smoke()` shrinks them)."""
+
+    sft_image: int = 896  # px side: 1,024 image tokens at Qwen2.5-VL's 28 px per token
+    sft_text: int = 256  # text tokens per SFT/DPO row (prompt + answer)
+    sft_batch: int = 2  # full fine-tuning: ~62 GiB planned on 3B, fits an 80 GB card
+    lora_batch: int = 4
+    dpo_batch: int = 2
+    sft_steps: int = 6
+    grpo_image: int = 224  # raised to min_pixels: 256 image tokens
+    grpo_text: int = 48  # question tokens
+    prompts: int = 2
+    generations: int = 8
+    completion: int = 256
+    grpo_steps: int = 3
+    rows: int = 64  # records written per data set
+
+    @classmethod
+    def smoke(cls) -> Sizes:
+        return cls(
+            sft_image=56, sft_text=24, sft_batch=2, lora_batch=2, dpo_batch=2, sft_steps=2,
+            grpo_image=56, grpo_text=8, prompts=1, generations=2, completion=8, grpo_steps=2,
+            rows=8,
+        )  # fmt: skip
 
 
-# --- model and inputs -----------------------------------------------------------------------
+@dataclass
+class Case:
+    name: str
+    algo: str
+    overrides: list[str]
+    kind: str  # sft | dpo | grpo: which data set
+    needs: str | None = None  # a module the case needs (liger_kernel)
 
 
-def build_model(name: str, device, dtype, attn: str, smoke: bool):
+def cases(sizes: Sizes, eos_ids: list[int]) -> dict[str, Case]:
+    grpo = [
+        "algo=grpo",
+        f"train.per_device_train_batch_size={sizes.prompts * sizes.generations}",
+        f"algo.args.num_generations={sizes.generations}",
+        f"algo.args.max_completion_length={sizes.completion}",
+        "algo.args.beta=0.04",
+        # Random weights: completions must run to max_completion_length, as in a long rollout.
+        f"++algo.args.generation_kwargs.suppress_tokens=[{','.join(map(str, eos_ids))}]",
+        "reward=[think_format]",
+        f"train.max_steps={sizes.grpo_steps}",
+    ]
+    sft = [f"train.max_steps={sizes.sft_steps}"]
+    table = [
+        Case("grpo", "grpo", [*grpo, "memory=none"], "grpo"),
+        Case("grpo_ckpt", "grpo", [*grpo, "memory=grad_ckpt"], "grpo"),
+        Case("grpo_liger", "grpo", [*grpo, "memory=[grad_ckpt,liger]"], "grpo", "liger_kernel"),
+        Case("grpo_lora_ckpt", "grpo", [*grpo, "memory=[lora,grad_ckpt]"], "grpo"),
+        Case("grpo_fast", "grpo", [*grpo, "memory=none", "speed=rl_gpu"], "grpo", "liger_kernel"),
+        Case(
+            "sft_full",
+            "sft",
+            [
+                "algo=sft",
+                "memory=none",
+                f"train.per_device_train_batch_size={sizes.sft_batch}",
+                *sft,
+            ],
+            "sft",
+        ),
+        Case(
+            "sft_lora",
+            "sft",
+            [
+                "algo=sft",
+                "memory=lora",
+                f"train.per_device_train_batch_size={sizes.lora_batch}",
+                *sft,
+            ],
+            "sft",
+        ),
+        Case(
+            "dpo_lora",
+            "dpo",
+            [
+                "algo=dpo",
+                "memory=lora",
+                f"train.per_device_train_batch_size={sizes.dpo_batch}",
+                *sft,
+            ],
+            "dpo",
+        ),
+    ]
+    return {case.name: case for case in table}
+
+
+# (model, case) in the order they run: what the issue measured first, then the rest, so a
+# spent time budget drops the least important ones.
+DEFAULT_PLAN = [
+    ("3b", "grpo_ckpt"),
+    ("3b", "sft_full"),
+    ("3b", "grpo"),  # 124.6 GiB measured: skipped (planner) on an 80 GB card
+    ("3b", "sft_lora"),
+    ("3b", "dpo_lora"),
+    ("3b", "grpo_fast"),
+    ("7b", "sft_lora"),
+    ("3b", "grpo_liger"),
+    ("7b", "grpo_lora_ckpt"),
+]
+SMOKE_PLAN = [("smoke", "sft_full"), ("smoke", "dpo_lora"), ("smoke", "grpo_ckpt")]
+
+
+# --- the random-weight checkpoint -----------------------------------------------------------
+
+
+def build_checkpoint(source: Path, out: Path, device: str, dtype_name: str) -> Path:
+    """A random-weight model of `source`'s config.json, loadable by `from_pretrained`, with
+    the tiny tokenizer's special-token ids and processor (vocab_size kept)."""
     import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText
-    from trl.trainer.utils import add_fused_lm_head
+    from transformers import (
+        AutoConfig,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        GenerationConfig,
+    )
 
-    from vlexp.families import bundled_config
-    from vlexp.models.loading import resolve_path
+    from vlexp.models import tiny
 
-    if smoke:
-        config = AutoConfig.from_pretrained(resolve_path("tiny://qwen2_5_vl"))
-    else:
-        from tests.helpers import compose
-
-        hub_id = compose([f"model={name}"]).model.name_or_path
-        config = AutoConfig.from_pretrained(bundled_config(hub_id).parent)
+    if (out / "config.json").is_file():
+        return out
+    tiny_dir = tiny.ensure()
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    ids = tiny_token_ids(processor.tokenizer)
+    config = AutoConfig.from_pretrained(source)
+    for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+        setattr(config, key, ids[key])
+    if getattr(config, "vision_token_id", None) is not None:
+        config.vision_token_id = ids["vision_token_id"]
+    text = config.get_text_config()
+    text.bos_token_id, text.eos_token_id, text.pad_token_id = ids["bos"], ids["eos"], ids["pad"]
     torch.manual_seed(0)
     with torch.device(device):
-        model = AutoModelForImageTextToText.from_config(
-            config, dtype=dtype, attn_implementation=attn
-        )
-    add_fused_lm_head(model, outputs=("log_probs",))  # as TRL's trainers do: no full logits
-    return model
-
-
-def image_grid(model, height: int, width: int, min_pixels: int, max_pixels: int):
-    """(patch grid h, w, LLM image tokens) of one image after smart_resize."""
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-    v = model.config.vision_config
-    h, w = smart_resize(height, width, v.patch_size * v.spatial_merge_size, min_pixels, max_pixels)
-    gh, gw = h // v.patch_size, w // v.patch_size
-    return gh, gw, gh * gw // v.spatial_merge_size**2
-
-
-def make_batch(model, rows: int, text: int, grid, device, dtype, completion: int = 0):
-    """Token ids: <vision_start> image pads <vision_end> + random text (+ completion)."""
-    import torch
-
-    cfg, v = model.config, model.config.vision_config
-    gh, gw, tokens = grid
-    vocab = min(cfg.get_text_config().vocab_size, cfg.vision_start_token_id) - 1
-    body = torch.randint(0, vocab, (rows, text + completion), device=device)
-    image = torch.tensor(
-        [cfg.vision_start_token_id] + [cfg.image_token_id] * tokens + [cfg.vision_end_token_id],
-        device=device,
-    ).expand(rows, -1)
-    input_ids = torch.cat([image, body], dim=1)
-    patch_dim = 3 * v.temporal_patch_size * v.patch_size**2
-    pixel_values = torch.randn(rows * gh * gw, patch_dim, device=device, dtype=dtype)
-    grid_thw = torch.tensor([[1, gh, gw]] * rows, device=device)
-    labels = input_ids.clone()
-    labels[:, : image.shape[1]] = -100  # the loss covers the text only, as in vlexp's SFT
-    return {
-        "input_ids": input_ids,
-        "attention_mask": torch.ones_like(input_ids),
-        "pixel_values": pixel_values,
-        "image_grid_thw": grid_thw,
-        "labels": labels,
-    }
-
-
-# --- FLOPs ----------------------------------------------------------------------------------
-
-
-def train_flops(model, rows: int, seq: int, grid) -> float:
-    """Forward + backward FLOPs of one step (PaLM's 6N + 12 L h s per token, no causal discount).
-
-    Text: 6 x (every matmul parameter of the decoder and LM head, embeddings excluded) per
-    token, plus 12 x layers x hidden x seq per token for attention scores and values.
-    Vision: 6 x block and patch-embedding parameters per patch, plus 12 x hidden x window per
-    patch and block (window = 64 patches for windowed blocks, the image for full blocks),
-    and 6 x merger parameters per image token.
-    """
-    text_cfg, v = model.config.get_text_config(), model.config.vision_config
-    named = dict(model.named_parameters())
-    lm = sum(
-        p.numel()
-        for n, p in named.items()
-        if "language_model" in n and "embed_tokens" not in n and p.dim() > 1
+        model = AutoModelForImageTextToText.from_config(config, dtype=getattr(torch, dtype_name))
+    model.generation_config = GenerationConfig(
+        eos_token_id=[ids["eos"], ids["pad"]], pad_token_id=ids["pad"], do_sample=True
     )
-    lm += model.get_output_embeddings().weight.numel()
-    blocks = sum(
-        p.numel()
-        for n, p in named.items()
-        if ".visual.blocks." in f".{n}" or n.startswith("visual.blocks") or ("patch_embed" in n)
-    )
-    merger = sum(p.numel() for n, p in named.items() if "merger" in n)
-    gh, gw, tokens = grid
-    patches = gh * gw
-    tokens_total = rows * seq
-    flops = 6 * lm * tokens_total
-    flops += 12 * text_cfg.num_hidden_layers * text_cfg.hidden_size * seq * tokens_total
-    hv = getattr(v, "embed_dim", None) or v.hidden_size
-    full = set(getattr(v, "fullatt_block_indexes", None) or range(v.depth))
-    window = (getattr(v, "window_size", 0) // v.patch_size) ** 2 or patches
-    attn = sum(patches if b in full else min(window, patches) for b in range(v.depth))
-    flops += rows * (6 * blocks * patches + 12 * hv * attn * patches + 6 * merger * tokens)
-    return float(flops)
-
-
-# --- sections -------------------------------------------------------------------------------
-
-
-def sync(device) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def sft(model, batch, device, steps: int, warmup: int) -> dict:
-    """Seconds per optimizer step, after `warmup` untimed steps."""
-    import torch
-
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    model.train()
-    times = []
-    for step in range(warmup + steps):
-        sync(device)
-        start = time.perf_counter()
-        loss = model(**batch, fused_lm_head=True).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync(device)
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
-    del optimizer
-    return {"step_s": sorted(times)[len(times) // 2], "steps": steps}
-
-
-def completion_logps(model, batch, completion: int):
-    """Per-token log-probs of the last `completion` tokens (TRL's fused head), (B, C)."""
-    labels = batch["input_ids"].clone()
-    labels[:, :-completion] = -100
-    out = model(
-        **{k: v for k, v in batch.items() if k != "labels"}, labels=labels, fused_lm_head=True
-    )
-    return out.log_probs[:, -completion:]
-
-
-def grpo(model, ref, prompt_batch, opts, device) -> dict:
-    """One GRPO iteration, timed in its three parts; `ref=None` disables the PEFT adapters."""
-    import torch
-
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-    prompts = {k: v for k, v in prompt_batch.items() if k != "labels"}
-    cfg = model.config
-    placeholders = [
-        cfg.image_token_id,
-        cfg.video_token_id,
-        cfg.vision_start_token_id,
-        cfg.vision_end_token_id,
-    ]
-    result = {}
-    for it in range(opts.grpo_iters + 1):  # the first iteration warms up and is not kept
-        model.eval()
-        sync(device)
-        t0 = time.perf_counter()
-        with torch.no_grad():  # random weights: keep vision placeholders out of completions
-            ids = model.generate(
-                **prompts,
-                max_new_tokens=opts.completion,
-                min_new_tokens=opts.completion,
-                do_sample=True,
-                top_p=1.0,
-                suppress_tokens=placeholders,
-            )
-        sync(device)
-        t1 = time.perf_counter()
-        batch = {**prompts, "input_ids": ids, "attention_mask": torch.ones_like(ids)}
-        with torch.no_grad():
-            old = completion_logps(model, batch, opts.completion)
-            if ref is not None:
-                ref_lp = completion_logps(ref, batch, opts.completion)
-            else:
-                with model.disable_adapter():
-                    ref_lp = completion_logps(model, batch, opts.completion)
-        sync(device)
-        t2 = time.perf_counter()
-        model.train()
-        advantages = torch.randn(ids.shape[0], 1, device=ids.device)
-        logp = completion_logps(model, batch, opts.completion)  # (B, C)
-        ratio = torch.exp(logp - old)
-        clipped = torch.clamp(ratio, 0.8, 1.2)
-        kl = torch.exp(ref_lp - logp) - (ref_lp - logp) - 1  # K3
-        loss = (-torch.min(ratio * advantages, clipped * advantages) + 0.04 * kl).mean()
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync(device)
-        t3 = time.perf_counter()
-        if it:
-            for key, value in (
-                ("generation_s", t1 - t0),
-                ("logprob_s", t2 - t1),
-                ("update_s", t3 - t2),
-            ):
-                result.setdefault(key, []).append(value)
-    out = {k: sorted(v)[len(v) // 2] for k, v in result.items()}
-    out["samples_per_s"] = ids.shape[0] / sum(out.values())
-    out["samples"] = int(ids.shape[0])
-    del optimizer
+    staging = out.with_name(out.name + ".building")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    processor.save_pretrained(staging)
+    del model
+    staging.rename(out)
     return out
 
 
-def vllm_generation(name: str, model, opts, grid) -> dict:
-    """Generation seconds with vLLM for the same prompts (needs vllm and the model's processor)."""
-    import importlib.util
-    import tempfile
+def tiny_token_ids(tokenizer) -> dict[str, int]:
+    token = tokenizer.convert_tokens_to_ids
+    return {
+        "image_token_id": token("<|image_pad|>"),
+        "video_token_id": token("<|video_pad|>"),
+        "vision_token_id": token("<|vision_pad|>"),
+        "vision_start_token_id": token("<|vision_start|>"),
+        "vision_end_token_id": token("<|vision_end|>"),
+        "bos": token("<|endoftext|>"),
+        "eos": token("<|im_end|>"),
+        "pad": token("<|endoftext|>"),
+    }
 
-    if importlib.util.find_spec("vllm") is None:
-        return {"skipped": "vllm is not installed (pip install vllm)"}
-    from transformers import AutoProcessor
 
-    from tests.helpers import compose
+# --- data -----------------------------------------------------------------------------------
 
-    hub_id = compose([f"model={name}"]).model.name_or_path
-    try:  # the tokenizer/processor files only (no weights): a hub cache or network is needed
-        processor = AutoProcessor.from_pretrained(hub_id)
-    except Exception as err:  # noqa: BLE001 - reported in the results, not fatal
-        return {"skipped": f"cannot load the {hub_id} processor for vLLM: {err}"[:300]}
+WORDS = [
+    "the",
+    "red",
+    "circle",
+    "is",
+    "left",
+    "of",
+    "a",
+    "blue",
+    "square",
+    "and",
+    "above",
+    "green",
+    "triangle",
+    "count",
+    "shapes",
+]
+
+
+def text_of(tokenizer, tokens: int, seed: int) -> str:
+    """Words whose tokenization is about `tokens` tokens long."""
+    import random
+
+    rng = random.Random(seed)
+    words: list[str] = []
+    while len(tokenizer(" ".join(words))["input_ids"]) < tokens:
+        words.append(rng.choice(WORDS))
+    return " ".join(words)
+
+
+def write_data(root: Path, sizes: Sizes, tokenizer) -> dict[str, Path]:
+    """JSONL sets (sft, dpo, grpo) of random-noise images; returns kind -> train.jsonl."""
     import numpy as np
     from PIL import Image
-    from vllm import LLM, SamplingParams
 
-    with tempfile.TemporaryDirectory(prefix="vlexp-vllm-") as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        llm = LLM(
-            model=tmp,
-            dtype="bfloat16",
-            gpu_memory_utilization=opts.vllm_mem,
-            max_model_len=4096,
-            limit_mm_per_prompt={"image": 1},
-            seed=0,
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for side in {sizes.sft_image, sizes.grpo_image}:
+        pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"noise{side}.png")
+    half = sizes.sft_text // 2
+    rows = {"sft": [], "dpo": [], "grpo": []}
+    for i in range(sizes.rows):
+        question, answer = text_of(tokenizer, half, i), text_of(tokenizer, half, 10_000 + i)
+        rejected = text_of(tokenizer, half, 20_000 + i)
+        image = f"noise{sizes.sft_image}.png"
+        rows["sft"].append({"image": image, "prefix": question, "suffix": answer})
+        rows["dpo"].append(
+            {"image": image, "prefix": question, "suffix": answer, "rejected": rejected}
         )
-        gh, gw, _ = grid
-        v = model.config.vision_config
-        image = Image.fromarray(
-            np.random.randint(0, 255, (gh * v.patch_size, gw * v.patch_size, 3), dtype=np.uint8)
+        rows["grpo"].append(
+            {
+                "image": f"noise{sizes.grpo_image}.png",
+                "prefix": text_of(tokenizer, sizes.grpo_text, 30_000 + i),
+                "solution": "3",
+            }
         )
-        text = "<|vision_start|><|image_pad|><|vision_end|>" + "Describe the image. " * (
-            opts.text // 5
-        )
-        params = SamplingParams(
-            n=opts.generations,
-            max_tokens=opts.completion,
-            min_tokens=opts.completion,
-            temperature=1.0,
-        )
-        requests = [{"prompt": text, "multi_modal_data": {"image": image}}] * opts.prompts
-        llm.generate(requests, params)  # warm-up (CUDA graphs, caches)
-        start = time.perf_counter()
-        llm.generate(requests, params)
-        elapsed = time.perf_counter() - start
-        del llm
-    return {"generation_s": elapsed, "samples": opts.prompts * opts.generations}
+    paths = {}
+    for kind, records in rows.items():
+        paths[kind] = root / f"{kind}.jsonl"
+        paths[kind].write_text("".join(json.dumps(r) + "\n" for r in records))
+    return paths
 
 
-def memory(name: str, preset: str, opts, device, dtype) -> dict:
-    """Peak GPU memory of a few SFT steps under a preset, and the planner's estimate."""
-    import importlib.util
+# --- one case -------------------------------------------------------------------------------
 
-    import torch
 
-    from tests.helpers import compose
-    from vlexp.recipe.estimate import estimate
+@dataclass
+class Result:
+    model: str
+    case: str
+    status: str  # ok | oom | timeout | failed | skipped
+    overrides: list[str] = field(default_factory=list)
+    wall_s: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # medians after the warm-up step
+    peak_allocated_gib: float | None = None
+    peak_reserved_gib: float | None = None
+    nvidia_smi_peak_gib: float | None = None
+    planner_gib: float | None = None
+    planner_error_pct: float | None = None  # planner vs the card's peak (nvidia-smi)
+    note: str = ""
 
-    overrides = [f"model={name}", "algo=sft", f"train.per_device_train_batch_size={opts.mem_batch}"]
-    overrides += {
-        "none": ["memory=none"],
-        "lora": ["memory=lora"],
-        "liger": ["memory=liger"],
-        "grad_ckpt": ["memory=none", "memory.gradient_checkpointing=true"],
-    }[preset]
-    if preset == "liger" and importlib.util.find_spec("liger_kernel") is None:
-        return {"skipped": "liger-kernel is not installed"}
-    cfg = compose(overrides)
-    plan = {
-        "text_tokens": opts.text,
-        "image_height": opts.image[0],
-        "image_width": opts.image[1],
-        "images_per_sample": 1,
-        "gpu_mem_gb": 80,
-        "device": "none",
+
+class GpuMemorySampler:
+    """The largest `memory.used` nvidia-smi reports while the block runs (GiB), or None."""
+
+    def __init__(self, interval_ms: int = 200) -> None:
+        self.interval_ms = interval_ms
+        self.peak_mib: float | None = None
+        self._process: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> GpuMemorySampler:
+        if shutil.which("nvidia-smi") is None:
+            return self
+        self._process = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+             "--id=0", f"--loop-ms={self.interval_ms}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        for line in self._process.stdout:
+            try:
+                value = float(line.strip())
+            except ValueError:
+                continue
+            self.peak_mib = value if self.peak_mib is None else max(self.peak_mib, value)
+
+    def __exit__(self, *exc) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._thread.join(timeout=10)
+
+    @property
+    def peak_gib(self) -> float | None:
+        return None if self.peak_mib is None else self.peak_mib * 1024**2 / GIB
+
+
+def summarize(rows: list[dict]) -> tuple[dict[str, float], float | None, float | None]:
+    """Medians of perf/* and timing_s/* over the logged steps after the first (warm-up),
+    and the largest max_memory_allocated / reserved any step logged."""
+    steps = [
+        r for r in rows if "train_runtime" not in r and not any(k.startswith("eval") for k in r)
+    ]
+    counted = steps[1:] or steps
+    keys = sorted({k for r in counted for k in r if k.startswith(("perf/", "timing_s/"))})
+    medians = {
+        k: statistics.median(r[k] for r in counted if isinstance(r.get(k), int | float))
+        for k in keys
+        if any(isinstance(r.get(k), int | float) for r in counted)
     }
-    predicted = estimate(cfg, plan).total
-    gc.collect()
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    try:
-        model = build_model(name, device, dtype, opts.attn, smoke=False)
-        if preset == "lora":
-            from hydra.utils import instantiate
-            from peft import get_peft_model
+    memory = ("perf/max_memory_allocated_gb", "perf/max_memory_reserved_gb")
+    peaks = [max((r.get(k) or 0 for r in steps), default=0) or None for k in memory]
+    for key in memory:
+        medians.pop(key, None)
+    return medians, peaks[0], peaks[1]
 
-            model = get_peft_model(model, instantiate(cfg.memory.peft))
-        if preset == "grad_ckpt":
-            model.gradient_checkpointing_enable({"use_reentrant": False})
-            model.enable_input_require_grads()
-        if preset == "liger":
-            from liger_kernel.transformers import _apply_liger_kernel_to_instance
 
-            _apply_liger_kernel_to_instance(model=model, fused_linear_cross_entropy=False)
-        grid = image_grid(model, *opts.image, cfg.model.min_pixels, cfg.model.max_pixels)
-        batch = make_batch(model, opts.mem_batch, opts.text, grid, device, dtype)
-        sft(model, batch, device, steps=2, warmup=1)
-        peak = torch.cuda.max_memory_allocated()
-        result = {"peak_gib": peak / 1024**3}
-    except torch.cuda.OutOfMemoryError:
-        result = {"peak_gib": None, "oom": True}
-        peak = None
-    finally:
-        model = batch = None
-        gc.collect()
-        torch.cuda.empty_cache()
-    result["planner_gib"] = predicted / 1024**3
-    if peak:
-        result["planner_error_pct"] = 100 * (predicted - peak) / peak
-    return result
+def failure(stderr: str, returncode: int) -> tuple[str, str]:
+    """(status, note) of a failed run from its exit code and the end of its stderr."""
+    if "OutOfMemoryError" in stderr or "CUDA out of memory" in stderr:
+        return "oom", "CUDA out of memory"
+    if returncode in (-9, 137) and "Killed" in stderr:
+        return "failed", "killed (host memory?)"
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return "failed", (lines[-1] if lines else f"exit {returncode}")[:300]
+
+
+def planner(overrides: list[str], kind: str, sizes: Sizes, text_tokens: int, card_gib: float):
+    """The planner's estimate (GiB) for the run `overrides` describes."""
+    from vlexp.plan import plan_run
+
+    image = sizes.grpo_image if kind == "grpo" else sizes.sft_image
+    plan = {
+        "gpu_mem_gb": card_gib,
+        "text_tokens": text_tokens,
+        "image_height": image,
+        "image_width": image,
+        "images_per_sample": 1,
+    }
+    _, est = plan_run(overrides, plan)
+    return est.total / GIB
+
+
+def run_case(
+    case: Case, model_key: str, common: list[str], work: Path, timeout: int, env: dict
+) -> tuple[Result, list[dict]]:
+    run_dir = work / "runs" / f"{model_key}-{case.name}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    overrides = [*common, *case.overrides, f"hydra.run.dir={run_dir}"]
+    result = Result(model=model_key, case=case.name, status="ok", overrides=overrides)
+    start = time.perf_counter()
+    with GpuMemorySampler() as sampler:
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "vlexp", *overrides],
+                cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            proc = None
+    result.wall_s = round(time.perf_counter() - start, 1)
+    result.nvidia_smi_peak_gib = sampler.peak_gib
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if proc is None:
+        result.status, result.note = "timeout", f"over {timeout} s"
+    else:
+        (run_dir / "bench-stderr.log").write_text(proc.stderr[-200_000:])
+        if proc.returncode != 0:
+            result.status, result.note = failure(proc.stderr, proc.returncode)
+    shutil.rmtree(run_dir / "final", ignore_errors=True)  # a full copy of the weights: disk
+    metrics_file = run_dir / "metrics.jsonl"
+    rows = (
+        [json.loads(line) for line in metrics_file.read_text().splitlines()]
+        if metrics_file.is_file()
+        else []
+    )
+    result.metrics, result.peak_allocated_gib, result.peak_reserved_gib = summarize(rows)
+    return result, rows
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def table(results: list[Result]) -> str:
+    """The results as the Markdown table README.md's performance section shows."""
+
+    def num(value, fmt="{:.0f}"):
+        return "-" if value is None else fmt.format(value)
+
+    lines = [
+        "| model | case | status | tokens/s/GPU | MFU | s/step | generate / logprobs / update s | peak alloc GiB | card peak GiB | planner GiB | planner error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        m = r.metrics
+        phases = " / ".join(
+            num(m.get(f"timing_s/{p}"), "{:.1f}") for p in ("generate", "logprobs", "update")
+        )
+        mfu = m.get("perf/mfu")
+        lines.append(
+            f"| {r.model} | {r.case} | {r.status}{' (' + r.note + ')' if r.note else ''} "
+            f"| {num(m.get('perf/tokens_per_second_per_gpu'))} | {num(None if mfu is None else 100 * mfu, '{:.1f}%')} "
+            f"| {num(m.get('timing_s/step'), '{:.2f}')} | {phases} | {num(r.peak_allocated_gib, '{:.1f}')} "
+            f"| {num(r.nvidia_smi_peak_gib, '{:.1f}')} | {num(r.planner_gib, '{:.1f}')} "
+            f"| {num(r.planner_error_pct, '{:+.0f}%')} |"
+        )
+    return "\n".join(lines)
 
 
 # --- driver ---------------------------------------------------------------------------------
 
 
-def main() -> None:
+def text_tokens(processor, record: dict, kind: str) -> int:
+    """Text tokens of one row as the run tokenizes it (chat template included, the image's
+    own tokens not: the planner adds those): the prompt, plus the answer for SFT/DPO."""
+    from vlexp.models.tiny import image_question_prompt
+
+    prompt = image_question_prompt(processor, record["prefix"])
+    count = len(processor.tokenizer(prompt)["input_ids"]) - 1  # the one <|image_pad|>
+    if kind != "grpo":
+        count += len(processor.tokenizer(record["suffix"] + "<|im_end|>\n")["input_ids"])
+    return count
+
+
+def parse_runs(items: list[str], smoke: bool) -> list[tuple[str, str]]:
+    models = ["smoke"] if smoke else list(MODELS)
+    runs = []
+    for item in items:
+        model, _, case = item.partition(":")
+        if model not in models or not case:
+            raise SystemExit(f"--runs {item}: use MODEL:CASE with MODEL one of {', '.join(models)}")
+        runs.append((model, case))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["3b", "7b"], choices=sorted(MODELS))
-    parser.add_argument(
-        "--sections",
-        nargs="+",
-        default=["sft", "grpo", "memory"],
-        choices=["sft", "grpo", "memory"],
-    )
-    parser.add_argument("--attn", default="sdpa", help="sdpa | flash_attention_2")
-    parser.add_argument("--image", type=int, nargs=2, default=[896, 896], metavar=("H", "W"))
-    parser.add_argument("--text", type=int, default=256, help="text tokens per sample")
-    parser.add_argument("--sft-batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--prompts", type=int, default=4)
-    parser.add_argument("--generations", type=int, default=4)
-    parser.add_argument("--completion", type=int, default=128)
-    parser.add_argument("--grpo-iters", type=int, default=2)
-    parser.add_argument(
-        "--grpo-peft",
-        nargs="*",
-        default=["7b"],
-        help="models whose GRPO run uses LoRA (reference = adapters off)",
-    )
-    parser.add_argument("--vllm-mem", type=float, default=0.3)
-    parser.add_argument("--mem-batch", type=int, default=2)
-    parser.add_argument("--presets", nargs="+", default=["none", "lora", "grad_ckpt", "liger"])
-    parser.add_argument("--peak-tflops", type=float, default=None)
-    parser.add_argument(
-        "--smoke-cpu",
-        action="store_true",
-        help="run the sft/grpo code on CPU with the tiny model (no numbers to report)",
-    )
+    parser.add_argument("--runs", nargs="+", default=None, help="MODEL:CASE pairs (3b:grpo_ckpt)")
+    parser.add_argument("--timeout", type=int, default=180, help="seconds per case")
+    parser.add_argument("--budget", type=int, default=420, help="seconds for the whole bench")
+    parser.add_argument("--work", default="/tmp/vlexp-bench", help="checkpoints, data, run dirs")
+    parser.add_argument("--attn", default="sdpa", help="model.attn_implementation")
+    parser.add_argument("--smoke-cpu", action="store_true", help="CPU, toy sizes, tiny config")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
-    opts = parser.parse_args()
+    opts = parser.parse_args(argv)
+
+    import importlib.util
 
     import torch
 
     if not torch.cuda.is_available() and not opts.smoke_cpu:
-        raise SystemExit(
-            "bench/gpu.py needs a CUDA GPU and none is visible "
-            "(torch.cuda.is_available() is False); --smoke-cpu checks the code paths only"
+        print(
+            "bench/gpu.py needs a CUDA GPU and none is visible (torch.cuda.is_available() is "
+            "False); --smoke-cpu runs the same code on CPU at toy sizes",
+            file=sys.stderr,
         )
-    device = "cpu" if opts.smoke_cpu else "cuda"
-    dtype = torch.float32 if opts.smoke_cpu else torch.bfloat16
+        return 2
+    began = time.perf_counter()
+    plan = parse_runs(opts.runs, opts.smoke_cpu) if opts.runs else None
+    plan = plan or (SMOKE_PLAN if opts.smoke_cpu else DEFAULT_PLAN)
+    sizes = Sizes.smoke() if opts.smoke_cpu else Sizes()
+    work = Path(opts.work)
+    work.mkdir(parents=True, exist_ok=True)
     machine = describe()
-    gpu = machine.get("gpu", {}).get("name", "cpu")
-    peak = peak_flops(gpu, opts.peak_tflops)
-    results = {"machine": machine, "options": vars(opts), "peak_flops": peak, "models": {}}
-    if opts.smoke_cpu:
-        opts.image, opts.text, opts.completion, opts.steps = [112, 112], 16, 8, 1
-        opts.sections = [s for s in opts.sections if s != "memory"]
+    card_gib = machine.get("gpu", {}).get("mem_gib") or 80.0
+    env = {**os.environ, "VLEXP_CACHE": os.environ.get("VLEXP_CACHE", str(work / "cache"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")])
+    os.environ["VLEXP_CACHE"] = env["VLEXP_CACHE"]  # the tiny build this process makes too
 
-    from tests.helpers import compose
+    from transformers import AutoProcessor
 
-    for key in opts.models:
-        name = MODELS[key]
-        cfg = compose([f"model={name}"])
-        entry = results["models"].setdefault(key, {"model": cfg.model.name_or_path})
-        model = build_model(name, device, dtype, opts.attn, opts.smoke_cpu)
-        min_px, max_px = (
-            (3136, 12544) if opts.smoke_cpu else (cfg.model.min_pixels, cfg.model.max_pixels)
-        )
-        grid = image_grid(model, *opts.image, min_px, max_px)
-        entry["image_tokens"] = grid[2]
-        if "sft" in opts.sections:
-            batch = make_batch(model, opts.sft_batch, opts.text, grid, device, dtype)
-            seq = batch["input_ids"].shape[1]
-            res = sft(model, batch, device, opts.steps, warmup=1)
-            flops = train_flops(model, opts.sft_batch, seq, grid)
-            res.update(
-                batch=opts.sft_batch,
-                seq_len=seq,
-                flops_per_step=flops,
-                tokens_per_s=opts.sft_batch * seq / res["step_s"],
+    from vlexp import families
+    from vlexp.models import tiny
+
+    processor = AutoProcessor.from_pretrained(tiny.ensure())
+    ids = tiny_token_ids(processor.tokenizer)
+    data = write_data(work / "data", sizes, processor.tokenizer)
+    first = {kind: json.loads(path.read_text().splitlines()[0]) for kind, path in data.items()}
+    table_of_cases = cases(sizes, [ids["eos"], ids["pad"]])
+    unknown = sorted({case for _, case in plan} - set(table_of_cases))
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(unknown)}: {', '.join(table_of_cases)}")
+    checkpoints: dict[str, Path] = {}
+    results: list[Result] = []
+    for model_key, name in plan:
+        case = table_of_cases[name]
+        left = opts.budget - (time.perf_counter() - began)
+        if case.needs and importlib.util.find_spec(case.needs) is None:
+            results.append(Result(model_key, name, "skipped", note=f"{case.needs} not installed"))
+            continue
+        if left < 60:
+            results.append(Result(model_key, name, "skipped", note="bench time budget spent"))
+            continue
+        if model_key not in checkpoints:
+            source = (
+                tiny.ensure()
+                if opts.smoke_cpu
+                else families.bundled_config(MODELS[model_key]).parent
             )
-            res["mfu"] = flops / res["step_s"] / peak if peak else None
-            entry["sft"] = res
-            print(f"{key} sft: {res['tokens_per_s']:.0f} tokens/s, MFU {res['mfu']}", flush=True)
-            del batch
-        if "grpo" in opts.sections:
-            peft = key in opts.grpo_peft
-            policy, ref = model, None
-            if peft:
-                from hydra.utils import instantiate
-                from peft import get_peft_model
-
-                policy = get_peft_model(model, instantiate(compose(["memory=lora"]).memory.peft))
-            else:
-                ref = build_model(name, device, dtype, opts.attn, opts.smoke_cpu).eval()
-            prompts = make_batch(
-                model, opts.prompts * opts.generations, opts.text, grid, device, dtype
+            checkpoints[model_key] = build_checkpoint(
+                source,
+                work / "models" / f"random-{model_key}",
+                "cpu" if opts.smoke_cpu else "cuda",
+                "float32" if opts.smoke_cpu else "bfloat16",
             )
-            entry["grpo_hf"] = {**grpo(policy, ref, prompts, opts, device), "lora": peft}
-            print(f"{key} grpo (HF generate): {entry['grpo_hf']}", flush=True)
             if not opts.smoke_cpu:
-                entry["grpo_vllm_generation"] = vllm_generation(name, model, opts, grid)
-            policy = ref = prompts = None
-        model = None
-        gc.collect()
-        if device == "cuda":
-            torch.cuda.empty_cache()
-        if "memory" in opts.sections:
-            entry["memory"] = {p: memory(name, p, opts, device, dtype) for p in opts.presets}
-            print(f"{key} memory: {entry['memory']}", flush=True)
+                torch.cuda.empty_cache()
+        common = [
+            f"model={MODEL_OPTIONS[model_key]}",
+            f"model.name_or_path={checkpoints[model_key]}",
+            f"model.attn_implementation={opts.attn}",
+            f"model.dtype={'float32' if opts.smoke_cpu else 'bfloat16'}",
+            "data=jsonl",
+            f"data.train={data[case.kind]}",
+            "train.logging_steps=1",
+            "train.save_steps=100000",
+        ]
+        text = text_tokens(processor, first[case.kind], case.kind)
+        predicted = planner([*common, *case.overrides], case.kind, sizes, text, card_gib)
+        left = opts.budget - (time.perf_counter() - began)  # the checkpoint build took some
+        if predicted > 1.1 * card_gib and not opts.smoke_cpu:
+            result = Result(model_key, name, "skipped", note=f"planner: {predicted:.0f} GiB > card")
+        elif left < 60:
+            result = Result(model_key, name, "skipped", note="bench time budget spent")
+        else:
+            result, _ = run_case(case, model_key, common, work, min(opts.timeout, int(left)), env)
+        result.planner_gib = round(predicted, 2)
+        measured = result.nvidia_smi_peak_gib
+        if measured is None and result.peak_reserved_gib is not None:
+            measured = result.peak_reserved_gib + 1.0  # + the CUDA context the planner counts
+        if measured and result.status == "ok":
+            result.planner_error_pct = round(100 * (predicted - measured) / measured, 1)
+        results.append(result)
+        print(f"{model_key} {name}: {result.status} {result.note} {result.metrics}", flush=True)
 
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
+    gpu = machine.get("gpu", {}).get("name", "cpu")
     tag = re.sub(r"[^A-Za-z0-9]+", "_", gpu).strip("_")
-    path = out / f"gpu-{tag}-{machine['host']}{'-smoke' if opts.smoke_cpu else ''}.json"
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(f"wrote {path}")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M")
+    stem = f"gpu-{tag}-{machine['host']}-{stamp}{'-smoke' if opts.smoke_cpu else ''}"
+    command = ["python", "bench/gpu.py", *(argv if argv is not None else sys.argv[1:])]
+    record = {
+        "machine": machine,
+        "command": " ".join(command),
+        "sizes": asdict(sizes),
+        "wall_s": round(time.perf_counter() - began, 1),
+        "results": [asdict(r) for r in results],
+    }
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    markdown = table(results)
+    (out / f"{stem}.md").write_text(f"{gpu}, {stamp} UTC, `{record['command']}`\n\n{markdown}\n")
+    print(markdown)
+    print(f"wrote {out / stem}.json and .md")
+    return 0 if all(r.status in ("ok", "skipped", "oom") for r in results) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

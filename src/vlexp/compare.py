@@ -38,6 +38,14 @@ COLUMNS = [
     ("eval accuracy", "eval/accuracy", "last"),
     ("eval reward", "eval/reward", "last"),
     ("eval format", "eval/format_rate", "last"),
+    # Speed (vlexp.recipe.perf): medians over the steps after the first (warm-up).
+    ("tokens/s/GPU", "perf/tokens_per_second_per_gpu", "median"),
+    ("MFU", "perf/mfu", "median"),
+    ("s/step", "timing_s/step", "median"),
+    ("generate s", "timing_s/generate", "median"),
+    ("logprobs s", "timing_s/logprobs", "median"),
+    ("update s", "timing_s/update", "median"),
+    ("peak GiB", "perf/max_memory_allocated_gb", "max"),
 ]
 
 
@@ -127,10 +135,21 @@ def table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
         cells.append(str(max(steps)) if steps else "-")
         for _, metric, how in columns:
             values = run.series(metric)[1]
-            cells.append(_fmt((max(values) if how == "max" else values[-1]) if values else None))
+            cells.append(_fmt(summary(values, how) if values else None))
         cells.append("-" if run.wall_time_s is None else f"{run.wall_time_s:.1f}")
         body.append(cells)
     return header, body
+
+
+def summary(values: list[float], how: str) -> float:
+    """`last`, `max`, or `median` (of the values after the first, a warm-up, when there are more)."""
+    import statistics
+
+    if how == "max":
+        return max(values)
+    if how == "median":
+        return statistics.median(values[1:] or values)
+    return values[-1]
 
 
 def render_text(header: list[str], body: list[list[str]]) -> str:

@@ -228,3 +228,136 @@ def qwen_vl_utils_video_reader(backend: str, torchvision_fallback: Callable) -> 
             vision_process.VIDEO_READER_BACKENDS["torchvision"] = torchvision_fallback
     vision_process.FORCE_QWENVL_VIDEO_READER = backend
     vision_process.get_video_reader_backend.cache_clear()
+
+
+# --- TRL trainers: rollout phase timers (GRPO family, RLOO, vlexp's PPO) -----------------
+#
+# TRL times its phases with `profiling_context`, which sends `profiling/Time taken: ...`
+# straight to W&B/MLflow and never into the logs dict, so metrics.jsonl and TensorBoard would
+# not see them. vlexp wraps, on the trainer instance only (the classes stay untouched):
+#   training_step      (transformers.Trainer, public)       -> one micro-step in total
+#   _prepare_inputs    (GRPOTrainer/RLOOTrainer/PPOTrainer)  -> the rollout part of it
+#   generate           (the policy module, public)          -> generation
+#   forward hooks      (policy, PPO's policy+critic, reference model) -> no-grad passes
+#                      outside generation = old-policy / reference log-probs, values
+# update = training_step - _prepare_inputs. Contract: tests/unit/test_patches.py.
+ROLLOUT_METHODS = ("_prepare_inputs", "training_step")
+
+
+def time_rollout_phases(trainer: Any, perf: Any) -> None:
+    """Report `generate`, `logprobs` and `update` seconds of each training step to `perf`
+    (a vlexp.recipe.perf.PerfCallback: `add_phase(name, seconds)`, `sync()`)."""
+    import time
+
+    import torch
+
+    missing = [m for m in ROLLOUT_METHODS if not callable(getattr(trainer, m, None))]
+    if missing:
+        raise RuntimeError(
+            f"{type(trainer).__name__} has no {', '.join(missing)}: vlexp's phase timers "
+            "(vlexp.patches.time_rollout_phases) need updating for this TRL version"
+        )
+    state = {"prepare": 0.0, "in_step": False, "generating": False, "depth": 0, "start": 0.0}
+
+    def timed_prepare(inner):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                state["prepare"] += time.perf_counter() - start
+
+        return wrapper
+
+    def timed_step(inner):
+        def wrapper(*args, **kwargs):
+            state.update(prepare=0.0, in_step=True)
+            perf.sync()
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                perf.sync()
+                state["in_step"] = False
+                perf.add_phase("update", time.perf_counter() - start - state["prepare"])
+
+        return wrapper
+
+    def timed_generate(inner):
+        def wrapper(*args, **kwargs):
+            if not state["in_step"]:  # evaluation callbacks generate too: not a training phase
+                return inner(*args, **kwargs)
+            perf.sync()
+            start = time.perf_counter()
+            state["generating"] = True
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                perf.sync()
+                state["generating"] = False
+                perf.add_phase("generate", time.perf_counter() - start)
+
+        return wrapper
+
+    def before(module, args, kwargs):
+        if state["in_step"] and not state["generating"] and not torch.is_grad_enabled():
+            state["depth"] += 1
+            if state["depth"] == 1:  # the outermost watched module times the pass
+                perf.sync()
+                state["start"] = time.perf_counter()
+
+    def after(module, args, kwargs, output):
+        if state["depth"]:
+            state["depth"] -= 1
+            if state["depth"] == 0:
+                perf.sync()
+                perf.add_phase("logprobs", time.perf_counter() - state["start"])
+
+    trainer._prepare_inputs = timed_prepare(trainer._prepare_inputs)
+    trainer.training_step = timed_step(trainer.training_step)
+    policy = getattr(trainer.model, "policy", trainer.model)  # PPO: actor-critic wrapper
+    policy.generate = timed_generate(policy.generate)
+    watched = {id(m): m for m in (trainer.model, policy, getattr(trainer, "ref_model", None))}
+    for module in watched.values():
+        if isinstance(module, torch.nn.Module):
+            module.register_forward_pre_hook(before, with_kwargs=True)
+            module.register_forward_hook(after, with_kwargs=True)
+
+
+# --- liger-kernel 0.8.5 on transformers 5.24: the per-model output classes it imports ----
+#
+# liger-kernel (0.8.5) imports `Liger<Model>CausalLMOutputWithPast` in its Qwen2/2.5-VL (and
+# Qwen3-VL) modules, classes it defines only when transformers still has the per-model
+# `<Model>CausalLMOutputWithPast`. transformers 5.24 returns the shared
+# `MultimodalCausalLMOutputWithPast` instead, so `apply_liger_kernel_to_qwen2_5_vl` fails
+# with ImportError before patching anything (`memory=liger` died at the first step). The
+# old names are given back as aliases of the class the models now return, before liger is
+# imported. TRL turns liger's fused linear cross-entropy off (its own fused LM head), so the
+# liger forward that returns these classes never runs. Contract: tests/unit/test_patches.py.
+LIGER_OUTPUT_CLASSES = {
+    "transformers.models.qwen2_vl.modeling_qwen2_vl": "Qwen2VLCausalLMOutputWithPast",
+    "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl": "Qwen2_5_VLCausalLMOutputWithPast",
+    "transformers.models.qwen3_vl.modeling_qwen3_vl": "Qwen3VLCausalLMOutputWithPast",
+    "transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe": "Qwen3VLMoeCausalLMOutputWithPast",
+}
+
+
+def liger_output_classes() -> list[str]:
+    """Alias the per-model output classes liger imports; return the names aliased."""
+    import importlib
+    import sys
+
+    aliased = []
+    for module_name, old in LIGER_OUTPUT_CLASSES.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        shared = getattr(module, "MultimodalCausalLMOutputWithPast", None)
+        if not hasattr(module, old) and shared is not None:
+            setattr(module, old, shared)
+            aliased.append(old)
+    loaded = sys.modules.get("liger_kernel.transformers.model.output_classes")
+    if aliased and loaded is not None:
+        importlib.reload(loaded)  # imported before the aliases: define its classes now
+    return aliased

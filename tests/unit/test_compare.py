@@ -108,3 +108,21 @@ def test_cli_writes_markdown_csv_and_a_png(sweep_dir, tmp_path, capsys):
 def test_a_dir_without_runs_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="holds no run"):
         compare.main([str(tmp_path)])
+
+
+def test_speed_columns_show_medians_after_the_warm_up_step(tmp_path):
+    def rows(speeds: list[float], peak: float) -> list[dict]:
+        return [
+            {"step": i + 1, "loss": 1.0, "perf/tokens_per_second_per_gpu": s,
+             "timing_s/step": 1000 / s, "perf/max_memory_allocated_gb": peak * (i + 1) / 4}
+            for i, s in enumerate(speeds)
+        ]  # fmt: skip
+
+    slow = make_run(tmp_path / "a", ["memory=grad_ckpt"], rows([10.0, 400.0, 500.0, 600.0], 42.0))
+    fast = make_run(tmp_path / "b", ["memory=none"], rows([20.0, 900.0, 1000.0, 1100.0], 120.0))
+    header, body = compare.table(compare.find_runs([slow, fast]))
+    column = {name: header.index(name) for name in ("tokens/s/GPU", "s/step", "peak GiB")}
+    assert "MFU" not in header and "generate s" not in header  # no run logged them
+    assert [row[column["tokens/s/GPU"]] for row in body] == ["500", "1000"]  # first step left out
+    assert [row[column["s/step"]] for row in body] == ["2", "1"]
+    assert [row[column["peak GiB"]] for row in body] == ["42", "120"]

@@ -104,3 +104,33 @@ def test_torch_compile_reaches_the_trl_args(tmp_path):
     from vlexp.recipe.run import build_args
 
     assert build_args(compose(["train.torch_compile=true"]), tmp_path).torch_compile is True
+
+
+@pytest.mark.parametrize("key", ["use_transformers_continuous_batching", "use_transformers_paged"])
+def test_continuous_batching_generation_is_refused_for_image_prompts(key):
+    message = _error([f"+algo.args.{key}=true"])
+    assert f"algo.args.{key}=true" in message and "without" in message and "use_vllm" in message
+
+
+def test_liger_grpo_loss_is_gone_from_trl():
+    assert "use_liger_loss" in _error(["+algo.args.use_liger_loss=true"])
+
+
+def test_static_cache_preset_reaches_generation(tmp_path):
+    from vlexp.recipe.run import build_args
+
+    args = build_args(compose(["speed=static_cache"]), tmp_path)
+    assert args.generation_kwargs == {"cache_implementation": "static"}
+    ppo = build_args(compose(["algo=ppo", "reward=[think_format]", "speed=static_cache"]), tmp_path)
+    assert ppo.generation_kwargs == {"cache_implementation": "static"}
+
+
+def test_rl_gpu_preset_turns_on_checkpointing_liger_and_static_cache(tmp_path):
+    cfg = compose(["speed=rl_gpu"])
+    assert cfg.memory.gradient_checkpointing and cfg.memory.liger_kernel
+    assert cfg.algo.args.generation_kwargs.cache_implementation == "static"
+
+
+def test_speed_presets_need_an_algorithm_that_generates():
+    message = _error(["algo=sft", "speed=static_cache"])
+    assert "generation_kwargs" in message and "algo=sft does not" in message

@@ -168,3 +168,82 @@ def test_installed_trl_is_the_minor_version_the_patches_were_written_for():
 
     installed = ".".join(version("trl").split(".")[:2])
     _contract(installed == patches.TESTED["trl"], "TESTED", f"trl {installed} is installed")
+
+
+@pytest.mark.parametrize(
+    "path", ["trl:GRPOTrainer", "trl:RLOOTrainer", "vlexp.algorithms.ppo:PPOTrainer"]
+)
+def test_rollout_trainers_prepare_inputs_inside_training_step(path):
+    """time_rollout_phases: update = training_step - _prepare_inputs holds while the rollout
+    (generation, rewards, log-probs) happens in `_prepare_inputs`, called from training_step."""
+    import importlib
+
+    import transformers
+
+    module, _, name = path.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    for method in patches.ROLLOUT_METHODS:
+        _contract(
+            callable(getattr(cls, method, None)), "time_rollout_phases", f"{path}.{method} is gone"
+        )
+    base = inspect.getsource(transformers.Trainer.training_step)
+    _contract(
+        "self._prepare_inputs(" in base,
+        "time_rollout_phases",
+        "Trainer.training_step no longer prepares inputs",
+    )
+    own = inspect.getsource(cls.training_step)
+    _contract(
+        "super().training_step(" in own or "self._prepare_inputs(" in own,
+        "time_rollout_phases",
+        f"{path}.training_step bypasses _prepare_inputs",
+    )
+
+
+@pytest.mark.parametrize("name", ["GRPOTrainer", "RLOOTrainer"])
+def test_trl_generation_goes_through_the_models_generate(name):
+    """time_rollout_phases wraps `<policy>.generate`: TRL's HF path must call it."""
+    import trl
+
+    source = inspect.getsource(getattr(trl, name))
+    _contract(
+        "unwrapped_model.generate(" in source,
+        "time_rollout_phases",
+        f"{name} no longer calls model.generate",
+    )
+
+
+def test_trl_profiling_still_bypasses_the_logs():
+    """TRL's own phase timings go to W&B/MLflow only; the day they reach `logs`, vlexp's
+    timers could give way to them."""
+    from trl.extras import profiling
+
+    source = inspect.getsource(profiling.ProfilingContext._log_metrics)
+    _contract(
+        "wandb.log(" in source and "logs" not in source,
+        "time_rollout_phases",
+        "TRL's profiling now logs elsewhere",
+    )
+
+
+def test_transformers_dropped_the_per_model_output_classes_liger_imports():
+    """liger_output_classes: while transformers returns MultimodalCausalLMOutputWithPast,
+    liger-kernel 0.8.5 needs the alias; with the old names back the patch does nothing."""
+    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen
+
+    forward = inspect.signature(qwen.Qwen2_5_VLForConditionalGeneration.forward)
+    _contract(
+        "MultimodalCausalLMOutputWithPast" in str(forward.return_annotation),
+        "liger_output_classes",
+        "Qwen2.5-VL no longer returns MultimodalCausalLMOutputWithPast",
+    )
+    patches.liger_output_classes()
+    assert qwen.Qwen2_5_VLCausalLMOutputWithPast is qwen.MultimodalCausalLMOutputWithPast
+    assert patches.liger_output_classes() == []  # idempotent
+
+
+def test_liger_qwen_vl_patches_import_after_the_alias():
+    pytest.importorskip("liger_kernel")
+    patches.liger_output_classes()
+    from liger_kernel.transformers.model.qwen2_5_vl import lce_forward  # noqa: F401
+    from liger_kernel.transformers.model.qwen2_vl import lce_forward as qwen2  # noqa: F401

@@ -126,3 +126,32 @@ def test_a_small_job_fits_and_exits_zero(capsys):
 def test_unknown_planner_key_is_a_config_error(capsys):
     assert planner.main(["plan.gpu_mem=80"]) == 2
     assert "plan.gpu_mem_gb" in capsys.readouterr().err
+
+
+# The four peaks of issue #17 (one H200, random-weight Qwen2.5-VL-3B through python -m
+# vlexp, GiB), with the runs rebuilt from the issue: SFT rows of 315 tokens = 59 text + the
+# 256 image tokens a small image gets at model.min_pixels; GRPO 2 prompts x 8 completions of
+# 256 tokens per device step, beta 0.04.
+SFT_ROW = ["plan.text_tokens=59", "plan.image_height=224", "plan.image_width=224"]
+GRPO = [
+    "algo=grpo",
+    "train.per_device_train_batch_size=16",
+    "algo.args.num_generations=8",
+    "algo.args.max_completion_length=256",
+    "algo.args.beta=0.04",
+]
+MEASURED = [
+    ("GRPO", [*GRPO, "memory=none"], 124.6),
+    ("GRPO + grad ckpt", [*GRPO, "memory=grad_ckpt"], 41.8),
+    ("SFT LoRA", ["algo=sft", "memory=lora", "train.per_device_train_batch_size=8"], 25.1),
+    ("SFT full", ["algo=sft", "memory=none", "train.per_device_train_batch_size=8"], 61.1),
+]
+
+
+@pytest.mark.parametrize(("name", "overrides", "peak_gib"), MEASURED, ids=[m[0] for m in MEASURED])
+def test_planner_is_within_10_percent_of_the_measured_gpu_peaks(name, overrides, peak_gib):
+    run, plan = planner.split_args(["model=qwen2_5_vl_3b", *overrides, *SFT_ROW])
+    _, est = planner.plan_run(run, {**plan, "gpu_mem_gb": 141})
+    assert est.image_tokens == 256 and est.seq_len == 315 + (256 if "algo=grpo" in run else 0)
+    error = est.total / planner.GIB / peak_gib - 1
+    assert abs(error) < 0.10, f"{name}: planner {est.total / planner.GIB:.1f} GiB vs {peak_gib}"

@@ -52,6 +52,9 @@ class PPOConfig(TrainingArguments):
     num_mini_batches: int = 1  # per rollout and per epoch; must divide the batch size
     critic_init: str | None = None  # a reward-model run dir; None = the policy's weights
     reward_weights: list[float] | None = None
+    # Extra GenerationConfig keys for the rollouts (as GRPOConfig's); vlexp adds the vision
+    # placeholders to suppress_tokens (recipe.run.keep_placeholders_out).
+    generation_kwargs: dict | None = None
     remove_unused_columns: bool = False
 
 
@@ -144,7 +147,7 @@ class PPOTrainer(Trainer):
             max_new_tokens=args.max_completion_length, do_sample=True,
             temperature=args.temperature, top_p=args.top_p, top_k=0,
             eos_token_id=gen.eos_token_id or tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            pad_token_id=tokenizer.pad_token_id, **(args.generation_kwargs or {}),
         )  # fmt: skip
         eos = self.generation_config.eos_token_id
         self.eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos])

@@ -177,3 +177,20 @@ def _cached_hub_config(repo_id: str) -> str | None:
         return None
     found = try_to_load_from_cache(repo_id, "config.json")
     return found if isinstance(found, str) else None
+
+
+# Special-token ids of a VLM config that are text tokens, not vision placeholders.
+_TEXT_TOKENS = ("bos", "eos", "pad", "_pad", "unk", "sep", "cls", "mask", "decoder_start")
+
+
+def placeholder_token_ids(config: Any) -> list[int]:
+    """The vision placeholder tokens a model's config names (Qwen's `image_token_id`,
+    `vision_start_token_id`, ...; Gemma 3's `image_token_index`, `boi_token_index`, ...):
+    every top-level `*_token_id` / `*_token_index` but the text ones. Works for every family
+    transformers configures this way, so generation can keep them out (recipe.run)."""
+    ids = set()
+    for key, value in config.to_dict().items():
+        name = key.removesuffix("_token_id").removesuffix("_token_index")
+        if name != key and name not in _TEXT_TOKENS and isinstance(value, int):
+            ids.add(value)
+    return sorted(ids)

@@ -15,7 +15,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import evaluation, patches
+from vlexp import evaluation, families, patches
 from vlexp.algorithms import grpo, video
 from vlexp.config import algo as algorithm
 from vlexp.config import memory
@@ -24,7 +24,7 @@ from vlexp.data import build_datasets, fit_loss_mask, image_cache
 from vlexp.data.check import DataCheck
 from vlexp.data.messages import prompt_text
 from vlexp.models.loading import load_model, load_processor, peft_config
-from vlexp.recipe import faults, resume, tracking
+from vlexp.recipe import faults, perf, resume, tracking
 from vlexp.recipe.distributed import ShardReport, held_elements
 from vlexp.rewards.guard import guarded
 
@@ -77,6 +77,10 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
 
     trainer_cls = algorithm.trainer_class(cfg)
     model = load_model(cfg.model, cfg.memory)
+    if algorithm.of(cfg).generates:
+        keep_placeholders_out(args, model.config)
+    if memory.of(cfg).liger_kernel:
+        patches.liger_output_classes()  # liger-kernel 0.8.5 fails to import on transformers 5.24
     checkpoint = resume.checkpoint_to_resume(cfg.get("resume"), run_dir)
     if not algorithm.restores_own_weights(trainer_cls):
         resume.restore_full_weights(model, checkpoint, cfg)
@@ -110,6 +114,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     for callback in in_training_eval:
         callback.bind(trainer)  # generation needs the trainer's accelerator and wrapped model
     grpo.log_algorithm(trainer)  # GRPO family: the algorithm as the trainer holds it
+    perf.attach(trainer, generates=algorithm.of(cfg).generates)  # perf/*, timing_s/* per log
     return Built(trainer, processor, checkpoint, metrics, preemption)
 
 
@@ -162,6 +167,25 @@ def build_args(cfg: DictConfig, run_dir: Path):
         extra["deepspeed"] = held.deepspeed
     # Keyword arguments win over the node's keys: memory.optim over algo.args.optim.
     return instantiate(cfg.algo.args, output_dir=str(run_dir), **shared, **extra)
+
+
+def keep_placeholders_out(args: Any, model_config: Any) -> None:
+    """Generation never samples the model's vision placeholder tokens (`<|image_pad|>`,
+    `<|vision_start|>`, ...): one sampled into a completion makes the next forward pass fail
+    ("Image features and image tokens do not match"); verl masks them for every model too.
+    Added to `generation_kwargs.suppress_tokens` (the user's own entries kept). HF generate
+    only: vLLM's SamplingParams has no `suppress_tokens`."""
+    import json
+
+    if not hasattr(args, "generation_kwargs") or getattr(args, "use_vllm", False):
+        return
+    kwargs = args.generation_kwargs or {}
+    kwargs = dict(json.loads(kwargs) if isinstance(kwargs, str) else kwargs)
+    suppressed = set(kwargs.get("suppress_tokens") or [])
+    kwargs["suppress_tokens"] = sorted(
+        suppressed | set(families.placeholder_token_ids(model_config))
+    )
+    args.generation_kwargs = kwargs
 
 
 def algorithm_inputs(cfg: DictConfig) -> dict[str, Any]:

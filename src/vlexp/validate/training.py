@@ -209,17 +209,46 @@ REMOVED_ARGS: dict[tuple[str, str], str] = {
     ("dpo", "padding_value"): "use algo.args.pad_token (a token string)",
     ("dpo", "label_pad_token_id"): "remove it: TRL masks labels with the completion mask",
     ("grpo", "max_prompt_length"): "remove it: TRL 1.16 does not truncate GRPO prompts",
+    ("grpo", "use_liger_loss"): (
+        "remove it: TRL 1.16 computes GRPO log-probs with its own fused LM-head kernel (no "
+        "full logits); memory=liger still fuses the norms and SwiGLU"
+    ),
 }
 
 
 # Arguments TRL 1.16 refuses when true for vision data, by record format.
+_NO_IMAGES_IN_BATCH_GENERATION = (
+    "TRL 1.16's continuous-batching generation (`generate_batch`) is given the prompt token "
+    "ids only, not pixel_values / image_grid_thw, so image prompts would be answered without "
+    "their images: leave it false (fast generation: algo.args.use_vllm=true, or "
+    "speed=static_cache)"
+)
 REFUSED_WHEN_TRUE: dict[tuple[str, str], str] = {
+    ("grpo", "use_transformers_continuous_batching"): (
+        f"algo.args.use_transformers_continuous_batching=true: {_NO_IMAGES_IN_BATCH_GENERATION}"
+    ),
+    ("grpo", "use_transformers_paged"): (
+        f"algo.args.use_transformers_paged=true: {_NO_IMAGES_IN_BATCH_GENERATION}"
+    ),
     ("dpo", "precompute_ref_log_probs"): (
         "algo.args.precompute_ref_log_probs=true: TRL 1.16 refuses it for vision data sets. "
         "To save the reference model's memory use memory=lora: the adapter-disabled base "
         "then serves as the reference, with no second copy of the model"
     ),
 }
+
+
+def check_generation_kwargs(cfg: DictConfig) -> list[str]:
+    """`algo.args.generation_kwargs` (speed=static_cache sets it) needs an algorithm that
+    generates while training; the SFT/DPO configs have no such argument."""
+    args = cfg.algo.get("args") or {}
+    if args.get("generation_kwargs") and not algorithm.of(cfg).generates:
+        return [
+            f"algo.args.generation_kwargs (speed=static_cache / rl_gpu set it) applies to "
+            f"algorithms that generate while training (GRPO family, PPO); algo={cfg.algo.name} "
+            "does not: drop the speed preset or the key"
+        ]
+    return []
 
 
 def check_removed_args(cfg: DictConfig) -> list[str]:

@@ -1,0 +1,270 @@
+"""How fast a run goes: `perf/*` and `timing_s/*` next to TRL's metrics, every logging step.
+
+    perf/tokens_per_second_per_gpu   tokens of the training forward passes on this GPU (padding
+                                     excluded, image tokens included; GRPO: prompt + completion)
+                                     over the seconds of the optimizer steps since the last log
+    perf/mfu                         (GPU) model FLOPs of those passes / seconds / the GPU's dense
+                                     bf16 peak; FLOPs as bench/gpu.py counts them (`train_flops`)
+    perf/max_memory_allocated_gb     (GPU) torch's peak allocated / reserved memory so far, GiB
+    perf/max_memory_reserved_gb
+    timing_s/step                    seconds per optimizer step
+    timing_s/generate                (algorithms that generate: GRPO family, PPO) seconds per step
+    timing_s/logprobs                in sampling, in the no-grad forward passes (old-policy and
+    timing_s/update                  reference log-probs, PPO values), and in the update (forward
+                                     + backward of the loss, optimizer step not included)
+
+The same names as verl and EasyR1 report (`perf/mfu`, `perf/max_memory_allocated_gb`, `timing_s/*`),
+so runs compare with theirs. MFU counts forward + backward FLOPs (6 per weight per token,
+PaLM's convention, frozen or LoRA weights included) of the training passes only: for GRPO and
+PPO the generation and log-prob passes are not counted, so MFU is a lower bound of what the GPU
+did. Where the GPU is not in `PEAK_BF16_FLOPS`, set VLEXP_PEAK_TFLOPS (dense bf16, TFLOP/s).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import TrainerCallback
+
+log = logging.getLogger("vlexp")
+
+GIB = 1024**3
+# Dense bf16 peak FLOP/s from the vendors' datasheets (no sparsity); first match wins.
+PEAK_BF16_FLOPS = {
+    "H200": 989e12,
+    "H100 PCIe": 756e12,
+    "H100": 989e12,
+    "GH200": 989e12,
+    "B200": 2250e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 70e12,
+    "L4": 121e12,
+}
+
+
+def peak_flops(device_name: str) -> float | None:
+    """Dense bf16 FLOP/s of a GPU by its name (VLEXP_PEAK_TFLOPS overrides); None if unknown."""
+    override = os.environ.get("VLEXP_PEAK_TFLOPS")
+    if override:
+        return float(override) * 1e12
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in device_name), None)
+
+
+# --- FLOPs ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FlopModel:
+    """Per-token and per-patch matmul sizes of a model, read once from its modules.
+
+    Text: every Linear outside the vision tower (decoder projections, LM head, a critic's
+    score head) costs 6 FLOPs per weight per token, and each attention layer 12 x width x
+    the row's length per token (scores and values, forward + backward, no causal discount).
+    Vision: every Linear/Conv of the tower but the merger costs 6 per weight per patch, the
+    merger 6 per weight per merged token, and each block's attention 12 x width x the
+    patches it attends to (a window, or the whole image for full-attention blocks).
+    """
+
+    text_weights: int = 0
+    attention_widths: list[int] = field(default_factory=list)  # one per text attention layer
+    vision_weights: int = 0
+    merger_weights: int = 0
+    vision_width: int = 0
+    vision_attention: list[int | None] = field(default_factory=list)  # window patches or None
+    merge: int = 1
+
+    def train_flops(self, lengths: list[int], grids: list[tuple[int, int, int]]) -> float:
+        """Forward + backward FLOPs of rows of `lengths` tokens and images of (t, h, w) patches."""
+        flops = sum(6 * self.text_weights * n for n in lengths)
+        flops += 12 * sum(self.attention_widths) * sum(n * n for n in lengths)
+        for t, h, w in grids:
+            patches = t * h * w
+            flops += 6 * self.vision_weights * patches
+            flops += 6 * self.merger_weights * patches // self.merge**2
+            attended = sum(
+                patches if win is None else min(win, patches) for win in self.vision_attention
+            )
+            flops += 12 * self.vision_width * attended * patches
+        return float(flops)
+
+
+def flop_model(model: Any) -> FlopModel:
+    """The FlopModel of a (possibly PEFT- or actor-critic-wrapped) VLM."""
+    import torch
+
+    out = FlopModel()
+    vision_cfg = _find_vision_config(model)
+    visual = re.compile(r"(^|.*\.)(visual|vision_tower|vision_model)(\.|$)")
+    for name, module in model.named_modules():
+        in_vision = bool(visual.match(name))
+        if isinstance(module, torch.nn.Linear | torch.nn.Conv3d | torch.nn.Conv2d):
+            size = module.weight.numel()
+            if not in_vision:
+                out.text_weights += size if isinstance(module, torch.nn.Linear) else 0
+            elif "merger" in name:
+                out.merger_weights += size
+            else:
+                out.vision_weights += size
+        elif (
+            not in_vision
+            and type(module).__name__.endswith("Attention")
+            and hasattr(module, "o_proj")
+        ):
+            out.attention_widths.append(module.o_proj.in_features)
+    if vision_cfg is not None:
+        depth = vision_cfg.depth
+        out.vision_width = getattr(vision_cfg, "embed_dim", None) or vision_cfg.hidden_size
+        out.merge = vision_cfg.spatial_merge_size
+        full = getattr(vision_cfg, "fullatt_block_indexes", None)
+        window = (getattr(vision_cfg, "window_size", 0) or 0) // vision_cfg.patch_size
+        windowed = window > 0 and full is not None
+        out.vision_attention = [
+            (window * window if windowed and block not in full else None) for block in range(depth)
+        ]
+    return out
+
+
+def _find_vision_config(model: Any):
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and getattr(config, "vision_config", None) is not None:
+            return config.vision_config
+    return None
+
+
+# --- counting what the training passes process ---------------------------------------------
+
+
+@dataclass
+class Interval:
+    """What happened since the last log: optimizer steps, seconds, tokens, FLOPs, phases."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    tokens: int = 0
+    flops: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+class PerfCallback(TrainerCallback):
+    """Adds perf/* and timing_s/* to every training log (see the module docstring).
+
+    Must run before the loggers' callbacks (`attach` puts it first): they all receive the
+    same `logs` dict, so what this adds reaches metrics.jsonl, W&B and TensorBoard alike.
+    """
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        self.interval = Interval()
+        self.flops: FlopModel | None = None
+        self.peak: float | None = None
+        self._step_start: float | None = None
+        self._hooks: list = []
+        self.in_step = False  # phase timers count only inside the trainer's training steps
+
+    # Phase timers (vlexp.patches.time_rollout_phases) report here.
+    def add_phase(self, name: str, seconds: float) -> None:
+        self.interval.phases[name] = self.interval.phases.get(name, 0.0) + seconds
+
+    def sync(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+
+    def watch(self, model: Any) -> None:
+        """Count the tokens (and, on GPU, FLOPs) of `model`'s grad-enabled forward passes."""
+        if self.cuda:
+            import torch
+
+            self.flops = flop_model(model)
+            self.peak = peak_flops(torch.cuda.get_device_name())
+            if self.peak is None:
+                log.warning(
+                    "perf/mfu not logged: no bf16 peak known for %s (set VLEXP_PEAK_TFLOPS)",
+                    torch.cuda.get_device_name(),
+                )
+        self._hooks.append(model.register_forward_pre_hook(self._count, with_kwargs=True))
+
+    def _count(self, module, args, kwargs) -> None:
+        import torch
+
+        if not (torch.is_grad_enabled() and module.training):
+            return
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask")
+        if mask is not None:
+            lengths = [int(n) for n in mask.sum(-1).tolist()]
+        elif ids is not None:
+            lengths = [int(ids.shape[-1])] * (ids.shape[0] if ids.dim() > 1 else 1)
+        else:
+            return
+        self.interval.tokens += sum(lengths)
+        if self.flops is not None:
+            grids = []
+            for key in ("image_grid_thw", "video_grid_thw"):
+                grid = kwargs.get(key)
+                if grid is not None:
+                    grids += [tuple(int(x) for x in row) for row in grid.tolist()]
+            self.interval.flops += self.flops.train_flops(lengths, grids)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.sync()
+        self._step_start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._step_start is None:
+            return
+        self.sync()
+        self.interval.seconds += time.perf_counter() - self._step_start
+        self.interval.steps += 1
+        self._step_start = None
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks.clear()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or any(key.startswith("eval") for key in logs):
+            return
+        logs.update(self.metrics())
+
+    def metrics(self) -> dict[str, float]:
+        """The interval's metrics (then a new interval starts)."""
+        done, self.interval = self.interval, Interval()
+        out: dict[str, float] = {}
+        if done.steps and done.seconds > 0:
+            out["perf/tokens_per_second_per_gpu"] = done.tokens / done.seconds
+            if self.peak and done.flops:
+                out["perf/mfu"] = done.flops / done.seconds / self.peak
+            out["timing_s/step"] = done.seconds / done.steps
+            for name, seconds in sorted(done.phases.items()):
+                out[f"timing_s/{name}"] = seconds / done.steps
+        if self.cuda:
+            import torch
+
+            out["perf/max_memory_allocated_gb"] = torch.cuda.max_memory_allocated() / GIB
+            out["perf/max_memory_reserved_gb"] = torch.cuda.max_memory_reserved() / GIB
+        return out
+
+
+def attach(trainer: Any, generates: bool) -> PerfCallback:
+    """Put a PerfCallback first among `trainer`'s callbacks; time the rollout phases of
+    algorithms that generate (vlexp.patches.time_rollout_phases)."""
+    import torch
+
+    from vlexp import patches
+
+    perf = PerfCallback(cuda=torch.cuda.is_available() and trainer.args.device.type == "cuda")
+    trainer.callback_handler.callbacks.insert(0, perf)
+    perf.watch(trainer.model)
+    if generates:
+        patches.time_rollout_phases(trainer, perf)
+    return perf
