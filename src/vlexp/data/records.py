@@ -70,8 +70,9 @@ def read_jsonl(
             source = f"{path}:{number}"
             problem = None
             try:
-                text = raw.decode("utf-8")
-                fields = json.loads(text) if text.strip() else None
+                # utf-8-sig on line 1: Excel and Notepad start a UTF-8 file with a BOM.
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+                fields = json.loads(text, object_pairs_hook=_unique_keys) if text.strip() else None
             except UnicodeDecodeError as err:
                 problem = BadRecord(
                     source, "line", "not UTF-8", f"not UTF-8 ({err.reason} at byte {err.start})"
@@ -79,12 +80,16 @@ def read_jsonl(
             except json.JSONDecodeError as err:
                 detail = f"not valid JSON ({err.msg}, column {err.colno})"
                 problem = BadRecord(source, "line", "invalid JSON", detail)
+            except DuplicateKey as err:
+                problem = BadRecord(source, "line", "duplicate key", str(err))
             else:
                 if fields is None:
                     continue
                 if not isinstance(fields, dict):
                     detail = f"a record must be a JSON object, got {type(fields).__name__}"
                     problem = BadRecord(source, "line", "invalid JSON", detail)
+                else:
+                    problem = _lone_surrogate(source, fields)
             if problem is None:
                 records.append(Record(source, hoist_inline_media(fields), image_dir))
             elif bad is None:
@@ -94,6 +99,49 @@ def read_jsonl(
     if not records and not bad:
         raise DataError(f"{path}: no records (the file is empty)")
     return records
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice (json.loads would silently keep the last value)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKey(
+                f"key '{key}' is given twice in one object (JSON keeps only the last): keep one"
+            )
+        seen[key] = value
+    return seen
+
+
+def _lone_surrogate(source: str, value: Any, where: str = "") -> BadRecord | None:
+    """A `\\udXXX` escape without its pair decodes to no character (tokenizers then fail)."""
+    if isinstance(value, str):
+        for index, char in enumerate(value):
+            if "\ud800" <= char <= "\udfff":
+                detail = (
+                    f"{where or 'the record'} holds {char!r} at character {index + 1}: half of a "
+                    "UTF-16 surrogate pair, not a character; write the character itself or both "
+                    "halves of the pair"
+                )
+                return BadRecord(source, where.strip("'") or "line", "invalid text", detail)
+        return None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        name = f"'{key}'" if not where else f"{where}[{key!r}]"
+        problem = _lone_surrogate(source, key, where) if isinstance(key, str) else None
+        problem = problem or _lone_surrogate(source, item, name)
+        if problem:
+            return problem
+    return None
 
 
 def image_paths(record: Record) -> list:
@@ -149,7 +197,12 @@ def resolve_image(record: Record, path: str) -> str:
     # URLs pass through (the data check fetches them only with data.allow_remote_images).
     if path.startswith(("http://", "https://")):
         return path
-    return str((record.image_dir / path).expanduser())
+    return str((record.image_dir / strip_file_scheme(path)).expanduser())
+
+
+def strip_file_scheme(path: str) -> str:
+    """`file:///data/a.png` (Qwen docs' form) -> `/data/a.png`; other paths as they are."""
+    return path[len("file://") :] if path.startswith("file://") else path
 
 
 def _question(record: Record) -> str:
