@@ -109,3 +109,46 @@ def _scrub_secret_keys(text: str) -> str:
 
     text = re.sub(r"^([ \t]*([\w.+~/-]+):[ \t]+)(\S.*)$", mask, text, flags=re.M)
     return re.sub(r"^([ \t]*-[ \t]*[+~]*([\w./-]+)=)(.+)$", mask, text, flags=re.M)
+
+
+def redacted_args(args: Any) -> Any:
+    """A shallow copy of trainer arguments with secret fields (`hub_token`, ...) and secret
+    values in any string field redacted; `args` itself when there is nothing to hide.
+
+    transformers pickles the arguments into every checkpoint's `training_args.bin`; its own
+    `to_dict` masks `*_token` fields, the pickle does not."""
+    import copy
+    import dataclasses
+
+    secrets = secret_values()
+    changes = {}
+    for item in dataclasses.fields(args) if dataclasses.is_dataclass(args) else ():
+        value = getattr(args, item.name, None)
+        if value in (None, ""):
+            continue
+        if is_secret_key(item.name):
+            changes[item.name] = REDACTED
+        elif isinstance(value, str | dict | list):
+            cleaned = _scrub_value(value, secrets)
+            if cleaned != value:
+                changes[item.name] = cleaned
+    if not changes:
+        return args
+    clean = copy.copy(args)
+    for name, value in changes.items():
+        object.__setattr__(clean, name, value)
+    return clean
+
+
+def _scrub_value(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value, secrets)
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if is_secret_key(k) and v not in (None, "") else _scrub_value(v, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub_value(v, secrets) for v in value]
+    return value
+

@@ -18,6 +18,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from vlexp.config import memory
+from vlexp.recipe import checkpoints
 
 log = logging.getLogger("vlexp")
 
@@ -26,14 +27,9 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The complete `checkpoint-N` with the largest N in `run_dir`, if any."""
-    found = []
-    for path in Path(run_dir).glob("checkpoint-*"):
-        match = _CHECKPOINT.match(path.name)
-        # trainer_state.json is written last: a checkpoint without it was cut off mid-save.
-        if match and (path / "trainer_state.json").is_file():
-            found.append((int(match.group(1)), path))
-    return max(found)[1] if found else None
+    """The newest `checkpoint-N` in `run_dir` that is whole (`checkpoints.problem`): a
+    damaged newer one is skipped with a warning."""
+    return checkpoints.newest_complete(run_dir)
 
 
 def checkpoint_to_resume(resume: Any, run_dir: Path) -> str | None:
@@ -47,7 +43,16 @@ def checkpoint_to_resume(resume: Any, run_dir: Path) -> str | None:
             return None
         log.info("resume=auto: continuing from %s", newest)
         return str(newest)
-    return str(Path(str(resume)).expanduser())
+    path = Path(str(resume)).expanduser()
+    reason = checkpoints.problem(path) if path.is_dir() else f"no such folder: {path}"
+    if reason:
+        from vlexp.recipe.stops import TrainingStopped
+
+        raise TrainingStopped(
+            f"resume={resume}: cannot resume from it: {reason}; give another checkpoint, or "
+            "resume=auto to take the newest whole one"
+        )
+    return str(path)
 
 
 def restore_full_weights(model, checkpoint: str | None, cfg: Any) -> None:
@@ -97,7 +102,7 @@ class SaveOnSigterm(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._previous = signal.signal(signal.SIGTERM, self._handle)
-        if state.is_world_process_zero and state.global_step > 0:
+        if state.is_world_process_zero:  # from step 0 too: a run killed before checkpoint-1
             trim_metrics(self.run_dir / "metrics.jsonl", state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -134,11 +139,14 @@ def _any_rank(flag: bool, device) -> bool:
 
 
 def trim_metrics(path: Path, step: int) -> None:
-    """Drop metrics rows logged after the resumed checkpoint: the resumed run logs them anew."""
+    """Drop metrics rows logged after the resumed checkpoint: the resumed run logs them anew.
+
+    The end-of-training summary row (`train_runtime`, ...) of a stopped earlier attempt goes
+    too: the resumed run writes its own at its end. A row cut off mid-write is dropped."""
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line and json.loads(line).get("step", 0) <= step]
+    kept = [line for line in lines if _keep_row(line, step)]
     if len(kept) != len(lines):
         log.warning(
             "resuming at step %d: replacing %d rows of %s logged after that checkpoint",
@@ -147,3 +155,12 @@ def trim_metrics(path: Path, step: int) -> None:
             path,
         )
         path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def _keep_row(line: str, step: int) -> bool:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(row, dict) and row.get("step", 0) <= step and "train_runtime" not in row
+

@@ -23,7 +23,7 @@ from vlexp.config import reward as reward_config
 from vlexp.data import build_datasets, fit_loss_mask, image_cache
 from vlexp.data.check import DataCheck
 from vlexp.models.loading import load_model, load_processor, peft_config
-from vlexp.recipe import faults, resume, tracking
+from vlexp.recipe import checkpoints, faults, resume, tracking
 from vlexp.recipe.distributed import ShardReport, held_elements
 from vlexp.rewards.guard import guarded
 
@@ -106,6 +106,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
         **algorithm_inputs(cfg),
         **trainer_kwargs,
     )
+    checkpoints.install(trainer)  # written aside, synced, renamed whole (recipe.checkpoints)
     for callback in in_training_eval:
         callback.bind(trainer)  # generation needs the trainer's accelerator and wrapped model
     grpo.log_algorithm(trainer)  # GRPO family: the algorithm as the trainer holds it
@@ -180,4 +181,5 @@ def save_final(trainer, processor, final_dir: Path) -> None:
     trainer.save_model(str(final_dir))
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(str(final_dir))
+        checkpoints.redact_training_args(final_dir, trainer.args)
     log.info("saved %s", final_dir)
