@@ -117,9 +117,7 @@ def test_a_full_disk_during_a_save_stops_and_keeps_the_previous_checkpoint(
     assert f"{tmp_path / 'checkpoint-1'} is intact: continue from it with resume=auto" in str(
         caught.value
     )
-    assert sorted(p.name for p in tmp_path.iterdir() if "checkpoint" in p.name) == [
-        "checkpoint-1"
-    ]
+    assert sorted(p.name for p in tmp_path.iterdir() if "checkpoint" in p.name) == ["checkpoint-1"]
     assert checkpoints.problem(tmp_path / "checkpoint-1") is None
 
 

@@ -117,7 +117,7 @@ def disk_full(err: BaseException | None) -> bool:
 
 def sync_tree(folder: Path) -> None:
     """fsync every file, then every folder (deepest first), under `folder`."""
-    for root, dirs, files in os.walk(folder, topdown=False):
+    for root, _dirs, files in os.walk(folder, topdown=False):
         for name in files:
             descriptor = os.open(os.path.join(root, name), os.O_RDONLY)
             try:

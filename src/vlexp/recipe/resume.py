@@ -163,4 +163,3 @@ def _keep_row(line: str, step: int) -> bool:
     except json.JSONDecodeError:
         return False
     return isinstance(row, dict) and row.get("step", 0) <= step and "train_runtime" not in row
-
