@@ -12,6 +12,8 @@ import os
 import urllib.request
 from pathlib import Path
 
+from vlexp.paths import whole_png
+
 REMOTE = ("http://", "https://")
 MAX_ASPECT_RATIO = 200  # smart_resize raises above this (transformers and qwen-vl-utils alike)
 
@@ -87,7 +89,7 @@ def eight_bit(path: Path, cache: Path) -> Path:
             stat = path.stat()
             key = f"{os.path.abspath(path)}|{stat.st_mtime_ns}|{stat.st_size}"
             target = cache / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".png")
-            if target.is_file():
+            if whole_png(target):
                 return target
             image.load()
             scaled = to_eight_bit(image)
