@@ -96,4 +96,3 @@ def whole_png(path: Path) -> bool:
             return handle.read(12) == b"\x00\x00\x00\x00IEND\xaeB`\x82"
     except OSError:
         return False
-

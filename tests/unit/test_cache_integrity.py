@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -63,9 +64,8 @@ def test_a_truncated_image_cache_file_is_made_again(processor, shapes_dir, tmp_p
 
     cache = ImageCache(processor.image_processor, tmp_path)
     source = str(shapes_dir / "images" / "train-00000.png")
-    cached = cache.get(source)
-    good = open(cached, "rb").read()
-    with open(cached, "wb") as handle:
-        handle.write(good[:-40])
-    assert not whole_png(tmp_path / cached)
-    assert cache.get(source) == cached and open(cached, "rb").read() == good
+    cached = Path(cache.get(source))
+    good = cached.read_bytes()
+    cached.write_bytes(good[:-40])
+    assert not whole_png(cached)
+    assert cache.get(source) == str(cached) and cached.read_bytes() == good
