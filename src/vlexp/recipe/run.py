@@ -46,7 +46,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     built = build(cfg, run_dir)
     built.trainer.train(resume_from_checkpoint=built.checkpoint)
     if built.preemption.stopped_at is not None:
-        resume.exit_preempted(built.trainer, run_dir, built.preemption.stopped_at)
+        preemption = built.preemption
+        resume.exit_preempted(built.trainer, run_dir, preemption.stopped_at, preemption.signum)
     save_final(built.trainer, built.processor, run_dir / "final")
     tracking.finish_wandb_run()
     return built.metrics.last_train_logs
@@ -85,7 +86,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     )
 
     metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
-    preemption = resume.SaveOnSigterm(run_dir)
+    preemption = resume.SaveOnSigterm(run_dir, cfg.launcher.get("shutdown_timeout") or 100)
     in_training_eval = evaluation.callbacks(cfg, run_dir, processor)
     patches.guard_logging_integrations()  # a failing logger never stops a run
     trainer = trainer_factory(cfg, trainer_cls, train_set)(
