@@ -105,10 +105,31 @@ def scrub_files(folder: Path) -> None:
 def _scrub_secret_keys(text: str) -> str:
     # `key: value` lines and `- key=value` overrides whose key names a secret.
     def mask(match: re.Match) -> str:
-        return match.group(1) + REDACTED if is_secret_key(match.group(2)) else match.group(0)
+        key = match.group(2).split(".")[-1]  # `model.token`: the last part names it
+        return match.group(1) + REDACTED if is_secret_key(key) else match.group(0)
 
     text = re.sub(r"^([ \t]*([\w.+~/-]+):[ \t]+)(\S.*)$", mask, text, flags=re.M)
-    return re.sub(r"^([ \t]*-[ \t]*[+~]*([\w./-]+)=)(.+)$", mask, text, flags=re.M)
+    text = re.sub(r"^([ \t]*-[ \t]*[+~]*([\w./-]+)=)(.+)$", mask, text, flags=re.M)
+    # `key=value` inside a line, e.g. Hydra's `override_dirname: +algo.args.hub_token=X,lr=1`.
+    return _OVERRIDE.sub(mask, text)
+
+
+# An override `[+~]key.path=value` anywhere in a line; the value ends at a comma or a space.
+_OVERRIDE = re.compile(r"((?<![\w.+~/-])[+~]*([\w./-]+)=)([^,\s]+)")
+
+
+def scrub_override(argument: str, secrets: list[str] | None = None) -> str:
+    """A command-line argument without secrets: `+algo.args.hub_token=X` keeps its key."""
+    return _scrub_secret_keys(scrub_text(argument, secrets))
+
+
+def scrub_argv() -> None:
+    """Redact secrets in this process's `sys.argv` once Hydra has read it: W&B copies the
+    command line into its run files (`args` in the run's metadata)."""
+    import sys
+
+    secrets = secret_values()
+    sys.argv[1:] = [scrub_override(argument, secrets) for argument in sys.argv[1:]]
 
 
 def redacted_args(args: Any) -> Any:
