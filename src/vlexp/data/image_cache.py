@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from vlexp.data.records import DataError
 from vlexp.paths import whole_png
 
 log = logging.getLogger("vlexp")
@@ -47,13 +48,16 @@ def for_run(cfg: Any, processor: Any) -> Callable[[list[dict]], list[dict]] | No
 
 def _supported(image_processor: Any) -> bool:
     # The torchvision backend resizes uint8 tensors to uint8, so the resized image can be
-    # stored losslessly; smart_resize makes a second resize of it the identity.
+    # stored losslessly; smart_resize makes a second resize of it the identity. That image
+    # processor serves Qwen2-VL, Qwen2.5-VL, Qwen3-VL and Qwen3.5 in transformers 5.24 (the
+    # PIL variant, a sibling class, does not qualify).
+    from transformers import Qwen2VLImageProcessor
+
     return (
-        image_processor is not None
+        isinstance(image_processor, Qwen2VLImageProcessor)
         and getattr(image_processor, "do_resize", False)
         and hasattr(image_processor, "process_image")
         and hasattr(image_processor, "merge_size")
-        and type(image_processor).__name__ == "Qwen2VLImageProcessor"
     )
 
 
@@ -79,8 +83,6 @@ class ImageCache:
         try:
             stat = os.stat(source)
         except FileNotFoundError:
-            from vlexp.data.records import DataError
-
             raise DataError(
                 f"{source}: image file not found (check the record's image path)"
             ) from None
