@@ -111,6 +111,7 @@ def test_records_that_crashed_after_loading_are_named_by_the_check(tmp_path, pro
         },
         {"id": "empty-solution", "image": "a.png", "prefix": "How many?", "solution": ""},
         {"id": "blank-list", "image": "a.png", "prefix": "How many?", "solution": [" "]},
+        {"id": "empty-tags", "image": "a.png", "prefix": "?", "solution": "<answer> </answer>"},
         {"id": "both", "image": "a.png", "images": ["a.png"], "prefix": "?", "solution": "1"},
     ]
     path = _write(tmp_path, rows)
@@ -122,11 +123,12 @@ def test_records_that_crashed_after_loading_are_named_by_the_check(tmp_path, pro
         4: ("prompt", "prompt ends with assistant"),
         5: ("solution", "empty field"),
         6: ("solution", "empty field"),
-        7: ("images", "ambiguous"),
+        7: ("solution", "empty field"),
+        8: ("images", "ambiguous"),
     }
     details = _details(check)
     assert "'image_url'" in details[3] and '{"type": "image", "image": "path"}' in details[3]
-    assert check.stats["train"]["dropped"]["empty field"] == 2
+    assert check.stats["train"]["dropped"]["empty field"] == 3
 
 
 def test_ids_1_and_quoted_1_are_one_id(tmp_path, processor):

@@ -6,6 +6,7 @@ Each function returns the record's first problem as a BadRecord, or None when it
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any
 
@@ -238,6 +239,9 @@ def reward_columns(record: Record, example: dict, needs: dict[str, list[str]]) -
     return None
 
 
+_TAGS = re.compile(r"</?(answer|think|solution)>", re.I)
+
+
 def _blank(value: Any) -> bool:
     """ "", "  ", "[]" (an empty list, JSON-encoded by the loader) or a list of blanks."""
     if isinstance(value, str):
@@ -245,7 +249,9 @@ def _blank(value: Any) -> bool:
             decoded = json.loads(value) if value.lstrip().startswith("[") else None
         except json.JSONDecodeError:
             decoded = None
-        return not value.strip() or (isinstance(decoded, list) and _blank(decoded))
+        # `<answer></answer>`: R1-V style solutions are unwrapped by the rewards.
+        bare = _TAGS.sub("", value)
+        return not bare.strip() or (isinstance(decoded, list) and _blank(decoded))
     if isinstance(value, list):
         return all(_blank(item) for item in value)
     return False
