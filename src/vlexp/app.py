@@ -51,6 +51,7 @@ def stop(message: str) -> BaseException:
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    redact.scrub_argv()  # Hydra has read the overrides; W&B would copy them into its files
     try:
         validate(cfg)
     except ConfigError as err:

@@ -361,3 +361,46 @@ def liger_output_classes() -> list[str]:
     if aliased and loaded is not None:
         importlib.reload(loaded)  # imported before the aliases: define its classes now
     return aliased
+
+
+# --- transformers: checkpoints written aside, then published whole -------------------------
+def checkpoint_into_staging(
+    trainer: Any,
+    staging_for: Callable[[str, int], str],
+    publish: Callable[[Any, str, int], None],
+    on_error: Callable[[Any, str, int, BaseException], BaseException | None],
+) -> None:
+    """This trainer's checkpoints go to `staging_for(run_dir, N)/checkpoint-N`, then
+    `publish(trainer, run_dir, N)` runs; a save that raises goes to `on_error`, which may
+    return the error to raise instead.
+
+    transformers 5.24's `Trainer._save_checkpoint` (and TRL 1.16's overrides, which call it
+    and then write more files) write into `self._get_output_dir(trial)/checkpoint-N` in place,
+    with no fsync: shadowing `_get_output_dir` on the instance for the length of the call
+    moves every file, the Trainer's own rotation included, into the staging folder. The
+    trainer is held weakly: a cycle would keep it (and its progress bar, which redraws when
+    freed) alive until the interpreter exits.
+    """
+    import weakref
+
+    owner = weakref.ref(trainer)
+    original = type(trainer)._save_checkpoint
+
+    def save(model: Any, trial: Any) -> None:
+        self = owner()
+        step = self.state.global_step
+        run_dir = self._get_output_dir(trial=trial)
+        staging = staging_for(run_dir, step)
+        self._get_output_dir = lambda trial=None: staging
+        try:
+            original(self, model, trial)
+        except BaseException as err:
+            replacement = on_error(self, run_dir, step, err)
+            if replacement is not None:
+                raise replacement from err
+            raise
+        finally:
+            del self._get_output_dir  # the class's method again
+        publish(self, run_dir, step)
+
+    trainer._save_checkpoint = save

@@ -29,3 +29,70 @@ def experiments_dir() -> Path:
 def cache_dir() -> Path:
     """Root of vlexp's caches (tiny model, generated data): `$VLEXP_CACHE` or ~/.cache/vlexp."""
     return Path(os.environ.get("VLEXP_CACHE", Path.home() / ".cache" / "vlexp")).expanduser()
+
+
+# --- cache integrity: what was built, with sizes and hashes -------------------------------
+MANIFEST = "vlexp-manifest.json"
+_NOT_CONTENT = {MANIFEST, "DONE", ".lock"}
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the size and SHA-256 of every file under `folder` (after building it)."""
+    import json
+
+    entries = {name: list(_fingerprint(folder / name)) for name in _content(folder)}
+    (folder / MANIFEST).write_text(json.dumps(entries, indent=0, sort_keys=True) + "\n")
+
+
+def cache_problem(folder: Path) -> str | None:
+    """Why the cache entry `folder` cannot be trusted (a file missing, truncated or changed
+    since `write_manifest`), or None when every file matches."""
+    import json
+
+    try:
+        entries = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return f"no {MANIFEST} (built by an older vlexp, or cut off while building)"
+    except (OSError, ValueError) as err:
+        return f"{MANIFEST} unreadable ({err})"
+    for name, (size, digest) in sorted(entries.items()):
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        actual_size, actual_digest = _fingerprint(path)
+        if actual_size != size:
+            return f"{name} is {actual_size} bytes, {size} when built"
+        if actual_digest != digest:
+            return f"{name} changed since it was built (SHA-256 differs)"
+    return None
+
+
+def _content(folder: Path) -> list[str]:
+    return sorted(
+        str(path.relative_to(folder))
+        for path in folder.rglob("*")
+        if path.is_file() and path.name not in _NOT_CONTENT and not path.name.endswith(".lock")
+    )
+
+
+def _fingerprint(path: Path) -> tuple[int, str]:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return path.stat().st_size, digest.hexdigest()
+
+
+def whole_png(path: Path) -> bool:
+    """A PNG that was written to its end (its last chunk, IEND, is there): a cheap check
+    for cache files cut short by a kill or a full disk."""
+    try:
+        with path.open("rb") as handle:
+            if handle.read(8) != b"\x89PNG\r\n\x1a\n":
+                return False
+            handle.seek(-12, os.SEEK_END)
+            return handle.read(12) == b"\x00\x00\x00\x00IEND\xaeB`\x82"
+    except OSError:
+        return False

@@ -136,7 +136,8 @@ def test_resume_auto_picks_the_newest_complete_checkpoint(tmp_path):
     assert checkpoint_to_resume("auto", tmp_path) is None  # first start: nothing to resume
     for step in (2, 10, 4):
         (tmp_path / f"checkpoint-{step}").mkdir()
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        state = json.dumps({"global_step": step})
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
     (tmp_path / "checkpoint-12").mkdir()  # cut off mid-save: no trainer_state.json
     assert checkpoint_to_resume("auto", tmp_path) == str(tmp_path / "checkpoint-10")
     assert checkpoint_to_resume(None, tmp_path) is None
@@ -197,3 +198,43 @@ def test_parent_outlives_ranks_that_outlive_their_agent():
     started = time.monotonic()
     launch._wait_for_exit(ranks | {agent.pid}, timeout=20)
     assert 0.5 < time.monotonic() - started < 15
+
+
+def _agent_summary(tmp_path) -> str:
+    """What torch's agent prints when rank 1 is SIGKILLed and rank 0 then fails too."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    missing = str(tmp_path / "no-error-file.json")
+    failures = {
+        1: ProcessFailure(local_rank=1, pid=4242, exitcode=-9, error_file=missing),
+        0: ProcessFailure(local_rank=0, pid=4241, exitcode=1, error_file=missing),
+    }
+    failures[1].timestamp, failures[0].timestamp = 100, 105  # rank 1 failed first
+    rank0_error = "RuntimeError: Connection reset by peer\n"
+    return rank0_error + ChildFailedError("vlexp.worker", failures).format_msg()
+
+
+def test_the_rank_that_died_first_is_named_with_its_signal(tmp_path):
+    assert launch.root_cause(_agent_summary(tmp_path)) == (
+        "rank 1 was killed by SIGKILL (probably out of host memory: the kernel's OOM killer, "
+        "or the job's memory limit; see `dmesg` or the scheduler's log)"
+    )
+    single = "subprocess.CalledProcessError: Command '[...]' died with <Signals.SIGSEGV: 11>."
+    assert launch.root_cause(single).startswith("rank 0 was killed by SIGSEGV")
+    assert launch.root_cause("Traceback ...\nValueError: x") is None
+
+
+def test_the_parent_names_the_dead_rank_first(tmp_path, monkeypatch, capfd):
+    import sys
+
+    script = tmp_path / "agent.py"
+    script.write_text(f"import sys\nsys.stderr.write({_agent_summary(tmp_path)!r})\nsys.exit(1)\n")
+    monkeypatch.setattr(launch, "accelerate_command", lambda *a: [sys.executable, str(script)])
+    cfg = compose(["launcher=accelerate"])
+    with pytest.raises(launch.RanksFailed) as caught:
+        launch.launch(cfg, tmp_path / "config.resolved.yaml")
+    assert str(caught.value).startswith(
+        "vlexp: rank 1 was killed by SIGKILL (probably out of host memory"
+    )
+    assert "the other ranks' errors follow from it" in str(caught.value)
+    assert "Connection reset by peer" in capfd.readouterr().err  # passed through as it came

@@ -247,3 +247,33 @@ def test_liger_qwen_vl_patches_import_after_the_alias():
     patches.liger_output_classes()
     from liger_kernel.transformers.model.qwen2_5_vl import lce_forward  # noqa: F401
     from liger_kernel.transformers.model.qwen2_vl import lce_forward as qwen2  # noqa: F401
+
+
+def test_save_checkpoint_writes_under_get_output_dir_and_rotation_takes_our_keywords():
+    """checkpoint_into_staging shadows `_get_output_dir` for one `_save_checkpoint` call."""
+    from transformers import Trainer
+    from transformers.trainer_utils import rotate_checkpoints
+    from trl import GRPOTrainer
+
+    name = "checkpoint_into_staging"
+    source = inspect.getsource(Trainer._save_checkpoint)
+    _contract(
+        "self._get_output_dir(trial=trial)" in source
+        and 'f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"' in source
+        and "rotate_checkpoints(" in source,
+        name,
+        "Trainer._save_checkpoint no longer writes checkpoint-N under _get_output_dir(trial)",
+    )
+    grpo = inspect.getsource(GRPOTrainer._save_checkpoint)
+    _contract(
+        "super()._save_checkpoint(model, trial)" in grpo
+        and "self._get_output_dir(trial=trial)" in grpo,
+        name,
+        "GRPOTrainer._save_checkpoint no longer calls the Trainer's and writes under _get_output_dir",
+    )
+    params = set(inspect.signature(rotate_checkpoints).parameters)
+    _contract(
+        {"output_dir", "save_total_limit", "best_model_checkpoint", "use_mtime"} <= params,
+        name,
+        "transformers.trainer_utils.rotate_checkpoints changed its keywords",
+    )

@@ -46,6 +46,7 @@ def test_flatten_indexes_lists_of_mappings():
 def test_mode_auto_is_online_only_with_credentials(monkeypatch, tmp_path):
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # an exported WANDB_MODE would win
     assert tracking.wandb_mode("auto") == "offline"
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert tracking.wandb_mode("auto") == "online"

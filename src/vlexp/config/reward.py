@@ -9,6 +9,7 @@ ask here, so a reward means the same thing everywhere (`reward.on_error` include
       funcs: {accuracy: {_target_: vlexp.rewards.accuracy, _partial_: true}, ...}
       weights: {accuracy: 1.0}
       on_error: raise          # or zero: a raising reward scores 0.0, counted per call
+      timeout_s: null          # per-call deadline (null: 60 s for vlexp's rewards, none else)
 """
 
 from __future__ import annotations
@@ -44,6 +45,19 @@ def weights(cfg: Any) -> dict[str, float]:
 
 def on_error(cfg: Any) -> str:
     return (cfg.get("reward") or {}).get("on_error", "raise")
+
+
+# reward.timeout_s: null gives vlexp's own rewards (math-verify inside `accuracy` can hang on
+# a pathological expression) this deadline per call, and other rewards none.
+DEFAULT_TIMEOUT_S = 60.0
+
+
+def timeout_s(cfg: Any, qualified_name: str) -> float | None:
+    """The per-call deadline of the reward `qualified_name` (module.function), or None."""
+    given = (cfg.get("reward") or {}).get("timeout_s")
+    if given is None:
+        return DEFAULT_TIMEOUT_S if qualified_name.startswith("vlexp.") else None
+    return float(given) or None  # 0: no deadline
 
 
 def locate(target: str | None) -> Any:

@@ -31,6 +31,7 @@ from vlexp.data.records import (
     DataError,
     Record,
     image_paths,
+    strip_file_scheme,
     to_example,
     video_paths,
 )
@@ -39,7 +40,7 @@ from vlexp.data.sources import Reader
 
 log = logging.getLogger("vlexp")
 # Checks of a record against its converted example, by record format (algo.kind).
-RECORD_CHECKS = {"dpo": fields.dpo_pair}
+RECORD_CHECKS = {"dpo": fields.dpo_pair, "sft": fields.sft_target}
 MAX_LISTED = 50  # records listed in the error message; the file holds them all
 
 
@@ -58,6 +59,12 @@ class DataCheck:
         self.needs = reward_config.columns(cfg) if algo.generates else {}
         self.record_check = RECORD_CHECKS.get(algo.kind)
         self.roots = [Path(p).expanduser() for p in self.data.get("allowed_image_roots") or []]
+        # 16-bit grayscale images are read from 8-bit copies here (images.eight_bit).
+        self.converted = (
+            Path(str(cfg.get("cache_dir", "~/.cache/vlexp"))).expanduser() / "images-8bit"
+        )
+        images.set_pixel_limit(self.data.get("max_image_pixels"))
+        self.media_tokens = media_tokens(processor)
         self.geometry = images.processor_geometry(processor)
         self.limits = LengthLimits(cfg, model_dir or processor.tokenizer.name_or_path)
         self.video_budget = videos.Budget.from_config(self.data.get("video"))
@@ -98,7 +105,7 @@ class DataCheck:
         template = self.data.get("prompt_template") or "{question}"
         system = self.data.get("system_prompt")
         for index, record in enumerate(records):
-            problem = fields.structure(record, self.kind)
+            problem = fields.structure(record, self.kind) or self.typed_media_tokens(record)
             example = None if problem else to_example(record, self.kind, template, system)
             if example is not None and self.record_check is not None:
                 problem = self.record_check(record, example)
@@ -124,6 +131,19 @@ class DataCheck:
         self.stats[split] = stats
         return [r for i, r in enumerate(records) if i not in problems]
 
+    def typed_media_tokens(self, record: Record) -> BadRecord | None:
+        """Vision tokens typed into the text: the processor expands every image pad it finds,
+        so the image count no longer matches (a crash after the model loaded)."""
+        for key, text in fields.texts(record.fields):
+            for token in self.media_tokens:
+                if token in text:
+                    detail = (
+                        f"'{key}' contains the vision token {token} as text: images go in "
+                        "'image'/'images' or as image parts; the processor adds these tokens"
+                    )
+                    return BadRecord(record.source, key, "vision token in text", detail)
+        return None
+
     def image_locations(self, record: Record) -> BadRecord | None:
         """Remote policy and containment (no file access); fetches URLs when allowed."""
         key = "images" if "images" in record.fields else "image"
@@ -147,7 +167,8 @@ class DataCheck:
                     cache = Path(self.cfg.cache_dir).expanduser() / "remote-images"
                     local.append(str(images.fetch(item, cache)))
                 else:
-                    local.append(str(images.local_path(item, record.image_dir, roots)))
+                    path = images.local_path(strip_file_scheme(item), record.image_dir, roots)
+                    local.append(str(images.eight_bit(path, self.converted)))
         except images.BadImage as err:
             return BadRecord(record.source, key, err.reason, err.detail)
         # The run reads the checked (and, for URLs, cached) files, never the network again.
@@ -269,6 +290,21 @@ def box_rewards(cfg: Any) -> list[str]:
         if "box" in params:
             found.append(name)
     return found
+
+
+def media_tokens(processor: Any) -> list[str]:
+    """The tokenizer's special tokens that stand for images and videos (`<|image_pad|>`,
+    `<|vision_start|>`, ...), plus the processor's own image and video tokens."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    found = {getattr(processor, name, None) for name in ("image_token", "video_token")}
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    for added in decoder.values():
+        text = str(getattr(added, "content", added))
+        if getattr(added, "special", True) and any(
+            word in text for word in ("vision", "image", "video")
+        ):
+            found.add(text)
+    return sorted(t for t in found if t)
 
 
 def image_key(entry: Any) -> str:

@@ -6,6 +6,7 @@ Each function returns the record's first problem as a BadRecord, or None when it
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any
 
@@ -87,6 +88,10 @@ def _messages_problem(record: Record, key: str) -> BadRecord | None:
 def structure(record: Record, kind: str) -> BadRecord | None:
     """Required fields and types for `kind` (sft | dpo | grpo), in either record form."""
     fields = record.fields
+    for one, many in (("image", "images"), ("video", "videos")):
+        if fields.get(one) is not None and fields.get(many) is not None:
+            detail = f"both '{one}' and '{many}' are given (one would be ignored): keep one"
+            return _bad(record, many, "ambiguous", detail)
     images = fields.get("images", fields.get("image"))
     image_key = "images" if "images" in fields else "image"
     if images is not None:
@@ -148,6 +153,9 @@ def _conversational(record: Record, kind: str) -> BadRecord | None:
         problem = _messages_problem(record, key)
         if problem:
             return problem
+    problem = _part_types(record, keys) or _prompt_end(record)
+    if problem:
+        return problem
     parts = sum(_image_parts(fields.get(k)) for k in keys)
     images = fields.get("images", fields.get("image"))
     count = 0 if images is None else len(images) if isinstance(images, list) else 1
@@ -165,6 +173,63 @@ def _conversational(record: Record, kind: str) -> BadRecord | None:
     return None
 
 
+PART_TYPES = ("text", "image", "video")
+
+
+def _part_types(record: Record, keys: tuple[str, ...]) -> BadRecord | None:
+    """Only text, image and video parts: others (OpenAI's `image_url`) reach no processor."""
+    for key in keys:
+        for number, message in enumerate(record.fields.get(key) or []):
+            content = message.get("content") if isinstance(message, dict) else None
+            for part in content if isinstance(content, list) else []:
+                kind = part.get("type") if isinstance(part, dict) else "text"
+                if kind in PART_TYPES:
+                    continue
+                hint = (
+                    ': write {"type": "image", "image": "path"} (or a placeholder '
+                    '{"type": "image"} plus the path in "images")'
+                    if kind in ("image_url", "input_image")
+                    else ""
+                )
+                detail = (
+                    f"'{key}'[{number}] has a content part of type {kind!r}; parts are "
+                    f"{', '.join(PART_TYPES)}{hint}"
+                )
+                return _bad(record, key, "unsupported part", detail)
+    return None
+
+
+def _prompt_end(record: Record) -> BadRecord | None:
+    """A `prompt` must end with the turn the model answers, not with the assistant's own."""
+    prompt = record.fields.get("prompt")
+    last = prompt[-1] if isinstance(prompt, list) and prompt else None
+    if isinstance(last, dict) and last.get("role") == "assistant":
+        detail = (
+            f"'prompt' ends with an assistant turn ({len(prompt)} turns): the model writes the "
+            "next assistant turn, so the prompt must end with a user (or system/tool) turn; "
+            "move the answer to 'completion' / 'chosen'"
+        )
+        return _bad(record, "prompt", "prompt ends with assistant", detail)
+    return None
+
+
+def sft_target(record: Record, example: dict) -> BadRecord | None:
+    """An SFT record must have a non-blank target: assistant turns (messages form) or the
+    completion. Without one it adds nothing but a loss of 0.0."""
+    from vlexp.data.messages import assistant_texts
+
+    turns = example.get("messages", example.get("completion")) or []
+    texts = assistant_texts(turns)
+    if any(text.strip() for text in texts):
+        return None
+    key = "messages" if "messages" in example else "suffix"
+    if "completion" in record.fields:
+        key = "completion"
+    what = "no assistant turn" if not texts else "only empty assistant text"
+    detail = f"no target to train on ({what}): SFT learns the assistant's text; add it"
+    return _bad(record, key, "no target", detail)
+
+
 def dpo_pair(record: Record, example: dict) -> BadRecord | None:
     if example.get("chosen") == example.get("rejected"):
         detail = "chosen and rejected are identical: the pair carries no preference"
@@ -175,7 +240,8 @@ def dpo_pair(record: Record, example: dict) -> BadRecord | None:
 def reward_columns(record: Record, example: dict, needs: dict[str, list[str]]) -> BadRecord | None:
     for reward, columns in needs.items():
         for column in columns:
-            if example.get(column) is None:
+            value = example.get(column)
+            if value is None:
                 keys = ", ".join(sorted(k for k in record.raw_keys or record.fields))
                 detail = (
                     f"missing '{column}', which reward '{reward}' needs (its parameter); the "
@@ -183,7 +249,28 @@ def reward_columns(record: Record, example: dict, needs: dict[str, list[str]]) -
                     f"data.columns={{answer: {column}}}"
                 )
                 return _bad(record, column, "missing field", detail)
+            if _blank(value):
+                detail = f"'{column}' is empty ({value!r}); reward '{reward}' scores against it"
+                return _bad(record, column, "empty field", detail)
     return None
+
+
+_TAGS = re.compile(r"</?(answer|think|solution)>", re.I)
+
+
+def _blank(value: Any) -> bool:
+    """ "", "  ", "[]" (an empty list, JSON-encoded by the loader) or a list of blanks."""
+    if isinstance(value, str):
+        try:
+            decoded = json.loads(value) if value.lstrip().startswith("[") else None
+        except json.JSONDecodeError:
+            decoded = None
+        # `<answer></answer>`: R1-V style solutions are unwrapped by the rewards.
+        bare = _TAGS.sub("", value)
+        return not bare.strip() or (isinstance(decoded, list) and _blank(decoded))
+    if isinstance(value, list):
+        return all(_blank(item) for item in value)
+    return False
 
 
 def duplicate_ids(records: list[Record]) -> dict[int, BadRecord]:
@@ -193,7 +280,9 @@ def duplicate_ids(records: list[Record]) -> dict[int, BadRecord]:
     for index, record in enumerate(records):
         if "id" not in record.fields:
             continue
-        key = json.dumps(record.fields["id"])
+        # 1 and "1" are one id: a number and a string with the same text cannot be told apart
+        # in file names, W&B tables or a CSV of results.
+        key = str(record.fields["id"])
         if key in first:
             detail = f"id {record.fields['id']!r} already used at {first[key]}"
             bad[index] = _bad(record, "id", "duplicate id", detail)
@@ -226,3 +315,20 @@ def column_type_conflicts(
                 bad[index] = _bad(record, key, "wrong type", detail)
                 break
     return bad
+
+
+MEDIA_KEYS = ("image", "images", "video", "videos")
+
+
+def texts(fields: dict, where: str = "") -> list[tuple[str, str]]:
+    """(top-level key, text) for every string in the record but the media paths."""
+    found = []
+    for key, value in fields.items() if isinstance(fields, dict) else enumerate(fields):
+        name = where or str(key)
+        if not where and key in MEDIA_KEYS:
+            continue
+        if isinstance(value, str):
+            found.append((name, value))
+        elif isinstance(value, dict | list):
+            found.extend(texts(value, name))
+    return found

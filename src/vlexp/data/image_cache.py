@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vlexp.data.records import DataError
+from vlexp.paths import whole_png
 
 log = logging.getLogger("vlexp")
 VERSION = 1  # bump when the cached pixels change meaning
@@ -92,7 +93,8 @@ class ImageCache:
     def get(self, source: str) -> str:
         """The cached file for `source`, made now when missing (atomic, safe across ranks)."""
         target = self.path_for(source)
-        if not target.exists():
+        # A file cut short (a kill, a full disk) is made again: the check reads its last chunk.
+        if not whole_png(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             image = self.resize(decode(source))
             partial = target.with_suffix(f".{os.getpid()}.tmp")

@@ -12,6 +12,8 @@ import os
 import urllib.request
 from pathlib import Path
 
+from vlexp.paths import whole_png
+
 REMOTE = ("http://", "https://")
 MAX_ASPECT_RATIO = 200  # smart_resize raises above this (transformers and qwen-vl-utils alike)
 
@@ -61,6 +63,65 @@ def fetch(url: str, cache: Path, timeout: float = 30.0) -> Path:
     return target
 
 
+# Modes PIL gives 16- and 32-bit grayscale images; its RGB conversion clips them at 255.
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+PIL_PIXEL_LIMIT = 89_478_485  # PIL's own Image.MAX_IMAGE_PIXELS (a decompression-bomb guard)
+
+
+def set_pixel_limit(limit: int | None) -> None:
+    """`data.max_image_pixels`: PIL's decompression-bomb limit for this process (null: PIL's
+    default; 0: no limit). PIL refuses images above twice the limit and warns above it."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = PIL_PIXEL_LIMIT if limit is None else (int(limit) or None)
+
+
+def eight_bit(path: Path, cache: Path) -> Path:
+    """`path`, or for a 16/32-bit grayscale image an 8-bit copy scaled to 0-255 (kept in
+    `cache`, named by the source's path, size and mtime): the processor's RGB conversion
+    would clip its values at 255 and the model would see an almost white image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.mode not in HIGH_DEPTH_MODES:
+                return path
+            stat = path.stat()
+            key = f"{os.path.abspath(path)}|{stat.st_mtime_ns}|{stat.st_size}"
+            target = cache / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".png")
+            if whole_png(target):
+                return target
+            image.load()
+            scaled = to_eight_bit(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return path  # `inspect` reports why it cannot be read
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    scaled.save(partial, format="PNG")
+    os.replace(partial, target)
+    return target
+
+
+def to_eight_bit(image):
+    """A grayscale image of any depth as mode "L", its value range mapped onto 0-255.
+
+    16-bit modes span 0-65535; 32-bit integer images (PIL reads many 16-bit PNGs as "I")
+    are taken as 16-bit when a value exceeds 255; float images as 0-1 when none exceeds 1."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(image, dtype=np.float64)
+    top = values.max(initial=0.0)
+    if image.mode.startswith("I;16") or (image.mode == "I" and top > 255):
+        full = 65535.0
+    elif image.mode == "F" and top <= 1.0:
+        full = 1.0
+    else:
+        full = 255.0
+    scaled = np.clip(np.rint(values * (255.0 / full)), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled)  # uint8, 2-D: mode "L"
+
+
 def inspect(path: Path | dict, min_side: int) -> tuple[int, int]:
     """(width, height) of an image that exists, is non-empty, decodes and fits smart_resize.
 
@@ -95,7 +156,11 @@ def inspect(path: Path | dict, min_side: int) -> tuple[int, int]:
     except UnidentifiedImageError:
         raise BadImage("image unreadable", f"{path}: not an image PIL can identify") from None
     except Image.DecompressionBombError as err:
-        raise BadImage("image unreadable", f"{path}: {err}") from None
+        raise BadImage(
+            "image too large",
+            f"{path}: {err} If the image is genuine, raise the limit with "
+            "data.max_image_pixels=N (0: no limit).",
+        ) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise BadImage("image unreadable", f"{path}: does not decode ({err})") from None
     ratio = max(width, height) / min(width, height)

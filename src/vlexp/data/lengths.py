@@ -8,6 +8,8 @@ from typing import Any
 from vlexp.config import algo as algorithm
 from vlexp.data.records import BadRecord, Record
 
+_TARGET_KEYS = ("suffix", "completion", "chosen", "messages")
+
 
 class LengthLimits:
     """The token limits the trainer enforces, from algo.args and the model's context."""
@@ -34,6 +36,15 @@ class LengthLimits:
             )
             return BadRecord(record.source, "prompt", "too long", detail)
         need = prompt + self.completion if self.generates else total
+        if self.context and need > self.context and total > prompt and prompt <= self.context:
+            # The prompt fits: it is the target (suffix / completion / chosen) that does not.
+            detail = (
+                f"the target is {total - prompt} tokens: with the {prompt}-token prompt that is "
+                f"{total} tokens, over {self.context_key}={self.context}; shorten the target "
+                "(suffix, completion, chosen or rejected)"
+            )
+            key = next((k for k in _TARGET_KEYS if k in record.fields), "suffix")
+            return BadRecord(record.source, key, "target too long", detail)
         if self.context and need > self.context:
             plus = (
                 f" + algo.args.max_completion_length={self.completion}" if self.completion else ""

@@ -63,6 +63,49 @@ class Record:
     raw_keys: frozenset[str] = frozenset()  # its keys before data.columns renamed them
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice (json.loads would silently keep the last value)."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKey(
+                f"key '{key}' is given twice in one object (JSON keeps only the last): keep one"
+            )
+        seen[key] = value
+    return seen
+
+
+def lone_surrogate(source: str, value: Any, where: str = "") -> BadRecord | None:
+    """A `\\udXXX` escape without its pair decodes to no character (tokenizers then fail)."""
+    if isinstance(value, str):
+        for index, char in enumerate(value):
+            if "\ud800" <= char <= "\udfff":
+                detail = (
+                    f"{where or 'the record'} holds {char!r} at character {index + 1}: half of a "
+                    "UTF-16 surrogate pair, not a character; write the character itself or both "
+                    "halves of the pair"
+                )
+                return BadRecord(source, where.strip("'") or "line", "invalid text", detail)
+        return None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        name = f"'{key}'" if not where else f"{where}[{key!r}]"
+        problem = lone_surrogate(source, key, where) if isinstance(key, str) else None
+        problem = problem or lone_surrogate(source, item, name)
+        if problem:
+            return problem
+    return None
+
+
 def image_paths(record: Record) -> list:
     """The record's images (`image` or `images`, one or a list): absolute paths for path
     strings; a hub data set's `{"bytes", "path"}` entries pass through as they are."""
@@ -115,7 +158,12 @@ def resolve_image(record: Record, path: str) -> str:
     # URLs pass through (the data check fetches them only with data.allow_remote_images).
     if path.startswith(("http://", "https://")):
         return path
-    return str((record.image_dir / path).expanduser())
+    return str((record.image_dir / strip_file_scheme(path)).expanduser())
+
+
+def strip_file_scheme(path: str) -> str:
+    """`file:///data/a.png` (Qwen docs' form) -> `/data/a.png`; other paths as they are."""
+    return path[len("file://") :] if path.startswith("file://") else path
 
 
 def _question(record: Record) -> str:

@@ -17,13 +17,16 @@ the prefix/suffix form, read by the same loader as a user's files::
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock
 
-from vlexp.paths import cache_dir
+from vlexp.paths import cache_dir, cache_problem, write_manifest
+
+log = logging.getLogger("vlexp")
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -136,12 +139,18 @@ def write_once(
     out.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out / ".lock")):
         if (out / "DONE").exists():
-            return out
+            problem = cache_problem(out)
+            if problem is None:
+                return out
+            # Seeded: regenerating gives the same records and images again.
+            log.warning("generated data %s is damaged (%s); generating it again", out, problem)
+            (out / "DONE").unlink()
         rng = random.Random(seed)
         for file_name, (split, count) in splits.items():
             records = [make(rng, split, i) for i in range(count)]
             lines = "".join(json.dumps(r) + "\n" for r in records)
             (out / file_name).write_text(lines, encoding="utf-8")
+        write_manifest(out)
         (out / "DONE").write_text(marker + "\n")
     return out
 

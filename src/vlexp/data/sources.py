@@ -14,7 +14,14 @@ from typing import Any
 
 from vlexp.data.formats import FormatError, llamafactory, normalise
 from vlexp.data.messages import hoist_inline_media
-from vlexp.data.records import BadRecord, DataError, Record
+from vlexp.data.records import (
+    BadRecord,
+    DataError,
+    DuplicateKey,
+    Record,
+    lone_surrogate,
+    unique_keys,
+)
 
 SUFFIXES = (".jsonl", ".json")
 
@@ -122,7 +129,8 @@ def rows_of(path: Path) -> Iterator[tuple[str, dict | None, BadRecord | None]]:
     """(source, fields, problem) per record: JSONL lines, or the elements of a JSON array."""
     if not path.is_file():
         raise DataError(f"{path}: data file not found (check data.train / data.eval)")
-    raw = path.read_bytes()
+    # Excel and Notepad start a UTF-8 file with a byte-order mark: not part of the data.
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
     head = raw.lstrip()[:1]
     if head == b"[":
         yield from _array(path, raw)
@@ -131,7 +139,7 @@ def rows_of(path: Path) -> Iterator[tuple[str, dict | None, BadRecord | None]]:
         source = f"{path}:{number}"
         try:
             text = line.decode("utf-8")
-            fields = json.loads(text) if text.strip() else None
+            fields = json.loads(text, object_pairs_hook=unique_keys) if text.strip() else None
         except UnicodeDecodeError as err:
             detail = f"not UTF-8 ({err.reason} at byte {err.start})"
             yield source, None, BadRecord(source, "line", "not UTF-8", detail)
@@ -140,23 +148,33 @@ def rows_of(path: Path) -> Iterator[tuple[str, dict | None, BadRecord | None]]:
             detail = f"not valid JSON ({err.msg}, column {err.colno})"
             yield source, None, BadRecord(source, "line", "invalid JSON", detail)
             continue
+        except DuplicateKey as err:
+            yield source, None, BadRecord(source, "line", "duplicate key", str(err))
+            continue
         if fields is None:
             continue
-        if not isinstance(fields, dict):
-            detail = f"a record must be a JSON object, got {type(fields).__name__}"
-            yield source, None, BadRecord(source, "line", "invalid JSON", detail)
-            continue
-        yield source, fields, None
+        yield source, fields, _object_problem(source, fields)
+
+
+def _object_problem(source: str, fields: Any, element: str = "") -> BadRecord | None:
+    """Why a parsed JSON value cannot be a record: not an object, or text with half a
+    UTF-16 surrogate pair (tokenizers fail on it later)."""
+    if not isinstance(fields, dict):
+        detail = f"{element}a record must be a JSON object, got {type(fields).__name__}"
+        return BadRecord(source, "line", "invalid JSON", detail)
+    return lone_surrogate(source, fields)
 
 
 def _array(path: Path, raw: bytes) -> Iterator[tuple[str, dict | None, BadRecord | None]]:
     """The elements of a JSON array file (LLaMA-Factory, Qwen-VL, VLM-R1 ship these), each
     named by the line it starts on; a broken file is one error at the position JSON gives."""
     try:
-        text = raw.decode("utf-8-sig")
-        elements = json.loads(text)
+        text = raw.decode("utf-8")
+        elements = json.loads(text, object_pairs_hook=unique_keys)
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
+    except DuplicateKey as err:
+        raise DataError(f"{path}: {err}") from None
     except json.JSONDecodeError as err:
         raise DataError(
             f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}); the file is read as "
@@ -165,11 +183,8 @@ def _array(path: Path, raw: bytes) -> Iterator[tuple[str, dict | None, BadRecord
     starts = _element_lines(text)
     for index, fields in enumerate(elements):
         source = f"{path}:{starts[index] if index < len(starts) else 0}"
-        if not isinstance(fields, dict):
-            detail = f"element {index}: a record must be a JSON object, got {type(fields).__name__}"
-            yield source, None, BadRecord(source, "line", "invalid JSON", detail)
-        else:
-            yield source, fields, None
+        problem = _object_problem(source, fields, f"element {index}: ")
+        yield source, (None if problem else fields), problem
 
 
 def _element_lines(text: str) -> list[int]:

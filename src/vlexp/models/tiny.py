@@ -18,6 +18,7 @@ enough to saturate it, so GRPO starts with reward variance and has room to impro
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -27,7 +28,9 @@ from filelock import FileLock
 from vlexp import families
 from vlexp.data import shapes
 from vlexp.data.shapes import COLOURS, KINDS
-from vlexp.paths import cache_dir
+from vlexp.paths import cache_dir, cache_problem, write_manifest
+
+log = logging.getLogger("vlexp")
 
 VERSION = 1  # bump when the architecture, tokenizer or warm-up changes: it names the cache dir
 VOCAB_SIZE = 640
@@ -43,14 +46,20 @@ def ensure(name: str = "qwen2_5_vl") -> Path:
     """Return the cached tiny model directory, building it the first time (rank-safe)."""
     families.of_tiny(name)  # an unknown name fails here, before any lock or build
     path = default_path(name)
-    if (path / "config.json").exists():
+    if path.is_dir() and cache_problem(path) is None:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        if not (path / "config.json").exists():
+        problem = cache_problem(path) if path.exists() else "absent"
+        if problem != "absent" and problem is not None:
+            # Truncated weights or a lost tokenizer.json otherwise surface as raw tracebacks.
+            log.warning("tiny model cache %s is damaged (%s); rebuilding it", path, problem)
+            shutil.rmtree(path)
+        if problem is not None:
             staging = path.with_name(path.name + ".building")
             shutil.rmtree(staging, ignore_errors=True)
             build(staging, name=name)
+            write_manifest(staging)
             staging.rename(path)
     return path
 

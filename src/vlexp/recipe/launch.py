@@ -11,12 +11,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -84,7 +87,11 @@ def launch(cfg: DictConfig, config_path: Path) -> None:
     cmd = accelerate_command(cfg.launcher, config_path)
     log.info("starting %s processes: %s", cfg.launcher.num_processes, " ".join(cmd))
     # A new session makes the ranks one process group we can signal as a whole.
-    child = subprocess.Popen(cmd, start_new_session=True, env=rank_environment(cfg.launcher))
+    # stderr passes through a pipe: shown as it comes, its tail kept to name the rank that died.
+    child = subprocess.Popen(
+        cmd, start_new_session=True, env=rank_environment(cfg.launcher), stderr=subprocess.PIPE
+    )
+    tail = _StderrTail(child.stderr)
     received: list[int] = []
     ranks: set[int] = set()
     previous = _forward_signals(child, received, ranks)
@@ -93,6 +100,7 @@ def launch(cfg: DictConfig, config_path: Path) -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        tail.join()
     run_dir = config_path.parent
     if received:
         # The agent may exit before its ranks (a second SIGTERM, e.g. SLURM's to every
@@ -106,10 +114,76 @@ def launch(cfg: DictConfig, config_path: Path) -> None:
         )
         raise SystemExit(128 + received[0])
     if code:
+        cause = root_cause(tail.text())
+        first = f"vlexp: {cause}; the other ranks' errors follow from it. " if cause else "vlexp: "
         raise RanksFailed(
-            f"vlexp: the ranks started on {config_path} exited with code {code}; "
-            "the first error is in the log above"
+            f"{first}The ranks started on {config_path} exited with code {code}; "
+            + (
+                "that rank's own error, if it printed one, is in the log above"
+                if cause
+                else "the first error is in the log above"
+            )
         )
+
+
+class _StderrTail:
+    """Copies a pipe to this process's stderr as it comes, keeping its last `keep` bytes."""
+
+    def __init__(self, pipe: Any, keep: int = 256 * 1024) -> None:
+        self.pipe, self.keep, self.buffer = pipe, keep, bytearray()
+        self.thread = threading.Thread(target=self._copy, name="vlexp-rank-stderr", daemon=True)
+        self.thread.start()
+
+    def _copy(self) -> None:
+        out = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
+        for chunk in iter(lambda: os.read(self.pipe.fileno(), 65536), b""):
+            if out is not None:
+                out.write(chunk)
+                out.flush()
+            else:
+                sys.stderr.write(chunk.decode("utf-8", "replace"))
+            self.buffer += chunk
+            del self.buffer[: max(0, len(self.buffer) - self.keep)]
+
+    def join(self) -> None:
+        self.thread.join(timeout=10)
+
+    def text(self) -> str:
+        return self.buffer.decode("utf-8", "replace")
+
+
+_ROOT = re.compile(
+    r"Root Cause \(first observed failure\):.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S
+)
+_DIED = re.compile(r"died with <Signals\.(SIG\w+): (\d+)>|returned non-zero exit status (\d+)")
+
+
+def root_cause(text: str) -> str | None:
+    """The rank that failed first and how, from torch's agent summary (several ranks) or
+    accelerate's simple launcher (one rank), e.g. "rank 1 was killed by SIGKILL (...)"."""
+    found = _ROOT.findall(text)
+    if found:
+        rank, code = found[-1]
+        return _how(int(rank), int(code))
+    died = _DIED.findall(text)
+    if died:
+        name, number, status = died[-1]
+        return _how(0, -int(number) if name else int(status))
+    return None
+
+
+def _how(rank: int, exitcode: int) -> str:
+    if exitcode >= 0:
+        return f"rank {rank} exited with code {exitcode}"
+    name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else str(-exitcode)
+    why = {
+        "SIGKILL": " (probably out of host memory: the kernel's OOM killer, or the job's "
+        "memory limit; see `dmesg` or the scheduler's log)",
+        "SIGSEGV": " (a crash in native code: a CUDA/driver or library fault)",
+        "SIGABRT": " (aborted in native code, e.g. a failed assertion in a library)",
+        "SIGBUS": " (a bus error: often /dev/shm too small for the data loader)",
+    }.get(name, "")
+    return f"rank {rank} was killed by {name}{why}"
 
 
 def _forward_signals(

@@ -105,7 +105,70 @@ def scrub_files(folder: Path) -> None:
 def _scrub_secret_keys(text: str) -> str:
     # `key: value` lines and `- key=value` overrides whose key names a secret.
     def mask(match: re.Match) -> str:
-        return match.group(1) + REDACTED if is_secret_key(match.group(2)) else match.group(0)
+        key = match.group(2).split(".")[-1]  # `model.token`: the last part names it
+        return match.group(1) + REDACTED if is_secret_key(key) else match.group(0)
 
     text = re.sub(r"^([ \t]*([\w.+~/-]+):[ \t]+)(\S.*)$", mask, text, flags=re.M)
-    return re.sub(r"^([ \t]*-[ \t]*[+~]*([\w./-]+)=)(.+)$", mask, text, flags=re.M)
+    text = re.sub(r"^([ \t]*-[ \t]*[+~]*([\w./-]+)=)(.+)$", mask, text, flags=re.M)
+    # `key=value` inside a line, e.g. Hydra's `override_dirname: +algo.args.hub_token=X,lr=1`.
+    return _OVERRIDE.sub(mask, text)
+
+
+# An override `[+~]key.path=value` anywhere in a line; the value ends at a comma or a space.
+_OVERRIDE = re.compile(r"((?<![\w.+~/-])[+~]*([\w./-]+)=)([^,\s]+)")
+
+
+def scrub_override(argument: str, secrets: list[str] | None = None) -> str:
+    """A command-line argument without secrets: `+algo.args.hub_token=X` keeps its key."""
+    return _scrub_secret_keys(scrub_text(argument, secrets))
+
+
+def scrub_argv() -> None:
+    """Redact secrets in this process's `sys.argv` once Hydra has read it: W&B copies the
+    command line into its run files (`args` in the run's metadata)."""
+    import sys
+
+    secrets = secret_values()
+    sys.argv[1:] = [scrub_override(argument, secrets) for argument in sys.argv[1:]]
+
+
+def redacted_args(args: Any) -> Any:
+    """A shallow copy of trainer arguments with secret fields (`hub_token`, ...) and secret
+    values in any string field redacted; `args` itself when there is nothing to hide.
+
+    transformers pickles the arguments into every checkpoint's `training_args.bin`; its own
+    `to_dict` masks `*_token` fields, the pickle does not."""
+    import copy
+    import dataclasses
+
+    secrets = secret_values()
+    changes = {}
+    for item in dataclasses.fields(args) if dataclasses.is_dataclass(args) else ():
+        value = getattr(args, item.name, None)
+        if value in (None, ""):
+            continue
+        if is_secret_key(item.name):
+            changes[item.name] = REDACTED
+        elif isinstance(value, str | dict | list):
+            cleaned = _scrub_value(value, secrets)
+            if cleaned != value:
+                changes[item.name] = cleaned
+    if not changes:
+        return args
+    clean = copy.copy(args)
+    for name, value in changes.items():
+        object.__setattr__(clean, name, value)
+    return clean
+
+
+def _scrub_value(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value, secrets)
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if is_secret_key(k) and v not in (None, "") else _scrub_value(v, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub_value(v, secrets) for v in value]
+    return value

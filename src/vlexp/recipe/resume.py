@@ -10,30 +10,29 @@ from __future__ import annotations
 
 import json
 import logging
-import re
+import os
 import signal
+import sys
+import threading
+import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
 from vlexp.config import memory
+from vlexp.recipe import checkpoints
 
 log = logging.getLogger("vlexp")
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a terminated job
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The complete `checkpoint-N` with the largest N in `run_dir`, if any."""
-    found = []
-    for path in Path(run_dir).glob("checkpoint-*"):
-        match = _CHECKPOINT.match(path.name)
-        # trainer_state.json is written last: a checkpoint without it was cut off mid-save.
-        if match and (path / "trainer_state.json").is_file():
-            found.append((int(match.group(1)), path))
-    return max(found)[1] if found else None
+    """The newest `checkpoint-N` in `run_dir` that is whole (`checkpoints.problem`): a
+    damaged newer one is skipped with a warning."""
+    return checkpoints.newest_complete(run_dir)
 
 
 def checkpoint_to_resume(resume: Any, run_dir: Path) -> str | None:
@@ -47,7 +46,16 @@ def checkpoint_to_resume(resume: Any, run_dir: Path) -> str | None:
             return None
         log.info("resume=auto: continuing from %s", newest)
         return str(newest)
-    return str(Path(str(resume)).expanduser())
+    path = Path(str(resume)).expanduser()
+    reason = checkpoints.problem(path) if path.is_dir() else f"no such folder: {path}"
+    if reason:
+        from vlexp.recipe.stops import TrainingStopped
+
+        raise TrainingStopped(
+            f"resume={resume}: cannot resume from it: {reason}; give another checkpoint, or "
+            "resume=auto to take the newest whole one"
+        )
+    return str(path)
 
 
 def restore_full_weights(model, checkpoint: str | None, cfg: Any) -> None:
@@ -79,47 +87,117 @@ def restore_full_weights(model, checkpoint: str | None, cfg: Any) -> None:
 
 
 class SaveOnSigterm(TrainerCallback):
-    """On SIGTERM (SLURM preemption, scancel, a time limit), finish the step, save, stop.
+    """On SIGTERM (SLURM preemption, scancel, a time limit) or Ctrl-C, finish the step, save,
+    stop; a second Ctrl-C exits at once.
 
     All ranks must stop at the same step (a ZeRO checkpoint is a collective), so the flag
     is agreed on with an all-reduce after every optimizer step: one integer per step.
+
+    A step that cannot finish (a hung collective, a reward blocked in C code) must not keep
+    the run alive: the first signal arms a watchdog that, `shutdown_timeout` seconds later,
+    says where the main thread is stuck and exits with 128 + the signal number. Checkpoints
+    are written aside and renamed whole (`recipe.checkpoints`), so the last one published is
+    intact whatever the watchdog cuts short. The watchdog fires at 90% of the timeout, so a
+    rank speaks before torch's agent SIGKILLs it at the full timeout.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, shutdown_timeout: float = 100.0) -> None:
         self.run_dir = Path(run_dir)
+        self.shutdown_timeout = float(shutdown_timeout)
         self.signalled = False
+        self.signum = signal.SIGTERM
+        self.step = 0
         self.stopped_at: int | None = None
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
+        self._watchdog: threading.Thread | None = None
 
     def _handle(self, signum, _frame) -> None:
+        if self.signalled and signum == signal.SIGINT:
+            _leave(
+                128 + signum,
+                f"vlexp: second Ctrl-C: exiting at once, without saving step {self.step}; "
+                f"{_last_checkpoint(self.run_dir)}",
+            )
+        if not self.signalled:
+            self.signum = signum
         self.signalled = True
-        log.warning("SIGTERM: saving a checkpoint after this step, then stopping")
+        again = " (Ctrl-C again exits at once)" if signum == signal.SIGINT else ""
+        log.warning(
+            "%s: saving a checkpoint after this step, then stopping%s",
+            signal.Signals(signum).name,
+            again,
+        )
+        self._arm_watchdog()
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            return
+        main = threading.main_thread().ident
+        self._watchdog = threading.Thread(
+            target=self._watch, args=(main,), name="vlexp-shutdown", daemon=True
+        )
+        self._watchdog.start()
+
+    def _watch(self, main_thread: int | None) -> None:
+        time.sleep(0.9 * self.shutdown_timeout)
+        frame = sys._current_frames().get(main_thread)
+        stack = traceback.format_stack(frame)[-5:] if frame is not None else []
+        where = "".join(stack).rstrip() or "  (no Python frame: inside native code)"
+        _leave(
+            128 + self.signum,
+            f"vlexp: {signal.Signals(self.signum).name} at step {self.step}: the run did not "
+            f"stop within launcher.shutdown_timeout={self.shutdown_timeout:g} s, so the "
+            f"unfinished step is abandoned; {_last_checkpoint(self.run_dir)}. The main thread "
+            f"was stuck in:\n{where}",
+        )
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-        if state.is_world_process_zero and state.global_step > 0:
+        self.step = state.global_step
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        if state.is_world_process_zero:  # from step 0 too: a run killed before checkpoint-1
             trim_metrics(self.run_dir / "metrics.jsonl", state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.step = state.global_step
         if _any_rank(self.signalled, args.device):
             control.should_save = True
             control.should_training_stop = True
             self.stopped_at = state.global_step
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(signum, previous)
+        self._previous = {}
 
 
-def exit_preempted(trainer, run_dir: Path, step: int) -> None:
-    """Leave with the scheduler's SIGTERM code (no final/: the run is not finished)."""
+def _last_checkpoint(run_dir: Path) -> str:
+    newest = checkpoints.newest_complete(run_dir)
+    if newest is None:
+        return f"no checkpoint in {run_dir} yet"
+    return (
+        f"the last good checkpoint is {newest}: continue with the same command plus "
+        f"resume=auto hydra.run.dir={run_dir}"
+    )
+
+
+def _leave(code: int, message: str) -> None:
+    """Exit now, from any thread, without Python's shutdown (which could hang as well)."""
+    print(message, file=sys.stderr, flush=True)
+    os._exit(code)
+
+
+def exit_preempted(trainer, run_dir: Path, step: int, signum: int = signal.SIGTERM) -> None:
+    """Leave with 128 + the signal (143 for SIGTERM, what schedulers expect; no final/: the
+    run is not finished)."""
     if trainer.is_world_process_zero():
         print(
-            f"vlexp: stopped by SIGTERM at step {step}, checkpoint saved in {run_dir}; continue "
-            f"with the same command plus resume=auto hydra.run.dir={run_dir}",
+            f"vlexp: stopped by {signal.Signals(signum).name} at step {step}, checkpoint saved in "
+            f"{run_dir}; continue with the same command plus resume=auto hydra.run.dir={run_dir}",
             flush=True,
         )
-    raise SystemExit(PREEMPTED_EXIT_CODE)
+    raise SystemExit(128 + signum)
 
 
 def _any_rank(flag: bool, device) -> bool:
@@ -134,11 +212,14 @@ def _any_rank(flag: bool, device) -> bool:
 
 
 def trim_metrics(path: Path, step: int) -> None:
-    """Drop metrics rows logged after the resumed checkpoint: the resumed run logs them anew."""
+    """Drop metrics rows logged after the resumed checkpoint: the resumed run logs them anew.
+
+    The end-of-training summary row (`train_runtime`, ...) of a stopped earlier attempt goes
+    too: the resumed run writes its own at its end. A row cut off mid-write is dropped."""
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line and json.loads(line).get("step", 0) <= step]
+    kept = [line for line in lines if _keep_row(line, step)]
     if len(kept) != len(lines):
         log.warning(
             "resuming at step %d: replacing %d rows of %s logged after that checkpoint",
@@ -147,3 +228,11 @@ def trim_metrics(path: Path, step: int) -> None:
             path,
         )
         path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def _keep_row(line: str, step: int) -> bool:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(row, dict) and row.get("step", 0) <= step and "train_runtime" not in row

@@ -24,7 +24,7 @@ from vlexp.data import build_datasets, fit_loss_mask, image_cache
 from vlexp.data.check import DataCheck
 from vlexp.data.messages import prompt_text
 from vlexp.models.loading import load_model, load_processor, peft_config
-from vlexp.recipe import faults, perf, resume, tracking
+from vlexp.recipe import checkpoints, faults, perf, resume, tracking
 from vlexp.recipe.distributed import ShardReport, held_elements
 from vlexp.rewards.guard import guarded
 
@@ -47,7 +47,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     built = build(cfg, run_dir)
     built.trainer.train(resume_from_checkpoint=built.checkpoint)
     if built.preemption.stopped_at is not None:
-        resume.exit_preempted(built.trainer, run_dir, built.preemption.stopped_at)
+        preemption = built.preemption
+        resume.exit_preempted(built.trainer, run_dir, preemption.stopped_at, preemption.signum)
     save_final(built.trainer, built.processor, run_dir / "final")
     tracking.finish_wandb_run()
     return built.metrics.last_train_logs
@@ -90,7 +91,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     )
 
     metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
-    preemption = resume.SaveOnSigterm(run_dir)
+    preemption = resume.SaveOnSigterm(run_dir, cfg.launcher.get("shutdown_timeout") or 100)
     in_training_eval = evaluation.callbacks(cfg, run_dir, processor)
     patches.guard_logging_integrations()  # a failing logger never stops a run
     trainer = trainer_factory(cfg, trainer_cls, train_set)(
@@ -111,6 +112,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
         **algorithm_inputs(cfg),
         **trainer_kwargs,
     )
+    checkpoints.install(trainer)  # written aside, synced, renamed whole (recipe.checkpoints)
     for callback in in_training_eval:
         callback.bind(trainer)  # generation needs the trainer's accelerator and wrapped model
     grpo.log_algorithm(trainer)  # GRPO family: the algorithm as the trainer holds it
@@ -206,4 +208,5 @@ def save_final(trainer, processor, final_dir: Path) -> None:
     trainer.save_model(str(final_dir))
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(str(final_dir))
+        checkpoints.redact_training_args(final_dir, trainer.args)
     log.info("saved %s", final_dir)

@@ -8,9 +8,12 @@ of every job. No heavy imports here.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +61,100 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
+class RunDirBusy(RunDirError):
+    """Another live vlexp run holds the run dir's lock."""
+
+
+LOCK_FILE = ".vlexp.lock"
+
+
+class RunDirLock:
+    """One writer per run dir: an exclusive `flock` on RUN_DIR/.vlexp.lock for the run's life.
+
+    The kernel drops the lock when its process ends, however it ends (SIGKILL, OOM, power
+    loss), so a lock left by a dead run is never in the way; the file also records the
+    holder (pid, host, start) for the message. Where the file system has no `flock`, the
+    recorded pid is checked instead (same host: alive or not)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._handle = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise RunDirBusy(self._busy_message()) from None
+        except OSError as err:  # no flock here (some network file systems)
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                handle.close()
+                raise
+            if _holder_alive(self._holder()):
+                handle.close()
+                raise RunDirBusy(self._busy_message()) from None
+        handle.seek(0)
+        handle.truncate()
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        handle.write(json.dumps(holder) + "\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file drops the flock
+            self._handle = None
+
+    def _holder(self) -> dict:
+        try:
+            holder = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError):
+            return {}
+        return holder if isinstance(holder, dict) else {}
+
+    def _busy_message(self) -> str:
+        holder = self._holder()
+        who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+        if isinstance(holder.get("started"), int | float):
+            who += ", started " + time.strftime(
+                "%Y-%m-%d %H:%M:%S", time.localtime(holder["started"])
+            )
+        return (
+            f"run dir {self.run_dir} is in use by another vlexp run ({who}): two runs in one "
+            "folder would mix their metrics, config and checkpoints. Wait for it to end (or stop "
+            f"it), or {_fix(self.run_dir)}"
+        )
+
+
+def _holder_alive(holder: dict) -> bool:
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
+        return False  # another host cannot be asked; without flock, last writer wins
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False  # a stale lock: its run is gone
+    except PermissionError:
+        return True
+    return True
+
+
 class RunDirCheck(Callback):
-    """Before Hydra makes the run dir: its nearest existing ancestor must be a writable folder."""
+    """Before Hydra makes the run dir: its nearest existing ancestor must be a writable folder,
+    and no other run may hold it (the lock is taken here, before Hydra writes `.hydra/`, and
+    held until the run, or each job of a sweep, ends)."""
+
+    def __init__(self) -> None:
+        self.lock: RunDirLock | None = None
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         run_dir = Path(str(config.hydra.run.dir)).expanduser().absolute()
@@ -69,5 +164,28 @@ class RunDirCheck(Callback):
         elif not os.access(ancestor, os.W_OK | os.X_OK):
             reason = f"{ancestor} is not writable"
         else:
+            self._lock(run_dir)
             return
         raise SystemExit(f"vlexp: run dir {run_dir} cannot be created: {reason}; {_fix(run_dir)}")
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        run_dir = Path(str(config.hydra.runtime.output_dir)).expanduser().absolute()
+        if self.lock is None or self.lock.run_dir.resolve() != run_dir.resolve():  # -m job
+            self._lock(run_dir)
+
+    def on_job_end(self, config: Any, **kwargs: Any) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def on_run_end(self, config: Any, **kwargs: Any) -> None:
+        self.on_job_end(config)
+
+    def _lock(self, run_dir: Path) -> None:
+        self.on_job_end(None)
+        lock = RunDirLock(run_dir)
+        try:
+            lock.acquire()
+        except RunDirBusy as err:
+            raise SystemExit(f"vlexp: {err}") from None
+        self.lock = lock

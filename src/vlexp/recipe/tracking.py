@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,25 @@ def configure(logger_cfg: Any, run_dir: Path) -> list[str]:
     return report_to
 
 
+# The W&B variables vlexp itself set (JSON), so the next job of a sweep in this process can
+# tell them from the ones the user exported, which win.
+_SET_BY_VLEXP = "VLEXP_WANDB_SET"
+INIT_TIMEOUT_S = 30.0  # wandb's own default, 90 s, stalls a run whose server is unreachable
+FINISH_TIMEOUT_S = 60.0
+
+
+def _users(name: str) -> str | None:
+    """The value of `name` when the user set it (not vlexp, for an earlier job)."""
+    value = os.environ.get(name)
+    ours = json.loads(os.environ.get(_SET_BY_VLEXP) or "{}")
+    return None if value is None or ours.get(name) == value else value
+
+
 def _configure_wandb(logger_cfg: Any, run_dir: Path) -> None:
     mode = wandb_mode(logger_cfg.get("mode", "auto"))
+    # A server that cannot be reached fails wandb.init within this, and the guarded callback
+    # (patches.guard_logging_integrations) then switches W&B off while training goes on.
+    init_timeout = _users("WANDB_INIT_TIMEOUT") or logger_cfg.get("init_timeout") or INIT_TIMEOUT_S
     tags = [str(tag) for tag in (logger_cfg.get("tags") or [])]
     env = {
         "WANDB_PROJECT": str(logger_cfg.project),
@@ -125,6 +143,7 @@ def _configure_wandb(logger_cfg: Any, run_dir: Path) -> None:
         # The id lives in the run dir, so a run resumed there continues the same W&B run.
         "WANDB_RUN_ID": wandb_run_id(run_dir),
         "WANDB_RESUME": "allow",
+        "WANDB_INIT_TIMEOUT": str(init_timeout),
     }
     for key, value in env.items():
         # Jobs of one `-m` sweep share this process: clear what the previous job set.
@@ -132,6 +151,9 @@ def _configure_wandb(logger_cfg: Any, run_dir: Path) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = str(value)
+    os.environ[_SET_BY_VLEXP] = json.dumps(
+        {"WANDB_MODE": mode, "WANDB_INIT_TIMEOUT": str(init_timeout)}
+    )
 
 
 def wandb_mode(mode: str) -> str:
@@ -140,6 +162,9 @@ def wandb_mode(mode: str) -> str:
         raise ValueError(f"logger.mode={mode!r}: use auto, online, offline or disabled")
     if mode != "auto":
         return mode
+    exported = _users("WANDB_MODE")
+    if exported:  # the user's WANDB_MODE (online with a key wandb finds elsewhere, ...) wins
+        return exported
     has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
     return "online" if has_key else "offline"
 
@@ -170,8 +195,20 @@ def finish_wandb_run() -> None:
     process, so the offline run files (and `wandb sync`) could miss the final steps when the
     machine is busy."""
     wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
+    if wandb is None or getattr(wandb, "run", None) is None:
+        return
+    # Online, finish waits for the upload: bounded, so an unreachable server cannot hold the
+    # run (the local copy under RUN_DIR/wandb/ has every record; `wandb sync` uploads it).
+    closing = threading.Thread(target=wandb.finish, name="vlexp-wandb-finish", daemon=True)
+    closing.start()
+    closing.join(FINISH_TIMEOUT_S)
+    if closing.is_alive():
+        logging.getLogger("vlexp").warning(
+            "W&B did not finish uploading within %.0f s; the run's records are under "
+            "%s/wandb (upload them later with `wandb sync`)",
+            FINISH_TIMEOUT_S,
+            os.environ.get("WANDB_DIR", "the run dir"),
+        )
 
 
 class WandbHydraConfig(TrainerCallback):

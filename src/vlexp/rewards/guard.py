@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +26,51 @@ SHOWN_CHARS = 300  # how much of an offending completion an error message quotes
 
 class RewardError(RuntimeError):
     """A reward function raised; the message names it and quotes the completion."""
+
+
+class RewardTimeout(TimeoutError):
+    """A reward call ran past `reward.timeout_s` and was abandoned."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"did not return within reward.timeout_s={seconds:g} s")
+        self.seconds = seconds
+
+
+def call_with_deadline(func: Callable, seconds: float | None, *args: Any, **kwargs: Any) -> Any:
+    """`func(*args, **kwargs)`, or RewardTimeout after `seconds` (None: no deadline).
+
+    The call runs in a daemon thread; a Python thread cannot be killed, so one that overruns
+    is sent an asynchronous RewardTimeout (which stops pure-Python loops such as a stuck
+    sympy simplification at their next bytecode) and abandoned. A call blocked inside C code
+    keeps its thread until it returns, but no longer holds up training.
+    """
+    if not seconds:
+        return func(*args, **kwargs)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = func(*args, **kwargs)
+        except BaseException as err:  # handed to the caller's thread
+            box["error"] = err
+
+    worker = threading.Thread(target=run, name="vlexp-reward", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        _interrupt(worker)
+        raise RewardTimeout(seconds)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _interrupt(thread: threading.Thread) -> None:
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread.ident), ctypes.py_object(RewardTimeout)
+    )
 
 
 def qualified_name(func: Callable) -> str:
@@ -54,12 +101,19 @@ class GuardedReward:
     to a worker process).
     """
 
-    def __init__(self, func: Callable, name: str | None = None, on_error: str = "raise") -> None:
+    def __init__(
+        self,
+        func: Callable,
+        name: str | None = None,
+        on_error: str = "raise",
+        timeout_s: float | None = None,
+    ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"reward.on_error must be one of {ON_ERROR}, got {on_error!r}")
         self.func = func
         self.__name__ = name or reward_name(func)
         self.on_error = on_error
+        self.timeout_s = float(timeout_s) if timeout_s else None
 
     def __repr__(self) -> str:
         return (
@@ -67,18 +121,29 @@ class GuardedReward:
         )
 
     def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
+        limit = self.timeout_s
         try:
-            scores, errors = list(self.func(completions=completions, **kwargs)), 0
+            batch = call_with_deadline(self.func, limit, completions=completions, **kwargs)
+            scores, errors = list(batch), 0
         except Exception as batch_error:
+            # One at a time, each within the deadline, all within two more: a call that hangs
+            # on every completion costs three deadlines, not one per completion.
+            end = time.monotonic() + 2 * limit if limit else None
             results = []
             for index, completion in enumerate(completions):
+                left = None if end is None else min(limit, end - time.monotonic())
                 try:
+                    if left is not None and left <= 0:
+                        raise RewardTimeout(limit)
                     one = _slice(kwargs, index, len(completions))
-                    results.append(list(self.func(completions=[completion], **one)))
+                    score = call_with_deadline(self.func, left, completions=[completion], **one)
+                    results.append(list(score))
+                except RewardTimeout:
+                    results.append(RewardTimeout(limit))
                 except Exception as err:
                     results.append(err)
             scores, errors = self._settle(completions, results, batch_error)
-        self._count(kwargs, errors)
+        self._count(kwargs, errors, _timeouts(results if errors else []))
         return scores
 
     def _settle(self, completions: list, results: list, batch_error: Exception):
@@ -96,6 +161,14 @@ class GuardedReward:
             else:
                 errors += 1
                 scores.append(0.0)
+                if isinstance(result, RewardTimeout):  # name the function and the completion
+                    log.warning(
+                        "reward %s (%s) %s, abandoned and scored 0 (reward.on_error=zero)%s",
+                        self.__name__,
+                        qualified_name(self.func),
+                        result,
+                        self._shown(completions[index], index, count),
+                    )
         if errors == 0 and self.on_error == "raise":
             # Every completion scores alone: the failure depends on the batch as a whole.
             raise RewardError(self._message(batch_error, None, None, count)) from batch_error
@@ -108,18 +181,29 @@ class GuardedReward:
             )
         return scores, errors
 
-    def _count(self, kwargs: dict[str, Any], errors: int) -> None:
+    def _count(self, kwargs: dict[str, Any], errors: int, timeouts: int = 0) -> None:
         if self.on_error == "zero" and callable(kwargs.get("log_metric")):
             kwargs["log_metric"](f"rewards/{self.__name__}/errors", float(errors))
+            if self.timeout_s:
+                kwargs["log_metric"](f"rewards/{self.__name__}/timeouts", float(timeouts))
+
+    def _shown(self, completion: Any, index: int | None, count: int) -> str:
+        if index is None:
+            return f"\n  on the batch of {count} completions (each one alone scores fine)"
+        text = completion_text(completion)
+        cut = f" ... ({len(text)} characters)" if len(text) > SHOWN_CHARS else ""
+        return f"\n  on completion {index + 1} of {count}: {text[:SHOWN_CHARS]!r}{cut}"
 
     def _message(self, err: Exception, completion: Any, index: int | None, count: int) -> str:
+        shown = self._shown(completion, index, count)
+        if isinstance(err, RewardTimeout):
+            return (
+                f"reward function '{self.__name__}' ({qualified_name(self.func)}) {err} and "
+                f"was abandoned{shown}\nFix the function, raise reward.timeout_s, or set "
+                "reward.on_error=zero to score such completions 0 (counted in the metric "
+                f"rewards/{self.__name__}/timeouts)."
+            )
         where = _where(err, self.func)
-        if index is None:
-            shown = f"\n  on the batch of {count} completions (each one alone scores fine)"
-        else:
-            text = completion_text(completion)
-            cut = f" ... ({len(text)} characters)" if len(text) > SHOWN_CHARS else ""
-            shown = f"\n  on completion {index + 1} of {count}: {text[:SHOWN_CHARS]!r}{cut}"
         return (
             f"reward function '{self.__name__}' ({qualified_name(self.func)}) raised "
             f"{type(err).__name__}: {err}{where}{shown}\n"
@@ -133,18 +217,34 @@ class AsyncGuardedReward(GuardedReward):
 
     async def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
         try:
-            scores, errors = list(await self.func(completions=completions, **kwargs)), 0
+            batch = await self._awaited(self.timeout_s, completions=completions, **kwargs)
+            scores, errors = list(batch), 0
         except Exception as batch_error:
+            limit = self.timeout_s
+            end = time.monotonic() + 2 * limit if limit else None
             results = []
             for index, completion in enumerate(completions):
+                left = None if end is None else min(limit, end - time.monotonic())
                 try:
+                    if left is not None and left <= 0:
+                        raise RewardTimeout(self.timeout_s)
                     one = _slice(kwargs, index, len(completions))
-                    results.append(list(await self.func(completions=[completion], **one)))
+                    results.append(list(await self._awaited(left, completions=[completion], **one)))
                 except Exception as err:
                     results.append(err)
             scores, errors = self._settle(completions, results, batch_error)
-        self._count(kwargs, errors)
+        self._count(kwargs, errors, _timeouts(results if errors else []))
         return scores
+
+    async def _awaited(self, seconds: float | None, **kwargs: Any) -> Any:
+        import asyncio
+
+        if not seconds:
+            return await self.func(**kwargs)
+        try:
+            return await asyncio.wait_for(self.func(**kwargs), seconds)
+        except (TimeoutError, RewardTimeout):
+            raise RewardTimeout(self.timeout_s) from None
 
 
 def guarded(cfg: Any) -> dict[str, GuardedReward]:
@@ -153,13 +253,17 @@ def guarded(cfg: Any) -> dict[str, GuardedReward]:
     from hydra.utils import instantiate
 
     policy = reward_config.on_error(cfg)
-    return {
-        name: guard(instantiate(node), on_error=policy)
-        for name, node in reward_config.nodes(cfg).items()
-    }
+    guarded_funcs = {}
+    for name, node in reward_config.nodes(cfg).items():
+        func = instantiate(node)
+        limit = reward_config.timeout_s(cfg, qualified_name(func))
+        guarded_funcs[name] = guard(func, on_error=policy, timeout_s=limit)
+    return guarded_funcs
 
 
-def guard(func: Callable, name: str | None = None, on_error: str = "raise") -> GuardedReward:
+def guard(
+    func: Callable, name: str | None = None, on_error: str = "raise", timeout_s: float | None = None
+) -> GuardedReward:
     """`func` guarded, async or not as `func` is (TRL runs async rewards concurrently)."""
     inner = func
     while isinstance(inner, functools.partial):
@@ -168,7 +272,11 @@ def guard(func: Callable, name: str | None = None, on_error: str = "raise") -> G
     call = type(inner).__call__ if not inspect.isroutine(inner) else inner
     is_async = inspect.iscoroutinefunction(inner) or inspect.iscoroutinefunction(call)
     cls = AsyncGuardedReward if is_async else GuardedReward
-    return cls(func, name=name, on_error=on_error)
+    return cls(func, name=name, on_error=on_error, timeout_s=timeout_s)
+
+
+def _timeouts(results: list) -> int:
+    return sum(isinstance(result, RewardTimeout) for result in results)
 
 
 def _slice(kwargs: dict[str, Any], index: int, count: int) -> dict[str, Any]:

@@ -65,7 +65,8 @@ def accuracy(completions: list, solution: list[str], **kwargs: Any) -> list[floa
     Numbers and LaTeX are compared with math-verify (`0.5` equals `\\frac{1}{2}`, `3 apples`
     equals `3`; with several numbers the last one is the answer); other answers by normalised
     exact match (case, inner/outer whitespace and a final full stop ignored). An empty or
-    missing answer scores 0.
+    missing answer scores 0. A `solution` list (`["1", "one"]`, or its JSON text) accepts any
+    of its answers.
 
     >>> accuracy(["<think>..</think><answer>2</answer>", "<answer>Red</answer>"], solution=["2", "red"])
     [1.0, 1.0]
@@ -75,18 +76,39 @@ def accuracy(completions: list, solution: list[str], **kwargs: Any) -> list[floa
     scores = []
     for completion, value in zip(completions, solution, strict=True):
         answer = extract_answer(completion_text(completion))
-        gold = _gold(value, "solution")
-        if not answer:
-            scores.append(0.0)
-            continue
-        if normalise(answer) == normalise(gold):
-            scores.append(1.0)
-            continue
-        verdict = None
-        if looks_mathematical(gold) and looks_mathematical(answer):
-            verdict = math_equal(latex_spacing(gold), latex_spacing(answer))
-        scores.append(1.0 if verdict else 0.0)
+        golds = _golds(value, "solution")
+        scores.append(1.0 if answer and any(_matches(answer, gold) for gold in golds) else 0.0)
     return scores
+
+
+def _matches(answer: str, gold: str) -> bool:
+    """Equal after `normalise`, or mathematically equal (math-verify, LaTeX spacing ignored)."""
+    if normalise(answer) == normalise(gold):
+        return True
+    if looks_mathematical(gold) and looks_mathematical(answer):
+        return bool(math_equal(latex_spacing(gold), latex_spacing(answer)))
+    return False
+
+
+def _golds(value: Any, column: str) -> list[str]:
+    """The accepted answers: a list `["1", "one"]` (or its JSON text, as vlexp's loader
+    stores list columns) means any of these; anything else is one answer.
+
+    A JSON list of numbers (`[0, 0, 10, 10]`, a box) stays one answer: only lists of strings
+    are read as alternatives."""
+    items = value
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            items = json.loads(value)
+        except json.JSONDecodeError:
+            items = value
+        if isinstance(items, list) and not all(isinstance(item, str) for item in items):
+            items = value
+    if isinstance(items, list | tuple):
+        if not items:
+            raise ValueError(f"the record's '{column}' is an empty list: fix the data")
+        return [_gold(item, column) for item in items]
+    return [_gold(value, column)]
 
 
 def _as_list(value: Any, column: str) -> list:
@@ -147,12 +169,15 @@ def choice(completions: list, solution: list[str], choices: list, **kwargs: Any)
     scores = []
     for completion, value, options in zip(completions, solution, choices, strict=True):
         labels = [str(label) for label in _as_list(options, "choices")]
-        gold = _gold(value, "solution")
-        if normalise(gold) not in {normalise(label) for label in labels}:
-            raise ValueError(f"the record's solution {gold!r} is not one of its choices {labels}")
+        golds = {normalise(gold) for gold in _golds(value, "solution")}
+        unknown = golds - {normalise(label) for label in labels}
+        if unknown:
+            raise ValueError(
+                f"the record's solution {sorted(unknown)[0]!r} is not one of its choices {labels}"
+            )
         answer = extract_answer(completion_text(completion))
         named = {normalise(label) for label in named_labels(answer, labels)}
-        scores.append(1.0 if named == {normalise(gold)} else 0.0)
+        scores.append(1.0 if len(named) == 1 and named <= golds else 0.0)
     return scores
 
 

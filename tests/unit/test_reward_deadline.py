@@ -1,0 +1,106 @@
+"""Rewards with deadlines: a hung call scores as reward.on_error says, is counted and named."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from tests.helpers import compose
+from vlexp.rewards.guard import RewardError, guard, guarded
+
+
+def stuck(completions, **kwargs):
+    """Spins forever (pure Python, like a runaway sympy simplification) on "hang"."""
+    scores = []
+    for completion in completions:
+        while completion == "hang":
+            pass
+        scores.append(1.0)
+    return scores
+
+
+def sleepy(completions, **kwargs):
+    """Blocks in a system call (like a network request) on "hang"."""
+    if "hang" in completions:
+        time.sleep(30)
+    return [1.0] * len(completions)
+
+
+async def async_stuck(completions, **kwargs):
+    if "hang" in completions:
+        await asyncio.sleep(30)
+    return [1.0] * len(completions)
+
+
+@pytest.mark.parametrize("func", [stuck, sleepy], ids=["spinning", "sleeping"])
+def test_a_hung_call_scores_zero_is_counted_and_named(func, caplog):
+    logged = {}
+    reward = guard(func, on_error="zero", timeout_s=0.5)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="vlexp"):
+        scores = reward(["ok", "hang", "fine"], log_metric=logged.__setitem__)
+    assert scores == [1.0, 0.0, 1.0]
+    assert time.monotonic() - started < 3  # the batch, then one at a time: at most ~2 deadlines
+    assert logged == {
+        f"rewards/{func.__name__}/errors": 1.0,
+        f"rewards/{func.__name__}/timeouts": 1.0,
+    }
+    assert (
+        f"reward {func.__name__} (tests.unit.test_reward_deadline.{func.__name__}) did not "
+        "return within reward.timeout_s=0.5 s, abandoned and scored 0" in caplog.text
+    )
+    assert "on completion 2 of 3: 'hang'" in caplog.text
+
+
+def test_a_spinning_call_is_stopped_not_left_burning_a_core():
+    import sys
+
+    def spinning() -> bool:
+        return any(frame.f_code is stuck.__code__ for frame in sys._current_frames().values())
+
+    guard(stuck, on_error="zero", timeout_s=0.2)(["hang"])
+    deadline = time.monotonic() + 5
+    while spinning() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not spinning()
+
+
+def test_a_hung_call_under_raise_stops_naming_function_and_completion():
+    reward = guard(stuck, on_error="raise", timeout_s=0.3)
+    with pytest.raises(RewardError) as caught:
+        reward(["ok", "hang"])
+    message = str(caught.value)
+    assert message.startswith(
+        "reward function 'stuck' (tests.unit.test_reward_deadline.stuck) did not return within "
+        "reward.timeout_s=0.3 s and was abandoned\n  on completion 2 of 2: 'hang'"
+    )
+    assert "raise reward.timeout_s" in message
+
+
+def test_async_rewards_get_the_deadline_too():
+    reward = guard(async_stuck, on_error="zero", timeout_s=0.3)
+    assert asyncio.run(reward(["ok", "hang"])) == [1.0, 0.0]
+
+
+def test_the_deadline_is_on_for_vlexps_rewards_and_off_for_others_by_default():
+    cfg = compose(["reward=[accuracy]"])
+    assert guarded(cfg)["accuracy"].timeout_s == 60.0
+    cfg.reward.funcs.accuracy._target_ = "tests.unit.test_reward_deadline.stuck"
+    assert guarded(cfg)["accuracy"].timeout_s is None
+    cfg.reward.timeout_s = 5
+    assert guarded(cfg)["accuracy"].timeout_s == 5.0
+    cfg.reward.timeout_s = 0
+    assert guarded(cfg)["accuracy"].timeout_s is None
+
+
+def test_math_verify_scores_within_the_deadline():
+    reward = guard(__import__("vlexp.rewards", fromlist=["accuracy"]).accuracy, timeout_s=30)
+    assert reward(
+        ["<answer>0.5</answer>", "<answer>3</answer>"], solution=["\\frac{1}{2}"] * 2
+    ) == [
+        1.0,
+        0.0,
+    ]
