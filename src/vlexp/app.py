@@ -61,6 +61,10 @@ def main(cfg: DictConfig) -> float | None:
     note = unused_reward_note(cfg, list(HydraConfig.get().overrides.task))
     if note:
         log.info(note)
+    from vlexp.models.loading import work_offline_if_unreachable
+
+    if work_offline_if_unreachable(str(cfg.model.name_or_path)):
+        log.info("the hub is unreachable: %s loads from the local cache", cfg.model.name_or_path)
     try:
         check_writable(run_dir)
     except RunDirError as err:

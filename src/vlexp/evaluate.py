@@ -41,6 +41,20 @@ def locate(run: str) -> tuple[Path, Path]:
     has_model = any((path / name).is_file() for name in ("config.json", "adapter_config.json"))
     if (path.parent / RESOLVED).is_file() and has_model:
         return path.parent, path
+    if (path.parent / RESOLVED).is_file():  # a run dir's folder that is not there (yet)
+        there = sorted(
+            (
+                p.name
+                for p in path.parent.iterdir()
+                if p.name == "final" or p.name.startswith("checkpoint-")
+            ),
+            key=lambda name: (name == "final", int(name.split("-")[-1]) if "-" in name else 0),
+        )
+        raise EvalError(
+            f"run={run}: no {path.name}/ with a model in {path.parent}; it has: "
+            f"{', '.join(there) or 'no checkpoint-N/ or final/ yet'} "
+            "(checkpoints are saved every train.save_steps steps)"
+        )
     raise EvalError(
         f"run={run}: not a vlexp run dir (no {RESOLVED} in it or its parent, or no model in "
         "it): give a run dir such as outputs/DATE/TIME, or its checkpoint-N/ or final/ folder"
