@@ -152,12 +152,15 @@ def main(cfg: DictConfig) -> float | None:
     from vlexp.data import DataError
     from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
     from vlexp.evaluation.generation import load_examples
-    from vlexp.models.loading import load_processor
+    from vlexp.models.loading import load_processor, source_problem
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         cfg, model_dir, run_dir = plan(cfg, list(HydraConfig.get().overrides.task))
         check(cfg.eval)
+        problem = source_problem(str(local_model_cfg(cfg, model_dir).name_or_path))
+        if problem:  # in seconds, not after minutes of hub retries
+            raise EvalError(problem)
         # The processor (the run's own, saved with its weights) is needed to check records.
         processor = load_processor(local_model_cfg(cfg, model_dir))
         examples = load_examples(cfg, processor, cfg.eval.get("limit"))

@@ -4,11 +4,14 @@ and `--help` naming every group."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.helpers import compose, run_cli
+from tests.helpers import REPO, compose, run_cli
 from vlexp.app import misspelt_key_hint, unused_reward_note
 from vlexp.evaluate import EvalError, locate
 from vlexp.models import loading
@@ -122,3 +125,15 @@ def test_evaluate_names_a_missing_checkpoint_and_lists_the_existing_ones(tmp_pat
         locate(str(tmp_path / "checkpoint-20"))
     assert f"no checkpoint-20/ with a model in {tmp_path}" in str(caught.value)
     assert "it has: checkpoint-5, checkpoint-40, final" in str(caught.value)
+
+
+def test_evaluate_of_an_uncached_hub_model_stops_in_seconds(tmp_path, empty_hub_cache):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "vlexp.evaluate", "model=qwen2_5_vl_3b", "data=shapes",
+         f"hydra.run.dir={tmp_path}/eval"],
+        cwd=REPO, env={**os.environ, "HF_HOME": str(empty_hub_cache), "HF_HUB_OFFLINE": "1"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and time.monotonic() - started < 10
+    assert result.stderr.startswith(f"vlexp.evaluate: model.name_or_path={HUB_ID}: {NOT_CACHED}")

@@ -99,9 +99,11 @@ def plot_runs(runs: list[Run], path: Path) -> Path:
     for ax, (metric, title) in zip(axes.flat, panels, strict=False):
         drawn = False
         for index, run in enumerate(runs):
-            steps, values = run.series(metric)
-            if not steps:
+            # A base-model evaluation or one of unknown step has no place on the step axis.
+            points = [(x, y) for x, y in zip(*run.series(metric), strict=True) if x is not None]
+            if not points:
                 continue
+            steps, values = [p[0] for p in points], [p[1] for p in points]
             line = _draw(ax, steps, values, colors(index % colors.N), labels[index])
             handles.setdefault(index, line)
             drawn = True

@@ -125,6 +125,9 @@ def _configure_wandb(logger_cfg: Any, run_dir: Path) -> None:
         # The id lives in the run dir, so a run resumed there continues the same W&B run.
         "WANDB_RUN_ID": wandb_run_id(run_dir),
         "WANDB_RESUME": "allow",
+        # No ~40-line history/summary footer at the end: vlexp's own summary says it (and
+        # names `wandb sync` for offline runs). WANDB_QUIET=false in the shell brings it back.
+        "WANDB_QUIET": os.environ.get("WANDB_QUIET", "true"),
     }
     for key, value in env.items():
         # Jobs of one `-m` sweep share this process: clear what the previous job set.
