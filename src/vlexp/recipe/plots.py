@@ -30,7 +30,7 @@ FALLBACK = ("loss", "loss")
 EVAL_PANELS = [("eval/accuracy", "eval accuracy"), ("eval/reward", "eval reward")]
 MAX_PANELS = 9
 LEGEND_CHARS = 140
-SMOOTHING = 0.6  # weight of the past in the moving average; 0 draws the raw points only
+SMOOTHING = 0.75  # weight of the past in the moving average; 0 draws the raw points only
 
 
 def smooth(values: list[float], weight: float = SMOOTHING) -> list[float]:
