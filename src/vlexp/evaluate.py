@@ -153,7 +153,9 @@ def main(cfg: DictConfig) -> float | None:
     from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
     from vlexp.evaluation.generation import load_examples
     from vlexp.models.loading import load_processor, source_problem
+    from vlexp.recipe.console import quiet_libraries
 
+    quiet_libraries()  # the known-harmless warnings and loading bars, as in training
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         cfg, model_dir, run_dir = plan(cfg, list(HydraConfig.get().overrides.task))
