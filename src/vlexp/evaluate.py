@@ -153,9 +153,7 @@ def main(cfg: DictConfig) -> float | None:
     from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
     from vlexp.evaluation.generation import load_examples
     from vlexp.models.loading import load_processor, source_problem
-    from vlexp.recipe.console import quiet_libraries
 
-    quiet_libraries()  # the known-harmless warnings and loading bars, as in training
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         cfg, model_dir, run_dir = plan(cfg, list(HydraConfig.get().overrides.task))
@@ -163,6 +161,9 @@ def main(cfg: DictConfig) -> float | None:
         problem = source_problem(str(local_model_cfg(cfg, model_dir).name_or_path))
         if problem:  # in seconds, not after minutes of hub retries
             raise EvalError(problem)
+        from vlexp.recipe.console import quiet_libraries  # imports transformers: after the check
+
+        quiet_libraries()  # the known-harmless warnings and loading bars, as in training
         # The processor (the run's own, saved with its weights) is needed to check records.
         processor = load_processor(local_model_cfg(cfg, model_dir))
         examples = load_examples(cfg, processor, cfg.eval.get("limit"))
