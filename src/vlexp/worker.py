@@ -15,6 +15,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from vlexp.recipe import stops
+from vlexp.recipe.launch import free_port
+
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
@@ -29,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     import torch.distributed as dist
 
-    from vlexp.recipe import console, stops
+    from vlexp.recipe import console
     from vlexp.recipe.run import train
 
     console.quiet_libraries()  # before DeepSpeed is imported: it warns at import
@@ -58,8 +61,6 @@ def init_deepspeed_group() -> None:
     """
     import deepspeed
     import torch
-
-    from vlexp.recipe.launch import free_port
 
     for key, value in {"RANK": 0, "LOCAL_RANK": 0, "WORLD_SIZE": 1}.items():
         os.environ.setdefault(key, str(value))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vlexp.compare import Run
+    from vlexp.recipe.sweep import Run
 
 # Panels in this order; metrics no run logged are left out (DPO runs have no `kl`).
 PANELS = [
