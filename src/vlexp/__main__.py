@@ -1,3 +1,3 @@
-from vlexp.app import main
+from vlexp.app import cli
 
-main()
+cli()

@@ -7,8 +7,11 @@ python -m vlexp --cfg job                         # print the composed config, i
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import re
+import sys
 from pathlib import Path
 
 import hydra
@@ -56,6 +59,13 @@ def main(cfg: DictConfig) -> float | None:
         validate(cfg)
     except ConfigError as err:
         raise stop(f"vlexp: config error: {err}") from None
+    note = unused_reward_note(cfg, list(HydraConfig.get().overrides.task))
+    if note:
+        log.info(note)
+    from vlexp.models.loading import work_offline_if_unreachable
+
+    if work_offline_if_unreachable(str(cfg.model.name_or_path)):
+        log.info("the hub is unreachable: %s loads from the local cache", cfg.model.name_or_path)
     try:
         check_writable(run_dir)
     except RunDirError as err:
@@ -81,10 +91,89 @@ def main(cfg: DictConfig) -> float | None:
             if line is None:
                 raise
             raise stop(line) from None
-    print(f"vlexp: done. run dir: {run_dir}")
+    from vlexp.recipe import summary
+
+    answer = summary.read(run_dir)  # rank 0 wrote it, in this process or a launched one
+    print(summary.render(answer) if answer else f"vlexp: done. run dir: {run_dir}")
     # The sweep objective (Optuna maximises it): mean of the last few logged rewards.
     return objective(run_dir, **cfg.get("objective", {}))
 
 
+def unused_reward_note(cfg: DictConfig, overrides: list[str]) -> str | None:
+    """One line when `reward=` is given to an algorithm that does not generate (SFT, DPO):
+    its trainer never calls reward functions, only evaluation scores with them."""
+    from vlexp.config import algo
+
+    given = [o for o in overrides if re.match(r"[+~]*reward(=|\.funcs)", o)]
+    if not given or algo.of(cfg).generates:
+        return None
+    return (
+        f"{given[0]}: algo={cfg.algo.name} does not generate while training, so the reward "
+        "serves evaluation only (train.eval_steps, python -m vlexp.evaluate)"
+    )
+
+
+def cli() -> None:
+    """`python -m vlexp`: Hydra's main, plus "did you mean" when an override names no key
+    (Hydra suggests `+key=...`, which adds a key the trainer then rejects)."""
+    try:
+        main()
+    except SystemExit as exit:
+        if exit.code == 1:
+            hint = misspelt_key_hint(sys.argv[1:])
+            if hint:
+                print(hint, file=sys.stderr)
+        raise
+
+
+def misspelt_key_hint(args: list[str]) -> str | None:
+    """For an override of a key the composed config lacks: the closest existing keys."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+
+    if any(arg in ("-m", "--multirun") for arg in args):
+        return None  # sweep values (a=1,2) do not compose as one config
+    overrides = [a for a in args if "=" in a and not a.startswith(("-", "hydra."))]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        try:
+            compose("config", overrides=overrides)
+            return None
+        except ConfigCompositionException as err:
+            found = re.match(r"Could not override '([^']+)'", str(err))
+        if not found:
+            return None
+        key = found.group(1)
+        others = [o for o in overrides if o.partition("=")[0].lstrip("~") != key]
+        try:
+            cfg = compose("config", overrides=others)
+        except Exception:  # another problem: Hydra's own message stands
+            return None
+    value = next(o.partition("=")[2] for o in overrides if o.partition("=")[0] == key)
+    close = difflib.get_close_matches(key, dotted_keys(cfg), n=1, cutoff=0.75)
+    if not close:
+        return (
+            f"vlexp: {key} is not a key of the config (python -m vlexp --cfg job prints them all)"
+        )
+    return f"vlexp: {key} is not a key of the config: did you mean {close[0]}={value}?"
+
+
+def dotted_keys(cfg: DictConfig) -> list[str]:
+    """Every key of `cfg` as a dotted path, nodes included (`train`, `train.max_steps`)."""
+    from omegaconf import OmegaConf
+
+    def walk(node, prefix: str) -> list[str]:
+        if not isinstance(node, dict):
+            return []
+        keys = []
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            keys += [path, *walk(value, path + ".")]
+        return keys
+
+    return walk(OmegaConf.to_container(cfg, resolve=False), "")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

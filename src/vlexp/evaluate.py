@@ -24,7 +24,7 @@ from vlexp.data import DataError
 from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
 from vlexp.evaluation.gallery import wandb_table
 from vlexp.evaluation.generation import load_examples
-from vlexp.models.loading import load_model, load_processor
+from vlexp.models.loading import load_model, load_processor, source_problem
 from vlexp.paths import config_dir
 
 log = logging.getLogger("vlexp")
@@ -46,6 +46,20 @@ def locate(run: str) -> tuple[Path, Path]:
     has_model = any((path / name).is_file() for name in ("config.json", "adapter_config.json"))
     if (path.parent / RESOLVED).is_file() and has_model:
         return path.parent, path
+    if (path.parent / RESOLVED).is_file():  # a run dir's folder that is not there (yet)
+        there = sorted(
+            (
+                p.name
+                for p in path.parent.iterdir()
+                if p.name == "final" or p.name.startswith("checkpoint-")
+            ),
+            key=lambda name: (name == "final", int(name.split("-")[-1]) if "-" in name else 0),
+        )
+        raise EvalError(
+            f"run={run}: no {path.name}/ with a model in {path.parent}; it has: "
+            f"{', '.join(there) or 'no checkpoint-N/ or final/ yet'} "
+            "(checkpoints are saved every train.save_steps steps)"
+        )
     raise EvalError(
         f"run={run}: not a vlexp run dir (no {RESOLVED} in it or its parent, or no model in "
         "it): give a run dir such as outputs/DATE/TIME, or its checkpoint-N/ or final/ folder"
@@ -110,13 +124,13 @@ def load_weights(cfg: DictConfig, model_dir: Path | None):
     """The model: full weights, or the run's base model plus the LoRA adapter in model_dir."""
     import torch
 
-    memory = cfg.get("memory") or {}
     if model_dir is not None and (model_dir / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(load_model(cfg.model, memory), str(model_dir))
+        model = PeftModel.from_pretrained(load_model(cfg), str(model_dir))
     else:
-        model = load_model(local_model_cfg(cfg, model_dir), memory)
+        local = OmegaConf.merge(cfg, {"model": local_model_cfg(cfg, model_dir)})
+        model = load_model(local)  # load_model reads cfg.model and cfg.memory
     if torch.cuda.is_available() and not getattr(model, "is_quantized", False):
         model = model.to("cuda")
     return model.eval()
@@ -142,6 +156,12 @@ def main(cfg: DictConfig) -> float | None:
     try:
         cfg, model_dir, run_dir = plan(cfg, list(HydraConfig.get().overrides.task))
         check(cfg.eval)
+        problem = source_problem(str(local_model_cfg(cfg, model_dir).name_or_path))
+        if problem:  # in seconds, not after minutes of hub retries
+            raise EvalError(problem)
+        from vlexp.recipe.console import quiet_libraries  # imports transformers: after the check
+
+        quiet_libraries()  # the known-harmless warnings and loading bars, as in training
         # The processor (the run's own, saved with its weights) is needed to check records.
         processor = load_processor(local_model_cfg(cfg, model_dir))
         examples = load_examples(cfg, processor, cfg.eval.get("limit"))

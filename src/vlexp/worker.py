@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     import torch.distributed as dist
 
+    from vlexp.recipe import console
     from vlexp.recipe.run import train
 
+    console.quiet_libraries()  # before DeepSpeed is imported: it warns at import
     if cfg.memory.get("deepspeed") is not None:
         init_deepspeed_group()
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+from PIL import Image
+
 from tests.helpers import read_metrics, run_cli
 
 REQUIRED_METRICS = (
@@ -43,6 +45,61 @@ def test_default_experiment_trains_into_a_run_dir(tmp_path, tiny_model):
     processor = AutoProcessor.from_pretrained(run_dir / "final")
     assert model.config.model_type == "qwen2_5_vl"
     assert processor.image_processor.size["longest_edge"] == 12544
+
+
+# Lines libraries print that vlexp silences or replaces (vlexp.recipe.console).
+NOISE = (
+    "{'loss'",  # transformers' per-step metrics dict
+    "FutureWarning",
+    "is deprecated",
+    "Setting accelerator to CPU",
+    "Writing model shards",
+    "Loading weights",
+    "Casting the dataset",
+    "huggingface.co/None",
+)
+
+
+def test_the_console_is_one_bar_and_ends_with_the_runs_answer(tmp_path, tiny_model):
+    run_dir = tmp_path / "run"
+    result = run_cli("train.max_steps=4", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    for noise in NOISE:
+        assert noise not in console, noise
+    bar = result.stderr.replace("\r", "\n").splitlines()
+    assert any("4/4" in line and "reward " in line and "kl " in line for line in bar)
+
+    rows = read_metrics(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["algo"] == "grpo" and summary["model"] == "tiny://qwen2_5_vl"
+    assert summary["steps"] == 4 and summary["data"]["name"] == "shapes"
+    assert summary["metrics"]["reward"]["first"] == rows[0]["reward"]
+    assert summary["metrics"]["reward"]["last"] == rows[-1]["reward"]
+    assert summary["tokens_per_s"] > 0 and summary["peak_memory_gb"] > 0
+    assert summary["paths"]["final"] == str(run_dir / "final")
+
+    # The console ends with the answer: what ran, first -> last, where things are, what next.
+    tail = result.stdout.strip().splitlines()[-14:]
+    assert tail[0].startswith("vlexp: grpo on tiny://qwen2_5_vl over shapes: 4 steps in ")
+    reward = summary["metrics"]["reward"]
+    assert f"  reward      {reward['first']:.4g} -> {reward['last']:.4g}" in tail
+    assert f"vlexp: done. run dir: {run_dir}" in tail
+    assert tail[-2:] == [
+        f"  python -m vlexp.evaluate run={run_dir}",
+        f"  python -m vlexp.compare {run_dir}",
+    ]
+
+    image = Image.open(run_dir / "curves.png")
+    image.verify()
+    assert image.size[0] >= 900
+    card = (run_dir / "README.md").read_text()
+    assert card == (run_dir / "final" / "README.md").read_text()
+    assert "from the base model `tiny://qwen2_5_vl`" in card and "with **grpo**" in card
+    assert f"| reward | {reward['first']:.4g} | {reward['last']:.4g} |" in card
+    assert f'from_pretrained("{run_dir}/final")' in card and "None" not in card
+    # The whole dict of every step is still in the log file.
+    assert (run_dir / "app.log").read_text().count('"grad_norm"') == 4
 
 
 def test_metrics_are_written_once_per_logging_step(tmp_path, tiny_model):

@@ -113,3 +113,8 @@ def test_optuna_sweep_two_trials(tmp_path, tiny_model, shapes_dir):
     assert set(best["best_params"]) == params
     for record in records:  # each trial ran with the values Optuna sampled
         assert {o.split("=")[0] for o in record["overrides"]} >= params
+    # The sweep ends with its answer: the jobs, the best trial, where to look next.
+    assert f"vlexp: sweep of 2 jobs done: {sweep_dir}" in result.stdout
+    assert f"best trial (Optuna): objective {best['best_value']:.4g} with " in result.stdout
+    assert result.stdout.rstrip().endswith(f"python -m vlexp.compare {sweep_dir}")
+    assert "setup plugin alembic" not in result.stdout + result.stderr

@@ -39,6 +39,8 @@ class ExperimentsConfigSource(FileConfigSource):
         return super().is_group("")
 
     def is_group(self, config_path: str) -> bool:
+        if config_path.strip("/") == "":  # the root, listed by --help
+            return super().is_group("")
         inner = self._inner(config_path)
         return inner is not None and super().is_group(inner)
 
@@ -47,6 +49,9 @@ class ExperimentsConfigSource(FileConfigSource):
         return bool(inner) and super().is_config(inner)
 
     def list(self, config_path: str, results_filter: ObjectType | None) -> list[str]:
+        if config_path.strip("/") == "":  # the root holds one group: `experiment` (--help)
+            wanted = results_filter in (None, ObjectType.GROUP)
+            return [GROUP] if wanted and super().is_group("") else []
         inner = self._inner(config_path)
         if inner is None:
             return []

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import re
+import socket
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from vlexp import families
 from vlexp.config import memory
@@ -17,6 +22,75 @@ def resolve_path(name_or_path: str) -> str:
     if name_or_path.startswith(TINY_SCHEME):
         return str(tiny.ensure(name_or_path[len(TINY_SCHEME) :]))
     return name_or_path
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+_TRUE = ("1", "true", "yes", "on")
+
+
+def is_hub_id(name_or_path: str) -> bool:
+    """`org/name` that is not a local folder (or the tiny:// scheme)."""
+    if name_or_path.startswith(TINY_SCHEME) or Path(name_or_path).expanduser().exists():
+        return False
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", name_or_path) is not None
+
+
+def hub_cached(repo_id: str) -> bool:
+    """Whether the hub cache holds a snapshot of `repo_id` with its config.json (the cache
+    layout huggingface_hub documents; read without importing it)."""
+    home = os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")
+    cache = Path(os.environ.get("HF_HUB_CACHE", Path(home) / "hub")).expanduser()
+    folder = cache / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return any(folder.glob("*/config.json"))
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUE
+
+
+@functools.cache
+def hub_reachable() -> bool:
+    """A TCP connection to the hub (HF_ENDPOINT) within a few seconds; behind a proxy
+    (HTTPS_PROXY) the answer is left to the download itself."""
+    if any(os.environ.get(key) for key in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+        return True
+    except OSError:
+        return False
+
+
+def source_problem(name_or_path: str) -> str | None:
+    """Why `model.name_or_path` cannot load on this machine, found in seconds (the hub client
+    would retry for minutes); None when it can."""
+    if name_or_path.startswith(TINY_SCHEME) or Path(name_or_path).expanduser().exists():
+        return None
+    if not is_hub_id(name_or_path):
+        return (
+            f"model.name_or_path={name_or_path}: no such directory, and not a hub id "
+            "(org/name such as Qwen/Qwen2.5-VL-3B-Instruct)"
+        )
+    if hub_cached(name_or_path) or (not hub_offline() and hub_reachable()):
+        return None
+    why = " (HF_HUB_OFFLINE is set)" if hub_offline() else ""
+    return (
+        f"model.name_or_path={name_or_path}: not in the local cache and the hub is "
+        f"unreachable{why}: download it with `hf download {name_or_path}` or set "
+        "`model.name_or_path` to a local directory"
+    )
+
+
+def work_offline_if_unreachable(name_or_path: str) -> bool:
+    """A cached hub model with the hub unreachable: set HF_HUB_OFFLINE=1 (this process and
+    the ranks it launches) so loading reads the cache at once instead of retrying the hub.
+    Call before huggingface_hub is imported; returns whether it did."""
+    if not is_hub_id(name_or_path) or hub_offline() or hub_reachable():
+        return False
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return True
 
 
 def load_processor(model_cfg: Any):

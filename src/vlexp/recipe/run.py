@@ -8,6 +8,7 @@ place a trainer is made (the tests use it too); `train` runs it.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from vlexp.data import build_datasets, fit_loss_mask, image_cache
 from vlexp.data.check import DataCheck
 from vlexp.data.messages import prompt_text
 from vlexp.models.loading import load_model, load_processor, peft_config
-from vlexp.recipe import checkpoints, faults, perf, resume, tracking
+from vlexp.recipe import checkpoints, console, faults, perf, resume, tracking
 from vlexp.recipe.distributed import ShardReport, held_elements
 from vlexp.rewards.guard import guarded
 
@@ -44,18 +45,37 @@ class Built:
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run one experiment into `run_dir`; return the last logged training metrics."""
+    started = time.monotonic()
     built = build(cfg, run_dir)
     built.trainer.train(resume_from_checkpoint=built.checkpoint)
     if built.preemption.stopped_at is not None:
         preemption = built.preemption
         resume.exit_preempted(built.trainer, run_dir, preemption.stopped_at, preemption.signum)
     save_final(built.trainer, built.processor, run_dir / "final")
+    if built.trainer.is_world_process_zero():
+        write_answers(cfg, run_dir, time.monotonic() - started)
     tracking.finish_wandb_run()
     return built.metrics.last_train_logs
 
 
+def write_answers(cfg: DictConfig, run_dir: Path, wall_time_s: float) -> None:
+    """What the run leaves for people (rank 0): summary.json (and the W&B summary),
+    curves.png and the model card, all from what metrics.jsonl holds."""
+    from vlexp.recipe import modelcard, plots, summary
+    from vlexp.recipe.sweep import read_rows
+
+    rows = read_rows(run_dir)
+    headline = console.headline(cfg.algo)
+    plots.plot_run(rows, headline, run_dir / "curves.png", title=f"{cfg.algo.name}: {run_dir}")
+    answer = summary.build(cfg, run_dir, rows, headline, wall_time_s, summary.peak_memory())
+    summary.write(answer, run_dir)
+    summary.to_wandb(answer)
+    modelcard.write(cfg, run_dir, answer)
+
+
 def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     """Every part of the run, checked and loaded, and the trainer built on them."""
+    console.quiet_libraries()  # before TRL is imported: DeepSpeed warns at import
     # The TRL args carry the DeepSpeed config: under ZeRO-3, transformers shards weights
     # while loading only if that config is already live, so args come first.
     args = build_args(cfg, run_dir)
@@ -117,6 +137,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
         callback.bind(trainer)  # generation needs the trainer's accelerator and wrapped model
     grpo.log_algorithm(trainer)  # GRPO family: the algorithm as the trainer holds it
     perf.attach(trainer, generates=algorithm.of(cfg).generates)  # perf/*, timing_s/* per log
+    console.use_live_view(trainer, cfg.algo)  # one bar with the headline, not every log dict
     return Built(trainer, processor, checkpoint, metrics, preemption)
 
 
@@ -159,8 +180,9 @@ def build_args(cfg: DictConfig, run_dir: Path):
         extra["reward_weights"] = list(reward_config.weights(cfg).values())
     held = memory.of(cfg)
     if held.gradient_checkpointing:
-        extra["gradient_checkpointing"] = True
-        extra["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+        # transformers 5's names: `gradient_checkpointing*` still work but warn (deprecated).
+        extra["activation_checkpointing"] = True
+        extra["activation_checkpointing_kwargs"] = {"use_reentrant": False}
     if held.liger_kernel:
         extra["use_liger_kernel"] = True
     if held.optim_set:

@@ -75,6 +75,15 @@ def objective(run_dir: Path, metric: str = "reward", last: int = 10) -> float | 
 class SweepLog(Callback):
     """Appends `{job, overrides, run_dir, status, objective, error, final}` to sweep.jsonl."""
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Optuna's storage brings alembic, whose INFO lines ("setup plugin ...") would go
+        # through Hydra's logging as `[HYDRA] ...`: harmless, and not the user's concern.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """The sweep's answer on the console: one row per job, Optuna's best trial."""
+        print(sweep_report(Path(config.hydra.sweep.dir)))
+
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra has just written .hydra/ (and, for -m, multirun.yaml): keep secrets out.
         output_dir = Path(config.hydra.runtime.output_dir)
@@ -116,6 +125,51 @@ def read_sweep(sweep_dir: Path) -> list[dict[str, Any]]:
     path = Path(sweep_dir) / SWEEP_LOG
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     return sorted(records, key=lambda record: record["job"])
+
+
+def sweep_report(sweep_dir: Path) -> str:
+    """A table of the sweep's jobs (overrides, status, objective), Optuna's best trial when
+    the sweeper wrote one, and where to look next."""
+    path = Path(sweep_dir) / SWEEP_LOG
+    if not path.is_file():
+        return f"vlexp: sweep done, no job finished: {sweep_dir}"
+    records = read_sweep(sweep_dir)
+    header = ["job", "status", "objective", "overrides"]
+    rows = [
+        [
+            str(r["job"]),
+            r["status"],
+            "-" if r.get("objective") is None else f"{r['objective']:.4g}",
+            " ".join(r.get("overrides") or []),
+        ]
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [f"vlexp: sweep of {len(records)} jobs done: {sweep_dir}"]
+    lines += [
+        "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    best = _optuna_best(Path(sweep_dir))
+    if best:
+        lines.append(best)
+    lines.append(f"  every job: {path}")
+    lines.append(f"next:\n  python -m vlexp.compare {sweep_dir}")
+    return "\n".join(lines)
+
+
+def _optuna_best(sweep_dir: Path) -> str | None:
+    """`best: objective X with a=1 b=2` from the Optuna sweeper's optimization_results.yaml."""
+    import yaml
+
+    try:
+        results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(results, dict) or "best_value" not in results:
+        return None
+    params = " ".join(f"{k}={v}" for k, v in (results.get("best_params") or {}).items())
+    return f"  best trial (Optuna): objective {results['best_value']:.4g} with {params}"
 
 
 def _is_multirun(config: DictConfig) -> bool:

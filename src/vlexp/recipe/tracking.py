@@ -144,6 +144,9 @@ def _configure_wandb(logger_cfg: Any, run_dir: Path) -> None:
         "WANDB_RUN_ID": wandb_run_id(run_dir),
         "WANDB_RESUME": "allow",
         "WANDB_INIT_TIMEOUT": str(init_timeout),
+        # No ~40-line history/summary footer at the end: vlexp's own summary says it (and
+        # names `wandb sync` for offline runs). WANDB_QUIET=false in the shell brings it back.
+        "WANDB_QUIET": os.environ.get("WANDB_QUIET", "true"),
     }
     for key, value in env.items():
         # Jobs of one `-m` sweep share this process: clear what the previous job set.

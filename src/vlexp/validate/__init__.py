@@ -21,6 +21,7 @@ from vlexp.validate.machine import (
     check_attention,
     check_bf16,
     check_liger,
+    check_model_source,
     check_optimizer,
     check_quantization,
     check_torch_compile,
@@ -68,12 +69,36 @@ def validate(cfg: DictConfig, machine: bool = True) -> None:
     `machine=False` skips the checks of this machine (packages, CUDA), e.g. when
     `python -m vlexp.plan` plans a GPU job on a laptop.
     """
+    missing = missing_values(cfg)
+    if missing:  # the checks below would read them: report only these
+        raise ConfigError(missing[0] if len(missing) == 1 else "; ".join(missing))
     checks = CHECKS if machine else [c for c in CHECKS if c not in MACHINE_CHECKS]
     problems = [problem for check in checks for problem in check(cfg)]
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:
         raise ConfigError("\n".join(["several problems:", *(f"  - {p}" for p in problems)]))
+
+
+# What a `???` value in conf/ looks like when given; other keys get a generic example.
+EXAMPLES = {
+    "data.train": "/data/train.jsonl",
+    "data.eval": "/data/eval.jsonl",
+    "data.name": "openbmb/RLAIF-V-Dataset",
+    "reward.funcs.model.path": "outputs/2026-11-22/10-00-00 (an algo=reward_model run dir)",
+    "algo.args.critic_init": "outputs/2026-11-22/10-00-00 (an algo=reward_model run dir)",
+}
+
+
+def missing_values(cfg: DictConfig) -> list[str]:
+    """One line per mandatory value (`???`) left unset, naming the key with an example."""
+    from omegaconf import OmegaConf
+
+    return [
+        f"{key} is required and not set: add it to the command, e.g. "
+        f"{key}={EXAMPLES.get(key, 'VALUE')}"
+        for key in sorted(OmegaConf.missing_keys(cfg))
+    ]
 
 
 CHECKS: list[Callable[[DictConfig], list[str]]] = [
@@ -102,6 +127,7 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_torch_compile,
     check_video,
     check_video_backend,
+    check_model_source,
 ]
 # What this machine has (packages, CUDA, a compiler), not what the config says.
 MACHINE_CHECKS = {
@@ -113,4 +139,5 @@ MACHINE_CHECKS = {
     check_liger,
     check_torch_compile,
     check_video_backend,
+    check_model_source,
 }

@@ -166,3 +166,11 @@ def check_video_backend(cfg: DictConfig) -> list[str]:
     """data.video.backend: a known reader whose package is installed here."""
 
     return backend_problems(Budget.from_config(cfg.data.get("video")))
+
+
+def check_model_source(cfg: DictConfig) -> list[str]:
+    """model.name_or_path is a local dir, tiny://, cached, or the hub is reachable."""
+    from vlexp.models.loading import source_problem
+
+    problem = source_problem(str(cfg.model.name_or_path))
+    return [problem] if problem else []

@@ -251,6 +251,13 @@ def check_generation_kwargs(cfg: DictConfig) -> list[str]:
     return []
 
 
+# transformers 5 renamed these; the algo files set the new names, which win over the old.
+RENAMED_ARGS = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
 def check_removed_args(cfg: DictConfig) -> list[str]:
     """`algo.args` keys TRL 1.16 removed, each with what it offers instead."""
     args = cfg.algo.get("args") or {}
@@ -264,6 +271,12 @@ def check_removed_args(cfg: DictConfig) -> list[str]:
         REFUSED_WHEN_TRUE[kind, key]
         for key in args
         if (kind, key) in REFUSED_WHEN_TRUE and args.get(key)
+    ]
+    problems += [
+        f"algo.args.{key} is transformers' deprecated name, ignored next to the algo file's "
+        f"algo.args.{new}: use memory=grad_ckpt or algo.args.{new}"
+        for key, new in RENAMED_ARGS.items()
+        if key in args
     ]
     return problems
 

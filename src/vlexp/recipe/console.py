@@ -1,0 +1,198 @@
+"""What a training run shows on the console: one progress bar with the algorithm's headline
+numbers, refreshed in place, and no library noise that vlexp knows to be harmless.
+
+The full metrics of every logging step still go everywhere else: metrics.jsonl, the
+configured logger and the run's log file (Hydra's `<job>.log`). Only rank 0 draws the bar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import warnings
+from typing import Any
+
+from transformers import TrainerCallback
+
+from vlexp.recipe.summary import fmt
+
+# The few numbers a researcher watches. An algo file may declare its own list
+# (`headline: [objective/scores, ...]`, TRL's metric names); otherwise its record format decides.
+HEADLINES: dict[str, list[str]] = {
+    "grpo": ["reward", "reward_std", "kl", "completions/mean_length"],
+    "sft": ["loss", "mean_token_accuracy"],
+    "dpo": ["rewards/margins", "rewards/accuracies", "loss"],
+}
+# Short names for the bar; any other metric shows as its last path part.
+LABELS = {
+    "completions/mean_length": "len",
+    "mean_token_accuracy": "token_acc",
+    "rewards/margins": "margin",
+    "rewards/accuracies": "acc",
+    "objective/scores": "score",
+    "objective/kl": "kl",
+}
+# Throughput: a perf/* metric when a callback logs one, else vlexp counts TRL's `num_tokens`.
+TOKENS_PER_S_KEYS = ("perf/tokens_per_s", "perf/tokens_per_second", "perf/train_tokens_per_s")
+
+# Warnings vlexp knows to be harmless: (category, start of the message). TRL and PEFT read the
+# deprecated `is_gradient_checkpointing`; the user cannot change that, so it only distracts.
+QUIET_WARNINGS: list[tuple[type[Warning], str]] = [
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
+]
+# Log lines vlexp knows to be harmless: logger name -> starts of the messages dropped.
+# DeepSpeed warns at import on every machine without CUDA, where CPU is the intent.
+QUIET_LOG_LINES: dict[str, tuple[str, ...]] = {
+    "DeepSpeed": ("Setting accelerator to CPU",),
+}
+
+
+def headline(algo: Any) -> list[tuple[str, str]]:
+    """(metric, label) pairs shown for `algo` (the `algo` config node): its declared
+    `headline`, else the list for its record format (`kind`), else the loss."""
+    declared = algo.get("headline")
+    metrics = list(declared) if declared else HEADLINES.get(str(algo.get("kind")), ["loss"])
+    return [(str(m), LABELS.get(str(m), str(m).rsplit("/", 1)[-1])) for m in metrics]
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, starts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.starts)
+
+
+def quiet_libraries() -> None:
+    """Silence, in one place, what vlexp knows to be harmless: the warnings and log lines
+    above, and the libraries' own progress bars (loading weights, writing shards, casting
+    data sets), which would break the run's one bar. Hub downloads keep their bars."""
+    for category, message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    for name, starts in QUIET_LOG_LINES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages(starts))
+    import datasets
+    import huggingface_hub.utils
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.enable_progress_bars()  # downloads take minutes: keep their bars
+    datasets.disable_progress_bars()
+
+
+def tokens_per_second(
+    logs: dict[str, Any], previous: tuple[float, float] | None, now: float
+) -> float | None:
+    """Tokens/s from a perf/* metric, else from TRL's cumulative `num_tokens` since the
+    previous log (`previous` = (time, num_tokens) then)."""
+    for key in TOKENS_PER_S_KEYS:
+        if isinstance(logs.get(key), int | float):
+            return float(logs[key])
+    tokens = logs.get("num_tokens")
+    if previous is None or not isinstance(tokens, int | float) or now <= previous[0]:
+        return None
+    return (float(tokens) - previous[1]) / (now - previous[0])
+
+
+def is_eval(logs: dict[str, Any]) -> bool:
+    return any(key.startswith(("eval_", "eval/")) for key in logs)
+
+
+class LiveView(TrainerCallback):
+    """The run's one progress bar (rank 0): steps, time left, and the headline numbers of the
+    last logging step. Evaluation rows print one short line above the bar."""
+
+    def __init__(self, metrics: list[tuple[str, str]], stream: Any = None) -> None:
+        self.metrics = metrics
+        self.stream = stream
+        self.bar: Any = None
+        self._tokens_at: tuple[float, float] | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=state.max_steps,
+            initial=state.global_step,  # a resumed run continues where it stopped
+            unit="step",
+            dynamic_ncols=True,
+            file=self.stream or sys.stderr,
+        )
+        self._tokens_at = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        to_log_file(state.global_step, logs)
+        if self.bar is None or "train_runtime" in logs:  # the end-of-training summary row
+            return
+        if is_eval(logs):
+            self.bar.write(eval_line(state.global_step, logs), file=self.stream or sys.stderr)
+            return
+        self.bar.set_postfix_str(self.postfix(logs), refresh=True)
+
+    def postfix(self, logs: dict[str, Any]) -> str:
+        parts = [f"{label} {fmt(logs[key])}" for key, label in self.metrics if key in logs]
+        now = time.monotonic()
+        rate = tokens_per_second(logs, self._tokens_at, now)
+        if isinstance(logs.get("num_tokens"), int | float):
+            self._tokens_at = (now, float(logs["num_tokens"]))
+        if rate is not None:
+            parts.append(f"tok/s {fmt(rate)}")
+        return "  ".join(parts)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def eval_line(step: int, logs: dict[str, Any]) -> str:
+    """`step 20 eval: accuracy 0.31  reward 1.31  format_rate 1` from an eval log row."""
+    shown = []
+    for name in ("accuracy", "reward", "format_rate", "loss"):
+        for key in (f"eval/{name}", f"eval_{name}"):
+            if isinstance(logs.get(key), int | float):
+                shown.append(f"{name} {fmt(logs[key])}")
+                break
+    return f"step {step} eval: " + ("  ".join(shown) or "done")
+
+
+def to_log_file(step: int, logs: dict[str, Any]) -> None:
+    """The full metrics dict, into the log file(s) of the root logger only (not the console)."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    if not handlers:
+        return
+    record = logging.LogRecord(
+        "vlexp.metrics", logging.INFO, __file__, 0, "step %d: %s",
+        (step, json.dumps(logs, default=str)), None,
+    )  # fmt: skip
+    for handler in handlers:
+        if record.levelno >= handler.level:
+            handler.handle(record)
+
+
+def use_live_view(trainer: Any, algo: Any) -> LiveView:
+    """Replace transformers' progress/printer callback (which prints every log dict) with
+    vlexp's LiveView."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for callback in list(trainer.callback_handler.callbacks):
+        if isinstance(callback, ProgressCallback | PrinterCallback) or (
+            type(callback).__name__ == "NotebookProgressCallback"
+        ):
+            trainer.remove_callback(callback)
+    view = LiveView(headline(algo))
+    trainer.add_callback(view)
+    return view
