@@ -9,7 +9,7 @@ from tests.helpers import compose, run_cli
 from vlexp.paths import config_dir
 from vlexp.validate import ConfigError, check_vllm, validate
 
-FAMILY = ("grpo", "dapo", "dr_grpo", "gspo")
+FAMILY = ("grpo", "dapo", "dr_grpo", "gspo", "cispo", "sapo", "bnpo", "luspo", "vespo")
 # The knobs that define the GRPO-family loss in TRL 1.16 (GRPOConfig); each file sets them all
 # itself, so neither a TRL default change nor another file can change its algorithm.
 LOSS_KNOBS = (
@@ -39,6 +39,25 @@ EXPECTED = {
     "dapo": dict(loss_type="dapo", beta=0.0, epsilon_high=0.28, mask_truncated_completions=True),
     "dr_grpo": dict(loss_type="dr_grpo", beta=0.0, scale_rewards="none"),
     "gspo": dict(loss_type="grpo", beta=0.0, importance_sampling_level="sequence"),
+    # CISPO's epsilon_high is the absolute cap on the importance weight (ScaleRL: 5.0), not 1 + eps.
+    "cispo": dict(loss_type="cispo", beta=0.0, epsilon_high=5.0, importance_sampling_level="token"),
+    "sapo": dict(loss_type="sapo", beta=0.0, sapo_temperature_pos=1.0, sapo_temperature_neg=1.05),
+    "bnpo": dict(loss_type="bnpo", beta=0.04, epsilon=0.2, epsilon_high=0.2),
+    "luspo": dict(loss_type="luspo", beta=0.0, importance_sampling_level="sequence"),
+    "vespo": dict(
+        loss_type="vespo",
+        beta=0.0,
+        importance_sampling_level="token",
+        vespo_k_pos=2.0,
+        vespo_lambda_pos=3.0,
+        vespo_k_neg=3.0,
+        vespo_lambda_neg=2.0,
+    ),
+}
+# Knobs only some losses read; the file of such a loss sets them itself too.
+OWN_KNOBS = {
+    "sapo": ("sapo_temperature_pos", "sapo_temperature_neg"),
+    "vespo": ("vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg", "vespo_lambda_neg"),
 }
 
 
@@ -50,9 +69,10 @@ def _raw(name: str) -> dict:
 def test_every_family_file_sets_every_loss_knob_itself(name):
     raw = _raw(name)
     assert "defaults" not in raw  # no inheritance: the file alone defines the algorithm
-    missing = [k for k in LOSS_KNOBS if k not in raw["args"]]
+    missing = [k for k in (*LOSS_KNOBS, *OWN_KNOBS.get(name, ())) if k not in raw["args"]]
     assert not missing, f"algo/{name}.yaml leaves {missing} to TRL's defaults"
     assert raw["kind"] == "grpo" and raw["trainer"]["_target_"] == "trl.GRPOTrainer"
+    assert (raw["generates"], raw["groups"], raw["reference"]) == (True, True, "beta")
     for key, value in EXPECTED[name].items():
         assert raw["args"][key] == value, key
 

@@ -23,8 +23,16 @@ def reference_model(trainer: Any) -> str:
     raise RuntimeError(f"beta={trainer.beta} but the trainer holds no reference model")
 
 
+# Knobs only some losses read (from the trainer's args), logged with those losses.
+LOSS_OWN_KNOBS = {
+    "sapo": ("sapo_temperature_pos", "sapo_temperature_neg"),
+    "vespo": ("vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg", "vespo_lambda_neg"),
+}
+
+
 def describe(trainer: Any) -> dict[str, Any]:
     """The loss-defining settings the GRPO trainer holds (not what the config asked for)."""
+    own = {key: getattr(trainer.args, key) for key in LOSS_OWN_KNOBS.get(trainer.loss_type, ())}
     return {
         "trainer": type(trainer).__name__,
         "loss_type": trainer.loss_type,
@@ -32,6 +40,7 @@ def describe(trainer: Any) -> dict[str, Any]:
         "scale_rewards": trainer.scale_rewards,
         "beta": trainer.beta,
         "epsilon": [trainer.epsilon_low, trainer.epsilon_high],
+        **own,
         "top_entropy_quantile": trainer.top_entropy_quantile,
         "mask_truncated_completions": trainer.mask_truncated_completions,
         "num_iterations": trainer.num_iterations,
