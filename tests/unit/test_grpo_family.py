@@ -174,3 +174,51 @@ def test_reference_model_is_named_through_a_deepspeed_engine():
     assert reference_model(trainer) == "a separate copy of /models/tiny"
     trainer.ref_model = inner
     assert reference_model(trainer) == "a separate copy of /models/tiny"
+
+
+@pytest.mark.parametrize(("name", "normalized"), [("rloo", False), ("reinforce_pp", True)])
+def test_rloo_files_build_an_rloo_config(name, normalized, tmp_path):
+    from vlexp.config import algo as algorithm
+    from vlexp.recipe.run import build_args
+
+    raw = _raw(name)
+    missing = [k for k in RLOO_KNOBS if k not in raw["args"]]
+    assert not missing, f"algo/{name}.yaml leaves {missing} to TRL's defaults"
+    cfg = compose([f"algo={name}"])
+    facts = algorithm.of(cfg)
+    assert (facts.kind, facts.generates, facts.groups, facts.uses_reference()) == (
+        "grpo",
+        True,
+        True,
+        True,
+    )
+    args = build_args(cfg, tmp_path)
+    assert type(args).__name__ == "RLOOConfig"
+    assert args.normalize_advantages is normalized
+    assert args.reward_weights == [1.0, 1.0]
+    # The GRPO batch rule holds for RLOO's groups too (no name test decides it).
+    bad = compose([f"algo={name}", "train.per_device_train_batch_size=6"])
+    assert "is not a multiple of algo.args.num_generations" in validate_problems(bad)
+
+
+RLOO_KNOBS = (
+    "beta",
+    "epsilon",
+    "epsilon_high",
+    "normalize_advantages",
+    "reward_clip_range",
+    "mask_truncated_completions",
+    "num_iterations",
+    "num_generations",
+    "max_completion_length",
+    "temperature",
+    "top_p",
+    "top_k",
+    "use_vllm",
+)
+
+
+def validate_problems(cfg) -> str:
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    return str(err.value)

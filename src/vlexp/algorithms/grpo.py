@@ -52,11 +52,32 @@ def describe(trainer: Any) -> dict[str, Any]:
     }
 
 
-def log_algorithm(trainer: Any) -> None:
-    """Log the algorithm a GRPO-family trainer holds (a GRPOTrainer or any subclass).
+def describe_rloo(trainer: Any) -> dict[str, Any]:
+    """The loss-defining settings an RLOO trainer holds: leave-one-out baseline, one clipped
+    ratio per sequence, the KL as a penalty inside the reward."""
+    return {
+        "trainer": type(trainer).__name__,
+        "baseline": "leave-one-out mean of the other completions of the prompt",
+        "normalize_advantages": trainer.normalize_advantages,
+        "beta (KL in the reward)": trainer.beta,
+        "epsilon": [trainer.epsilon_low, trainer.epsilon_high],
+        "reward_clip_range": trainer.reward_clip_range,
+        "mask_truncated_completions": trainer.mask_truncated_completions,
+        "num_iterations": trainer.num_iterations,
+        "num_generations": trainer.num_generations,
+        "reference": reference_model(trainer),
+        "rewards": dict(
+            zip(trainer.reward_func_names, trainer.reward_weights.tolist(), strict=True)
+        ),
+    }
 
-    Other trainers on prompt records (vlexp's PPO) hold none of these settings: left alone."""
-    from trl import GRPOTrainer
+
+def log_algorithm(trainer: Any) -> None:
+    """Log the algorithm a GRPO-family trainer holds (a GRPOTrainer or RLOOTrainer, or any
+    subclass). Other trainers on prompt records (vlexp's PPO) hold none of these: left alone."""
+    from trl import GRPOTrainer, RLOOTrainer
 
     if isinstance(trainer, GRPOTrainer):
         log.info("algorithm (as the trainer holds it): %s", describe(trainer))
+    elif isinstance(trainer, RLOOTrainer):
+        log.info("algorithm (as the trainer holds it): %s", describe_rloo(trainer))

@@ -1,0 +1,63 @@
+"""The algorithm files over TRL trainers other than GRPOTrainer (RLOO, REINFORCE++, KTO,
+distillation), each run through `python -m vlexp` on the tiny model: what the trainer held
+(the run's logged account of it) and the metric names TRL wrote to metrics.jsonl."""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import read_metrics, run_cli
+
+SMALL = ["train.max_steps=2", "train.per_device_train_batch_size=8", "train.save_steps=1000"]
+HELD_LINE = "algorithm (as the trainer holds it): "
+
+
+def run(tmp_path: Path, *overrides: str) -> tuple[dict, list[dict], Path]:
+    """Train through the CLI; return what the trainer held, the metric rows and the run dir."""
+    run_dir = tmp_path / "run"
+    result = run_cli(*overrides, *SMALL, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (run_dir / "app.log").read_text()
+    (line,) = [line for line in log.splitlines() if HELD_LINE in line]
+    held = ast.literal_eval(line.split(HELD_LINE, 1)[1])
+    return held, read_metrics(run_dir), run_dir
+
+
+def finite(rows: list[dict], *names: str) -> None:
+    for row in rows:
+        for name in names:
+            value = row.get(name)
+            assert isinstance(value, int | float) and math.isfinite(value), (name, row)
+
+
+RL_METRICS = (
+    "loss",
+    "reward",
+    "reward_std",
+    "rewards/think_format/mean",
+    "rewards/accuracy/mean",
+    "frac_reward_zero_std",
+    "entropy",
+    "clip_ratio/region_mean",
+    "completions/mean_length",
+)
+
+
+@pytest.mark.parametrize(
+    ("algo", "normalized", "beta"), [("rloo", False, 0.05), ("reinforce_pp", True, 0.01)]
+)
+def test_rloo_files_run_on_rloo_trainer(algo, normalized, beta, tmp_path, tiny_model):
+    held, rows, run_dir = run(tmp_path, f"algo={algo}")
+    assert held["trainer"] == "RLOOTrainer"
+    assert held["normalize_advantages"] is normalized
+    assert held["beta (KL in the reward)"] == beta
+    assert held["epsilon"] == [0.2, 0.2] and held["num_generations"] == 4
+    assert held["reference"].startswith("a separate copy of")  # beta > 0, no LoRA
+    assert held["rewards"] == {"think_format": 1.0, "accuracy": 1.0}
+    assert [row["step"] for row in rows] == [1, 2]
+    finite(rows, *RL_METRICS, "kl")  # RLOO logs the KL penalty it puts in the reward
+    assert (run_dir / "final" / "model.safetensors").is_file()
