@@ -61,3 +61,17 @@ def test_rloo_files_run_on_rloo_trainer(algo, normalized, beta, tmp_path, tiny_m
     assert [row["step"] for row in rows] == [1, 2]
     finite(rows, *RL_METRICS, "kl")  # RLOO logs the KL penalty it puts in the reward
     assert (run_dir / "final" / "model.safetensors").is_file()
+
+
+def test_distill_with_the_student_as_teacher_has_zero_divergence(tmp_path, tiny_model):
+    # The teacher is the student's own starting checkpoint: if the teacher saw the same
+    # prompts and images as the student, both distributions agree and the divergence is 0.
+    held, rows, run_dir = run(tmp_path, "algo=distill", f"teacher.name_or_path={tiny_model}")
+    assert held["trainer"] == "DistillationTrainer"
+    assert (held["divergence"], held["beta"], held["temperature"]) == ("reverse KL", 1.0, 1.0)
+    assert held["teacher"] == str(tiny_model) and held["teacher_dtype"] == "torch.float32"
+    assert [row["step"] for row in rows] == [1, 2]
+    finite(rows, "loss", "entropy", "completions/mean_length")
+    assert all(row["loss"] == pytest.approx(0.0, abs=1e-6) for row in rows)
+    assert not any(name.startswith("rewards/") for row in rows for name in row)  # no rewards
+    assert (run_dir / "final" / "model.safetensors").is_file()

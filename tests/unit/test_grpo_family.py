@@ -222,3 +222,39 @@ def validate_problems(cfg) -> str:
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     return str(err.value)
+
+
+def test_distill_declares_a_teacher_and_no_rewards(tmp_path):
+    from vlexp.config import algo as algorithm
+    from vlexp.recipe.run import algorithm_inputs, build_args
+
+    teacher = tmp_path / "teacher_run"
+    (teacher / "final").mkdir(parents=True)
+    (teacher / "final" / "config.json").write_text("{}")
+    cfg = compose(["algo=distill", f"teacher.name_or_path={teacher}"])
+    facts = algorithm.of(cfg)
+    assert (facts.kind, facts.generates, facts.rewards, facts.groups) == (
+        "grpo",
+        True,
+        False,
+        False,
+    )
+    assert not facts.uses_reference()
+    validate(cfg)  # a run dir stands for its final/ model
+    assert algorithm_inputs(cfg) == {"teacher_model": str(teacher / "final")}
+    args = build_args(cfg, tmp_path / "run")
+    assert type(args).__name__ == "DistillationConfig"
+    assert (args.beta, args.temperature) == (1.0, 1.0)
+    assert args.teacher_model_init_kwargs == {"dtype": "float32"}  # the student's dtype
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (None, "teacher.name_or_path is not set"),
+        ("teacher.name_or_path=/no/such/run", "not a model (it does not exist)"),
+    ],
+)
+def test_distill_without_a_usable_teacher_stops_before_loading(override, message):
+    cfg = compose(["algo=distill", *([override] if override else [])])
+    assert message in validate_problems(cfg)

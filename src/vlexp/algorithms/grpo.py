@@ -70,14 +70,3 @@ def describe_rloo(trainer: Any) -> dict[str, Any]:
             zip(trainer.reward_func_names, trainer.reward_weights.tolist(), strict=True)
         ),
     }
-
-
-def log_algorithm(trainer: Any) -> None:
-    """Log the algorithm a GRPO-family trainer holds (a GRPOTrainer or RLOOTrainer, or any
-    subclass). Other trainers on prompt records (vlexp's PPO) hold none of these: left alone."""
-    from trl import GRPOTrainer, RLOOTrainer
-
-    if isinstance(trainer, GRPOTrainer):
-        log.info("algorithm (as the trainer holds it): %s", describe(trainer))
-    elif isinstance(trainer, RLOOTrainer):
-        log.info("algorithm (as the trainer holds it): %s", describe_rloo(trainer))

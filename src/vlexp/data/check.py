@@ -48,7 +48,7 @@ class DataCheck:
         self.cfg, self.data, self.kind = cfg, cfg.data, algo.kind
         self.processor, self.run_dir = processor, run_dir
         # Columns the rewards read, for algorithms whose completions the rewards score.
-        self.needs = reward_config.columns(cfg) if algo.generates else {}
+        self.needs = reward_config.columns(cfg) if algo.rewards else {}
         self.record_check = RECORD_CHECKS.get(algo.kind)
         self.roots = [Path(p).expanduser() for p in self.data.get("allowed_image_roots") or []]
         self.geometry = images.processor_geometry(processor)

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vlexp import evaluation, patches
-from vlexp.algorithms import grpo, video
+from vlexp.algorithms import account, video
 from vlexp.config import algo as algorithm
 from vlexp.config import memory
 from vlexp.config import reward as reward_config
@@ -108,7 +108,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     )
     for callback in in_training_eval:
         callback.bind(trainer)  # generation needs the trainer's accelerator and wrapped model
-    grpo.log_algorithm(trainer)  # GRPO family: the algorithm as the trainer holds it
+    account.log_algorithm(trainer)  # the algorithm as the trainer holds it (TRL trainers)
     return Built(trainer, processor, checkpoint, metrics, preemption)
 
 
@@ -146,7 +146,7 @@ def build_args(cfg: DictConfig, run_dir: Path):
     if shared.get("bf16") is None:
         shared["bf16"] = cfg.model.dtype == "bfloat16" and not shared["use_cpu"]
     extra: dict[str, Any] = {"report_to": tracking.configure(cfg.logger, run_dir)}
-    if algorithm.of(cfg).generates:
+    if algorithm.of(cfg).rewards:
         extra["reward_weights"] = list(reward_config.weights(cfg).values())
     held = memory.of(cfg)
     if held.gradient_checkpointing:
@@ -163,11 +163,15 @@ def build_args(cfg: DictConfig, run_dir: Path):
 
 
 def algorithm_inputs(cfg: DictConfig) -> dict[str, Any]:
-    """Trainer arguments only some algorithms take: the reward functions of those that
-    generate (`algo.generates`), each guarded by `reward.on_error`."""
-    if not algorithm.of(cfg).generates:
-        return {}
-    return {"reward_funcs": list(guarded(cfg).values())}
+    """Trainer arguments only some algorithms take: the reward functions of those whose
+    completions the rewards score (`algo.rewards`), each guarded by `reward.on_error`; the
+    teacher of those that declare one (`teacher.name_or_path`, TRL loads it)."""
+    inputs: dict[str, Any] = {}
+    if algorithm.of(cfg).rewards:
+        inputs["reward_funcs"] = list(guarded(cfg).values())
+    if algorithm.teacher_path(cfg) is not None:
+        inputs["teacher_model"] = algorithm.teacher_path(cfg)
+    return inputs
 
 
 def sharding_report(cfg: DictConfig, run_dir: Path) -> list:

@@ -42,6 +42,7 @@ from vlexp.validate.training import (
     check_prompt_template,
     check_removed_args,
     check_resume,
+    check_teacher,
     check_video,
 )
 
@@ -90,6 +91,7 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_vllm,
     check_ppo,
     check_reward_model_paths,
+    check_teacher,
     check_eval,
     check_launcher,
     check_deepspeed,
