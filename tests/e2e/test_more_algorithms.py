@@ -75,3 +75,32 @@ def test_distill_with_the_student_as_teacher_has_zero_divergence(tmp_path, tiny_
     assert all(row["loss"] == pytest.approx(0.0, abs=1e-6) for row in rows)
     assert not any(name.startswith("rewards/") for row in rows for name in row)  # no rewards
     assert (run_dir / "final" / "model.safetensors").is_file()
+
+
+KTO_METRICS = (
+    "loss",
+    "kl",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+)
+
+
+def test_kto_runs_on_shapes_pairs_split_into_labelled_rows(tmp_path, tiny_model):
+    held, rows, run_dir = run(tmp_path, "algo=kto")
+    assert held == {
+        "trainer": "KTOTrainer",
+        "loss_type": "kto",
+        "beta": 0.1,
+        "desirable_weight": 1.0,
+        "undesirable_weight": 1.0,
+        "kl_estimate": True,
+        "train_sampling_strategy": "sequential",
+        "reference": "a separate frozen copy of the starting policy",
+    }
+    assert [row["step"] for row in rows] == [1, 2]
+    finite(rows, *KTO_METRICS)  # chosen/rejected: desirable/undesirable rows of each batch
+    assert rows[0]["rewards/margins"] == 0.0  # policy == reference at the first step
+    assert (run_dir / "final" / "model.safetensors").is_file()

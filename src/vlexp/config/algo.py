@@ -6,7 +6,8 @@ exactly the checks, metrics and resume handling of the file it came from.
 
 Every `algo/*.yaml` declares, next to its trainer and args:
 
-    kind: grpo         # record format the trainer consumes: sft | dpo | grpo (prompts)
+    kind: grpo         # record format the trainer consumes: sft | dpo | grpo (prompts) |
+                       # kto (labelled completions, or pairs split into two)
     generates: true    # samples completions while training, scored by `reward.funcs`
     groups: true       # compares algo.args.num_generations completions per prompt (GRPO rule)
     reference: beta    # reference model: none | beta (only when algo.args.beta != 0) | always
@@ -28,10 +29,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("sft", "dpo", "grpo")
+KINDS = ("sft", "dpo", "grpo", "kto")
 REFERENCES = ("none", "beta", "always")
 DECLARED = ("kind", "generates", "groups", "reference")
-SEQUENCES_PER_RECORD = {"sft": 1, "dpo": 2, "grpo": 1}
+# KTO forwards each completion and a mismatched one (its KL estimate); a pair gives two rows.
+SEQUENCES_PER_RECORD = {"sft": 1, "dpo": 2, "grpo": 1, "kto": 4}
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def problems(cfg: Any) -> list[str]:
     if missing:
         found.append(
             f"algo.{', algo.'.join(missing)} not declared: every algo file states kind (record "
-            "format: sft | dpo | grpo), generates (true | false), groups (true | false) and "
+            "format: sft | dpo | grpo | kto), generates (true | false), groups (true | false) and "
             "reference (none | beta | always); see conf/algo/grpo.yaml"
         )
     if algo.get("kind") is not None and algo.kind not in KINDS:

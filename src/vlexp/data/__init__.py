@@ -7,7 +7,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from vlexp.data.records import KINDS, DataError, Record, read_jsonl, to_example
+from vlexp.data.records import KINDS, DataError, Record, read_jsonl, to_example, unpair
+
+# Record formats whose trainer rows are not one per record (KTO: a pair gives two rows).
+ROW_FORMS = {"kto": unpair}
 
 __all__ = ["DataError", "build_datasets", "fit_loss_mask", "load_split", "to_dataset"]
 
@@ -29,6 +32,7 @@ def to_dataset(
     system = data_cfg.get("system_prompt")
     boxes = data_cfg.get("boxes")
     rows = [to_example(r, kind, template, system, boxes) for r in records]
+    rows = ROW_FORMS.get(kind, list)(rows)
     if kind == "sft":
         _one_sft_form(records, rows)
     if any("videos" in row for row in rows):

@@ -36,7 +36,7 @@ from vlexp.data.report import line_number, summary_line, write_bad_records
 
 log = logging.getLogger("vlexp")
 # Checks of a record against its converted example, by record format (algo.kind).
-RECORD_CHECKS = {"dpo": fields.dpo_pair}
+RECORD_CHECKS = {"dpo": fields.dpo_pair, "kto": fields.kto_record}
 MAX_LISTED = 50  # records listed in the error message; the file holds them all
 
 

@@ -113,8 +113,10 @@ def _prefix_suffix(record: Record, kind: str) -> BadRecord | None:
     if not isinstance(fields[present[0]], str):
         detail = f"'{present[0]}' must be a string ({_type(fields[present[0]])})"
         return _bad(record, present[0], "wrong type", detail)
-    required = {"sft": ("suffix",), "dpo": ("rejected",), "grpo": ()}[kind]
-    if kind == "dpo":
+    required = {"sft": ("suffix",), "dpo": ("rejected",), "grpo": (), "kto": ()}[kind]
+    if kind == "kto" and "label" in fields:
+        required = ("completion" if "completion" in fields else "suffix",)
+    elif kind in ("dpo", "kto"):
         required = ("chosen" if "chosen" in fields else "suffix", "rejected")
     for key in required:
         if not isinstance(fields.get(key), str):
@@ -131,6 +133,9 @@ def _conversational(record: Record, kind: str) -> BadRecord | None:
         keys = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected")}.get(
             kind, ("prompt",)
         )
+        if kind == "kto":
+            labelled = "label" in fields
+            keys = ("prompt", "completion") if labelled else ("prompt", "chosen", "rejected")
     for key in keys:
         if key not in fields:
             return _bad(record, key, "missing field", f"{kind.upper()} records need '{key}'")
@@ -159,6 +164,11 @@ def dpo_pair(record: Record, example: dict) -> BadRecord | None:
         detail = "chosen and rejected are identical: the pair carries no preference"
         return _bad(record, "rejected", "chosen equals rejected", detail)
     return None
+
+
+def kto_record(record: Record, example: dict) -> BadRecord | None:
+    """A KTO pair (to be split into two labelled rows) must carry a preference too."""
+    return None if "label" in example else dpo_pair(record, example)
 
 
 def reward_columns(record: Record, example: dict, needs: dict[str, list[str]]) -> BadRecord | None:

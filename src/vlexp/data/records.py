@@ -24,7 +24,7 @@ from typing import Any
 from vlexp.data.messages import hoist_inline_media
 
 QUESTION_KEYS = ("prefix", "question", "problem")
-KINDS = ("sft", "dpo", "grpo")
+KINDS = ("sft", "dpo", "grpo", "kto")
 
 
 class DataError(ValueError):
@@ -201,7 +201,8 @@ def passthrough(record: Record, drop: tuple[str, ...]) -> dict:
 def to_example(
     record: Record, kind: str, template: str, system: str | None, boxes: Any = None
 ) -> dict:
-    """The trainer-facing example for `kind` (sft, dpo or grpo).
+    """The trainer-facing example for `kind` (sft, dpo, grpo or kto; a KTO record is either
+    labelled, `label` true/false with one completion, or a chosen/rejected pair).
 
     `boxes` (the `data.boxes` config) with `rescale: true` maps pixel boxes in the targets to
     the processor's resized image (see `vlexp.data.boxes`).
@@ -217,13 +218,48 @@ def to_example(
     prompt = prompt_messages(record, len(images), template, system, len(videos))
     if kind == "sft":
         return {"prompt": prompt, "completion": assistant(edit(_text(record, "suffix"))), **media}
-    if kind == "dpo":
+    if kind == "kto" and "label" in fields:
+        completion = fields.get("completion", fields.get("suffix"))
+        if not isinstance(completion, str):
+            completion = _text(record, "suffix")
+        return {
+            "prompt": prompt,
+            "completion": assistant(edit(completion)),
+            "label": _label(record),
+            **media,
+        }
+    if kind in ("dpo", "kto"):  # KTO: a pair, split into two labelled rows (see `unpair`)
         chosen = fields.get("chosen", fields.get("suffix"))
         chosen = assistant(edit(chosen if isinstance(chosen, str) else _text(record, "chosen")))
         rejected = assistant(edit(_text(record, "rejected")))
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected, **media}
     example = passthrough(record, drop=("prompt", "chosen", "rejected"))
     return {**example, "prompt": prompt, **media}
+
+
+def _label(record: Record) -> bool:
+    value = record.fields.get("label")
+    if not isinstance(value, bool):
+        raise DataError(
+            f"{record.source}: 'label' must be true (a desirable completion) or false "
+            f"(an undesirable one), got {value!r:.40}"
+        )
+    return value
+
+
+def unpair(rows: list[dict]) -> list[dict]:
+    """KTO rows: labelled rows as they are; each chosen/rejected pair becomes two rows, the
+    chosen completion desirable (label true) and the rejected one undesirable, as TRL's
+    `unpair_preference_dataset` does. Kept adjacent, so KTO's sequential batches hold both."""
+    out = []
+    for row in rows:
+        if "label" in row:
+            out.append(row)
+            continue
+        rest = {k: v for k, v in row.items() if k not in ("chosen", "rejected")}
+        out.append({**rest, "completion": row["chosen"], "label": True})
+        out.append({**rest, "completion": row["rejected"], "label": False})
+    return out
 
 
 def _target_edit(record: Record, images: list, boxes: Any):
@@ -260,7 +296,9 @@ def _conversational(record: Record, kind: str, images: list, edit: Any) -> dict:
         if "messages" not in fields and "completion" not in fields:
             raise DataError(f"{record.source}: SFT needs 'messages' or 'prompt' + 'completion'")
         keep = ("messages",) if "messages" in fields else ("prompt", "completion")
-    elif kind == "dpo":
+    elif kind == "kto" and "label" in fields:
+        keep = ("prompt", "completion")
+    elif kind in ("dpo", "kto"):
         keep = ("prompt", "chosen", "rejected")
     else:
         keep = ("prompt",)
@@ -299,4 +337,6 @@ def _conversational(record: Record, kind: str, images: list, edit: Any) -> dict:
         raise DataError(f"{record.source}: {err}") from None
     if kind == "grpo":
         example.update(passthrough(record, drop=("prompt", "chosen", "rejected", "completion")))
+    if "completion" in example and kind == "kto":
+        example["label"] = _label(record)
     return {**example, "images": images}
