@@ -258,3 +258,31 @@ def test_distill_declares_a_teacher_and_no_rewards(tmp_path):
 def test_distill_without_a_usable_teacher_stops_before_loading(override, message):
     cfg = compose(["algo=distill", *([override] if override else [])])
     assert message in validate_problems(cfg)
+
+
+@pytest.mark.parametrize(
+    ("name", "trainer"), [("orpo", "ORPOTrainer"), ("simpo", "CPOTrainer"), ("cpo", "CPOTrainer")]
+)
+def test_text_only_preference_trainers_stop_before_loading(name, trainer):
+    message = validate_problems(compose([f"algo={name}"]))
+    assert message.startswith(f"algo={name} cannot run: TRL 1.16's {trainer}")
+    assert "tokenizes text only" in message and "algo=dpo" in message
+
+
+@pytest.mark.parametrize("module", ["orpo", "cpo"])
+def test_trl_text_only_trainers_still_refuse_a_vlm_processor(module, tiny_model):
+    # The reason the files above give, checked against TRL itself: when a TRL upgrade makes
+    # these trainers take a processor, this fails and the `unavailable` lines can go.
+    import importlib
+
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    trl_module = importlib.import_module(f"trl.experimental.{module}")
+    cls = getattr(trl_module, f"{module.upper()}Trainer")
+    config = getattr(trl_module, f"{module.upper()}Config")(
+        output_dir="/tmp/unused", report_to=[], use_cpu=True, bf16=False
+    )
+    processor = AutoProcessor.from_pretrained(tiny_model)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model)
+    with pytest.raises(AttributeError, match="pad_token_id"):
+        cls(model=model, args=config, train_dataset=[{}], processing_class=processor)

@@ -16,6 +16,8 @@ and, only where it differs from `generates`:
 
     rewards: false     # generates, but nothing from `reward.funcs` scores it (distillation:
                        # the teacher's distribution is the signal); defaults to `generates`
+    unavailable: ...   # why this algorithm cannot run here (e.g. TRL's trainer takes no
+                       # images): validation stops with it before anything loads
 
 What the trainer class itself says (asked only once the trainer is imported, at run time):
 `restores_own_weights(cls)` is true for trainers whose checkpoints load correctly without
@@ -81,6 +83,8 @@ def problems(cfg: Any) -> list[str]:
     """Declarations an algo file must make, with their allowed values."""
     algo = cfg.algo
     found = []
+    if algo.get("unavailable"):
+        found.append(f"algo={algo.get('name')} cannot run: {algo.unavailable}")
     missing = [key for key in DECLARED if algo.get(key) is None]
     if missing:
         found.append(
