@@ -104,3 +104,38 @@ def test_kto_runs_on_shapes_pairs_split_into_labelled_rows(tmp_path, tiny_model)
     finite(rows, *KTO_METRICS)  # chosen/rejected: desirable/undesirable rows of each batch
     assert rows[0]["rewards/margins"] == 0.0  # policy == reference at the first step
     assert (run_dir / "final" / "model.safetensors").is_file()
+
+
+ONLINE_DPO_METRICS = (
+    "loss",
+    "objective/kl",
+    "objective/scores",
+    "objective/scores_margin",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+)
+
+
+def test_online_dpo_judges_two_samples_per_image_prompt_with_the_rewards(tmp_path, tiny_model):
+    held, rows, run_dir = run(
+        tmp_path, "algo=online_dpo", "train.per_device_train_batch_size=4"
+    )  # 4 prompts x 2 samples, the same completions per step as the GRPO files' 8
+    assert held == {
+        "trainer": "OnlineDPOTrainer",
+        "loss_type": "sigmoid",
+        "beta": 0.1,
+        "completions_per_prompt": 2,
+        "max_new_tokens": 32,
+        "judge": {"think_format": 1.0, "accuracy": 1.0},
+        "reference": "a separate frozen copy of the starting policy",
+    }
+    assert [row["step"] for row in rows] == [1, 2]
+    finite(rows, *ONLINE_DPO_METRICS)
+    assert rows[0]["objective/kl"] == 0.0  # policy == reference before the first update
+    # The judge's scores are the configured rewards' weighted sum: both are 0/1 here.
+    assert all(0.0 <= row["objective/scores"] <= 2.0 for row in rows)
+    assert (run_dir / "final" / "model.safetensors").is_file()

@@ -112,3 +112,24 @@ def test_bad_labels_and_empty_preferences_are_named(tmp_path, shapes_dir, proces
     assert f"{path}:2" in message and "chosen and rejected are identical" in message
     assert f"{path}:3" in message and "'suffix' must be a string" in message
     assert f"{path}:4" not in message
+
+
+def test_one_image_algorithms_get_an_image_column_or_stop(tmp_path, shapes_dir, processor):
+    from vlexp.data import build_datasets, single_image
+    from vlexp.data.check import DataCheck
+    from vlexp.data.records import DataError
+
+    records = shapes_records(shapes_dir, limit=2)
+    cfg = compose(["algo=online_dpo", "data=jsonl", f"data.image_root={shapes_dir}"])
+    cfg.data.train = str(write(tmp_path / "train.jsonl", records))
+    train, _ = build_datasets(cfg.data, cfg.algo.kind, DataCheck(cfg, processor))
+    one = single_image(train, "train")
+    assert "images" not in one.column_names
+    assert one[0]["image"].size == (records[0]["width"], records[0]["height"])
+    assert one["solution"] == [r["solution"] for r in records]  # reward columns stay
+
+    two = {**records[0], "image": [records[0]["image"], records[1]["image"]]}
+    cfg.data.train = str(write(tmp_path / "two.jsonl", [records[1], two]))
+    train, _ = build_datasets(cfg.data, cfg.algo.kind, DataCheck(cfg, processor))
+    with pytest.raises(DataError, match=r"exactly one image per prompt.*row 1 has 2"):
+        single_image(train, "train")

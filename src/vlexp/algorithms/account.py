@@ -43,6 +43,19 @@ def describe_distillation(trainer: Any) -> dict[str, Any]:
     }
 
 
+def describe_online_dpo(trainer: Any) -> dict[str, Any]:
+    """Online DPO as the trainer holds it: two sampled completions judged by the rewards."""
+    return {
+        "trainer": type(trainer).__name__,
+        "loss_type": trainer.args.loss_type,
+        "beta": trainer.beta,
+        "completions_per_prompt": 2,
+        "max_new_tokens": trainer.args.max_new_tokens,
+        "judge": dict(zip(trainer.reward_func_names, trainer.reward_weights.tolist(), strict=True)),
+        "reference": _reference(trainer),
+    }
+
+
 def _reference(trainer: Any) -> str:
     from accelerate.utils import is_peft_model
 
@@ -56,12 +69,14 @@ def _reference(trainer: Any) -> str:
 def describers() -> list[tuple[type, Any]]:
     """(trainer class, describer), most specific first."""
     from trl import DistillationTrainer, GRPOTrainer, KTOTrainer, RLOOTrainer
+    from trl.experimental.online_dpo import OnlineDPOTrainer
 
     return [
         (GRPOTrainer, grpo.describe),
         (RLOOTrainer, grpo.describe_rloo),
         (KTOTrainer, describe_kto),
         (DistillationTrainer, describe_distillation),
+        (OnlineDPOTrainer, describe_online_dpo),
     ]
 
 

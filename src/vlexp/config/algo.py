@@ -16,6 +16,7 @@ and, only where it differs from `generates`:
 
     rewards: false     # generates, but nothing from `reward.funcs` scores it (distillation:
                        # the teacher's distribution is the signal); defaults to `generates`
+    one_image: true    # the trainer reads exactly one image per prompt, from an `image` column
     unavailable: ...   # why this algorithm cannot run here (e.g. TRL's trainer takes no
                        # images): validation stops with it before anything loads
 
@@ -49,6 +50,7 @@ class Algorithm:
     reference: str
     args: Any
     rewards: bool = False  # `reward.funcs` score its completions (see the module docstring)
+    one_image: bool = False  # one image per prompt, in an `image` column (see above)
 
     def uses_reference(self) -> bool:
         """Whether a reference model is held (for the KL term or the DPO-style loss)."""
@@ -76,6 +78,7 @@ def of(cfg: Any) -> Algorithm:
         reference=str(algo.get("reference", "none")),
         args=algo.get("args") or {},
         rewards=bool(algo.get("rewards", algo.get("generates", False))),
+        one_image=bool(algo.get("one_image", False)),
     )
 
 
@@ -96,7 +99,7 @@ def problems(cfg: Any) -> list[str]:
         found.append(f"algo.kind={algo.kind}: must be one of {', '.join(KINDS)}")
     if algo.get("reference") is not None and algo.reference not in REFERENCES:
         found.append(f"algo.reference={algo.reference}: must be one of {', '.join(REFERENCES)}")
-    for key in ("generates", "groups", "rewards"):
+    for key in ("generates", "groups", "rewards", "one_image"):
         if algo.get(key) is not None and not isinstance(algo.get(key), bool):
             found.append(f"algo.{key}={algo.get(key)}: must be true or false")
     if algo.get("rewards") and not algo.get("generates"):

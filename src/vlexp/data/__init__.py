@@ -47,6 +47,27 @@ def to_dataset(
     return dataset.cast_column("images", datasets.Sequence(datasets.Image()))
 
 
+def single_image(dataset: Any, split: str):
+    """The rows with their one image in an `image` column (trainers that read one image per
+    prompt, e.g. TRL's OnlineDPOTrainer); a row with another count stops the run."""
+    if dataset is None:
+        return None
+    counts = [len(images or []) for images in dataset["images"]]
+    wrong = [index for index, count in enumerate(counts) if count != 1]
+    if wrong:
+        shown = ", ".join(f"row {i} has {counts[i]}" for i in wrong[:5])
+        raise DataError(
+            f"data.{split}: this algorithm (algo.one_image) takes exactly one image per prompt, "
+            f"but {len(wrong)} row(s) differ ({shown}): keep one image per record"
+        )
+    import datasets
+
+    # Undecoded (path/bytes) entries move to the new column, which decodes them lazily again.
+    undecoded = dataset.cast_column("images", datasets.Sequence(datasets.Image(decode=False)))
+    one = undecoded.map(lambda row: {"image": row["images"][0]}, remove_columns=["images"])
+    return one.cast_column("image", datasets.Image())
+
+
 def _one_sft_form(records: list[Record], rows: list[dict]) -> None:
     # TRL masks `messages` rows by assistant turns and prompt/completion rows by the
     # completion, one way per data set: a mix would train on the wrong tokens for one half.

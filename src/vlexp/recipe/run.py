@@ -20,7 +20,7 @@ from vlexp.algorithms import account, video
 from vlexp.config import algo as algorithm
 from vlexp.config import memory
 from vlexp.config import reward as reward_config
-from vlexp.data import build_datasets, fit_loss_mask, image_cache
+from vlexp.data import build_datasets, fit_loss_mask, image_cache, single_image
 from vlexp.data.check import DataCheck
 from vlexp.models.loading import load_model, load_processor, peft_config
 from vlexp.recipe import faults, resume, tracking
@@ -71,6 +71,8 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
         len(train_set),
         eval_set and len(eval_set),
     )
+    if algorithm.of(cfg).one_image:
+        train_set, eval_set = single_image(train_set, "train"), single_image(eval_set, "eval")
     fit_loss_mask(args, train_set)
     video.check_supported(cfg, train_set, eval_set)
 
