@@ -286,3 +286,19 @@ def test_trl_text_only_trainers_still_refuse_a_vlm_processor(module, tiny_model)
     model = AutoModelForImageTextToText.from_pretrained(tiny_model)
     with pytest.raises(AttributeError, match="pad_token_id"):
         cls(model=model, args=config, train_dataset=[{}], processing_class=processor)
+
+
+def test_geometry_preset_compares_four_losses_with_everything_else_shared():
+    from vlexp.paths import experiments_dir
+
+    raw = yaml.safe_load((experiments_dir() / "geometry3k_rl.yaml").read_text())
+    algos = raw["hydra"]["sweeper"]["params"]["algo"].split(",")
+    assert algos == ["grpo", "dapo", "cispo", "sapo"]
+    shared = None
+    for name in algos:
+        cfg = compose(["experiment=geometry3k_rl", f"algo={name}"])  # one sweep job
+        assert cfg.algo.name == name and cfg.algo.args.loss_type == name
+        assert (cfg.algo.args.num_generations, cfg.algo.args.max_completion_length) == (8, 1024)
+        rest = {key: cfg[key] for key in ("model", "data", "train", "reward")}
+        assert shared in (None, rest)
+        shared = rest
