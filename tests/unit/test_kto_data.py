@@ -133,3 +133,21 @@ def test_one_image_algorithms_get_an_image_column_or_stop(tmp_path, shapes_dir, 
     train, _ = build_datasets(cfg.data, cfg.algo.kind, DataCheck(cfg, processor))
     with pytest.raises(DataError, match=r"exactly one image per prompt.*row 1 has 2"):
         single_image(train, "train")
+
+
+def test_hub_pairs_feed_kto_as_labelled_rows(tmp_path, shapes_dir):
+    from omegaconf import OmegaConf
+
+    from tests.data_forms import preference_dataset
+    from vlexp.data import build_datasets
+
+    saved, _ = preference_dataset(shapes_dir, tmp_path, limit=3)
+    cfg = compose(["algo=kto", "data=hf", f"data.name={saved}"])
+    data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+    train, _ = build_datasets(data, "kto")
+    records = shapes_records(shapes_dir, limit=3)
+    assert train["label"] == [True, False] * 3
+    assert [completion_text(row) for row in train] == [
+        text for r in records for text in (r["suffix"], r["rejected"])
+    ]
+    assert train[1]["images"][0].size == (records[0]["width"], records[0]["height"])

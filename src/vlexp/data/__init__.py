@@ -7,10 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from vlexp.data.records import KINDS, DataError, Record, read_jsonl, to_example, unpair
-
-# Record formats whose trainer rows are not one per record (KTO: a pair gives two rows).
-ROW_FORMS = {"kto": unpair}
+from vlexp.data.records import KINDS, ROW_FORMS, DataError, Record, read_jsonl, to_example
 
 __all__ = ["DataError", "build_datasets", "fit_loss_mask", "load_split", "to_dataset"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vlexp.data.records import DataError, Record, to_example
+from vlexp.data.records import ROW_FORMS, DataError, Record, to_example
 
 
 def load(
@@ -99,6 +99,19 @@ def _undecoded(dataset: Any):
     return dataset.cast(features) if features != dataset.features else dataset
 
 
+def _rows_as_batch(form):
+    """A batched `map` function applying `form` (rows -> rows) to a batch of columns."""
+
+    def apply(batch: dict) -> dict:
+        columns = list(batch.values())
+        rows = [dict(zip(batch, values, strict=True)) for values in zip(*columns, strict=True)]
+        rows = form([{k: v for k, v in row.items() if v is not None} for row in rows])
+        keys = list(dict.fromkeys(key for row in rows for key in row))
+        return {key: [row.get(key) for row in rows] for key in keys}
+
+    return apply
+
+
 def to_examples(dataset: Any, kind: str, data_cfg: Any, image_root: str | None = None):
     """Convert every row with the JSONL converter (`to_example`), written by `map`."""
     import datasets
@@ -115,6 +128,10 @@ def to_examples(dataset: Any, kind: str, data_cfg: Any, image_root: str | None =
         )
 
     converted = dataset.map(convert, with_indices=True, remove_columns=dataset.column_names)
+    if kind in ROW_FORMS:  # e.g. KTO: each chosen/rejected pair becomes two labelled rows
+        converted = converted.map(
+            _rows_as_batch(ROW_FORMS[kind]), batched=True, remove_columns=converted.column_names
+        )
     if kind == "sft" and {"messages", "prompt"} <= set(converted.column_names):
         raise DataError(f"{label}: SFT rows mix the 'messages' and prompt/completion forms")
     return converted.cast_column("images", datasets.Sequence(datasets.Image()))

@@ -262,6 +262,10 @@ def unpair(rows: list[dict]) -> list[dict]:
     return out
 
 
+# Record formats whose trainer rows are not one per record (KTO: a pair gives two rows).
+ROW_FORMS = {"kto": unpair}
+
+
 def _target_edit(record: Record, images: list, boxes: Any):
     """text -> text for target turns: the box rescaler when asked for, else the identity."""
     if not boxes or not boxes.get("rescale"):
