@@ -39,3 +39,15 @@ def read_metrics(run_dir: Path) -> list[dict]:
     lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     return [row for row in rows if "train_runtime" not in row]
+
+
+def build_trainer(overrides: list[str], run_dir: Path, **trainer_kwargs):
+    """(trainer, cfg): `python -m vlexp <overrides>` up to the built trainer, through the one
+    builder the command uses (vlexp.recipe.run.build), without training."""
+    from vlexp.recipe.run import build
+    from vlexp.validate import validate
+
+    cfg = compose(overrides)
+    validate(cfg)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return build(cfg, Path(run_dir), **trainer_kwargs).trainer, cfg

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from vlexp.data.records import DataError
 from vlexp.data.videos import VIDEO_PAD, Budget, Loaded, load, processor_inputs
 
 log = logging.getLogger("vlexp")
@@ -194,7 +195,6 @@ class Carrier:
 
 def check_supported(cfg: Any, train_set: Any, eval_set: Any) -> None:
     """Before the model loads: the video paths vlexp does not carry stop the run here."""
-    from vlexp.data.records import DataError
 
     if has_videos(train_set) and cfg.algo.get("args", {}).get("use_vllm"):
         raise DataError(

@@ -16,7 +16,7 @@ Where do I add a model family? One module here (see `qwen2_vl.py`) and one `Fami
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,41 +86,32 @@ _QWEN_TOKENS = (
 _QWEN2 = "transformers.models.qwen2_vl.modeling_qwen2_vl"
 _QWEN2_5 = "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl"
 
-FAMILIES: dict[str, Family] = {
-    family.name: family
-    for family in (
-        Family(
-            name="qwen2_5_vl",
-            model_types=("qwen2_5_vl",),
-            patch_size=14,
-            merge_size=2,
-            temporal_patch_size=2,
-            box_frame="pixels",
-            vision_modules=r"(.*\.)?visual(\..*)?",
-            language_module="language_model",
-            backbone=f"{_QWEN2_5}:Qwen2_5_VLModel",
-            pretrained_base=f"{_QWEN2_5}:Qwen2_5_VLPreTrainedModel",
-            weight_layout="Qwen2VLForConditionalGeneration",
-            tiny="vlexp.families.qwen2_vl:tiny_qwen2_5_vl",
-            special_tokens=_QWEN_TOKENS,
-        ),
-        Family(
-            name="qwen2_vl",
-            model_types=("qwen2_vl",),
-            patch_size=14,
-            merge_size=2,
-            temporal_patch_size=2,
-            box_frame="pixels",
-            vision_modules=r"(.*\.)?visual(\..*)?",
-            language_module="language_model",
-            backbone=f"{_QWEN2}:Qwen2VLModel",
-            pretrained_base=f"{_QWEN2}:Qwen2VLPreTrainedModel",
-            weight_layout="Qwen2VLForConditionalGeneration",
-            tiny=None,
-            special_tokens=_QWEN_TOKENS,
-        ),
-    )
-}
+QWEN2_5_VL = Family(
+    name="qwen2_5_vl",
+    model_types=("qwen2_5_vl",),
+    patch_size=14,
+    merge_size=2,
+    temporal_patch_size=2,
+    box_frame="pixels",
+    vision_modules=r"(.*\.)?visual(\..*)?",
+    language_module="language_model",
+    backbone=f"{_QWEN2_5}:Qwen2_5_VLModel",
+    pretrained_base=f"{_QWEN2_5}:Qwen2_5_VLPreTrainedModel",
+    weight_layout="Qwen2VLForConditionalGeneration",
+    tiny="vlexp.families.qwen2_vl:tiny_qwen2_5_vl",
+    special_tokens=_QWEN_TOKENS,
+)
+# Qwen2-VL: Qwen2.5-VL's geometry, boxes, module names and key layout; its own classes.
+QWEN2_VL = replace(
+    QWEN2_5_VL,
+    name="qwen2_vl",
+    model_types=("qwen2_vl",),
+    backbone=f"{_QWEN2}:Qwen2VLModel",
+    pretrained_base=f"{_QWEN2}:Qwen2VLPreTrainedModel",
+    tiny=None,
+)
+
+FAMILIES: dict[str, Family] = {family.name: family for family in (QWEN2_5_VL, QWEN2_VL)}
 
 
 class UnknownFamily(ValueError):
