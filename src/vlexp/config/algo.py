@@ -86,8 +86,6 @@ def problems(cfg: Any) -> list[str]:
     """Declarations an algo file must make, with their allowed values."""
     algo = cfg.algo
     found = []
-    if algo.get("unavailable"):
-        found.append(f"algo={algo.get('name')} cannot run: {algo.unavailable}")
     missing = [key for key in DECLARED if algo.get(key) is None]
     if missing:
         found.append(

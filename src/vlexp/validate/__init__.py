@@ -33,6 +33,7 @@ from vlexp.validate.rewards import (
     check_rewards,
 )
 from vlexp.validate.training import (
+    check_available,
     check_choices,
     check_eval,
     check_generation_batch,
@@ -78,6 +79,7 @@ def validate(cfg: DictConfig, machine: bool = True) -> None:
 
 CHECKS: list[Callable[[DictConfig], list[str]]] = [
     algorithm.problems,
+    check_available,
     check_choices,
     check_prompt_template,
     check_pixels,

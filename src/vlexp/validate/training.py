@@ -266,3 +266,10 @@ def check_teacher(cfg: DictConfig) -> list[str]:
             "vlexp run dir (its final/ is used), a model dir with config.json, or a hub id"
         ]
     return []
+
+
+def check_available(cfg: DictConfig) -> list[str]:
+    """An algo file may declare why it cannot run here (`unavailable`, e.g. TRL's trainer
+    takes no images): stop with that reason before anything loads."""
+    reason = cfg.algo.get("unavailable")
+    return [f"algo={cfg.algo.get('name')} cannot run: {reason}"] if reason else []
