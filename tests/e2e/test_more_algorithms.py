@@ -16,10 +16,10 @@ SMALL = ["train.max_steps=2", "train.per_device_train_batch_size=8", "train.save
 HELD_LINE = "algorithm (as the trainer holds it): "
 
 
-def run(tmp_path: Path, *overrides: str) -> tuple[dict, list[dict], Path]:
+def run(tmp_path: Path, *overrides: str, timeout: int = 600) -> tuple[dict, list[dict], Path]:
     """Train through the CLI; return what the trainer held, the metric rows and the run dir."""
     run_dir = tmp_path / "run"
-    result = run_cli(*SMALL, *overrides, f"hydra.run.dir={run_dir}")  # later keys win
+    result = run_cli(*SMALL, *overrides, f"hydra.run.dir={run_dir}", timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     log = (run_dir / "app.log").read_text()
     (line,) = [line for line in log.splitlines() if HELD_LINE in line]

@@ -1,6 +1,6 @@
-"""Each new algorithm family learns on `shapes` with the tiny model, through `python -m vlexp`:
-RL files raise the reward of the warmed model, KTO and online DPO widen the chosen-vs-rejected
-margin, and distillation brings a fresh student's divergence to a trained teacher down."""
+"""New algorithm families learn on `shapes` with the tiny model, through `python -m vlexp`:
+KTO widens the desirable-vs-undesirable margin, and distillation brings a fresh student's
+divergence to a trained teacher down."""
 
 from __future__ import annotations
 
@@ -14,22 +14,8 @@ def mean(values: list[float]) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "algo", ["cispo", "sapo", "bnpo", "luspo", "vespo", "rloo", "reinforce_pp"]
-)
-def test_rl_file_raises_the_reward_of_the_warmed_tiny_model(algo, tmp_path, tiny_model):
-    # The default run: 150 steps of 2 prompts x 4 completions, reward=[think_format,accuracy].
-    held, rows, _ = run(tmp_path, f"algo={algo}", "train.max_steps=150")
-    rewards = [row["reward"] for row in rows]
-    first, last = mean(rewards[:20]), mean(rewards[-20:])
-    print(f"{algo} ({held['trainer']}) mean reward: first 20 steps {first:.3f}, last 20 {last:.3f}")
-    assert len(rows) == 150
-    assert last > first + 0.3, (first, last)
-
-
-@pytest.mark.slow
 def test_kto_widens_the_margin_between_desirable_and_undesirable(tmp_path, tiny_model):
-    _, rows, _ = run(tmp_path, "algo=kto", "train.max_steps=60")
+    _, rows, _ = run(tmp_path, "algo=kto", "train.max_steps=60", timeout=3600)
     margins = [row["rewards/margins"] for row in rows]
     first, last = mean(margins[:10]), mean(margins[-10:])
     print(f"kto rewards/margins: first 10 steps {first:.3f}, last 10 {last:.3f}")
@@ -42,11 +28,19 @@ def test_distillation_brings_a_fresh_student_to_a_trained_teacher(tmp_path, tiny
 
     teacher = tmp_path / "teacher"
     result = run_cli(
-        "algo=sft", "train.max_steps=40", "train.save_steps=1000", f"hydra.run.dir={teacher}"
+        "algo=sft",
+        "train.max_steps=40",
+        "train.save_steps=1000",
+        f"hydra.run.dir={teacher}",
+        timeout=3600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     held, rows, _ = run(
-        tmp_path, "algo=distill", f"teacher.name_or_path={teacher}", "train.max_steps=30"
+        tmp_path,
+        "algo=distill",
+        f"teacher.name_or_path={teacher}",
+        "train.max_steps=30",
+        timeout=3600,
     )
     assert held["teacher"] == str(teacher / "final")
     divergence = [row["loss"] for row in rows]  # reverse KL(student || teacher) per token
