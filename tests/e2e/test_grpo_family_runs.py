@@ -22,6 +22,18 @@ EVERY_RUN = (
     "completions/mean_length",
 )
 CLIP = ("clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean")
+# What TRL 1.16 logs about its ratio handling, per loss: the hard-clip losses their clip ratios,
+# CISPO the share of capped weights, VESPO its mean Gamma weight, SAPO (soft gate) nothing.
+RATIO_METRICS = {
+    "grpo": CLIP,
+    "dapo": CLIP,
+    "dr_grpo": CLIP,
+    "bnpo": CLIP,
+    "luspo": CLIP,
+    "cispo": ("cispo_clip_ratio",),
+    "vespo": ("vespo/phi_seq_mean",),
+    "sapo": (),
+}
 
 CASES = {
     # algo file: (extra overrides, what the trainer must hold)
@@ -38,6 +50,16 @@ CASES = {
         ["algo.args.top_entropy_quantile=0.2"],
         dict(loss_type="grpo", importance_sampling_level="sequence", top_entropy_quantile=0.2),
     ),
+    "cispo": ([], dict(loss_type="cispo", beta=0.0, epsilon_high=5.0)),
+    "sapo": ([], dict(loss_type="sapo", beta=0.0)),
+    "bnpo": ([], dict(loss_type="bnpo", beta=0.04, importance_sampling_level="token")),
+    "luspo": ([], dict(loss_type="luspo", beta=0.0, importance_sampling_level="sequence")),
+    "vespo": ([], dict(loss_type="vespo", beta=0.0, importance_sampling_level="token")),
+}
+# Knobs TRL reads from the trainer's args rather than holding as attributes.
+ARGS_HELD = {
+    "sapo": dict(sapo_temperature_pos=1.0, sapo_temperature_neg=1.05),
+    "vespo": dict(vespo_k_pos=2.0, vespo_lambda_pos=3.0, vespo_k_neg=3.0, vespo_lambda_neg=2.0),
 }
 
 
@@ -55,6 +77,8 @@ def test_each_algorithm_file_runs_with_its_loss(algo, tmp_path, tiny_model):
         held["epsilon_high"] = trainer.epsilon_high
     assert held == expected
     assert trainer.num_generations == 4
+    for key, value in ARGS_HELD.get(algo, {}).items():
+        assert getattr(trainer.args, key) == value, key
 
     # beta=0 loads no reference model; beta>0 without LoRA keeps a separate frozen copy.
     if trainer.beta == 0.0:
@@ -64,8 +88,12 @@ def test_each_algorithm_file_runs_with_its_loss(algo, tmp_path, tiny_model):
 
     assert [row["step"] for row in rows] == [1, 2]
     for row in rows:
-        for name in (*EVERY_RUN, *CLIP):
+        for name in (*EVERY_RUN, *RATIO_METRICS[trainer.loss_type]):
             assert _finite(row, name), (algo, name, row)
+        others = {m for ms in RATIO_METRICS.values() for m in ms} - set(
+            RATIO_METRICS[trainer.loss_type]
+        )
+        assert not others & set(row), (algo, others & set(row))
         # TRL logs the KL only when there is a KL term.
         assert ("kl" in row) == (trainer.beta != 0.0), row
     if algo == "dapo":

@@ -9,6 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.helpers import REPO, compose, run_cli
+from vlexp.config.algo import KINDS
 from vlexp.paths import config_dir, experiments_dir
 
 GROUPS = ("model", "data", "algo", "reward", "memory", "launcher", "logger")
@@ -26,7 +27,7 @@ def test_every_group_option_composes_and_resolves(group, option):
     extra = REQUIRED.get(group, {}).get(option, [])
     cfg = compose([f"{group}={option}", *extra])
     OmegaConf.resolve(cfg)  # every interpolation resolves
-    assert cfg.model.name_or_path and cfg.algo.kind in ("sft", "dpo", "grpo")
+    assert cfg.model.name_or_path and cfg.algo.kind in KINDS
     if group == "algo":
         # TRL's trainers, or vlexp's own where TRL 1.x has none (reward_model, ppo).
         own = ("trl.", "vlexp.")

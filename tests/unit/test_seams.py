@@ -36,14 +36,16 @@ def test_every_algo_file_declares_its_facts(name):
 
 def test_declared_facts_of_the_shipped_algorithms():
     facts = {name: algorithm.of(compose([f"algo={name}"])) for name in ALGOS}
-    assert {n for n, f in facts.items() if f.groups} == {"dapo", "dr_grpo", "grpo", "gspo"}
-    assert {n for n, f in facts.items() if f.generates} == {
-        "dapo",
-        "dr_grpo",
-        "grpo",
-        "gspo",
+    grouped = {"dapo", "dr_grpo", "grpo", "gspo", "bnpo", "cispo", "sapo", "luspo", "vespo"}
+    grouped |= {"rloo", "reinforce_pp"}
+    assert {n for n, f in facts.items() if f.groups} == grouped
+    assert {n for n, f in facts.items() if f.generates} == grouped | {
         "ppo",
+        "online_dpo",
+        "distill",
     }
+    assert {n for n, f in facts.items() if f.generates and not f.rewards} == {"distill"}
+    assert {n for n, f in facts.items() if f.one_image} == {"online_dpo"}
     assert facts["grpo"].uses_reference() and not facts["dapo"].uses_reference()  # beta 0.04 / 0
     assert facts["dpo"].uses_reference() and facts["ppo"].uses_reference()
     assert facts["dpo"].sequences_per_record() == 2 == facts["reward_model"].sequences_per_record()

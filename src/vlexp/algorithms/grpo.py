@@ -23,8 +23,16 @@ def reference_model(trainer: Any) -> str:
     raise RuntimeError(f"beta={trainer.beta} but the trainer holds no reference model")
 
 
+# Knobs only some losses read (from the trainer's args), logged with those losses.
+LOSS_OWN_KNOBS = {
+    "sapo": ("sapo_temperature_pos", "sapo_temperature_neg"),
+    "vespo": ("vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg", "vespo_lambda_neg"),
+}
+
+
 def describe(trainer: Any) -> dict[str, Any]:
     """The loss-defining settings the GRPO trainer holds (not what the config asked for)."""
+    own = {key: getattr(trainer.args, key) for key in LOSS_OWN_KNOBS.get(trainer.loss_type, ())}
     return {
         "trainer": type(trainer).__name__,
         "loss_type": trainer.loss_type,
@@ -32,6 +40,7 @@ def describe(trainer: Any) -> dict[str, Any]:
         "scale_rewards": trainer.scale_rewards,
         "beta": trainer.beta,
         "epsilon": [trainer.epsilon_low, trainer.epsilon_high],
+        **own,
         "top_entropy_quantile": trainer.top_entropy_quantile,
         "mask_truncated_completions": trainer.mask_truncated_completions,
         "num_iterations": trainer.num_iterations,
@@ -43,11 +52,21 @@ def describe(trainer: Any) -> dict[str, Any]:
     }
 
 
-def log_algorithm(trainer: Any) -> None:
-    """Log the algorithm a GRPO-family trainer holds (a GRPOTrainer or any subclass).
-
-    Other trainers on prompt records (vlexp's PPO) hold none of these settings: left alone."""
-    from trl import GRPOTrainer
-
-    if isinstance(trainer, GRPOTrainer):
-        log.info("algorithm (as the trainer holds it): %s", describe(trainer))
+def describe_rloo(trainer: Any) -> dict[str, Any]:
+    """The loss-defining settings an RLOO trainer holds: leave-one-out baseline, one clipped
+    ratio per sequence, the KL as a penalty inside the reward."""
+    return {
+        "trainer": type(trainer).__name__,
+        "baseline": "leave-one-out mean of the other completions of the prompt",
+        "normalize_advantages": trainer.normalize_advantages,
+        "beta (KL in the reward)": trainer.beta,
+        "epsilon": [trainer.epsilon_low, trainer.epsilon_high],
+        "reward_clip_range": trainer.reward_clip_range,
+        "mask_truncated_completions": trainer.mask_truncated_completions,
+        "num_iterations": trainer.num_iterations,
+        "num_generations": trainer.num_generations,
+        "reference": reference_model(trainer),
+        "rewards": dict(
+            zip(trainer.reward_func_names, trainer.reward_weights.tolist(), strict=True)
+        ),
+    }

@@ -6,10 +6,19 @@ exactly the checks, metrics and resume handling of the file it came from.
 
 Every `algo/*.yaml` declares, next to its trainer and args:
 
-    kind: grpo         # record format the trainer consumes: sft | dpo | grpo (prompts)
+    kind: grpo         # record format the trainer consumes: sft | dpo | grpo (prompts) |
+                       # kto (labelled completions, or pairs split into two)
     generates: true    # samples completions while training, scored by `reward.funcs`
     groups: true       # compares algo.args.num_generations completions per prompt (GRPO rule)
     reference: beta    # reference model: none | beta (only when algo.args.beta != 0) | always
+
+and, only where it differs from `generates`:
+
+    rewards: false     # generates, but nothing from `reward.funcs` scores it (distillation:
+                       # the teacher's distribution is the signal); defaults to `generates`
+    one_image: true    # the trainer reads exactly one image per prompt, from an `image` column
+    unavailable: ...   # why this algorithm cannot run here (e.g. TRL's trainer takes no
+                       # images): validation stops with it before anything loads
 
 What the trainer class itself says (asked only once the trainer is imported, at run time):
 `restores_own_weights(cls)` is true for trainers whose checkpoints load correctly without
@@ -23,10 +32,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("sft", "dpo", "grpo")
+KINDS = ("sft", "dpo", "grpo", "kto")
 REFERENCES = ("none", "beta", "always")
 DECLARED = ("kind", "generates", "groups", "reference")
-SEQUENCES_PER_RECORD = {"sft": 1, "dpo": 2, "grpo": 1}
+# KTO forwards each completion and a mismatched one (its KL estimate); a pair gives two rows.
+SEQUENCES_PER_RECORD = {"sft": 1, "dpo": 2, "grpo": 1, "kto": 4}
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,8 @@ class Algorithm:
     groups: bool
     reference: str
     args: Any
+    rewards: bool = False  # `reward.funcs` score its completions (see the module docstring)
+    one_image: bool = False  # one image per prompt, in an `image` column (see above)
 
     def uses_reference(self) -> bool:
         """Whether a reference model is held (for the KL term or the DPO-style loss)."""
@@ -65,6 +77,8 @@ def of(cfg: Any) -> Algorithm:
         groups=bool(algo.get("groups", False)),
         reference=str(algo.get("reference", "none")),
         args=algo.get("args") or {},
+        rewards=bool(algo.get("rewards", algo.get("generates", False))),
+        one_image=bool(algo.get("one_image", False)),
     )
 
 
@@ -76,16 +90,18 @@ def problems(cfg: Any) -> list[str]:
     if missing:
         found.append(
             f"algo.{', algo.'.join(missing)} not declared: every algo file states kind (record "
-            "format: sft | dpo | grpo), generates (true | false), groups (true | false) and "
+            "format: sft | dpo | grpo | kto), generates (true | false), groups (true | false) and "
             "reference (none | beta | always); see conf/algo/grpo.yaml"
         )
     if algo.get("kind") is not None and algo.kind not in KINDS:
         found.append(f"algo.kind={algo.kind}: must be one of {', '.join(KINDS)}")
     if algo.get("reference") is not None and algo.reference not in REFERENCES:
         found.append(f"algo.reference={algo.reference}: must be one of {', '.join(REFERENCES)}")
-    for key in ("generates", "groups"):
+    for key in ("generates", "groups", "rewards", "one_image"):
         if algo.get(key) is not None and not isinstance(algo.get(key), bool):
             found.append(f"algo.{key}={algo.get(key)}: must be true or false")
+    if algo.get("rewards") and not algo.get("generates"):
+        found.append("algo.rewards=true needs algo.generates=true: rewards score generated text")
     if algo.get("groups") and not algo.get("generates"):
         found.append(
             "algo.groups=true needs algo.generates=true: groups are of generated completions"
@@ -106,3 +122,16 @@ def trainer_class(cfg: Any) -> type:
 def restores_own_weights(trainer_cls: Any) -> bool:
     """True for trainers whose checkpoints need no full-weight fix on resume (see above)."""
     return bool(getattr(trainer_cls, "vlexp_restores_own_weights", False))
+
+
+def teacher_path(cfg: Any) -> str | None:
+    """The teacher model of algorithms that learn from one (the `teacher` node, set by e.g.
+    `algo=distill`): a model dir or hub id; a vlexp run dir stands for its `final/` model."""
+    from pathlib import Path
+
+    teacher = cfg.get("teacher")
+    if teacher is None or teacher.get("name_or_path") is None:
+        return None
+    given = str(teacher.name_or_path)
+    final = Path(given).expanduser() / "final"
+    return str(final) if final.is_dir() else given

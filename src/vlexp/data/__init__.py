@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vlexp.data import schema
-from vlexp.data.records import DataError, Record, to_example
+from vlexp.data.records import ROW_FORMS, DataError, Record, to_example
 from vlexp.data.sources import Reader
 
 __all__ = [
@@ -39,6 +39,7 @@ def to_dataset(
     rows = [to_example(r, kind, template, system, boxes) for r in records]
     if spec.one_form:
         _one_form(records, rows)
+    rows = ROW_FORMS.get(kind, list)(rows)
     if any("videos" in row for row in rows):
         # One column for the whole set: image-only rows of a mixed set have no videos.
         rows = [row if "videos" in row else {**row, "videos": []} for row in rows]
@@ -49,6 +50,27 @@ def to_dataset(
     table = {key: [row.get(key) for row in rows] for key in columns}
     dataset = datasets.Dataset.from_dict(table)
     return dataset.cast_column("images", datasets.Sequence(datasets.Image()))
+
+
+def single_image(dataset: Any, split: str):
+    """The rows with their one image in an `image` column (trainers that read one image per
+    prompt, e.g. TRL's OnlineDPOTrainer); a row with another count stops the run."""
+    if dataset is None:
+        return None
+    counts = [len(images or []) for images in dataset["images"]]
+    wrong = [index for index, count in enumerate(counts) if count != 1]
+    if wrong:
+        shown = ", ".join(f"row {i} has {counts[i]}" for i in wrong[:5])
+        raise DataError(
+            f"data.{split}: this algorithm (algo.one_image) takes exactly one image per prompt, "
+            f"but {len(wrong)} row(s) differ ({shown}): keep one image per record"
+        )
+    import datasets
+
+    # Undecoded (path/bytes) entries move to the new column, which decodes them lazily again.
+    undecoded = dataset.cast_column("images", datasets.Sequence(datasets.Image(decode=False)))
+    one = undecoded.map(lambda row: {"image": row["images"][0]}, remove_columns=["images"])
+    return one.cast_column("image", datasets.Image())
 
 
 def _one_form(records: list[Record], rows: list[dict]) -> None:

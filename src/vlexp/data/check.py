@@ -40,7 +40,7 @@ from vlexp.data.sources import Reader
 
 log = logging.getLogger("vlexp")
 # Checks of a record against its converted example, by record format (algo.kind).
-RECORD_CHECKS = {"dpo": fields.dpo_pair, "sft": fields.sft_target}
+RECORD_CHECKS = {"dpo": fields.dpo_pair, "sft": fields.sft_target, "kto": fields.kto_record}
 MAX_LISTED = 50  # records listed in the error message; the file holds them all
 
 
@@ -56,7 +56,7 @@ class DataCheck:
         self.cfg, self.data, self.kind = cfg, cfg.data, algo.kind
         self.processor, self.run_dir = processor, run_dir
         # Columns the rewards read, for algorithms whose completions the rewards score.
-        self.needs = reward_config.columns(cfg) if algo.generates else {}
+        self.needs = reward_config.columns(cfg) if algo.rewards else {}
         self.record_check = RECORD_CHECKS.get(algo.kind)
         self.roots = [Path(p).expanduser() for p in self.data.get("allowed_image_roots") or []]
         # 16-bit grayscale images are read from 8-bit copies here (images.eight_bit).

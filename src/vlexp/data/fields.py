@@ -126,7 +126,7 @@ def _prefix_suffix(record: Record, kind: str) -> BadRecord | None:
     if not isinstance(fields[present[0]], str):
         detail = f"'{present[0]}' must be a string ({_type(fields[present[0]])})"
         return _bad(record, present[0], "wrong type", detail)
-    for key in (target.source(fields) for target in schema.of(kind).targets):
+    for key in (target.source(fields) for target in schema.of(kind).targets_for(fields)):
         if not isinstance(fields.get(key), str):
             reason = "missing field" if fields.get(key) is None else "wrong type"
             detail = f"'{key}' must be a string ({_type(fields.get(key))})"
@@ -235,6 +235,11 @@ def dpo_pair(record: Record, example: dict) -> BadRecord | None:
         detail = "chosen and rejected are identical: the pair carries no preference"
         return _bad(record, "rejected", "chosen equals rejected", detail)
     return None
+
+
+def kto_record(record: Record, example: dict) -> BadRecord | None:
+    """A KTO pair (to be split into two labelled rows) must carry a preference too."""
+    return None if "label" in example else dpo_pair(record, example)
 
 
 def reward_columns(record: Record, example: dict, needs: dict[str, list[str]]) -> BadRecord | None:

@@ -220,7 +220,8 @@ def passthrough(record: Record, drop: tuple[str, ...]) -> dict:
 def to_example(
     record: Record, kind: str, template: str, system: str | None, boxes: Any = None
 ) -> dict:
-    """The trainer-facing example for `kind` (sft, dpo or grpo).
+    """The trainer-facing example for `kind` (sft, dpo, grpo or kto; a KTO record is either
+    labelled, `label` true/false with one completion, or a chosen/rejected pair).
 
     `boxes` (the `data.boxes` config) with `rescale: true` maps pixel boxes in the targets to
     the processor's resized image (see `vlexp.data.boxes`).
@@ -236,8 +237,10 @@ def to_example(
     prompt = prompt_messages(record, len(images), template, system, len(videos))
     spec = schema.of(kind)
     example = {"prompt": prompt, **media}
-    for target in spec.targets:
+    for target in spec.targets_for(fields):
         example[target.column] = assistant(edit(_text(record, target.source(fields))))
+    if spec.labelled and "label" in fields:
+        example["label"] = _label(record)
     if spec.rewards:
         columns = passthrough(record, drop=("prompt", "chosen", "rejected"))
         example = {**_gold(columns, record, boxes), **example}
@@ -291,7 +294,38 @@ def _conversational(record: Record, kind: str, images: list, boxes: Any) -> dict
     if spec.rewards:
         columns = passthrough(Record(record.source, fields, record.image_dir), drop=_TURN_KEYS)
         example.update(_gold(columns, record, boxes))
+    if spec.labelled and "completion" in example:
+        example["label"] = _label(record)
     return {**example, "images": images}
+
+
+def _label(record: Record) -> bool:
+    value = record.fields.get("label")
+    if not isinstance(value, bool):
+        raise DataError(
+            f"{record.source}: 'label' must be true (a desirable completion) or false "
+            f"(an undesirable one), got {value!r:.40}"
+        )
+    return value
+
+
+def unpair(rows: list[dict]) -> list[dict]:
+    """KTO rows: labelled rows as they are; each chosen/rejected pair becomes two rows, the
+    chosen completion desirable (label true) and the rejected one undesirable, as TRL's
+    `unpair_preference_dataset` does. Kept adjacent, so KTO's sequential batches hold both."""
+    out = []
+    for row in rows:
+        if "label" in row:
+            out.append(row)
+            continue
+        rest = {k: v for k, v in row.items() if k not in ("chosen", "rejected")}
+        out.append({**rest, "completion": row["chosen"], "label": True})
+        out.append({**rest, "completion": row["rejected"], "label": False})
+    return out
+
+
+# Record formats whose trainer rows are not one per record (KTO: a pair gives two rows).
+ROW_FORMS = {"kto": unpair}
 
 
 _TURN_KEYS = ("prompt", "chosen", "rejected", "completion")

@@ -1,4 +1,4 @@
-"""What each record kind (`algo.kind`: sft, dpo, grpo) is made of, in one table that both the
+"""What each record kind (`algo.kind`: sft, dpo, grpo, kto) is made of, in one table that both the
 converter (`records.to_example`) and the data check (`fields.structure`) read.
 
 A record comes in one of two forms (after its format's reader, `vlexp.data.formats`):
@@ -38,6 +38,12 @@ class Schema:
     one_form: bool  # a split keeps one form (TRL masks SFT per form: completion or assistant)
     messages_prompt: bool  # a `messages` record's prompt: its turns up to the last user turn
     missing: str  # what to write when no accepted form fits
+    # Prefix form of a record with a `label` (KTO: true = desirable, false = undesirable):
+    # these targets instead of `targets`, and the label goes with the example.
+    labelled: tuple[Target, ...] = ()
+
+    def targets_for(self, fields: dict) -> tuple[Target, ...]:
+        return self.labelled if self.labelled and "label" in fields else self.targets
 
     def form(self, fields: dict) -> tuple[str, ...] | None:
         """The conversational columns this record provides, or None."""
@@ -61,6 +67,16 @@ SCHEMAS = {
         messages_prompt=False,
         missing="DPO needs a rejected answer: 'prompt' + 'chosen' + 'rejected' turns (TRL), "
         "or 'messages' + 'rejected_response' (ms-swift)",
+    ),
+    "kto": Schema(
+        targets=(Target("chosen", ("chosen", "suffix")), Target("rejected", ("rejected",))),
+        forms=(("prompt", "completion"), ("prompt", "chosen", "rejected")),
+        rewards=False,
+        one_form=False,
+        messages_prompt=False,
+        missing="KTO needs 'label' (true/false) with one completion, or a chosen/rejected pair "
+        "(split into a desirable and an undesirable row)",
+        labelled=(Target("completion", ("completion", "suffix")),),
     ),
     "grpo": Schema(
         targets=(),

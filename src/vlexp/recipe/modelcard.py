@@ -10,6 +10,9 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from vlexp.config import algo as algorithm
+from vlexp.config import reward as reward_config
+
 CARD = "README.md"
 # The shared knobs worth a line on the card (the whole config is in config.resolved.yaml).
 TRAIN_KEYS = (
@@ -65,10 +68,9 @@ def render(cfg: DictConfig, run_dir: Path, summary: dict[str, Any]) -> str:
         *[f"- train.{key}: {cfg.train.get(key)}" for key in TRAIN_KEYS if key in cfg.train],
         f"- memory: {_memory(cfg)}",
     ]
-    funcs = ((cfg.get("reward") or {}).get("funcs") or {}) if cfg.algo.kind == "grpo" else {}
-    if funcs:
-        weights = (cfg.reward.get("weights") or {}) if cfg.get("reward") else {}
-        shown = ", ".join(f"{name} (weight {weights.get(name, 1.0)})" for name in funcs)
+    weights = reward_config.weights(cfg) if algorithm.of(cfg).rewards else {}
+    if weights:
+        shown = ", ".join(f"{name} (weight {weight})" for name, weight in weights.items())
         lines.append(f"- rewards: {shown}")
     lines += [
         "- the full resolved config: `config.resolved.yaml` in the run dir",

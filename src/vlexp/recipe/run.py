@@ -17,11 +17,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vlexp import evaluation, families, patches
-from vlexp.algorithms import grpo, video
+from vlexp.algorithms import account, video
 from vlexp.config import algo as algorithm
 from vlexp.config import memory
 from vlexp.config import reward as reward_config
-from vlexp.data import build_datasets, fit_loss_mask, image_cache
+from vlexp.data import build_datasets, fit_loss_mask, image_cache, single_image
 from vlexp.data.check import DataCheck
 from vlexp.data.messages import prompt_text
 from vlexp.models.loading import load_model, load_processor, peft_config
@@ -93,6 +93,8 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
         len(train_set),
         eval_set and len(eval_set),
     )
+    if algorithm.of(cfg).one_image:
+        train_set, eval_set = single_image(train_set, "train"), single_image(eval_set, "eval")
     fit_loss_mask(args, train_set)
     video.check_supported(cfg, train_set, eval_set)
 
@@ -135,7 +137,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     checkpoints.install(trainer)  # written aside, synced, renamed whole (recipe.checkpoints)
     for callback in in_training_eval:
         callback.bind(trainer)  # generation needs the trainer's accelerator and wrapped model
-    grpo.log_algorithm(trainer)  # GRPO family: the algorithm as the trainer holds it
+    account.log_algorithm(trainer)  # the algorithm as the trainer holds it (TRL trainers)
     perf.attach(trainer, generates=algorithm.of(cfg).generates)  # perf/*, timing_s/* per log
     console.use_live_view(trainer, cfg.algo)  # one bar with the headline, not every log dict
     return Built(trainer, processor, checkpoint, metrics, preemption)
@@ -176,7 +178,7 @@ def build_args(cfg: DictConfig, run_dir: Path):
     if shared.get("bf16") is None:
         shared["bf16"] = cfg.model.dtype == "bfloat16" and not shared["use_cpu"]
     extra: dict[str, Any] = {"report_to": tracking.configure(cfg.logger, run_dir)}
-    if algorithm.of(cfg).generates:
+    if algorithm.of(cfg).rewards:
         extra["reward_weights"] = list(reward_config.weights(cfg).values())
     held = memory.of(cfg)
     if held.gradient_checkpointing:
@@ -213,11 +215,15 @@ def keep_placeholders_out(args: Any, model_config: Any) -> None:
 
 
 def algorithm_inputs(cfg: DictConfig) -> dict[str, Any]:
-    """Trainer arguments only some algorithms take: the reward functions of those that
-    generate (`algo.generates`), each guarded by `reward.on_error`."""
-    if not algorithm.of(cfg).generates:
-        return {}
-    return {"reward_funcs": list(guarded(cfg).values())}
+    """Trainer arguments only some algorithms take: the reward functions of those whose
+    completions the rewards score (`algo.rewards`), each guarded by `reward.on_error`; the
+    teacher of those that declare one (`teacher.name_or_path`, TRL loads it)."""
+    inputs: dict[str, Any] = {}
+    if algorithm.of(cfg).rewards:
+        inputs["reward_funcs"] = list(guarded(cfg).values())
+    if algorithm.teacher_path(cfg) is not None:
+        inputs["teacher_model"] = algorithm.teacher_path(cfg)
+    return inputs
 
 
 def sharding_report(cfg: DictConfig, run_dir: Path) -> list:

@@ -126,15 +126,11 @@ class GuardedReward:
             batch = call_with_deadline(self.func, limit, completions=completions, **kwargs)
             scores, errors = list(batch), 0
         except Exception as batch_error:
-            # One at a time, each within the deadline, all within two more: a call that hangs
-            # on every completion costs three deadlines, not one per completion.
-            end = time.monotonic() + 2 * limit if limit else None
+            budget = _one_at_a_time(limit)
             results = []
             for index, completion in enumerate(completions):
-                left = None if end is None else min(limit, end - time.monotonic())
                 try:
-                    if left is not None and left <= 0:
-                        raise RewardTimeout(limit)
+                    left = budget()
                     one = _slice(kwargs, index, len(completions))
                     score = call_with_deadline(self.func, left, completions=[completion], **one)
                     results.append(list(score))
@@ -220,14 +216,11 @@ class AsyncGuardedReward(GuardedReward):
             batch = await self._awaited(self.timeout_s, completions=completions, **kwargs)
             scores, errors = list(batch), 0
         except Exception as batch_error:
-            limit = self.timeout_s
-            end = time.monotonic() + 2 * limit if limit else None
+            budget = _one_at_a_time(self.timeout_s)
             results = []
             for index, completion in enumerate(completions):
-                left = None if end is None else min(limit, end - time.monotonic())
                 try:
-                    if left is not None and left <= 0:
-                        raise RewardTimeout(self.timeout_s)
+                    left = budget()
                     one = _slice(kwargs, index, len(completions))
                     results.append(list(await self._awaited(left, completions=[completion], **one)))
                 except Exception as err:
@@ -277,6 +270,24 @@ def guard(
 
 def _timeouts(results: list) -> int:
     return sum(isinstance(result, RewardTimeout) for result in results)
+
+
+def _one_at_a_time(limit: float | None) -> Callable[[], float | None]:
+    """Deadlines for re-scoring a failed batch one completion at a time: each call within
+    `limit`, all of them within two more, so a reward that hangs on every completion costs
+    three deadlines, not one per completion. Each call of the result gives the seconds the
+    next completion may take (None: no deadline), or raises RewardTimeout when none is left."""
+    end = time.monotonic() + 2 * limit if limit else None
+
+    def left() -> float | None:
+        if end is None:
+            return None
+        remaining = min(limit, end - time.monotonic())
+        if remaining <= 0:
+            raise RewardTimeout(limit)
+        return remaining
+
+    return left
 
 
 def _slice(kwargs: dict[str, Any], index: int, count: int) -> dict[str, Any]:

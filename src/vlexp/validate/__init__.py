@@ -34,6 +34,7 @@ from vlexp.validate.rewards import (
     check_rewards,
 )
 from vlexp.validate.training import (
+    check_available,
     check_choices,
     check_eval,
     check_generation_batch,
@@ -44,6 +45,7 @@ from vlexp.validate.training import (
     check_prompt_template,
     check_removed_args,
     check_resume,
+    check_teacher,
     check_video,
 )
 
@@ -103,6 +105,7 @@ def missing_values(cfg: DictConfig) -> list[str]:
 
 CHECKS: list[Callable[[DictConfig], list[str]]] = [
     algorithm.problems,
+    check_available,
     check_choices,
     check_prompt_template,
     check_pixels,
@@ -117,6 +120,7 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_vllm,
     check_ppo,
     check_reward_model_paths,
+    check_teacher,
     check_eval,
     check_launcher,
     check_deepspeed,

@@ -14,7 +14,7 @@ from vlexp.config import reward as reward_config
 
 def check_grpo_reward(cfg: DictConfig) -> list[str]:
     algo = algorithm.of(cfg)
-    if algo.generates and not reward_config.nodes(cfg):
+    if algo.rewards and not reward_config.nodes(cfg):
         who = "GRPO" if algo.groups else f"algo={algo.name} (it generates completions)"
         return [f"{who} needs at least one reward: add e.g. reward=[think_format,accuracy]"]
     return []
@@ -22,7 +22,7 @@ def check_grpo_reward(cfg: DictConfig) -> list[str]:
 
 def check_rewards(cfg: DictConfig) -> list[str]:
     """Every reward `_target_` imports; a `_partial_` one has TRL's reward signature."""
-    if not algorithm.of(cfg).generates:
+    if not algorithm.of(cfg).rewards:
         return []
     problems = []
     for name, node in reward_config.nodes(cfg).items():
@@ -44,7 +44,7 @@ def check_reward_model_paths(cfg: DictConfig) -> list[str]:
     """reward=model and algo.args.critic_init name a trained reward model that exists."""
     places = []
     funcs = reward_config.nodes(cfg)
-    if algorithm.of(cfg).generates and "model" in funcs:
+    if algorithm.of(cfg).rewards and "model" in funcs:
         places.append((funcs["model"], "path", "reward.funcs.model.path"))
     if cfg.algo.args.get("critic_init"):
         places.append((cfg.algo.args, "critic_init", "algo.args.critic_init"))

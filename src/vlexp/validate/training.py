@@ -285,3 +285,33 @@ def check_video(cfg: DictConfig) -> list[str]:
     """data.video: frame and pixel limits that qwen-vl-utils cannot apply."""
 
     return budget_problems(Budget.from_config(cfg.data.get("video")))
+
+
+def check_teacher(cfg: DictConfig) -> list[str]:
+    """Algorithms that learn from a teacher (a `teacher` node, e.g. algo=distill) name one that
+    exists, before any model loads."""
+    if cfg.get("teacher") is None:
+        return []
+    path = algorithm.teacher_path(cfg)
+    if path is None:
+        return [
+            "teacher.name_or_path is not set: give the teacher model, e.g. "
+            "teacher.name_or_path=outputs/DATE/TIME (a vlexp run dir: its final/ model), a model "
+            "dir, or a hub id such as Qwen/Qwen2.5-VL-7B-Instruct"
+        ]
+    local = Path(path).expanduser()
+    looks_local = path.startswith((".", "/", "~")) or local.exists()
+    if looks_local and not (local / "config.json").is_file():
+        hint = "it does not exist" if not local.exists() else "it holds no config.json"
+        return [
+            f"teacher.name_or_path={cfg.teacher.name_or_path}: not a model ({hint}); give a "
+            "vlexp run dir (its final/ is used), a model dir with config.json, or a hub id"
+        ]
+    return []
+
+
+def check_available(cfg: DictConfig) -> list[str]:
+    """An algo file may declare why it cannot run here (`unavailable`, e.g. TRL's trainer
+    takes no images): stop with that reason before anything loads."""
+    reason = cfg.algo.get("unavailable")
+    return [f"algo={cfg.algo.get('name')} cannot run: {reason}"] if reason else []
