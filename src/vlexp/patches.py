@@ -207,10 +207,12 @@ def grpo_trainer_class(
     """`trainer_cls` (GRPOTrainer or a subclass) with vlexp's mixins in front."""
     mixins: tuple[type, ...] = (TextPromptsMixin,)
     namespace: dict[str, Any] = {"prompt_as_text": staticmethod(prompt_as_text)}
+    name = trainer_cls.__name__
     if video_carrier is not None:
         mixins = (VideoGRPOMixin, *mixins)
         namespace["video_carrier"] = video_carrier
-    return type(trainer_cls.__name__, (*mixins, trainer_cls), namespace)
+        name = f"Video{name}"  # says in the log which trainers carry videos
+    return type(name, (*mixins, trainer_cls), namespace)
 
 
 # --- qwen-vl-utils: choose the video reader ------------------------------------------------

@@ -48,10 +48,17 @@ def test_prefix_suffix_loss_covers_the_completion_only(tmp_path, shapes_dir, tin
     assert all("You count shapes." not in t and "<|image_pad|>" not in t for t in targets)
 
 
+def _images_allowed(shapes_dir) -> str:
+    """The messages records point at the shapes images by absolute path: outside the JSONL
+    file's folder, where the data check (which the one trainer builder runs) confines them."""
+    return f"+data.allowed_image_roots=[{shapes_dir}]"
+
+
 def test_messages_loss_covers_every_assistant_turn_only(tmp_path, shapes_dir, tiny_model):
     path = messages_jsonl(shapes_dir, tmp_path / "messages.jsonl", limit=4)
     trainer, _ = build_trainer(
-        ["algo=sft", "data=jsonl", f"data.train={path}", "train.per_device_train_batch_size=4"],
+        ["algo=sft", "data=jsonl", f"data.train={path}", "train.per_device_train_batch_size=4"]
+        + [_images_allowed(shapes_dir)],
         tmp_path / "run",
     )
     # TRL's `{% generation %}` training template marks the assistant turns
@@ -71,7 +78,8 @@ def test_turning_the_mask_off_trains_on_the_prompt_too(tmp_path, shapes_dir, tin
     make = prefix_jsonl if flag == "completion_only_loss" else messages_jsonl
     path = make(shapes_dir, tmp_path / "d" / "train.jsonl", limit=2)
     trainer, _ = build_trainer(
-        ["algo=sft", "data=jsonl", f"data.train={path}", f"algo.args.{flag}=false"],
+        ["algo=sft", "data=jsonl", f"data.train={path}", f"algo.args.{flag}=false"]
+        + [_images_allowed(shapes_dir)],
         tmp_path / "run",
     )
     targets = decoded_targets(trainer, first_batch(trainer))

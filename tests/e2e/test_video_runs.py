@@ -66,7 +66,7 @@ def test_sft_trains_on_video_files_and_frame_lists(tmp_path, tiny_model):
 
 
 def test_grpo_trains_on_video_records_with_a_reference_model(tmp_path, tiny_model):
-    from vlexp.algorithms.video import VideoGRPOMixin
+    from vlexp.patches import VideoGRPOMixin
 
     path = video_jsonl(tmp_path, video_records(tmp_path))
     overrides = ["algo=grpo", "data=jsonl", f"data.train={path}", *BUDGET]

@@ -144,6 +144,7 @@ def test_grpo_trainer_class_keeps_the_user_class_and_adds_the_mixins():
     carrier = SimpleNamespace(forward_keys=())
     with_video = patches.grpo_trainer_class(Mine, str, carrier)
     assert with_video.video_carrier is carrier and patches.VideoGRPOMixin in with_video.__mro__
+    assert with_video.__name__ == "VideoMine"
 
 
 def test_qwen_vl_utils_reader_globals_exist():
