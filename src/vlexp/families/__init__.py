@@ -9,8 +9,9 @@ the family (`of_model_type`, `of_model`, `of_model_cfg`), never test a model's n
 Importing this package is cheap (no torch, no transformers): the family modules import
 their libraries inside the functions that need them.
 
-Where do I add a model family? One module here (see `qwen2_vl.py`) and one `Family` row in
-`FAMILIES` below; its bundled configs under `configs/<hub id>/config.json`.
+Where do I add a model family? One module here (see `qwen2_vl.py`, `qwen3.py`, `gemma3.py`)
+and one `Family` row in `FAMILIES` below; its bundled configs under
+`configs/<hub id>/config.json`; a `conf/model/tiny_<name>.yaml` for its tiny build.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
-BOX_FRAMES = ("pixels", "relative_1000")
+BOX_FRAMES = ("pixels", "relative_1000", "original")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,9 @@ class Family:
     merge_size: int  # patches merged per side into one LLM token
     temporal_patch_size: int  # video frames per temporal patch
     # Boxes the model reads and writes: "pixels" = absolute pixels of the image after the
-    # processor's resize (Qwen2/2.5-VL); "relative_1000" = 0..1000 of the image (Qwen3-VL).
+    # processor's resize (Qwen2/2.5-VL); "relative_1000" = 0..1000 of the image (Qwen3-VL,
+    # Qwen3.5); "original" = no convention of its own (Gemma 3), boxes stay in the record's
+    # pixels of the original image.
     box_frame: str
     # Regex (re.fullmatch over module names) of the vision tower and merger: frozen by
     # model.freeze_vision, kept free of LoRA adapters by memory=lora.
@@ -52,6 +55,12 @@ class Family:
     # None when the family has no tiny build yet.
     tiny: str | None
     special_tokens: tuple[str, ...] = field(default=())
+    # False for processors that resize every image to one fixed size with a fixed number of
+    # image tokens (Gemma 3: `image_seq_length`); model.min_pixels/max_pixels do not apply.
+    pixel_budget: bool = True
+    # Tokenizer of the tiny build (`module:function(records, special_tokens)`); None trains
+    # vlexp.models.tiny's byte-level BPE as a Qwen2Tokenizer.
+    tiny_tokenizer: str | None = None
 
     @property
     def pixels_per_token(self) -> int:
@@ -83,8 +92,39 @@ _QWEN_TOKENS = (
     "<|video_pad|>",
 )
 
+# Gemma 3's control tokens, in Gemma's order (its processor finds the image ones by name).
+_GEMMA_TOKENS = (
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<unk>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+)
+
 _QWEN2 = "transformers.models.qwen2_vl.modeling_qwen2_vl"
 _QWEN2_5 = "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl"
+_QWEN3_VL = "transformers.models.qwen3_vl.modeling_qwen3_vl"
+_QWEN3_VL_MOE = "transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe"
+_QWEN3_5 = "transformers.models.qwen3_5.modeling_qwen3_5"
+_QWEN3_5_MOE = "transformers.models.qwen3_5_moe.modeling_qwen3_5_moe"
+_GEMMA3 = "transformers.models.gemma3.modeling_gemma3"
+# Qwen3-VL and Qwen3.5: patch 16, 2x2 merge -> 32x32 px per LLM token, boxes in 0..1000 of
+# the image. Their hub checkpoints already use the module names (no key conversion) except
+# the MoE experts, which transformers converts by model_type for any class of the family.
+_QWEN3 = dict(
+    patch_size=16,
+    merge_size=2,
+    temporal_patch_size=2,
+    box_frame="relative_1000",
+    vision_modules=r"(.*\.)?visual(\..*)?",
+    language_module="language_model",
+    weight_layout=None,
+    special_tokens=_QWEN_TOKENS,
+)
 
 FAMILIES: dict[str, Family] = {
     family.name: family
@@ -118,6 +158,57 @@ FAMILIES: dict[str, Family] = {
             weight_layout="Qwen2VLForConditionalGeneration",
             tiny=None,
             special_tokens=_QWEN_TOKENS,
+        ),
+        Family(
+            name="qwen3_vl",
+            model_types=("qwen3_vl",),
+            backbone=f"{_QWEN3_VL}:Qwen3VLModel",
+            pretrained_base=f"{_QWEN3_VL}:Qwen3VLPreTrainedModel",
+            tiny="vlexp.families.qwen3:tiny_qwen3_vl",
+            **_QWEN3,
+        ),
+        Family(
+            name="qwen3_vl_moe",
+            model_types=("qwen3_vl_moe",),
+            backbone=f"{_QWEN3_VL_MOE}:Qwen3VLMoeModel",
+            pretrained_base=f"{_QWEN3_VL_MOE}:Qwen3VLMoePreTrainedModel",
+            tiny="vlexp.families.qwen3:tiny_qwen3_vl_moe",
+            **_QWEN3,
+        ),
+        Family(
+            name="qwen3_5",
+            model_types=("qwen3_5",),
+            backbone=f"{_QWEN3_5}:Qwen3_5Model",
+            pretrained_base=f"{_QWEN3_5}:Qwen3_5PreTrainedModel",
+            tiny="vlexp.families.qwen3:tiny_qwen3_5",
+            **_QWEN3,
+        ),
+        Family(
+            name="qwen3_5_moe",
+            model_types=("qwen3_5_moe",),
+            backbone=f"{_QWEN3_5_MOE}:Qwen3_5MoeModel",
+            pretrained_base=f"{_QWEN3_5_MOE}:Qwen3_5MoePreTrainedModel",
+            tiny="vlexp.families.qwen3:tiny_qwen3_5_moe",
+            **_QWEN3,
+        ),
+        # Gemma 3: SigLIP tower (patch 14 at 896 px) average-pooled 4x4 into a fixed 256
+        # tokens per image; the planner reads the real numbers from the config.
+        Family(
+            name="gemma3",
+            model_types=("gemma3",),
+            patch_size=14,
+            merge_size=4,
+            temporal_patch_size=1,
+            box_frame="original",
+            vision_modules=r"(.*\.)?(vision_tower|multi_modal_projector)(\..*)?",
+            language_module="language_model",
+            backbone=f"{_GEMMA3}:Gemma3Model",
+            pretrained_base=f"{_GEMMA3}:Gemma3PreTrainedModel",
+            weight_layout=None,
+            tiny="vlexp.families.gemma3:tiny_gemma3",
+            special_tokens=_GEMMA_TOKENS,
+            pixel_budget=False,
+            tiny_tokenizer="vlexp.families.gemma3:tiny_tokenizer",
         ),
     )
 }

@@ -30,13 +30,29 @@ def load_processor(model_cfg: Any):
     )
     # transformers 5 spells the pixel budget as the image processor's size; saved with the
     # processor into final/, so evaluation and inference see the same pixels as training.
-    processor.image_processor.size = {
-        "shortest_edge": model_cfg.min_pixels,
-        "longest_edge": model_cfg.max_pixels,
-    }
+    # Families with a fixed image size (Gemma 3) keep the processor's own.
+    family = families.of_model_type(model_type(model_cfg))
+    if family.pixel_budget:
+        processor.image_processor.size = {
+            "shortest_edge": model_cfg.min_pixels,
+            "longest_edge": model_cfg.max_pixels,
+        }
     # Batched generation needs left padding; TRL pads prompts itself but evaluation does not.
     processor.tokenizer.padding_side = "left"
     return processor
+
+
+def model_type(model_cfg: Any) -> str:
+    """`config.model_type` of `model_cfg`'s model, read from its config without loading it."""
+    model_type = families.model_type_of(str(model_cfg.name_or_path))
+    if model_type is None:  # a hub id not in the cache yet: the processor came with it
+        from transformers import AutoConfig
+
+        model_type = AutoConfig.from_pretrained(
+            resolve_path(model_cfg.name_or_path),
+            trust_remote_code=model_cfg.get("trust_remote_code", False),
+        ).model_type
+    return model_type
 
 
 def load_model(cfg: Any):

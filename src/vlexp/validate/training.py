@@ -6,14 +6,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from vlexp import families
 from vlexp.config import algo as algorithm
 
 
 def check_pixels(cfg: DictConfig) -> list[str]:
+    family = families.of_model_cfg(cfg.model)
+    if family is not None and not family.pixel_budget:
+        return []  # a fixed image size (Gemma 3): model.min_pixels / max_pixels are unused
+    side = family.pixels_per_token if family is not None else 28
+    if cfg.model.min_pixels is None or cfg.model.max_pixels is None:
+        return [f"model.min_pixels and model.max_pixels must be set ({side}x{side} px = one token)"]
     if cfg.model.min_pixels > cfg.model.max_pixels:
         return [
             f"model.min_pixels ({cfg.model.min_pixels}) > model.max_pixels ({cfg.model.max_pixels}): "
-            "lower model.min_pixels or raise model.max_pixels (28x28 px = one image token)"
+            f"lower model.min_pixels or raise model.max_pixels ({side}x{side} px = one image token)"
         ]
     return []
 
