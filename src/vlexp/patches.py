@@ -225,3 +225,22 @@ def qwen_vl_utils_video_reader(backend: str, torchvision_fallback: Callable) -> 
             vision_process.VIDEO_READER_BACKENDS["torchvision"] = torchvision_fallback
     vision_process.FORCE_QWENVL_VIDEO_READER = backend
     vision_process.get_video_reader_backend.cache_clear()
+
+
+# --- TRL + transformers: MoE router logits per forward, not in the model config ----------
+def router_logits_per_forward(model: Any) -> bool:
+    """Turn `output_router_logits` back off in the config after TRL turned it on; True if it was.
+
+    TRL 1.16's SFTTrainer and DPOTrainer set `text_config.output_router_logits = True` on a
+    mixture-of-experts model (and pass `output_router_logits=True` to every training forward,
+    which is what computes the load-balancing loss). With the flag in the config,
+    transformers 5.24's Qwen3-VL-MoE forward fails in batched `generate()` after the first
+    token (its load-balancing loss pairs the (B, T) attention mask with (B, E) router logits:
+    "The size of tensor a (4) must match the size of tensor b (120)"), so in-training
+    evaluation and every later use of `final/` would break. Training keeps its aux loss.
+    """
+    text = model.config.get_text_config()
+    if not getattr(text, "output_router_logits", False):
+        return False
+    text.output_router_logits = False
+    return True

@@ -51,7 +51,7 @@ class DataCheck:
         self.needs = reward_config.columns(cfg) if algo.generates else {}
         self.record_check = RECORD_CHECKS.get(algo.kind)
         self.roots = [Path(p).expanduser() for p in self.data.get("allowed_image_roots") or []]
-        self.geometry = images.processor_geometry(processor)
+        self.image_tokens = images.token_counter(processor)
         self.limits = LengthLimits(cfg, processor)
         self.video_budget = videos.Budget.from_config(self.data.get("video"))
         self.bad: list[tuple[str, BadRecord]] = []
@@ -174,7 +174,7 @@ class DataCheck:
                 key = "video" if "video" in record.fields else "videos"
                 problems[index] = BadRecord(record.source, key, "video unreadable", str(broken[0]))
                 continue
-            tokens = [images.image_tokens(*sizes[p], *self.geometry) for p in record_paths]
+            tokens = [self.image_tokens(*sizes[p]) for p in record_paths]
             frame_tokens = [v.tokens for v in loaded]
             try:
                 prompt, total = count_tokens(self.processor, examples[index], tokens + frame_tokens)

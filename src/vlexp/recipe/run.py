@@ -106,6 +106,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
         **algorithm_inputs(cfg),
         **trainer_kwargs,
     )
+    patches.router_logits_per_forward(trainer.model)  # MoE: TRL passes them per forward
     for callback in in_training_eval:
         callback.bind(trainer)  # generation needs the trainer's accelerator and wrapped model
     grpo.log_algorithm(trainer)  # GRPO family: the algorithm as the trainer holds it
