@@ -147,16 +147,68 @@ class AsyncGuardedReward(GuardedReward):
         return scores
 
 
-def guarded(cfg: Any) -> dict[str, GuardedReward]:
+def guarded(cfg: Any, box_frame: Any = None) -> dict[str, GuardedReward]:
     """Reward name -> its function built from the config and guarded by `reward.on_error`,
-    in `reward.funcs` order (the order TRL receives them)."""
+    in `reward.funcs` order (the order TRL receives them).
+
+    Rewards with a `box_frame` parameter that the config leaves unset get `box_frame` (or,
+    when None, the frame of `cfg.model`'s family): they read boxes as the policy writes them.
+    """
     from hydra.utils import instantiate
 
     policy = reward_config.on_error(cfg)
-    return {
-        name: guard(instantiate(node), on_error=policy)
-        for name, node in reward_config.nodes(cfg).items()
-    }
+    built = {}
+    for name, node in reward_config.nodes(cfg).items():
+        func = instantiate(node)
+        if "box_frame" not in node and _takes_box_frame(node):
+            # Bound after instantiate: Hydra would turn the dataclass into a DictConfig.
+            frame = box_frame or model_box_frame(cfg.get("model"))
+            func = functools.partial(func, box_frame=frame)
+        built[name] = guard(func, on_error=policy)
+    return built
+
+
+def _takes_box_frame(node: Any) -> bool:
+    try:
+        target = reward_config.locate(node.get("_target_"))
+        return node.get("_partial_") and "box_frame" in inspect.signature(target).parameters
+    except Exception:
+        return False  # validate.rewards reports a target that does not import
+
+
+def model_box_frame(model_cfg: Any) -> Any:
+    """The box frame of `model_cfg`'s family with its configured pixel budget (the original
+    frame when the family cannot be told offline)."""
+    from vlexp import families
+    from vlexp.rewards.library import BoxFrame
+
+    try:
+        family = families.of_model_cfg(model_cfg) if model_cfg is not None else None
+    except families.UnknownFamily:
+        family = None  # a model loaded through the generic path: boxes as they are
+    if family is None:
+        return BoxFrame()
+    return BoxFrame(
+        family.box_frame,
+        family.pixels_per_token,
+        model_cfg.get("min_pixels") or 0,
+        model_cfg.get("max_pixels") or 0,
+    )
+
+
+def processor_box_frame(model: Any, processor: Any) -> Any:
+    """The box frame of a loaded model, with the resize its processor applies."""
+    from vlexp import families
+    from vlexp.data.images import processor_geometry
+    from vlexp.rewards.library import BoxFrame
+
+    try:
+        family = families.of_model(model)
+    except families.UnknownFamily:
+        return BoxFrame()
+    if family.box_frame != "pixels":
+        return BoxFrame(family.box_frame)
+    return BoxFrame(family.box_frame, *processor_geometry(processor))
 
 
 def guard(func: Callable, name: str | None = None, on_error: str = "raise") -> GuardedReward:
