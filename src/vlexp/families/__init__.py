@@ -58,6 +58,10 @@ class Family:
     # False for processors that resize every image to one fixed size with a fixed number of
     # image tokens (Gemma 3: `image_seq_length`); model.min_pixels/max_pixels do not apply.
     pixel_budget: bool = True
+    # Routed-expert parameters of a mixture-of-experts family (stacked 3-D tensors, not
+    # Linear layers): what memory=lora_experts adapts with PEFT's `target_parameters`.
+    # Empty for dense families, where that preset stops before loading.
+    expert_parameters: tuple[str, ...] = ()
     # Tokenizer of the tiny build (`module:function(records, special_tokens)`); None trains
     # vlexp.models.tiny's byte-level BPE as a Qwen2Tokenizer.
     tiny_tokenizer: str | None = None
@@ -115,6 +119,7 @@ _GEMMA3 = "transformers.models.gemma3.modeling_gemma3"
 # Qwen3-VL and Qwen3.5: patch 16, 2x2 merge -> 32x32 px per LLM token, boxes in 0..1000 of
 # the image. Their hub checkpoints already use the module names (no key conversion) except
 # the MoE experts, which transformers converts by model_type for any class of the family.
+_EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 _QWEN3 = dict(
     patch_size=16,
     merge_size=2,
@@ -173,6 +178,7 @@ FAMILIES: dict[str, Family] = {
             backbone=f"{_QWEN3_VL_MOE}:Qwen3VLMoeModel",
             pretrained_base=f"{_QWEN3_VL_MOE}:Qwen3VLMoePreTrainedModel",
             tiny="vlexp.families.qwen3:tiny_qwen3_vl_moe",
+            expert_parameters=_EXPERTS,
             **_QWEN3,
         ),
         Family(
@@ -189,6 +195,7 @@ FAMILIES: dict[str, Family] = {
             backbone=f"{_QWEN3_5_MOE}:Qwen3_5MoeModel",
             pretrained_base=f"{_QWEN3_5_MOE}:Qwen3_5MoePreTrainedModel",
             tiny="vlexp.families.qwen3:tiny_qwen3_5_moe",
+            expert_parameters=_EXPERTS,
             **_QWEN3,
         ),
         # Gemma 3: SigLIP tower (patch 14 at 896 px) average-pooled 4x4 into a fixed 256

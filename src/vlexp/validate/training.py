@@ -25,6 +25,29 @@ def check_pixels(cfg: DictConfig) -> list[str]:
     return []
 
 
+def check_model_family(cfg: DictConfig) -> list[str]:
+    """What the model's family cannot do, said before it loads: LoRA on experts it lacks."""
+    try:
+        family = families.of_model_cfg(cfg.model)
+    except families.UnknownFamily:
+        return []  # the generic path: transformers decides
+    peft = (cfg.get("memory") or {}).get("peft") or {}
+    if family is None or not peft.get("target_parameters"):
+        return []
+    if not family.expert_parameters:
+        return [
+            f"memory.peft.target_parameters (memory=lora_experts) adapts mixture-of-experts "
+            f"experts, and {cfg.model.name} ({family.name}) has none: use memory=lora"
+        ]
+    unknown = [p for p in peft.target_parameters if p not in family.expert_parameters]
+    if unknown:
+        return [
+            f"memory.peft.target_parameters {unknown}: {family.name}'s experts are "
+            f"{list(family.expert_parameters)}"
+        ]
+    return []
+
+
 def check_generation_batch(cfg: DictConfig) -> list[str]:
     """TRL's GRPOConfig rules for the generation batch, with vlexp's key names."""
     if not algorithm.of(cfg).groups:  # e.g. PPO: one completion per prompt, no groups
