@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import build_trainer, compose, read_metrics, run_cli
 
 FAMILIES = ["qwen3_vl", "qwen3_vl_moe", "qwen3_5", "gemma3"]
-MOE = {"qwen3_vl_moe"}
+MOE = {"qwen3_vl_moe", "qwen3_5_moe"}
 SMALL = ["train.max_steps=2", "train.save_steps=1000", "data.prepare.num_train=64"]
 
 
@@ -36,7 +36,7 @@ def reload_and_generate(final) -> str:
     return processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", [*FAMILIES, "qwen3_5_moe"])
 def test_grpo_command_on_each_family(family, tmp_path, shapes_dir):
     run_dir = tmp_path / "run"
     result = run_cli(
@@ -113,3 +113,79 @@ def test_lora_experts_on_a_dense_model_stops_before_loading(tmp_path):
     assert result.returncode == 1, result.stderr[-2000:]
     assert "vlexp: config error:" in result.stderr and "has none: use memory=lora" in result.stderr
     assert not (tmp_path / "final").exists()
+
+
+def _geometry_records(shapes_dir, path, count: int = 16):
+    """Shapes counting questions in the geometry preset's format (`\\boxed{}` solutions)."""
+    lines = (shapes_dir / "train.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if '"count"' in line][:count]
+    rows = [
+        {"image": r["image"], "problem": r["prefix"], "solution": f"\\boxed{{{r['solution']}}}"}
+        for r in records
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_qwen3_vl_8b_geometry_preset_runs_with_the_tiny_swapped_in(tmp_path, shapes_dir):
+    from tests.e2e.inprocess import train_in_process
+
+    preset = compose(["experiment=qwen3_vl_8b_geometry_grpo"])
+    assert preset.model.name_or_path == "Qwen/Qwen3-VL-8B-Instruct"
+    assert preset.model.max_pixels == 1024 * 32 * 32
+    assert list(preset.reward.funcs) == ["think_format", "accuracy"]
+    assert preset.algo.args.num_generations == 8
+
+    train = _geometry_records(shapes_dir, tmp_path / "geometry.jsonl")
+    trainer, rows = train_in_process(
+        [
+            "experiment=qwen3_vl_8b_geometry_grpo",
+            "model=tiny_qwen3_vl",
+            "train.max_steps=2",
+            "train.save_steps=1000",
+            "algo.args.max_completion_length=48",
+            f"data.train={train}",
+            f"data.image_root={shapes_dir}",
+        ],
+        tmp_path / "run",
+    )
+    assert trainer.num_generations == 8 and trainer.reward_func_names == [
+        "think_format",
+        "accuracy",
+    ]
+    prompt = trainer.train_dataset[0]["prompt"][-1]["content"][-1]["text"]
+    assert prompt.endswith("give the final answer as \\boxed{} inside <answer> </answer> tags.")
+    assert [row["step"] for row in rows] == [1, 2]
+    assert all("rewards/accuracy/mean" in row and "kl" in row for row in rows)
+
+
+def test_qwen3_vl_30b_a3b_lora_zero3_preset_runs_with_the_tiny_moe_swapped_in(tmp_path, shapes_dir):
+    from tests.e2e.inprocess import train_in_process
+
+    preset = compose(["experiment=qwen3_vl_30b_a3b_lora_zero3"])
+    assert preset.model.name_or_path == "Qwen/Qwen3-VL-30B-A3B-Instruct"
+    assert preset.memory.deepspeed.zero_optimization.stage == 3
+    assert preset.memory.peft.r == 32 and preset.memory.gradient_checkpointing
+    assert "target_parameters" not in preset.memory.peft  # experts stay frozen
+    assert preset.launcher.num_processes == 8
+
+    # One process here: ZeRO-3 needs the launcher (tests/distributed runs it on the tiny MoE).
+    train = _geometry_records(shapes_dir, tmp_path / "geometry.jsonl")
+    trainer, rows = train_in_process(
+        [
+            "experiment=qwen3_vl_30b_a3b_lora_zero3",
+            "model=tiny_qwen3_vl_moe",
+            "memory=[lora,grad_ckpt]",
+            "launcher=local",
+            "train.max_steps=2",
+            "train.save_steps=1000",
+            "algo.args.max_completion_length=48",
+            f"data.train={train}",
+            f"data.image_root={shapes_dir}",
+        ],
+        tmp_path / "run",
+    )
+    assert trainer.beta == 0.0 and trainer.ref_model is None
+    assert [row["step"] for row in rows] == [1, 2]
+    assert all(row["aux_loss"] > 0 and "rewards/accuracy/mean" in row for row in rows)
+    assert (tmp_path / "run" / "final" / "adapter_config.json").is_file()

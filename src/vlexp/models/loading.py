@@ -31,8 +31,11 @@ def load_processor(model_cfg: Any):
     # transformers 5 spells the pixel budget as the image processor's size; saved with the
     # processor into final/, so evaluation and inference see the same pixels as training.
     # Families with a fixed image size (Gemma 3) keep the processor's own.
-    family = families.of_model_type(model_type(model_cfg))
-    if family.pixel_budget:
+    try:
+        budget = families.of_model_type(model_type(model_cfg)).pixel_budget
+    except families.UnknownFamily:  # the generic path: a Qwen-style resizing processor?
+        budget = hasattr(processor.image_processor, "patch_size")
+    if budget:
         processor.image_processor.size = {
             "shortest_edge": model_cfg.min_pixels,
             "longest_edge": model_cfg.max_pixels,
