@@ -131,3 +131,16 @@ def test_box_reward_without_the_image_says_what_it_needs():
 
     with pytest.raises(ValueError, match="needs the record's image"):
         iou(["[0, 0, 1, 1]"], box=["[0, 0, 1, 1]"], box_frame=BoxFrame("relative_1000"))
+
+
+def test_video_frames_are_sized_for_the_familys_patch():
+    from vlexp.data.videos import Budget, Loaded
+
+    assert Budget.for_run(compose(["model=tiny_qwen3_vl", "data=shapes_video"])).patch_size == 16
+    assert Budget.for_run(compose(["model=tiny", "data=shapes_video"])).patch_size == 14
+
+    class Frames:  # (T, C, H, W) of 4 frames resized to 64x96 px (multiples of 32)
+        shape = (4, 3, 64, 96)
+
+    loaded = Loaded(Frames(), {}, patch_size=16)
+    assert loaded.grid_thw == (2, 4, 6) and loaded.tokens == 2 * 4 * 6 // 4

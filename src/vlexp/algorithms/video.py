@@ -196,6 +196,13 @@ def check_supported(cfg: Any, train_set: Any, eval_set: Any) -> None:
     """Before the model loads: the video paths vlexp does not carry stop the run here."""
     from vlexp.data.records import DataError
 
+    family = _family(cfg)
+    if (has_videos(train_set) or has_videos(eval_set)) and family and not family.video:
+        raise DataError(
+            f"{cfg.data.get('train')}: records with videos and model {cfg.model.name}: the "
+            f"{family.name} family reads images only; use a Qwen2.5-VL, Qwen3-VL or Qwen3.5 "
+            "model for video data"
+        )
     if has_videos(train_set) and cfg.algo.get("args", {}).get("use_vllm"):
         raise DataError(
             f"{cfg.data.get('train')}: records with videos and algo.args.use_vllm=true: vLLM "
@@ -209,11 +216,20 @@ def check_supported(cfg: Any, train_set: Any, eval_set: Any) -> None:
         )
 
 
+def _family(cfg: Any) -> Any:
+    from vlexp import families
+
+    try:
+        return families.of_model_cfg(cfg.model)
+    except families.UnknownFamily:
+        return None
+
+
 def carrier_for(cfg: Any, train_set: Any) -> Carrier | None:
     """The GRPO video carrier when the training data has videos, else None."""
     if not has_videos(train_set):
         return None
-    return Carrier(Budget.from_config(cfg.data.get("video")))
+    return Carrier(Budget.for_run(cfg))
 
 
 def with_video_collator(trainer_factory: Any, budget: Budget) -> Any:

@@ -53,7 +53,7 @@ class DataCheck:
         self.roots = [Path(p).expanduser() for p in self.data.get("allowed_image_roots") or []]
         self.image_tokens = images.token_counter(processor)
         self.limits = LengthLimits(cfg, processor)
-        self.video_budget = videos.Budget.from_config(self.data.get("video"))
+        self.video_budget = videos.Budget.for_run(cfg)
         self.bad: list[tuple[str, BadRecord]] = []
         self.max_listed: int | None = MAX_LISTED  # None lists every bad record
         self.stats: dict[str, dict] = {}

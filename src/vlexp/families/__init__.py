@@ -62,6 +62,8 @@ class Family:
     # Linear layers): what memory=lora_experts adapts with PEFT's `target_parameters`.
     # Empty for dense families, where that preset stops before loading.
     expert_parameters: tuple[str, ...] = ()
+    # Whether the processor and model take videos (Gemma 3's take images only).
+    video: bool = True
     # Tokenizer of the tiny build (`module:function(records, special_tokens)`); None trains
     # vlexp.models.tiny's byte-level BPE as a Qwen2Tokenizer.
     tiny_tokenizer: str | None = None
@@ -215,6 +217,7 @@ FAMILIES: dict[str, Family] = {
             tiny="vlexp.families.gemma3:tiny_gemma3",
             special_tokens=_GEMMA_TOKENS,
             pixel_budget=False,
+            video=False,
             tiny_tokenizer="vlexp.families.gemma3:tiny_tokenizer",
         ),
     )
