@@ -73,6 +73,10 @@ def load_model(cfg: Any):
     quantization = memory.of(cfg).quantization
     if quantization is not None:
         kwargs["quantization_config"] = instantiate(quantization)
+    if memory.of(cfg).zero_stage == 3:  # the reference model loads later, in TRL, too
+        from vlexp import patches
+
+        patches.zero3_aware_expert_transpose()
     model = AutoModelForImageTextToText.from_pretrained(
         resolve_path(model_cfg.name_or_path), **kwargs
     )
