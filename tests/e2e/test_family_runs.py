@@ -189,3 +189,42 @@ def test_qwen3_vl_30b_a3b_lora_zero3_preset_runs_with_the_tiny_moe_swapped_in(tm
     assert [row["step"] for row in rows] == [1, 2]
     assert all(row["aux_loss"] > 0 and "rewards/accuracy/mean" in row for row in rows)
     assert (tmp_path / "run" / "final" / "adapter_config.json").is_file()
+
+
+@pytest.mark.slow  # 4 short runs, ~2 minutes
+@pytest.mark.parametrize("family", ["qwen3_vl", "gemma3"])
+def test_reward_model_then_ppo_on_a_new_family(family, tmp_path, shapes_dir):
+    """The value head uses the family's backbone (Qwen3VLModel, Gemma3Model); PPO's critic
+    starts from the trained reward model."""
+    from vlexp.recipe.run import train
+
+    reward_dir = tmp_path / "rm"
+    train(compose([f"model=tiny_{family}", "algo=reward_model", *SMALL]), reward_dir)
+    config = json.loads((reward_dir / "final" / "config.json").read_text())
+    assert config["architectures"][0].endswith("ForRewardModel")
+    rows = read_metrics(reward_dir)
+    assert all(math.isfinite(row["loss"]) for row in rows)
+
+    ppo_dir = tmp_path / "ppo"
+    overrides = [f"model=tiny_{family}", "algo=ppo", "reward=[think_format,accuracy]", *SMALL]
+    train(compose([*overrides, f"algo.args.critic_init={reward_dir}"]), ppo_dir)
+    rows = read_metrics(ppo_dir)
+    assert [row["step"] for row in rows] == [1, 2]
+    assert all(math.isfinite(row["loss/value"]) for row in rows)
+    assert "objective/kl" in rows[0] and "rewards/accuracy/mean" in rows[0]
+
+
+@pytest.mark.slow
+def test_video_sft_on_qwen3_vl_uses_32_px_frames(tmp_path):
+    from vlexp.recipe.run import train
+
+    train(compose(["model=tiny_qwen3_vl", "data=shapes_video", "algo=sft", *SMALL]), tmp_path)
+    rows = read_metrics(tmp_path)
+    assert [row["step"] for row in rows] == [1, 2]
+    assert all(math.isfinite(row["loss"]) for row in rows)
+
+
+def test_gemma3_refuses_video_data_before_loading(tmp_path):
+    result = run_cli("model=tiny_gemma3", "data=shapes_video", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "the gemma3 family reads images only" in result.stderr
