@@ -14,14 +14,19 @@ from __future__ import annotations
 import logging
 import sys
 
+from vlexp.data import build_datasets
+from vlexp.data.check import DataCheck
+from vlexp.data.records import DataError
+from vlexp.models.loading import load_processor
+from vlexp.paths import config_dir
+from vlexp.validate import ConfigError, validate
+
 USAGE = __doc__.split("\n\n")[1]
 
 
 def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-
-    from vlexp.paths import config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides)
@@ -35,19 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     from hydra.errors import HydraException
 
-    from vlexp.validate import ConfigError, validate
-
     try:
         cfg = compose(args)
         validate(cfg)
     except (HydraException, ConfigError) as err:
         print(f"vlexp.check_data: config error: {err}", file=sys.stderr)
         return 2
-
-    from vlexp.data import build_datasets
-    from vlexp.data.check import DataCheck
-    from vlexp.data.records import DataError
-    from vlexp.models.loading import load_processor
 
     check = DataCheck(cfg, load_processor(cfg.model))
     check.max_listed = None  # a checking tool lists every bad record

@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from vlexp.recipe.sweep import SWEEP_LOG, read_rows, read_sweep, train_rows
+from vlexp.recipe.plots import plot_runs
+from vlexp.recipe.sweep import SWEEP_LOG, Run, read_rows, read_sweep, train_rows
 
 # (column, metric in metrics.jsonl, how to summarise it); columns of metrics no run logged
 # are left out, so a GRPO sweep shows no DPO columns and the other way round.
@@ -40,38 +39,6 @@ COLUMNS = [
     ("eval reward", "eval/reward", "last"),
     ("eval format", "eval/format_rate", "last"),
 ]
-
-
-@dataclass
-class Run:
-    path: Path
-    overrides: dict[str, str] = field(default_factory=dict)
-    choices: dict[str, str] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    evals: list[dict[str, Any]] = field(default_factory=list)  # eval/* rows, by step
-    status: str = "completed"
-    wall_time_s: float | None = None
-    label: str = ""
-
-    def value(self, key: str) -> str:
-        """What this run used for `key`: its override, else its group choice or config value."""
-        if key in self.overrides:
-            return self.overrides[key]
-        if key in self.choices:
-            return str(self.choices[key])
-        node: Any = self.config
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        return "-" if node is None or isinstance(node, dict | list) else str(node)
-
-    def series(self, metric: str) -> tuple[list[int], list[float]]:
-        points = [
-            (row["step"], row[metric])
-            for row in (self.evals if metric.startswith("eval/") else self.rows)
-            if isinstance(row.get(metric), int | float) and math.isfinite(row[metric])
-        ]
-        return [p[0] for p in points], [float(p[1]) for p in points]
 
 
 def load_run(path: Path, record: dict[str, Any] | None = None) -> Run:
@@ -185,7 +152,6 @@ def render_markdown(header: list[str], body: list[list[str]]) -> str:
 
 def compare(dirs: list[Path], out: Path) -> list[Path]:
     """Write compare.md, compare.csv and compare.png into `out`; print the table; return paths."""
-    from vlexp.recipe.plots import plot_runs
 
     runs = find_runs(dirs)
     header, body = table(runs)

@@ -20,6 +20,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from vlexp.data import DataError
+from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
+from vlexp.evaluation.gallery import wandb_table
+from vlexp.evaluation.generation import load_examples
+from vlexp.models.loading import load_model, load_processor
 from vlexp.paths import config_dir
 
 log = logging.getLogger("vlexp")
@@ -105,8 +110,6 @@ def load_weights(cfg: DictConfig, model_dir: Path | None):
     """The model: full weights, or the run's base model plus the LoRA adapter in model_dir."""
     import torch
 
-    from vlexp.models.loading import load_model
-
     memory = cfg.get("memory") or {}
     if model_dir is not None and (model_dir / "adapter_config.json").is_file():
         from peft import PeftModel
@@ -123,7 +126,6 @@ def log_wandb(cfg: DictConfig, out_dir: Path, record: dict, samples: list[dict])
     """With logger=wandb: an `eval` job run holding the metrics and the sample table."""
     import wandb
 
-    from vlexp.evaluation.gallery import wandb_table
     from vlexp.recipe import tracking
 
     tracking.configure(cfg.logger, out_dir)
@@ -135,10 +137,6 @@ def log_wandb(cfg: DictConfig, out_dir: Path, record: dict, samples: list[dict])
 
 @hydra.main(config_path=str(config_dir()), config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    from vlexp.data import DataError
-    from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
-    from vlexp.evaluation.generation import load_examples
-    from vlexp.models.loading import load_processor
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:

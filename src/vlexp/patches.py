@@ -141,14 +141,15 @@ class TextPromptsMixin:
     """TRL 1.16 keeps the prompts of logged completions in `self._logs["prompt"]` as message
     lists whose content mixes {"type": "image"} and text parts; W&B's type check rejects the
     second such row of its completions table and the run dies at its first logging step.
-    `log` turns them into text before GRPOTrainer.log builds the table."""
+    `log` turns them into text (`prompt_as_text`, vlexp.data.messages.prompt_text) before
+    GRPOTrainer.log builds the table."""
+
+    prompt_as_text: Callable[[Any], str] = str
 
     def log(self, logs: dict, *args: Any, **kwargs: Any) -> None:
-        from vlexp.data.messages import prompt_text
-
         prompts = getattr(self, "_logs", {}).get("prompt")
         if prompts:  # a deque: replace its items in place (idempotent on text)
-            texts = [prompt_text(p) for p in prompts]
+            texts = [self.prompt_as_text(p) for p in prompts]
             prompts.clear()
             prompts.extend(texts)
         return super().log(logs, *args, **kwargs)
@@ -200,10 +201,12 @@ class VideoGRPOMixin:
         return super()._get_per_token_logps_and_entropies(model, input_ids, *args, **kwargs)
 
 
-def grpo_trainer_class(trainer_cls: type, video_carrier: Any = None) -> type:
+def grpo_trainer_class(
+    trainer_cls: type, prompt_as_text: Callable[[Any], str], video_carrier: Any = None
+) -> type:
     """`trainer_cls` (GRPOTrainer or a subclass) with vlexp's mixins in front."""
     mixins: tuple[type, ...] = (TextPromptsMixin,)
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"prompt_as_text": staticmethod(prompt_as_text)}
     if video_carrier is not None:
         mixins = (VideoGRPOMixin, *mixins)
         namespace["video_carrier"] = video_carrier

@@ -22,6 +22,8 @@ import sys
 import warnings
 from typing import Any
 
+from vlexp.config import algo as algorithm
+from vlexp.paths import config_dir
 from vlexp.recipe.estimate import GIB, Estimate, estimate, gib
 from vlexp.validate import ConfigError, validate
 
@@ -61,8 +63,6 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from vlexp.paths import config_dir
-
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides)
 
@@ -85,7 +85,6 @@ def alternatives(overrides: list[str], plan: dict, current: str) -> list[tuple[s
     Tries gradient checkpointing on the current preset, then each available preset in
     PREFERENCE order, alone and with gradient checkpointing.
     """
-    from vlexp.paths import config_dir
 
     available = {p.stem for p in (config_dir() / "memory").glob("*.yaml")}
     base = [o for o in overrides if not o.lstrip("+~").startswith("memory")]
@@ -131,7 +130,7 @@ def render(cfg: Any, est: Estimate, plan: dict, memory: str) -> str:
             else "(a fixed image size)"
         )
         + f" = {est.seq_len} tokens per row"
-        + (" incl. the completion" if cfg.algo.kind == "grpo" else "")
+        + (" incl. the completion" if algorithm.of(cfg).generates else "")
         + f"; micro-batch {rows} rows",
         "per GPU:",
     ]

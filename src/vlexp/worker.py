@@ -15,6 +15,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from vlexp.recipe import stops
+from vlexp.recipe.launch import free_port
+
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
@@ -29,7 +32,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     import torch.distributed as dist
 
-    from vlexp.recipe import stops
     from vlexp.recipe.run import train
 
     if cfg.memory.get("deepspeed") is not None:
@@ -57,8 +59,6 @@ def init_deepspeed_group() -> None:
     """
     import deepspeed
     import torch
-
-    from vlexp.recipe.launch import free_port
 
     for key, value in {"RANK": 0, "LOCAL_RANK": 0, "WORLD_SIZE": 1}.items():
         os.environ.setdefault(key, str(value))

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from vlexp import families
+from vlexp.algorithms.reward_model import load_reward_model, reward_class
+from vlexp.models.loading import freeze_vision
 
 
 class PolicyAndValue(nn.Module):
@@ -61,8 +63,6 @@ def load_checkpoint(wrapper: nn.Module, checkpoint: Path) -> None:
 
 def load_critic(policy, critic_init: str | None):
     """Critic = backbone + value head: a trained reward model, or the policy's own weights."""
-    from vlexp.algorithms.reward_model import load_reward_model, reward_class
-    from vlexp.models.loading import freeze_vision
 
     if critic_init:
         critic = load_reward_model(critic_init, dtype=policy.dtype)

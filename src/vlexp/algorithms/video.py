@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from vlexp.data.records import DataError
 from vlexp.data.videos import VIDEO_PAD, Budget, Loaded, load, processor_inputs
 
 log = logging.getLogger("vlexp")
@@ -194,7 +195,6 @@ class Carrier:
 
 def check_supported(cfg: Any, train_set: Any, eval_set: Any) -> None:
     """Before the model loads: the video paths vlexp does not carry stop the run here."""
-    from vlexp.data.records import DataError
 
     family = _family(cfg)
     if (has_videos(train_set) or has_videos(eval_set)) and family and not family.video:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from vlexp.data.hub import to_examples
 from vlexp.data.records import KINDS, DataError, Record, read_jsonl, to_example
 
 __all__ = ["DataError", "build_datasets", "fit_loss_mask", "load_split", "to_dataset"]
@@ -83,8 +84,6 @@ def build_datasets(
     if data_cfg.get("prepare") is not None:
         instantiate(data_cfg.prepare)
     if data_cfg.get("load") is not None:
-        from vlexp.data.hub import to_examples
-
         load = instantiate(data_cfg.load)
         train = to_examples(load(data_cfg.train), kind, data_cfg, data_cfg.get("image_root"))
         evaluation = None

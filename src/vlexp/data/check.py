@@ -43,7 +43,11 @@ MAX_LISTED = 50  # records listed in the error message; the file holds them all
 class DataCheck:
     """Callable used by `build_datasets`: split -> file in, split -> kept records out."""
 
-    def __init__(self, cfg: Any, processor: Any, run_dir: Path | None = None) -> None:
+    def __init__(
+        self, cfg: Any, processor: Any, run_dir: Path | None = None, model_dir: str | None = None
+    ) -> None:
+        """`model_dir`: where the model's config.json is (its context length); by default
+        where the processor was loaded from, which is the model's own directory or hub id."""
         algo = algorithm.of(cfg)
         self.cfg, self.data, self.kind = cfg, cfg.data, algo.kind
         self.processor, self.run_dir = processor, run_dir
@@ -52,7 +56,7 @@ class DataCheck:
         self.record_check = RECORD_CHECKS.get(algo.kind)
         self.roots = [Path(p).expanduser() for p in self.data.get("allowed_image_roots") or []]
         self.image_tokens = images.token_counter(processor)
-        self.limits = LengthLimits(cfg, processor)
+        self.limits = LengthLimits(cfg, model_dir or processor.tokenizer.name_or_path)
         self.video_budget = videos.Budget.for_run(cfg)
         self.bad: list[tuple[str, BadRecord]] = []
         self.max_listed: int | None = MAX_LISTED  # None lists every bad record
@@ -175,7 +179,7 @@ class DataCheck:
                 problems[index] = BadRecord(record.source, key, "video unreadable", str(broken[0]))
                 continue
             tokens = [self.image_tokens(*sizes[p]) for p in record_paths]
-            frame_tokens = [v.tokens for v in loaded]
+            frame_tokens = [v.tokens_for(self.processor) for v in loaded]
             try:
                 prompt, total = count_tokens(self.processor, examples[index], tokens + frame_tokens)
             except Exception as err:  # the chat template rejects the messages: name the record
@@ -240,14 +244,14 @@ class DataCheck:
 class LengthLimits:
     """The token limits the trainer enforces, from algo.args and the model's context."""
 
-    def __init__(self, cfg: Any, processor: Any) -> None:
+    def __init__(self, cfg: Any, model_dir: str) -> None:
         algo = algorithm.of(cfg)
         # Trainers that generate never truncate prompts (TRL 1.16 has no max_prompt_length
         # for GRPO); the others cut at algo.args.max_length.
         self.generates = algo.generates
         self.max_length = None if algo.generates else cfg.algo.args.get("max_length")
         self.completion = algo.completion_budget()
-        self.context, self.context_key = model_context(cfg, processor)
+        self.context, self.context_key = model_context(cfg, model_dir)
 
     def problem(
         self, record: Record, prompt: int, total: int, image: int, video: int = 0
@@ -278,15 +282,12 @@ class LengthLimits:
         return self.max_length is not None and total > self.max_length
 
 
-def model_context(cfg: Any, processor: Any) -> tuple[int | None, str]:
-    """The model's context length (text config), or vLLM's max_model_length when smaller.
-
-    The config is read from where the processor was loaded (the model's directory or hub id).
-    """
+def model_context(cfg: Any, model_dir: str) -> tuple[int | None, str]:
+    """The model's context length (text config), or vLLM's max_model_length when smaller."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(
-        processor.tokenizer.name_or_path,
+        model_dir,
         trust_remote_code=cfg.model.get("trust_remote_code", False),
     )
     text = getattr(config, "text_config", None) or config

@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from vlexp.data.records import DataError
+
 log = logging.getLogger("vlexp")
 VERSION = 1  # bump when the cached pixels change meaning
 
@@ -45,13 +47,16 @@ def for_run(cfg: Any, processor: Any) -> Callable[[list[dict]], list[dict]] | No
 
 def _supported(image_processor: Any) -> bool:
     # The torchvision backend resizes uint8 tensors to uint8, so the resized image can be
-    # stored losslessly; smart_resize makes a second resize of it the identity.
+    # stored losslessly; smart_resize makes a second resize of it the identity. That image
+    # processor serves Qwen2-VL, Qwen2.5-VL, Qwen3-VL and Qwen3.5 in transformers 5.24 (the
+    # PIL variant, a sibling class, does not qualify).
+    from transformers import Qwen2VLImageProcessor
+
     return (
-        image_processor is not None
+        isinstance(image_processor, Qwen2VLImageProcessor)
         and getattr(image_processor, "do_resize", False)
         and hasattr(image_processor, "process_image")
         and hasattr(image_processor, "merge_size")
-        and type(image_processor).__name__ == "Qwen2VLImageProcessor"
     )
 
 
@@ -77,8 +82,6 @@ class ImageCache:
         try:
             stat = os.stat(source)
         except FileNotFoundError:
-            from vlexp.data.records import DataError
-
             raise DataError(
                 f"{source}: image file not found (check the record's image path)"
             ) from None

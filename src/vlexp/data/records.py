@@ -21,7 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlexp.data.messages import hoist_inline_media
+from vlexp.data.boxes import box_rescaler, has_boxes
+from vlexp.data.messages import (
+    MessageError,
+    hoist_inline_media,
+    map_texts,
+    normalise,
+    place_images,
+    video_placeholders,
+)
+from vlexp.data.videos import as_video
 
 QUESTION_KEYS = ("prefix", "question", "problem")
 KINDS = ("sft", "dpo", "grpo")
@@ -128,7 +137,6 @@ def video_entries(record: Record) -> list:
 def video_paths(record: Record) -> list[dict]:
     """The record's videos in the data set's form (`vlexp.data.videos.as_video`), paths
     resolved like image paths."""
-    from vlexp.data.videos import as_video
 
     videos = []
     for item in video_entries(record):
@@ -230,7 +238,6 @@ def _target_edit(record: Record, images: list, boxes: Any):
     """text -> text for target turns: the box rescaler when asked for, else the identity."""
     if not boxes or not boxes.get("rescale"):
         return lambda text: text
-    from vlexp.data.boxes import box_rescaler, has_boxes
 
     if len(images) != 1:
 
@@ -267,13 +274,6 @@ def _conversational(record: Record, kind: str, images: list, edit: Any) -> dict:
     missing = [k for k in keep if k not in fields]
     if missing:
         raise DataError(f"{record.source}: {kind.upper()} records need {', '.join(missing)}")
-    from vlexp.data.messages import (
-        MessageError,
-        map_texts,
-        normalise,
-        place_images,
-        video_placeholders,
-    )
 
     example, placeholders = {}, 0
     try:

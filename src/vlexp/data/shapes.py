@@ -23,6 +23,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from vlexp.paths import cache_dir
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
@@ -48,19 +50,19 @@ def draw_scene(rng: random.Random) -> tuple[object, list[dict]]:
     cells = rng.sample(range(GRID * GRID), k=rng.randint(1, 4))
     shapes = []
     for cell in cells:
-        kind, colour = rng.choice(KINDS), rng.choice(list(COLOURS))
+        shape, colour = rng.choice(KINDS), rng.choice(list(COLOURS))
         side = int(min(cell_w, cell_h) * rng.uniform(0.55, 0.8))
         x0 = (cell % GRID) * cell_w + rng.randint(1, cell_w - side - 1)
         y0 = (cell // GRID) * cell_h + rng.randint(1, cell_h - side - 1)
         box = [x0, y0, x0 + side, y0 + side]
         fill = COLOURS[colour]
-        if kind == "circle":
+        if shape == "circle":
             draw.ellipse(box, fill=fill)
-        elif kind == "square":
+        elif shape == "square":
             draw.rectangle(box, fill=fill)
         else:
             draw.polygon([(x0 + side // 2, y0), (x0, y0 + side), (x0 + side, y0 + side)], fill=fill)
-        shapes.append({"kind": kind, "colour": colour, "box": box})
+        shapes.append({"kind": shape, "colour": colour, "box": box})
     return image, shapes
 
 
@@ -146,6 +148,5 @@ def write_once(
 
 def default_dir(num_train: int, num_eval: int, seed: int) -> Path:
     """The cache location for one parameter set, so different sets never collide."""
-    from vlexp.paths import cache_dir
 
     return cache_dir() / "data" / f"shapes-v{VERSION}-n{num_train}-e{num_eval}-s{seed}"

@@ -27,12 +27,12 @@ SIZES = ((56, 56), (84, 56), (112, 56))
 VERSION = 1  # bump when the drawing or the record format changes: it names the cache dir
 
 
-def _draw(draw, kind: str, colour: str, box: list[int]) -> None:
+def _draw(draw, shape: str, colour: str, box: list[int]) -> None:
     fill = COLOURS[colour]
     x0, y0, x1, y1 = box
-    if kind == "circle":
+    if shape == "circle":
         draw.ellipse(box, fill=fill)
-    elif kind == "square":
+    elif shape == "square":
         draw.rectangle(box, fill=fill)
     else:
         draw.polygon([((x0 + x1) // 2, y0), (x0, y1), (x1, y1)], fill=fill)

@@ -18,6 +18,8 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
+from vlexp import patches
+
 BACKENDS = ("auto", "torchvision", "pyav", "decord", "torchcodec")
 # Each backend's package, as pip names it (`pyav` and `torchvision` both decode with PyAV here).
 BACKEND_PACKAGES = {
@@ -154,18 +156,10 @@ def use_backend(name: str) -> str:
     read_video used.
     """
     global _ACTIVE
-    from qwen_vl_utils import vision_process
-
     backend = resolve_backend(name)
     if backend == _ACTIVE:
         return backend  # clearing its cache again would only print its choice again
-    if backend == "torchvision":
-        import torchvision
-
-        if not hasattr(torchvision.io, "read_video"):
-            vision_process.VIDEO_READER_BACKENDS["torchvision"] = read_with_pyav
-    vision_process.FORCE_QWENVL_VIDEO_READER = backend
-    vision_process.get_video_reader_backend.cache_clear()
+    patches.qwen_vl_utils_video_reader(backend, torchvision_fallback=read_with_pyav)
     _ACTIVE = backend
     return backend
 
@@ -211,14 +205,27 @@ class Loaded:
 
     @property
     def grid_thw(self) -> tuple[int, int, int]:
-        t, _, h, w = self.frames.shape
-        return t // TEMPORAL_PATCH, h // self.patch_size, w // self.patch_size
+        """(temporal, height, width) patches at qwen-vl-utils' defaults (patch 14, 2 frames)."""
+        return self.grid(patch_size=14, temporal_patch_size=TEMPORAL_PATCH)
 
     @property
     def tokens(self) -> int:
-        """Video pad tokens in the prompt: one per 2x2 merged patch of each temporal patch."""
-        t, h, w = self.grid_thw
-        return t * h * w // 4
+        """Video pad tokens at qwen-vl-utils' defaults (`tokens_for` takes the processor's)."""
+        return self.tokens_with(patch_size=14, temporal_patch_size=TEMPORAL_PATCH, merge_size=2)
+
+    def grid(self, patch_size: int, temporal_patch_size: int) -> tuple[int, int, int]:
+        t, _, h, w = self.frames.shape
+        return t // temporal_patch_size, h // patch_size, w // patch_size
+
+    def tokens_with(self, patch_size: int, temporal_patch_size: int, merge_size: int) -> int:
+        """Video pad tokens in the prompt: one per merged patch of each temporal patch."""
+        t, h, w = self.grid(patch_size, temporal_patch_size)
+        return t * h * w // (merge_size * merge_size)
+
+    def tokens_for(self, processor: Any) -> int:
+        """Video pad tokens as the model family's video processor counts them."""
+        video = processor.video_processor
+        return self.tokens_with(video.patch_size, video.temporal_patch_size, video.merge_size)
 
 
 def load(video: dict, budget: Budget) -> Loaded:
@@ -245,7 +252,7 @@ def load(video: dict, budget: Budget) -> Loaded:
         **metadata,
         "frames_indices": [int(i) for i in indices] if indices is not None else None,
     }
-    return Loaded(frames, metadata, budget.patch_size)
+    return Loaded(frames, metadata)
 
 
 def as_video(value: Any) -> dict:

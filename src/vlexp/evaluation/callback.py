@@ -16,6 +16,7 @@ from transformers import TrainerCallback
 
 from vlexp import patches
 from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
+from vlexp.evaluation.gallery import wandb_table
 from vlexp.evaluation.generation import load_examples
 
 log = logging.getLogger("vlexp")
@@ -89,8 +90,6 @@ class GenerationEvalCallback(TrainerCallback):
 
 def log_wandb_table(samples: list[dict], gallery_cfg: Any, step: int) -> None:
     import wandb
-
-    from vlexp.evaluation.gallery import wandb_table
 
     if wandb.run is not None:
         wandb.log({"eval/samples": wandb_table(samples, gallery_cfg), "train/global_step": step})

@@ -14,6 +14,7 @@ from typing import Any
 
 from vlexp.config import reward as reward_config
 from vlexp.data.messages import prompt_text
+from vlexp.evaluation.gallery import write_html
 from vlexp.evaluation.generation import generate
 from vlexp.evaluation.scoring import annotate, score, summarise
 from vlexp.rewards.guard import guarded, processor_box_frame
@@ -139,7 +140,6 @@ def write_outputs(
     gallery_cfg: Any,
 ) -> Path:
     """metrics.json (metrics + what was evaluated), samples.jsonl and samples.html."""
-    from vlexp.evaluation.gallery import write_html
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

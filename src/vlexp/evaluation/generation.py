@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vlexp.data import to_dataset
+from vlexp.data.check import DataCheck
+from vlexp.models.loading import resolve_path
+
 
 @dataclass
 class Completion:
@@ -31,9 +35,6 @@ def load_examples(cfg: Any, processor, limit: int | None = None) -> list[dict]:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from vlexp.data import to_dataset
-    from vlexp.data.check import DataCheck
-
     data_cfg = cfg.data
     if not data_cfg.get("eval"):
         raise ValueError(
@@ -42,10 +43,21 @@ def load_examples(cfg: Any, processor, limit: int | None = None) -> list[dict]:
         )
     if data_cfg.get("prepare") is not None:
         instantiate(data_cfg.prepare)
-    as_prompts = {"kind": "grpo", "args": {"max_completion_length": cfg.eval.max_new_tokens}}
+    # Evaluation generates from prompt records and scores with the rewards, whatever the
+    # training algorithm was: its data check is the one of an algorithm that generates.
+    as_prompts = {
+        "kind": "grpo",
+        "generates": True,
+        "groups": False,
+        "reference": "none",
+        "args": {"max_completion_length": cfg.eval.max_new_tokens},
+    }
     # A plain copy: Hydra's struct mode would refuse the added key.
     plain = OmegaConf.to_container(cfg, resolve=True)
-    check = DataCheck(OmegaConf.merge(plain, {"algo": as_prompts}), processor)
+    # The processor may come from a LoRA run's final/ (no config.json): the context length
+    # is the base model's.
+    model_dir = resolve_path(str(cfg.model.name_or_path))
+    check = DataCheck(OmegaConf.merge(plain, {"algo": as_prompts}), processor, model_dir=model_dir)
     split = to_dataset(check({"eval": data_cfg.eval})["eval"], "grpo", data_cfg)
     if "videos" in split.column_names:
         raise ValueError(

@@ -17,7 +17,7 @@ and one `Family` row in `FAMILIES` below; its bundled configs under
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,81 @@ _QWEN_TOKENS = (
     "<|video_pad|>",
 )
 
+_QWEN2 = "transformers.models.qwen2_vl.modeling_qwen2_vl"
+_QWEN2_5 = "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl"
+
+QWEN2_5_VL = Family(
+    name="qwen2_5_vl",
+    model_types=("qwen2_5_vl",),
+    patch_size=14,
+    merge_size=2,
+    temporal_patch_size=2,
+    box_frame="pixels",
+    vision_modules=r"(.*\.)?visual(\..*)?",
+    language_module="language_model",
+    backbone=f"{_QWEN2_5}:Qwen2_5_VLModel",
+    pretrained_base=f"{_QWEN2_5}:Qwen2_5_VLPreTrainedModel",
+    weight_layout="Qwen2VLForConditionalGeneration",
+    tiny="vlexp.families.qwen2_vl:tiny_qwen2_5_vl",
+    special_tokens=_QWEN_TOKENS,
+)
+# Qwen2-VL: Qwen2.5-VL's geometry, boxes, module names and key layout; its own classes.
+QWEN2_VL = replace(
+    QWEN2_5_VL,
+    name="qwen2_vl",
+    model_types=("qwen2_vl",),
+    backbone=f"{_QWEN2}:Qwen2VLModel",
+    pretrained_base=f"{_QWEN2}:Qwen2VLPreTrainedModel",
+    tiny=None,
+)
+
+# Qwen3-VL and Qwen3.5: patch 16, 2x2 merge -> 32x32 px per LLM token, boxes in 0..1000 of
+# the image. Their hub checkpoints already use the module names (no key conversion) except
+# the MoE experts, which transformers converts by model_type for any class of the family.
+_QWEN3_VL = "transformers.models.qwen3_vl.modeling_qwen3_vl"
+_QWEN3_VL_MOE = "transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe"
+_QWEN3_5 = "transformers.models.qwen3_5.modeling_qwen3_5"
+_QWEN3_5_MOE = "transformers.models.qwen3_5_moe.modeling_qwen3_5_moe"
+_GEMMA3 = "transformers.models.gemma3.modeling_gemma3"
+_EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+
+QWEN3_VL = replace(
+    QWEN2_5_VL,
+    name="qwen3_vl",
+    model_types=("qwen3_vl",),
+    patch_size=16,
+    box_frame="relative_1000",
+    backbone=f"{_QWEN3_VL}:Qwen3VLModel",
+    pretrained_base=f"{_QWEN3_VL}:Qwen3VLPreTrainedModel",
+    weight_layout=None,
+    tiny="vlexp.families.qwen3:tiny_qwen3_vl",
+)
+QWEN3_VL_MOE = replace(
+    QWEN3_VL,
+    name="qwen3_vl_moe",
+    model_types=("qwen3_vl_moe",),
+    backbone=f"{_QWEN3_VL_MOE}:Qwen3VLMoeModel",
+    pretrained_base=f"{_QWEN3_VL_MOE}:Qwen3VLMoePreTrainedModel",
+    tiny="vlexp.families.qwen3:tiny_qwen3_vl_moe",
+    expert_parameters=_EXPERTS,
+)
+QWEN3_5 = replace(
+    QWEN3_VL,
+    name="qwen3_5",
+    model_types=("qwen3_5",),
+    backbone=f"{_QWEN3_5}:Qwen3_5Model",
+    pretrained_base=f"{_QWEN3_5}:Qwen3_5PreTrainedModel",
+    tiny="vlexp.families.qwen3:tiny_qwen3_5",
+)
+QWEN3_5_MOE = replace(
+    QWEN3_5,
+    name="qwen3_5_moe",
+    model_types=("qwen3_5_moe",),
+    backbone=f"{_QWEN3_5_MOE}:Qwen3_5MoeModel",
+    pretrained_base=f"{_QWEN3_5_MOE}:Qwen3_5MoePreTrainedModel",
+    tiny="vlexp.families.qwen3:tiny_qwen3_5_moe",
+    expert_parameters=_EXPERTS,
+)
 # Gemma 3's control tokens, in Gemma's order (its processor finds the image ones by name).
 _GEMMA_TOKENS = (
     "<pad>",
@@ -110,117 +185,30 @@ _GEMMA_TOKENS = (
     "<end_of_image>",
     "<image_soft_token>",
 )
-
-_QWEN2 = "transformers.models.qwen2_vl.modeling_qwen2_vl"
-_QWEN2_5 = "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl"
-_QWEN3_VL = "transformers.models.qwen3_vl.modeling_qwen3_vl"
-_QWEN3_VL_MOE = "transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe"
-_QWEN3_5 = "transformers.models.qwen3_5.modeling_qwen3_5"
-_QWEN3_5_MOE = "transformers.models.qwen3_5_moe.modeling_qwen3_5_moe"
-_GEMMA3 = "transformers.models.gemma3.modeling_gemma3"
-# Qwen3-VL and Qwen3.5: patch 16, 2x2 merge -> 32x32 px per LLM token, boxes in 0..1000 of
-# the image. Their hub checkpoints already use the module names (no key conversion) except
-# the MoE experts, which transformers converts by model_type for any class of the family.
-_EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
-_QWEN3 = dict(
-    patch_size=16,
-    merge_size=2,
-    temporal_patch_size=2,
-    box_frame="relative_1000",
-    vision_modules=r"(.*\.)?visual(\..*)?",
+# Gemma 3: SigLIP tower (patch 14 at 896 px) average-pooled 4x4 into a fixed 256 tokens per
+# image; the planner reads the real numbers from the config.
+GEMMA3 = Family(
+    name="gemma3",
+    model_types=("gemma3",),
+    patch_size=14,
+    merge_size=4,
+    temporal_patch_size=1,
+    box_frame="original",
+    vision_modules=r"(.*\.)?(vision_tower|multi_modal_projector)(\..*)?",
     language_module="language_model",
+    backbone=f"{_GEMMA3}:Gemma3Model",
+    pretrained_base=f"{_GEMMA3}:Gemma3PreTrainedModel",
     weight_layout=None,
-    special_tokens=_QWEN_TOKENS,
+    tiny="vlexp.families.gemma3:tiny_gemma3",
+    special_tokens=_GEMMA_TOKENS,
+    pixel_budget=False,
+    video=False,
+    tiny_tokenizer="vlexp.families.gemma3:tiny_tokenizer",
 )
 
 FAMILIES: dict[str, Family] = {
     family.name: family
-    for family in (
-        Family(
-            name="qwen2_5_vl",
-            model_types=("qwen2_5_vl",),
-            patch_size=14,
-            merge_size=2,
-            temporal_patch_size=2,
-            box_frame="pixels",
-            vision_modules=r"(.*\.)?visual(\..*)?",
-            language_module="language_model",
-            backbone=f"{_QWEN2_5}:Qwen2_5_VLModel",
-            pretrained_base=f"{_QWEN2_5}:Qwen2_5_VLPreTrainedModel",
-            weight_layout="Qwen2VLForConditionalGeneration",
-            tiny="vlexp.families.qwen2_vl:tiny_qwen2_5_vl",
-            special_tokens=_QWEN_TOKENS,
-        ),
-        Family(
-            name="qwen2_vl",
-            model_types=("qwen2_vl",),
-            patch_size=14,
-            merge_size=2,
-            temporal_patch_size=2,
-            box_frame="pixels",
-            vision_modules=r"(.*\.)?visual(\..*)?",
-            language_module="language_model",
-            backbone=f"{_QWEN2}:Qwen2VLModel",
-            pretrained_base=f"{_QWEN2}:Qwen2VLPreTrainedModel",
-            weight_layout="Qwen2VLForConditionalGeneration",
-            tiny=None,
-            special_tokens=_QWEN_TOKENS,
-        ),
-        Family(
-            name="qwen3_vl",
-            model_types=("qwen3_vl",),
-            backbone=f"{_QWEN3_VL}:Qwen3VLModel",
-            pretrained_base=f"{_QWEN3_VL}:Qwen3VLPreTrainedModel",
-            tiny="vlexp.families.qwen3:tiny_qwen3_vl",
-            **_QWEN3,
-        ),
-        Family(
-            name="qwen3_vl_moe",
-            model_types=("qwen3_vl_moe",),
-            backbone=f"{_QWEN3_VL_MOE}:Qwen3VLMoeModel",
-            pretrained_base=f"{_QWEN3_VL_MOE}:Qwen3VLMoePreTrainedModel",
-            tiny="vlexp.families.qwen3:tiny_qwen3_vl_moe",
-            expert_parameters=_EXPERTS,
-            **_QWEN3,
-        ),
-        Family(
-            name="qwen3_5",
-            model_types=("qwen3_5",),
-            backbone=f"{_QWEN3_5}:Qwen3_5Model",
-            pretrained_base=f"{_QWEN3_5}:Qwen3_5PreTrainedModel",
-            tiny="vlexp.families.qwen3:tiny_qwen3_5",
-            **_QWEN3,
-        ),
-        Family(
-            name="qwen3_5_moe",
-            model_types=("qwen3_5_moe",),
-            backbone=f"{_QWEN3_5_MOE}:Qwen3_5MoeModel",
-            pretrained_base=f"{_QWEN3_5_MOE}:Qwen3_5MoePreTrainedModel",
-            tiny="vlexp.families.qwen3:tiny_qwen3_5_moe",
-            expert_parameters=_EXPERTS,
-            **_QWEN3,
-        ),
-        # Gemma 3: SigLIP tower (patch 14 at 896 px) average-pooled 4x4 into a fixed 256
-        # tokens per image; the planner reads the real numbers from the config.
-        Family(
-            name="gemma3",
-            model_types=("gemma3",),
-            patch_size=14,
-            merge_size=4,
-            temporal_patch_size=1,
-            box_frame="original",
-            vision_modules=r"(.*\.)?(vision_tower|multi_modal_projector)(\..*)?",
-            language_module="language_model",
-            backbone=f"{_GEMMA3}:Gemma3Model",
-            pretrained_base=f"{_GEMMA3}:Gemma3PreTrainedModel",
-            weight_layout=None,
-            tiny="vlexp.families.gemma3:tiny_gemma3",
-            special_tokens=_GEMMA_TOKENS,
-            pixel_budget=False,
-            video=False,
-            tiny_tokenizer="vlexp.families.gemma3:tiny_tokenizer",
-        ),
-    )
+    for family in (QWEN2_5_VL, QWEN2_VL, QWEN3_VL, QWEN3_VL_MOE, QWEN3_5, QWEN3_5_MOE, GEMMA3)
 }
 
 

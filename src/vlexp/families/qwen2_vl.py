@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vlexp.families import FAMILIES
+
 # Toy sizes: hidden 64, 2 text layers, 2 vision blocks (~0.37M parameters with the BPE).
 TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
 VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64)
@@ -38,8 +40,6 @@ def _processor(tokenizer: Any) -> Any:
 def _model(tokenizer: Any, seed: int) -> Any:
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    from vlexp.families import FAMILIES
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in FAMILIES["qwen2_5_vl"].special_tokens}
     head_dim = TEXT["hidden_size"] // TEXT["num_attention_heads"]

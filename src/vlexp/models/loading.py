@@ -7,6 +7,7 @@ from typing import Any
 
 from vlexp import families
 from vlexp.config import memory
+from vlexp.models import tiny
 
 TINY_SCHEME = "tiny://"
 
@@ -14,8 +15,6 @@ TINY_SCHEME = "tiny://"
 def resolve_path(name_or_path: str) -> str:
     """A hub id or local dir as given; `tiny://NAME` becomes the cached tiny build."""
     if name_or_path.startswith(TINY_SCHEME):
-        from vlexp.models import tiny
-
         return str(tiny.ensure(name_or_path[len(TINY_SCHEME) :]))
     return name_or_path
 
@@ -58,22 +57,21 @@ def model_type(model_cfg: Any) -> str:
     return model_type
 
 
-def load_model(cfg: Any):
-    """Instantiate `cfg.model` from its path with dtype, attention and quantization settings."""
+def load_model(model_cfg: Any, memory_cfg: Any):
+    """Instantiate the model from its path with dtype, attention and quantization settings."""
     import torch
     from hydra.utils import instantiate
     from transformers import AutoModelForImageTextToText
 
-    model_cfg = cfg.model
     kwargs: dict[str, Any] = {
         "dtype": getattr(torch, model_cfg.dtype),
         "attn_implementation": model_cfg.attn_implementation,
         "trust_remote_code": model_cfg.get("trust_remote_code", False),
     }
-    quantization = memory.of(cfg).quantization
+    quantization = memory.of({"memory": memory_cfg}).quantization
     if quantization is not None:
         kwargs["quantization_config"] = instantiate(quantization)
-    if memory.of(cfg).zero_stage == 3:  # the reference model loads later, in TRL, too
+    if memory.of({"memory": memory_cfg}).zero_stage == 3:  # TRL loads the reference later
         from vlexp import patches
 
         patches.zero3_aware_expert_transpose()

@@ -25,6 +25,8 @@ from pathlib import Path
 from filelock import FileLock
 
 from vlexp import families
+from vlexp.data import shapes
+from vlexp.data.shapes import COLOURS, KINDS
 from vlexp.paths import cache_dir
 
 VERSION = 1  # bump when the architecture, tokenizer or warm-up changes: it names the cache dir
@@ -55,7 +57,6 @@ def ensure(name: str = "qwen2_5_vl") -> Path:
 
 def training_corpus(records: list[dict]) -> list[str]:
     """Texts the BPE learns from: chat scaffolding plus every shapes prompt and answer."""
-    from vlexp.data.shapes import COLOURS, KINDS
 
     scaffold = [f"system\n{SYSTEM_PROMPT}\nuser\nassistant\n"]
     words = [" ".join(COLOURS), " ".join(KINDS), "0 1 2 3 4 5 6 7 8 9"]
@@ -148,8 +149,6 @@ def build(
 ) -> Path:
     """Build the tokenizer, processor and model of `tiny://name`, warm it up, save to `out_dir`."""
     import torch
-
-    from vlexp.data import shapes
 
     out = Path(out_dir)
     data_dir = shapes.generate(shapes.default_dir(512, 64, 0), num_train=512, num_eval=64, seed=0)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vlexp.compare import Run
+    from vlexp.recipe.sweep import Run
 
 # Panels in this order; metrics no run logged are left out (DPO runs have no `kl`). At most
 # six keep each panel readable at the figure's size.

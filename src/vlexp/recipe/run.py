@@ -22,6 +22,7 @@ from vlexp.config import memory
 from vlexp.config import reward as reward_config
 from vlexp.data import build_datasets, fit_loss_mask, image_cache
 from vlexp.data.check import DataCheck
+from vlexp.data.messages import prompt_text
 from vlexp.models.loading import load_model, load_processor, peft_config
 from vlexp.recipe import faults, resume, tracking
 from vlexp.recipe.distributed import ShardReport, held_elements
@@ -75,7 +76,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     video.check_supported(cfg, train_set, eval_set)
 
     trainer_cls = algorithm.trainer_class(cfg)
-    model = load_model(cfg)
+    model = load_model(cfg.model, cfg.memory)
     checkpoint = resume.checkpoint_to_resume(cfg.get("resume"), run_dir)
     if not algorithm.restores_own_weights(trainer_cls):
         resume.restore_full_weights(model, checkpoint, cfg)
@@ -127,7 +128,8 @@ def trainer_factory(cfg: DictConfig, trainer_cls: type, train_set: Any) -> Any:
     if issubclass(trainer_cls, GRPOTrainer):
         if carrier is not None:
             log.info("videos: %s with the video mixin (budget %s)", trainer_cls.__name__, carrier)
-        return functools.partial(patches.grpo_trainer_class(trainer_cls, carrier), **keywords)
+        cls = patches.grpo_trainer_class(trainer_cls, prompt_text, carrier)
+        return functools.partial(cls, **keywords)
     if carrier is not None:
         return video.with_video_collator(factory, carrier.budget)
     return factory

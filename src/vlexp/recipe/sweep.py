@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,35 @@ def _is_multirun(config: DictConfig) -> bool:
 def _error_text(error: Any) -> str:
     text = f"{type(error).__name__}: {error}"
     return text if len(text) < 2000 else text[:2000] + "..."
+
+
+@dataclass
+class Run:
+    path: Path
+    overrides: dict[str, str] = field(default_factory=dict)
+    choices: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)  # eval/* rows, by step
+    status: str = "completed"
+    wall_time_s: float | None = None
+    label: str = ""
+
+    def value(self, key: str) -> str:
+        """What this run used for `key`: its override, else its group choice or config value."""
+        if key in self.overrides:
+            return self.overrides[key]
+        if key in self.choices:
+            return str(self.choices[key])
+        node: Any = self.config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return "-" if node is None or isinstance(node, dict | list) else str(node)
+
+    def series(self, metric: str) -> tuple[list[int], list[float]]:
+        points = [
+            (row["step"], row[metric])
+            for row in (self.evals if metric.startswith("eval/") else self.rows)
+            if isinstance(row.get(metric), int | float) and math.isfinite(row[metric])
+        ]
+        return [p[0] for p in points], [float(p[1]) for p in points]

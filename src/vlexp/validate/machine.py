@@ -12,6 +12,8 @@ import shutil
 
 from omegaconf import DictConfig
 
+from vlexp.data.videos import Budget, backend_problems
+
 
 def _cuda_available() -> bool:
     import torch
@@ -162,6 +164,5 @@ def check_optimizer(cfg: DictConfig) -> list[str]:
 
 def check_video_backend(cfg: DictConfig) -> list[str]:
     """data.video.backend: a known reader whose package is installed here."""
-    from vlexp.data.videos import Budget, backend_problems
 
     return backend_problems(Budget.from_config(cfg.data.get("video")))

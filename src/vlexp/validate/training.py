@@ -8,6 +8,8 @@ from omegaconf import DictConfig
 
 from vlexp import families
 from vlexp.config import algo as algorithm
+from vlexp.data.videos import Budget, budget_problems
+from vlexp.evaluation.core import check
 
 
 def check_pixels(cfg: DictConfig) -> list[str]:
@@ -143,7 +145,6 @@ def check_eval(cfg: DictConfig) -> list[str]:
     """train.eval_steps: an eval split, and decoding settings that mean what they say."""
     if not cfg.train.get("eval_steps"):
         return []
-    from vlexp.evaluation.core import check
 
     problems = []
     if not cfg.data.get("eval"):
@@ -270,6 +271,5 @@ def check_removed_args(cfg: DictConfig) -> list[str]:
 
 def check_video(cfg: DictConfig) -> list[str]:
     """data.video: frame and pixel limits that qwen-vl-utils cannot apply."""
-    from vlexp.data.videos import Budget, budget_problems
 
     return budget_problems(Budget.from_config(cfg.data.get("video")))
