@@ -64,8 +64,8 @@ class Family:
     expert_parameters: tuple[str, ...] = ()
     # Whether the processor and model take videos (Gemma 3's take images only).
     video: bool = True
-    # Tokenizer of the tiny build (`module:function(records, special_tokens)`); None trains
-    # vlexp.models.tiny's byte-level BPE as a Qwen2Tokenizer.
+    # Tokenizer of the tiny build (`module:function(corpus, special_tokens, vocab_size)`);
+    # None trains vlexp.models.tiny's byte-level BPE as a Qwen2Tokenizer.
     tiny_tokenizer: str | None = None
 
     @property

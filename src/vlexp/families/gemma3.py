@@ -42,24 +42,22 @@ def chat_template() -> str:
     return (files("trl") / "chat_templates" / "gemma3.jinja").read_text(encoding="utf-8")
 
 
-def tiny_tokenizer(records: list[dict], special_tokens: tuple[str, ...]) -> Any:
-    """A BPE trained on the shapes texts inside Gemma's own pipeline (spaces as `▁`, byte
-    fallback), so `GemmaTokenizer.from_pretrained` rebuilds exactly this tokenizer."""
+def tiny_tokenizer(corpus: list[str], special_tokens: tuple[str, ...], vocab_size: int) -> Any:
+    """A BPE trained on `corpus` inside Gemma's own pipeline (spaces as `▁`, byte fallback),
+    so `GemmaTokenizer.from_pretrained` rebuilds exactly this tokenizer."""
     from tokenizers import trainers
     from transformers import GemmaTokenizer
-
-    from vlexp.models.tiny import VOCAB_SIZE, training_corpus
 
     empty = GemmaTokenizer(bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
     backend = empty.backend_tokenizer
     # Byte tokens first: characters the corpus lacks still encode (byte fallback), never <unk>.
     byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE + len(byte_tokens),
+        vocab_size=vocab_size + len(byte_tokens),
         special_tokens=list(special_tokens) + byte_tokens,
         show_progress=False,
     )
-    backend.train_from_iterator(training_corpus(records), trainer=trainer)
+    backend.train_from_iterator(corpus, trainer=trainer)
     tokenizer = GemmaTokenizer(
         vocab=backend.get_vocab(),
         merges=_merges(backend),

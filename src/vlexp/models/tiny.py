@@ -154,8 +154,11 @@ def build(
     data_dir = shapes.generate(shapes.default_dir(512, 64, 0), num_train=512, num_eval=64, seed=0)
     records = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()]
     family = families.of_tiny(name)
-    make_tokenizer = family.load("tiny_tokenizer") if family.tiny_tokenizer else build_tokenizer
-    tokenizer = make_tokenizer(records, family.special_tokens)
+    if family.tiny_tokenizer:
+        corpus = training_corpus(records)
+        tokenizer = family.load("tiny_tokenizer")(corpus, family.special_tokens, VOCAB_SIZE)
+    else:
+        tokenizer = build_tokenizer(records, family.special_tokens)
     processor, model = family.load("tiny")(tokenizer, seed)
     losses = []
     if warmup:
