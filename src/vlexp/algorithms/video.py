@@ -196,13 +196,6 @@ class Carrier:
 def check_supported(cfg: Any, train_set: Any, eval_set: Any) -> None:
     """Before the model loads: the video paths vlexp does not carry stop the run here."""
 
-    family = _family(cfg)
-    if (has_videos(train_set) or has_videos(eval_set)) and family and not family.video:
-        raise DataError(
-            f"{cfg.data.get('train')}: records with videos and model {cfg.model.name}: the "
-            f"{family.name} family reads images only; use a Qwen2.5-VL, Qwen3-VL or Qwen3.5 "
-            "model for video data"
-        )
     if has_videos(train_set) and cfg.algo.get("args", {}).get("use_vllm"):
         raise DataError(
             f"{cfg.data.get('train')}: records with videos and algo.args.use_vllm=true: vLLM "
@@ -214,15 +207,6 @@ def check_supported(cfg: Any, train_set: Any, eval_set: Any) -> None:
             f"{cfg.data.get('eval')}: records with videos and train.eval_steps: generation-based "
             "evaluation reads images only; drop train.eval_steps for video data"
         )
-
-
-def _family(cfg: Any) -> Any:
-    from vlexp import families
-
-    try:
-        return families.of_model_cfg(cfg.model)
-    except families.UnknownFamily:
-        return None
 
 
 def carrier_for(cfg: Any, train_set: Any) -> Carrier | None:

@@ -162,6 +162,8 @@ class DataCheck:
             candidates = sorted(random.Random(seed).sample(candidates, sample))
         paths = {p for i in candidates for p in image_paths(records[i])}
         sizes = self._inspect_all(sorted(paths))
+        if any(video_paths(records[i]) for i in candidates):
+            self._check_takes_videos()
         clips = self._load_videos([records[i] for i in candidates])
         image_counts, video_counts, prompt_counts, truncated = [], [], [], 0
         for index in candidates:
@@ -214,6 +216,21 @@ class DataCheck:
         # PIL decodes outside the GIL: threads overlap file reads and decoding.
         with ThreadPoolExecutor(max_workers=8) as pool:
             return dict(zip(paths, pool.map(one, paths), strict=True))
+
+    def _check_takes_videos(self) -> None:
+        """A model family that reads images only (Gemma 3) stops at the first video."""
+        from vlexp import families
+
+        try:
+            family = families.of_model_cfg(self.cfg.model)
+        except families.UnknownFamily:
+            family = None
+        if family is not None and not family.video:
+            raise DataError(
+                f"data.train: records with videos and model {self.cfg.model.name}: the "
+                f"{family.name} family reads images only; use a Qwen2.5-VL, Qwen3-VL or Qwen3.5 "
+                "model for video data"
+            )
 
     def _load_videos(self, records: list[Record]) -> dict[str, Any]:
         """repr(video) -> Loaded, or the VideoError saying why it cannot be read."""
