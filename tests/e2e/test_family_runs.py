@@ -228,3 +228,16 @@ def test_gemma3_refuses_video_data_before_loading(tmp_path):
     result = run_cli("model=tiny_gemma3", "data=shapes_video", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 1, result.stderr[-2000:]
     assert "the gemma3 family reads images only" in result.stderr
+
+
+@pytest.mark.parametrize("family, algo", [("qwen3_vl_moe", "sft"), ("gemma3", "grpo")])
+def test_in_training_evaluation_generates_on_a_new_family(family, algo, tmp_path, shapes_dir):
+    """Batched generation mid-run: on the MoE right after TRL turned router logits on."""
+    from vlexp.recipe.run import train
+
+    overrides = [f"model=tiny_{family}", f"algo={algo}", "train.eval_steps=2", "eval.limit=8"]
+    if algo == "grpo":
+        overrides.append("reward=[think_format,accuracy]")
+    train(compose([*overrides, *SMALL]), tmp_path)
+    evaluated = [row for row in read_metrics(tmp_path) if "eval/reward" in row]
+    assert evaluated and 0.0 <= evaluated[-1]["eval/rewards/think_format/mean"] <= 1.0
