@@ -241,3 +241,21 @@ def test_in_training_evaluation_generates_on_a_new_family(family, algo, tmp_path
     train(compose([*overrides, *SMALL]), tmp_path)
     evaluated = [row for row in read_metrics(tmp_path) if "eval/reward" in row]
     assert evaluated and 0.0 <= evaluated[-1]["eval/rewards/think_format/mean"] <= 1.0
+
+
+def test_resume_auto_continues_a_moe_run(tmp_path, shapes_dir):
+    run_dir = tmp_path / "run"
+    base = [
+        "model=tiny_qwen3_vl_moe",
+        "algo=grpo",
+        "reward=[think_format,accuracy]",
+        "train.save_steps=1",
+        f"hydra.run.dir={run_dir}",
+    ]
+    first = run_cli(*base, "train.max_steps=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_cli(*base, "train.max_steps=3", "resume=auto")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "continuing from" in second.stderr + second.stdout
+    steps = [row["step"] for row in read_metrics(run_dir)]
+    assert steps[-1] == 3 and steps.count(1) == 1  # step 1 was not trained again
