@@ -11,19 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from vlexp.families.qwen3 import TEXT as QWEN3_TEXT
+
 IMAGE_SIZE = 64
 IMAGE_TOKENS = 16  # mm_tokens_per_image: (64 / 8)^2 patches pooled 2x2
-TEXT = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-    query_pre_attn_scalar=16,
-    sliding_window=64,
-    max_position_embeddings=4096,
-)
+# The Qwen3 tinies' text sizes, plus Gemma's attention scale and sliding window.
+TEXT = dict(QWEN3_TEXT, query_pre_attn_scalar=16, sliding_window=64)
 VISION = dict(
     hidden_size=64,
     intermediate_size=128,
