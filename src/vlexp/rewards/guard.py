@@ -202,9 +202,12 @@ def processor_box_frame(model: Any, processor: Any) -> Any:
     from vlexp.data.images import processor_geometry
     from vlexp.rewards.library import BoxFrame
 
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
     try:
-        family = families.of_model(model)
+        family = families.of_model_type(model_type) if model_type else None
     except families.UnknownFamily:
+        family = None
+    if family is None:
         return BoxFrame()
     if family.box_frame != "pixels":
         return BoxFrame(family.box_frame)
