@@ -30,11 +30,7 @@ def load_processor(model_cfg: Any):
     # transformers 5 spells the pixel budget as the image processor's size; saved with the
     # processor into final/, so evaluation and inference see the same pixels as training.
     # Families with a fixed image size (Gemma 3) keep the processor's own.
-    try:
-        budget = families.of_model_type(model_type(model_cfg)).pixel_budget
-    except families.UnknownFamily:  # the generic path: a Qwen-style resizing processor?
-        budget = hasattr(processor.image_processor, "patch_size")
-    if budget:
+    if _has_pixel_budget(model_cfg, processor):
         processor.image_processor.size = {
             "shortest_edge": model_cfg.min_pixels,
             "longest_edge": model_cfg.max_pixels,
@@ -44,17 +40,14 @@ def load_processor(model_cfg: Any):
     return processor
 
 
-def model_type(model_cfg: Any) -> str:
-    """`config.model_type` of `model_cfg`'s model, read from its config without loading it."""
+def _has_pixel_budget(model_cfg: Any, processor: Any) -> bool:
+    """The family says, when its config is local; else (a run's adapter dir, an unknown
+    family) whether the image processor resizes by patches, as the Qwen ones do."""
     model_type = families.model_type_of(str(model_cfg.name_or_path))
-    if model_type is None:  # a hub id not in the cache yet: the processor came with it
-        from transformers import AutoConfig
-
-        model_type = AutoConfig.from_pretrained(
-            resolve_path(model_cfg.name_or_path),
-            trust_remote_code=model_cfg.get("trust_remote_code", False),
-        ).model_type
-    return model_type
+    try:
+        return families.of_model_type(model_type).pixel_budget
+    except families.UnknownFamily:
+        return hasattr(processor.image_processor, "patch_size")
 
 
 def load_model(model_cfg: Any, memory_cfg: Any):
