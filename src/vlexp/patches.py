@@ -406,3 +406,62 @@ def checkpoint_into_staging(
         publish(self, run_dir, step)
 
     trainer._save_checkpoint = save
+
+
+# --- TRL + transformers: MoE router logits per forward, not in the model config ----------
+def router_logits_per_forward(model: Any) -> bool:
+    """Turn `output_router_logits` back off in the config after TRL turned it on; True if it was.
+
+    TRL 1.16's SFTTrainer and DPOTrainer set `text_config.output_router_logits = True` on a
+    mixture-of-experts model (and pass `output_router_logits=True` to every training forward,
+    which is what computes the load-balancing loss). With the flag in the config,
+    transformers 5.24's Qwen3-VL-MoE forward fails in batched `generate()` after the first
+    token (its load-balancing loss pairs the (B, T) attention mask with (B, E) router logits:
+    "The size of tensor a (4) must match the size of tensor b (120)"), so in-training
+    evaluation and every later use of `final/` would break. Training keeps its aux loss.
+    """
+    text = model.config.get_text_config()
+    if not getattr(text, "output_router_logits", False):
+        return False
+    text.output_router_logits = False
+    return True
+
+
+# --- transformers: MoE expert transposes that see ZeRO-3's partitioned parameters ----------
+def zero3_aware_expert_transpose() -> None:
+    """Let checkpoint conversions compare with a ZeRO-3 parameter's full shape.
+
+    transformers 5.24 loads Qwen3-VL-MoE checkpoints in either expert layout: its
+    `Transpose(1, 2, check_dims=True)` conversion transposes `mlp.experts.*` unless the
+    tensor already has the model parameter's shape. Under ZeRO-3 that parameter is a
+    partitioned placeholder of shape (0,), so a checkpoint saved by transformers 5 (already in
+    the model's layout, e.g. vlexp's `final/` or the tiny MoE) is transposed anyway and fails
+    with "size mismatch for ...experts.gate_up_proj". DeepSpeed keeps the full shape as
+    `ds_shape`; this compares with that. Idempotent; no effect without ZeRO-3.
+    """
+    from transformers.core_model_loading import Transpose
+
+    original = Transpose.convert
+    if getattr(original, "_vlexp_zero3", False):
+        return
+
+    @functools.wraps(original)
+    def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
+        import torch
+
+        param = None
+        if self.check_dims and "model" in kwargs and "full_layer_name" in kwargs:
+            param = kwargs["model"].get_parameter(kwargs["full_layer_name"])
+        full_shape = getattr(param, "ds_shape", None)
+        if full_shape is None:
+            return original(self, input_dict, source_patterns, target_patterns, **kwargs)
+        target = self.get_target_pattern(input_dict, source_patterns, target_patterns)
+        tensors = next(iter(input_dict.values()))
+        tensor = tensors[0] if isinstance(tensors, list) else tensors
+        if tuple(tensor.shape) == tuple(full_shape):
+            return {target: tensor}
+        with torch.no_grad():
+            return {target: torch.transpose(tensor, self.dim0, self.dim1).contiguous()}
+
+    convert._vlexp_zero3 = True
+    Transpose.convert = convert

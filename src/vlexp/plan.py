@@ -114,12 +114,22 @@ def render(cfg: Any, est: Estimate, plan: dict, memory: str) -> str:
     world = int(cfg.launcher.get("num_processes", 1)) * int(cfg.launcher.get("num_machines", 1))
     rows = cfg.train.per_device_train_batch_size
     lines = [
-        f"vlexp plan: model={cfg.model.name} ({counts.total_numel / 1e9:.3g}B params, "
-        f"{counts.trainable_numel / 1e9:.3g}B trainable, {cfg.model.dtype}) "
+        f"vlexp plan: model={cfg.model.name} ({counts.total_numel / 1e9:.3g}B params"
+        + (
+            f", {counts.active_numel / 1e9:.3g}B active per token"
+            if counts.active_numel < counts.total_numel
+            else ""
+        )
+        + f", {counts.trainable_numel / 1e9:.3g}B trainable, {cfg.model.dtype}) "
         f"algo={cfg.algo.name} memory={memory}, {world} GPU(s)",
         f"sequence: {int(plan['text_tokens'])} text + {est.image_tokens} image tokens "
-        f"({int(plan['image_height'])}x{int(plan['image_width'])} px at "
-        f"max_pixels={cfg.model.max_pixels}) = {est.seq_len} tokens per row"
+        + (
+            f"({int(plan['image_height'])}x{int(plan['image_width'])} px at "
+            f"max_pixels={cfg.model.max_pixels})"
+            if cfg.model.max_pixels is not None
+            else "(a fixed image size)"
+        )
+        + f" = {est.seq_len} tokens per row"
         + (" incl. the completion" if algorithm.of(cfg).generates else "")
         + f"; micro-batch {rows} rows",
         "per GPU:",
@@ -131,6 +141,12 @@ def render(cfg: Any, est: Estimate, plan: dict, memory: str) -> str:
         f"  {'total':<30}{gib(est.total)}  of {plan['gpu_mem_gb']:g} GiB "
         f"({USABLE:.0%} usable = {gib(limit * USABLE).strip()}): {verdict}"
     )
+    if counts.active_numel < counts.total_numel:
+        lines.append(
+            "note: mixture of experts: memory holds every expert (total parameters); compute "
+            f"per token follows the active ones (~{2 * counts.active_numel / 1e9:.3g} GFLOP "
+            "forward per token)"
+        )
     lines += [f"note: {note}" for note in est.notes]
     return "\n".join(lines)
 

@@ -79,24 +79,40 @@ def test_a_relative_frame_family_gets_0_1000_boxes(tmp_path, monkeypatch):
     assert rows["solution"][0] == json.dumps([100, 50, 500, 100])
 
 
-def test_the_check_warns_when_iou_reads_unscaled_boxes(tmp_path, caplog):
-    from vlexp.data import build_datasets
-    from vlexp.data.check import DataCheck
-    from vlexp.models.loading import load_processor
+def test_iou_scores_a_perfect_answer_whether_or_not_the_loader_rescales(tmp_path):
+    """Gold boxes in original pixels (rescale off): the reward maps the answer from the
+    family's frame; rescaled gold boxes (rescale on) are already in that frame: compared as
+    they are. Either way the model's perfect answer scores 1 and a box in the wrong frame not."""
+    from PIL import Image
+
+    from vlexp.rewards.guard import guarded
 
     path = rec_file(tmp_path)
-    for rescale, warned in (("false", True), ("true", False)):
+    image = Image.open(tmp_path / "big.png")
+    for rescale in ("false", "true"):
         cfg = compose(
-            [
-                "model=tiny",
-                "algo=grpo",
-                "reward=iou",
-                "data=jsonl",
-                f"data.train={path}",
-                f"data.boxes.rescale={rescale}",
-            ]
+            ["model=tiny", "algo=grpo", "reward=iou", "data=jsonl", f"data.train={path}"]
+            + [f"data.boxes.rescale={rescale}"]
         )
-        caplog.clear()
-        with caplog.at_level("WARNING", logger="vlexp"):
-            build_datasets(cfg.data, "grpo", DataCheck(cfg, load_processor(cfg.model)))
-        assert ("reward iou compares gold boxes as the records give them" in caplog.text) is warned
+        rows = load_split(str(path), "grpo", data_cfg(*cfg_overrides(path, rescale)))
+        w, h = resized_size(1000, 800, cfg.data.boxes.min_pixels, cfg.data.boxes.max_pixels, 28)
+        perfect = [
+            round(100 * w / 1000),
+            round(40 * h / 800),
+            round(500 * w / 1000),
+            round(80 * h / 800),
+        ]
+        reward = guarded(cfg)["iou"]
+        scores = reward(
+            [f"<answer>{perfect}</answer>", "<answer>[100, 40, 500, 80]</answer>"],
+            solution=rows["solution"][:1] * 2,
+            images=[[image], [image]],
+        )
+        # The tiny pixel budget resizes 1000x800 to ~125x100 px: whole pixels there are 8 px
+        # here, so the mapped perfect answer overlaps the gold box by less than 1.
+        assert scores[0] > 0.8, (rescale, scores)
+        assert scores[1] < 0.5, (rescale, scores)  # original pixels: not what the model sees
+
+
+def cfg_overrides(path, rescale: str) -> list[str]:
+    return ["data=jsonl", f"data.train={path}", f"data.boxes.rescale={rescale}"]

@@ -3,11 +3,13 @@ the rollout's per-row bookkeeping."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from vlexp import families
 from vlexp.algorithms.reward_model import load_reward_model, reward_class
 from vlexp.models.loading import freeze_vision
 
@@ -67,7 +69,11 @@ def load_critic(policy, critic_init: str | None):
     else:
         cls = reward_class(policy.config.model_type)
         critic = cls.from_pretrained(policy.name_or_path, dtype=policy.dtype)
-    if any(not p.requires_grad for n, p in policy.named_parameters() if "visual" in n):
+    vision = re.compile(families.of_model(policy).vision_modules)
+    if any(
+        not p.requires_grad and vision.fullmatch(n.rsplit(".", 1)[0])
+        for n, p in policy.named_parameters()
+    ):
         freeze_vision(critic)  # mirror model.freeze_vision
     return critic
 

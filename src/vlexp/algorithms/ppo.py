@@ -192,9 +192,12 @@ class PPOTrainer(Trainer):
         prompts = [row["prompt"] for row in rows]
         images = [row.get("images") or [] for row in rows]
         texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]  # fmt: skip
-        flat = [image for row in images for image in row]
-        prompt = processor(
-            text=texts, images=flat or None, padding=True, padding_side="left", return_tensors="pt"
+        prompt = processor(  # one image list per text (Gemma 3 insists, Qwen accepts)
+            text=texts,
+            images=images if any(images) else None,
+            padding=True,
+            padding_side="left",
+            return_tensors="pt",
         ).to(device)
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped:
             out = unwrapped.policy.generate(**prompt, generation_config=self.generation_config)

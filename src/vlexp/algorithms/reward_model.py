@@ -161,8 +161,11 @@ def load_reward_model(path: str | Path, dtype: Any = None) -> PreTrainedModel:
 def encode_conversations(processor, conversations: list[list[dict]], images: list[list]) -> dict:
     """Chat-template and process full conversations (prompt + answer) into model inputs."""
     texts = [processor.apply_chat_template(c, tokenize=False) for c in conversations]
-    flat = [image for row in images for image in row]
-    return processor(text=texts, images=flat or None, padding=True, return_tensors="pt")
+    # One image list per text: Gemma 3's processor insists, the Qwen ones accept it.
+    nested = [list(row) for row in images]
+    return processor(
+        text=texts, images=nested if any(nested) else None, padding=True, return_tensors="pt"
+    )
 
 
 def model_reward(path: str, batch_size: int = 8):

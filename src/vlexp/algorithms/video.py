@@ -213,7 +213,7 @@ def carrier_for(cfg: Any, train_set: Any) -> Carrier | None:
     """The GRPO video carrier when the training data has videos, else None."""
     if not has_videos(train_set):
         return None
-    return Carrier(Budget.from_config(cfg.data.get("video")))
+    return Carrier(Budget.for_run(cfg))
 
 
 def with_video_collator(trainer_factory: Any, budget: Budget) -> Any:

@@ -14,7 +14,6 @@ listing every bad record; `skip` drops them and writes the list to RUN_DIR/bad_r
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 import random
 from collections import Counter
@@ -65,9 +64,9 @@ class DataCheck:
         )
         images.set_pixel_limit(self.data.get("max_image_pixels"))
         self.media_tokens = media_tokens(processor)
-        self.geometry = images.processor_geometry(processor)
+        self.image_tokens = images.token_counter(processor)
         self.limits = LengthLimits(cfg, model_dir or processor.tokenizer.name_or_path)
-        self.video_budget = videos.Budget.from_config(self.data.get("video"))
+        self.video_budget = videos.Budget.for_run(cfg)
         self.bad: list[tuple[str, BadRecord]] = []
         self.max_listed: int | None = MAX_LISTED  # None lists every bad record
         self.stats: dict[str, dict] = {}
@@ -76,14 +75,6 @@ class DataCheck:
         kept = {split: self.check_split(split, source) for split, source in files.items()}
         for split in kept:
             log.info("%s", summary_line(split, self.stats[split]))
-        if not (self.data.get("boxes") or {}).get("rescale"):
-            for reward in box_rewards(self.cfg) if self.needs else []:
-                log.warning(
-                    "reward %s compares gold boxes as the records give them: if they are in "
-                    "pixels of the original image (VLM-R1, R1-V), set data.boxes.rescale=true "
-                    "so they match the resized image the model sees",
-                    reward,
-                )
         if self.bad and self.run_dir is not None:
             write_bad_records(self.run_dir / "bad_records.jsonl", self.bad)
         policy = self.data.get("on_bad_record", "raise")
@@ -199,6 +190,8 @@ class DataCheck:
             candidates = sorted(random.Random(seed).sample(candidates, sample))
         entries = {image_key(p): p for i in candidates for p in image_paths(records[i])}
         sizes = self._inspect_all(entries)
+        if any(video_paths(records[i]) for i in candidates):
+            self._check_takes_videos()
         clips = self._load_videos([records[i] for i in candidates])
         image_counts, video_counts, prompt_counts, truncated = [], [], [], 0
         for index in candidates:
@@ -216,7 +209,7 @@ class DataCheck:
                 key = "video" if "video" in record.fields else "videos"
                 problems[index] = BadRecord(record.source, key, "video unreadable", str(broken[0]))
                 continue
-            tokens = [images.image_tokens(*size, *self.geometry) for size in record_sizes]
+            tokens = [self.image_tokens(*size) for size in record_sizes]
             frame_tokens = [v.tokens_for(self.processor) for v in loaded]
             try:
                 prompt, total = count_tokens(self.processor, examples[index], tokens + frame_tokens)
@@ -253,6 +246,21 @@ class DataCheck:
         with ThreadPoolExecutor(max_workers=8) as pool:
             return dict(zip(entries, pool.map(one, entries.values()), strict=True))
 
+    def _check_takes_videos(self) -> None:
+        """A model family that reads images only (Gemma 3) stops at the first video."""
+        from vlexp import families
+
+        try:
+            family = families.of_model_cfg(self.cfg.model)
+        except families.UnknownFamily:
+            family = None
+        if family is not None and not family.video:
+            raise DataError(
+                f"data.train: records with videos and model {self.cfg.model.name}: the "
+                f"{family.name} family reads images only; use a Qwen2.5-VL, Qwen3-VL or Qwen3.5 "
+                "model for video data"
+            )
+
     def _load_videos(self, records: list[Record]) -> dict[str, Any]:
         """repr(video) -> Loaded, or the VideoError saying why it cannot be read."""
         found = {repr(v): v for record in records for v in video_paths(record)}
@@ -277,19 +285,6 @@ class DataCheck:
         where = f" (all listed in {self.run_dir / 'bad_records.jsonl'})" if self.run_dir else ""
         lines.append(f"Fix them, or set data.on_bad_record=skip to drop them{where}.")
         return "\n".join(lines)
-
-
-def box_rewards(cfg: Any) -> list[str]:
-    """The rewards that read a gold box: those with a `box` parameter (e.g. `iou`)."""
-    found = []
-    for name, node in reward_config.nodes(cfg).items():
-        try:
-            params = inspect.signature(reward_config.locate(node.get("_target_"))).parameters
-        except Exception:
-            continue  # the config check reports it
-        if "box" in params:
-            found.append(name)
-    return found
 
 
 def media_tokens(processor: Any) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from vlexp.paths import whole_png
@@ -189,6 +190,22 @@ def image_tokens(width: int, height: int, factor: int, min_pixels: int, max_pixe
 
     h, w = smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
     return (h // factor) * (w // factor)
+
+
+def token_counter(processor) -> Callable[[int, int], int]:
+    """`(width, height) -> tokens` one image adds to the prompt, as `processor` expands it.
+
+    Qwen-style processors resize within a pixel budget (`smart_resize`); fixed-size ones (Gemma
+    3) replace the image placeholder with the same `full_image_sequence` for every image.
+    """
+    if not hasattr(processor.image_processor, "patch_size"):
+        sequence = processor.tokenizer(
+            processor.full_image_sequence, add_special_tokens=False, verbose=False
+        )["input_ids"]
+        fixed = len(sequence)
+        return lambda width, height: fixed
+    geometry = processor_geometry(processor)
+    return lambda width, height: image_tokens(width, height, *geometry)
 
 
 def processor_geometry(processor) -> tuple[int, int, int]:

@@ -55,12 +55,28 @@ class Budget:
     max_pixels: int | None = None
     total_pixels: int | None = None
     backend: str = "auto"
+    # The model's vision patch side: frames are resized to multiples of patch x 2 (the 2x2
+    # merge): 14 for Qwen2/2.5-VL (28 px), 16 for Qwen3-VL and Qwen3.5 (32 px).
+    patch_size: int = 14
 
     @classmethod
-    def from_config(cls, video_cfg: Any) -> Budget:
+    def from_config(cls, video_cfg: Any, patch_size: int | None = None) -> Budget:
         cfg = dict(video_cfg or {})
         known = {k: cfg[k] for k in cls.__dataclass_fields__ if cfg.get(k) is not None}
+        if patch_size is not None:
+            known["patch_size"] = patch_size
         return cls(**known)
+
+    @classmethod
+    def for_run(cls, cfg: Any) -> Budget:
+        """`data.video` with the patch size of `cfg.model`'s family (14 when unknown)."""
+        from vlexp import families
+
+        try:
+            family = families.of_model_cfg(cfg.model)
+        except families.UnknownFamily:
+            family = None
+        return cls.from_config(cfg.data.get("video"), family.patch_size if family else None)
 
     def element(self, video: dict) -> dict:
         """The qwen-vl-utils content part for one video, budget keys included."""
@@ -185,6 +201,7 @@ class Loaded:
 
     frames: Any
     metadata: dict
+    patch_size: int = 14  # the model's vision patch side (Budget.patch_size)
 
     @property
     def grid_thw(self) -> tuple[int, int, int]:
@@ -221,7 +238,9 @@ def load(video: dict, budget: Budget) -> Loaded:
         video.get("path") or f"{len(video.get('frames') or [])} frames from {video['frames'][0]}"
     )
     try:
-        frames, metadata = fetch_video(element, return_video_metadata=True)
+        frames, metadata = fetch_video(
+            element, image_patch_size=budget.patch_size, return_video_metadata=True
+        )
     except VideoError:
         raise
     except Exception as err:  # the readers raise anything from OSError to AssertionError

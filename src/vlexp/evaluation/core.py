@@ -17,13 +17,16 @@ from vlexp.data.messages import prompt_text
 from vlexp.evaluation.gallery import write_html
 from vlexp.evaluation.generation import generate
 from vlexp.evaluation.scoring import annotate, score, summarise
-from vlexp.rewards.guard import guarded
+from vlexp.rewards.guard import guarded, processor_box_frame
 
 
-def build_rewards(reward_cfg: Any) -> tuple[dict[str, Any], dict[str, float]]:
-    """Reward functions (guarded: `reward.on_error` applies as in training) and weights."""
+def build_rewards(
+    reward_cfg: Any, box_frame: Any = None
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Reward functions (guarded: `reward.on_error` applies as in training; box rewards read
+    the model's `box_frame`) and weights."""
     holder = {"reward": reward_cfg}
-    return guarded(holder), reward_config.weights(holder)
+    return guarded(holder, box_frame), reward_config.weights(holder)
 
 
 def decoding(eval_cfg: Any) -> dict[str, Any]:
@@ -60,7 +63,7 @@ def evaluate(
     samples are gathered before the summary.
     """
     started = time.perf_counter()
-    funcs, weights = build_rewards(reward_cfg)
+    funcs, weights = build_rewards(reward_cfg, processor_box_frame(model, processor))
     indexed = list(enumerate(examples))
     world = accelerator.num_processes if accelerator is not None else 1
     if world > 1:

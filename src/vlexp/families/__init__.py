@@ -9,8 +9,9 @@ the family (`of_model_type`, `of_model`, `of_model_cfg`), never test a model's n
 Importing this package is cheap (no torch, no transformers): the family modules import
 their libraries inside the functions that need them.
 
-Where do I add a model family? One module here (see `qwen2_vl.py`) and one `Family` row in
-`FAMILIES` below; its bundled configs under `configs/<hub id>/config.json`.
+Where do I add a model family? One module here (see `qwen2_vl.py`, `qwen3.py`, `gemma3.py`)
+and one `Family` row in `FAMILIES` below; its bundled configs under
+`configs/<hub id>/config.json`; a `conf/model/tiny_<name>.yaml` for its tiny build.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
-BOX_FRAMES = ("pixels", "relative_1000")
+BOX_FRAMES = ("pixels", "relative_1000", "original")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,9 @@ class Family:
     merge_size: int  # patches merged per side into one LLM token
     temporal_patch_size: int  # video frames per temporal patch
     # Boxes the model reads and writes: "pixels" = absolute pixels of the image after the
-    # processor's resize (Qwen2/2.5-VL); "relative_1000" = 0..1000 of the image (Qwen3-VL).
+    # processor's resize (Qwen2/2.5-VL); "relative_1000" = 0..1000 of the image (Qwen3-VL,
+    # Qwen3.5); "original" = no convention of its own (Gemma 3), boxes stay in the record's
+    # pixels of the original image.
     box_frame: str
     # Regex (re.fullmatch over module names) of the vision tower and merger: frozen by
     # model.freeze_vision, kept free of LoRA adapters by memory=lora.
@@ -52,6 +55,18 @@ class Family:
     # None when the family has no tiny build yet.
     tiny: str | None
     special_tokens: tuple[str, ...] = field(default=())
+    # False for processors that resize every image to one fixed size with a fixed number of
+    # image tokens (Gemma 3: `image_seq_length`); model.min_pixels/max_pixels do not apply.
+    pixel_budget: bool = True
+    # Routed-expert parameters of a mixture-of-experts family (stacked 3-D tensors, not
+    # Linear layers): what memory=lora_experts adapts with PEFT's `target_parameters`.
+    # Empty for dense families, where that preset stops before loading.
+    expert_parameters: tuple[str, ...] = ()
+    # Whether the processor and model take videos (Gemma 3's take images only).
+    video: bool = True
+    # Tokenizer of the tiny build (`module:function(corpus, special_tokens, vocab_size)`);
+    # None trains vlexp.models.tiny's byte-level BPE as a Qwen2Tokenizer.
+    tiny_tokenizer: str | None = None
 
     @property
     def pixels_per_token(self) -> int:
@@ -111,7 +126,90 @@ QWEN2_VL = replace(
     tiny=None,
 )
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (QWEN2_5_VL, QWEN2_VL)}
+# Qwen3-VL and Qwen3.5: patch 16, 2x2 merge -> 32x32 px per LLM token, boxes in 0..1000 of
+# the image. Their hub checkpoints already use the module names (no key conversion) except
+# the MoE experts, which transformers converts by model_type for any class of the family.
+_QWEN3_VL = "transformers.models.qwen3_vl.modeling_qwen3_vl"
+_QWEN3_VL_MOE = "transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe"
+_QWEN3_5 = "transformers.models.qwen3_5.modeling_qwen3_5"
+_QWEN3_5_MOE = "transformers.models.qwen3_5_moe.modeling_qwen3_5_moe"
+_GEMMA3 = "transformers.models.gemma3.modeling_gemma3"
+_EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+
+QWEN3_VL = replace(
+    QWEN2_5_VL,
+    name="qwen3_vl",
+    model_types=("qwen3_vl",),
+    patch_size=16,
+    box_frame="relative_1000",
+    backbone=f"{_QWEN3_VL}:Qwen3VLModel",
+    pretrained_base=f"{_QWEN3_VL}:Qwen3VLPreTrainedModel",
+    weight_layout=None,
+    tiny="vlexp.families.qwen3:tiny_qwen3_vl",
+)
+QWEN3_VL_MOE = replace(
+    QWEN3_VL,
+    name="qwen3_vl_moe",
+    model_types=("qwen3_vl_moe",),
+    backbone=f"{_QWEN3_VL_MOE}:Qwen3VLMoeModel",
+    pretrained_base=f"{_QWEN3_VL_MOE}:Qwen3VLMoePreTrainedModel",
+    tiny="vlexp.families.qwen3:tiny_qwen3_vl_moe",
+    expert_parameters=_EXPERTS,
+)
+QWEN3_5 = replace(
+    QWEN3_VL,
+    name="qwen3_5",
+    model_types=("qwen3_5",),
+    backbone=f"{_QWEN3_5}:Qwen3_5Model",
+    pretrained_base=f"{_QWEN3_5}:Qwen3_5PreTrainedModel",
+    tiny="vlexp.families.qwen3:tiny_qwen3_5",
+)
+QWEN3_5_MOE = replace(
+    QWEN3_5,
+    name="qwen3_5_moe",
+    model_types=("qwen3_5_moe",),
+    backbone=f"{_QWEN3_5_MOE}:Qwen3_5MoeModel",
+    pretrained_base=f"{_QWEN3_5_MOE}:Qwen3_5MoePreTrainedModel",
+    tiny="vlexp.families.qwen3:tiny_qwen3_5_moe",
+    expert_parameters=_EXPERTS,
+)
+# Gemma 3's control tokens, in Gemma's order (its processor finds the image ones by name).
+_GEMMA_TOKENS = (
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<unk>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+)
+# Gemma 3: SigLIP tower (patch 14 at 896 px) average-pooled 4x4 into a fixed 256 tokens per
+# image; the planner reads the real numbers from the config.
+GEMMA3 = Family(
+    name="gemma3",
+    model_types=("gemma3",),
+    patch_size=14,
+    merge_size=4,
+    temporal_patch_size=1,
+    box_frame="original",
+    vision_modules=r"(.*\.)?(vision_tower|multi_modal_projector)(\..*)?",
+    language_module="language_model",
+    backbone=f"{_GEMMA3}:Gemma3Model",
+    pretrained_base=f"{_GEMMA3}:Gemma3PreTrainedModel",
+    weight_layout=None,
+    tiny="vlexp.families.gemma3:tiny_gemma3",
+    special_tokens=_GEMMA_TOKENS,
+    pixel_budget=False,
+    video=False,
+    tiny_tokenizer="vlexp.families.gemma3:tiny_tokenizer",
+)
+
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in (QWEN2_5_VL, QWEN2_VL, QWEN3_VL, QWEN3_VL_MOE, QWEN3_5, QWEN3_5_MOE, GEMMA3)
+}
 
 
 class UnknownFamily(ValueError):

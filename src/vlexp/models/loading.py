@@ -103,13 +103,25 @@ def load_processor(model_cfg: Any):
     )
     # transformers 5 spells the pixel budget as the image processor's size; saved with the
     # processor into final/, so evaluation and inference see the same pixels as training.
-    processor.image_processor.size = {
-        "shortest_edge": model_cfg.min_pixels,
-        "longest_edge": model_cfg.max_pixels,
-    }
+    # Families with a fixed image size (Gemma 3) keep the processor's own.
+    if _has_pixel_budget(model_cfg, processor):
+        processor.image_processor.size = {
+            "shortest_edge": model_cfg.min_pixels,
+            "longest_edge": model_cfg.max_pixels,
+        }
     # Batched generation needs left padding; TRL pads prompts itself but evaluation does not.
     processor.tokenizer.padding_side = "left"
     return processor
+
+
+def _has_pixel_budget(model_cfg: Any, processor: Any) -> bool:
+    """The family says, when its config is local; else (a run's adapter dir, an unknown
+    family) whether the image processor resizes by patches, as the Qwen ones do."""
+    model_type = families.model_type_of(str(model_cfg.name_or_path))
+    try:
+        return families.of_model_type(model_type).pixel_budget
+    except families.UnknownFamily:
+        return hasattr(processor.image_processor, "patch_size")
 
 
 def load_model(model_cfg: Any, memory_cfg: Any):
@@ -126,6 +138,10 @@ def load_model(model_cfg: Any, memory_cfg: Any):
     quantization = memory.of({"memory": memory_cfg}).quantization
     if quantization is not None:
         kwargs["quantization_config"] = instantiate(quantization)
+    if memory.of({"memory": memory_cfg}).zero_stage == 3:  # TRL loads the reference later
+        from vlexp import patches
+
+        patches.zero3_aware_expert_transpose()
     model = AutoModelForImageTextToText.from_pretrained(
         resolve_path(model_cfg.name_or_path), **kwargs
     )

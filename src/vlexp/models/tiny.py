@@ -107,11 +107,23 @@ def image_question_prompt(processor, question: str) -> str:
     return processor.apply_chat_template([message], add_generation_prompt=True, tokenize=False)
 
 
+def turn_end(processor) -> str:
+    """What the chat template writes after an assistant answer (`<|im_end|>\\n` for Qwen)."""
+    marker = "\u2063answer\u2063"
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "q"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": marker}]},
+    ]
+    text = processor.apply_chat_template(messages, tokenize=False)
+    return text[text.rindex(marker) + len(marker) :]
+
+
 def warm_up(model, processor, records: list[dict], image_dir: Path, seed: int) -> list[float]:
     """A few SFT steps on think/answer targets; loss on the answer tokens only."""
     import torch
     from PIL import Image
 
+    end = turn_end(processor)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=WARMUP["learning_rate"])
     model.train()
@@ -122,7 +134,8 @@ def warm_up(model, processor, records: list[dict], image_dir: Path, seed: int) -
         batch = records[start : start + batch_size]
         images = [Image.open(image_dir / r["image"]).convert("RGB") for r in batch]
         prompts = [image_question_prompt(processor, r["prefix"]) for r in batch]
-        full = [p + r["suffix"] + "<|im_end|>\n" for p, r in zip(prompts, batch, strict=True)]
+        full = [p + r["suffix"] + end for p, r in zip(prompts, batch, strict=True)]
+        images = [[image] for image in images]  # one list per text (Gemma 3 insists)
         inputs = processor(text=full, images=images, return_tensors="pt", padding=True)
         prompt_lens = [
             len(ids) for ids in processor(text=prompts, images=images, padding=False)["input_ids"]
@@ -150,7 +163,11 @@ def build(
     data_dir = shapes.generate(shapes.default_dir(512, 64, 0), num_train=512, num_eval=64, seed=0)
     records = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()]
     family = families.of_tiny(name)
-    tokenizer = build_tokenizer(records, family.special_tokens)
+    if family.tiny_tokenizer:
+        corpus = training_corpus(records)
+        tokenizer = family.load("tiny_tokenizer")(corpus, family.special_tokens, VOCAB_SIZE)
+    else:
+        tokenizer = build_tokenizer(records, family.special_tokens)
     processor, model = family.load("tiny")(tokenizer, seed)
     losses = []
     if warmup:

@@ -33,6 +33,9 @@ class Counts:
     trainable_tensors: int
     total_numel: int
     largest_layer_bytes: int  # one decoder layer: what ZeRO-3 gathers at a time
+    # Parameters one token passes through: all but the unrouted share of the MoE experts
+    # (equal to total_numel for dense models). Memory follows total_numel, FLOPs this.
+    active_numel: int = 0
 
 
 @dataclass
@@ -80,6 +83,7 @@ def meta_model(cfg: Any):
 def count(model: Any) -> Counts:
     params = list(model.parameters())  # tied weights appear once, as in the optimizer
     trainable = [p for p in params if p.requires_grad]
+    total = sum(p.numel() for p in params)
     layer_bytes = 0
     for name, module in model.named_modules():
         if name.endswith(("layers.0", "blocks.0")):
@@ -90,15 +94,34 @@ def count(model: Any) -> Counts:
         trainable_bytes=sum(p.numel() * p.element_size() for p in trainable),
         trainable_numel=sum(p.numel() for p in trainable),
         trainable_tensors=len(trainable),
-        total_numel=sum(p.numel() for p in params),
+        total_numel=total,
         largest_layer_bytes=layer_bytes,
+        active_numel=total - _idle_expert_numel(model),
     )
 
 
-def image_tokens(model_cfg: Any, vision: Any, height: int, width: int) -> int:
-    """LLM tokens for one image after `smart_resize` at the configured pixel budget."""
+def _idle_expert_numel(model: Any) -> int:
+    """Routed-expert parameters a token does not use: (1 - top_k / experts) of them.
+
+    transformers keeps each MoE layer's routed experts as stacked tensors in a module named
+    `experts` (Qwen3-VL-MoE, Qwen3.5-MoE); shared experts live elsewhere and always run.
+    """
+    text = model.config.get_text_config()
+    experts, top_k = getattr(text, "num_experts", None), getattr(text, "num_experts_per_tok", None)
+    if not experts or not top_k:
+        return 0
+    routed = sum(p.numel() for name, p in model.named_parameters() if ".experts." in f".{name}")
+    return int(routed * (1 - top_k / experts))
+
+
+def image_tokens(model_cfg: Any, config: Any, height: int, width: int) -> int:
+    """LLM tokens for one image after `smart_resize` at the configured pixel budget (or the
+    fixed count of a family without one: Gemma 3's `mm_tokens_per_image`)."""
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
+    if not families.of_model_type(config.model_type).pixel_budget:
+        return int(config.mm_tokens_per_image)
+    vision = config.vision_config
     factor = vision.patch_size * vision.spatial_merge_size
     h, w = smart_resize(height, width, factor, model_cfg.min_pixels, model_cfg.max_pixels)
     return (h // factor) * (w // factor)
@@ -159,7 +182,7 @@ def estimate(cfg: Any, plan: dict) -> Estimate:
 
     # Sequence: text + image tokens (+ the completion when the algorithm generates), per row.
     n_images = int(plan.get("images_per_sample", 1))
-    per_image = image_tokens(cfg.model, vision, plan["image_height"], plan["image_width"])
+    per_image = image_tokens(cfg.model, model.config, plan["image_height"], plan["image_width"])
     out.image_tokens = per_image * n_images
     prompt = int(plan["text_tokens"]) + out.image_tokens
     completion = algo.completion_budget()
@@ -221,8 +244,8 @@ def _activations(cfg, text, vision, rows: int, seq: int, image_tokens: int, d: i
     it trains (frozen by `freeze_vision` or PEFT: nothing needs its graph). Scaled by
     FULL_FINETUNE_CALIBRATION when the weights train (see above); LoRA adds `_lora_saved`.
     """
-    h, i = text.hidden_size, text.intermediate_size
-    kv = text.num_key_value_heads * (h // text.num_attention_heads)
+    h, i = text.hidden_size, mlp_width(text)
+    kv = text.num_key_value_heads * head_dim(text)
     held = memory.of(cfg)
     liger = held.liger_kernel
     layer = d * (4 * h + 2 * kv + (2 if liger else 4) * i) + (0 if liger else 8 * h)
@@ -233,10 +256,10 @@ def _activations(cfg, text, vision, rows: int, seq: int, image_tokens: int, d: i
     else:
         saved = tokens * layers * layer
     if held.peft is not None:
-        lora = _lora_saved(held.peft, h, i, d)
+        lora = _lora_saved(held.peft, h, dense_mlp_width(text), d)
         saved += tokens * (lora if held.gradient_checkpointing else layers * lora)
     vision_trains = not cfg.model.get("freeze_vision") and held.peft is None
-    if vision_trains:
+    if vision_trains and hasattr(vision, "spatial_merge_size"):
         hv = getattr(vision, "embed_dim", None) or vision.hidden_size
         iv = getattr(vision, "intermediate_size", None) or hv * getattr(vision, "mlp_ratio", 4)
         patches = rows * image_tokens * vision.spatial_merge_size**2
@@ -252,9 +275,12 @@ def _lora_saved(peft: Any, h: int, i: int, d: int) -> int:
     """Bytes per token and decoder layer LoRA keeps for backward: for each adapted projection
     its dropout mask (1 B) and dropped input (d B) per input feature when lora_dropout > 0,
     else the inputs themselves (shared by q/k/v and by gate/up: about 2h + i), plus A's
-    rank-r output. Inputs: h for the attention and gate/up projections, i for down_proj."""
+    rank-r output. Inputs: h for the attention and gate/up projections, i for down_proj.
+    `i` is the width of the MLP's Linear layers: 0 for routed experts only (their weights
+    are stacked 3-D tensors that `target_modules` names do not reach)."""
     target = str(peft.get("target_modules"))
-    names = [name for name in PROJECTIONS if name in target]
+    mlp = ("gate_proj", "up_proj", "down_proj")
+    names = [name for name in PROJECTIONS if name in target and (i or name not in mlp)]
     rank = int(peft.get("r", 8)) * d * len(names)
     if float(peft.get("lora_dropout") or 0.0) > 0:
         return (1 + d) * sum(i if name == "down_proj" else h for name in names) + rank
@@ -271,9 +297,39 @@ def _generation(cfg, text, prompt: int, completion: int, d: int, plan: dict) -> 
         return {}  # a separate vLLM server holds its own GPUs
     steps = args.get("steps_per_generation") or cfg.train.gradient_accumulation_steps
     rows = int(cfg.train.per_device_train_batch_size) * int(steps)
-    head_dim = text.hidden_size // text.num_attention_heads
-    per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * d
+    per_token = 2 * attention_layers(text) * text.num_key_value_heads * head_dim(text) * d
     return {"generation KV cache": rows * (prompt + completion) * per_token}
+
+
+def head_dim(text: Any) -> int:
+    """Attention head size: explicit in Qwen3/Qwen3.5/Gemma configs (not hidden / heads)."""
+    return getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+
+
+def dense_mlp_width(text: Any) -> int:
+    """Intermediate units of the MLP's Linear layers: the dense MLP, or a MoE's shared expert
+    (0 when it has none: its routed experts are stacked tensors, not Linear layers)."""
+    if getattr(text, "num_experts", None) and getattr(text, "moe_intermediate_size", None):
+        return int(getattr(text, "shared_expert_intermediate_size", 0) or 0)
+    return int(text.intermediate_size)
+
+
+def mlp_width(text: Any) -> int:
+    """Intermediate units one token passes through per layer: the dense MLP, or the routed
+    experts' `top_k * moe_intermediate_size` plus a shared expert (MoE: active, not total)."""
+    if getattr(text, "num_experts", None) and getattr(text, "moe_intermediate_size", None):
+        shared = getattr(text, "shared_expert_intermediate_size", 0) or 0
+        return text.num_experts_per_tok * text.moe_intermediate_size + shared
+    return text.intermediate_size
+
+
+def attention_layers(text: Any) -> int:
+    """Layers that keep a KV cache: Qwen3.5's Gated-DeltaNet (`linear_attention`) layers hold
+    a fixed-size state instead, so only its `full_attention` layers count."""
+    layer_types = getattr(text, "layer_types", None)
+    if not layer_types:
+        return text.num_hidden_layers
+    return sum(1 for kind in layer_types if kind != "linear_attention")
 
 
 def gib(n: float) -> str:

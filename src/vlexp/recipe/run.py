@@ -135,6 +135,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
         **trainer_kwargs,
     )
     checkpoints.install(trainer)  # written aside, synced, renamed whole (recipe.checkpoints)
+    patches.router_logits_per_forward(trainer.model)  # MoE: TRL passes them per forward
     for callback in in_training_eval:
         callback.bind(trainer)  # generation needs the trainer's accelerator and wrapped model
     account.log_algorithm(trainer)  # the algorithm as the trainer holds it (TRL trainers)

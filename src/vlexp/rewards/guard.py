@@ -15,9 +15,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from vlexp import families
 from vlexp.config import reward as reward_config
 from vlexp.config.reward import ON_ERROR
+from vlexp.data.images import processor_geometry
 from vlexp.rewards.answers import completion_text
+from vlexp.rewards.library import BoxFrame
 
 log = logging.getLogger("vlexp")
 
@@ -240,18 +243,70 @@ class AsyncGuardedReward(GuardedReward):
             raise RewardTimeout(self.timeout_s) from None
 
 
-def guarded(cfg: Any) -> dict[str, GuardedReward]:
+def guarded(cfg: Any, box_frame: Any = None) -> dict[str, GuardedReward]:
     """Reward name -> its function built from the config and guarded by `reward.on_error`,
-    in `reward.funcs` order (the order TRL receives them)."""
+    in `reward.funcs` order (the order TRL receives them).
+
+    Rewards with a `box_frame` parameter that the config leaves unset get `box_frame` (or,
+    when None, the frame of `cfg.model`'s family): they read boxes as the policy writes them.
+    """
     from hydra.utils import instantiate
 
     policy = reward_config.on_error(cfg)
-    guarded_funcs = {}
+    built = {}
     for name, node in reward_config.nodes(cfg).items():
         func = instantiate(node)
         limit = reward_config.timeout_s(cfg, qualified_name(func))
-        guarded_funcs[name] = guard(func, on_error=policy, timeout_s=limit)
-    return guarded_funcs
+        if "box_frame" not in node and _takes_box_frame(node) and not _gold_rescaled(cfg):
+            # Bound after instantiate: Hydra would turn the dataclass into a DictConfig.
+            frame = box_frame or model_box_frame(cfg.get("model"))
+            func = functools.partial(func, box_frame=frame)
+        built[name] = guard(func, on_error=policy, timeout_s=limit)
+    return built
+
+
+def _gold_rescaled(cfg: Any) -> bool:
+    """data.boxes.rescale=true: the loader already put gold boxes in the model's frame."""
+    return bool(((cfg.get("data") or {}).get("boxes") or {}).get("rescale"))
+
+
+def _takes_box_frame(node: Any) -> bool:
+    try:
+        target = reward_config.locate(node.get("_target_"))
+        return node.get("_partial_") and "box_frame" in inspect.signature(target).parameters
+    except Exception:
+        return False  # validate.rewards reports a target that does not import
+
+
+def model_box_frame(model_cfg: Any) -> Any:
+    """The box frame of `model_cfg`'s family with its configured pixel budget (the original
+    frame when the family cannot be told offline)."""
+    try:
+        family = families.of_model_cfg(model_cfg) if model_cfg is not None else None
+    except families.UnknownFamily:
+        family = None  # a model loaded through the generic path: boxes as they are
+    if family is None:
+        return BoxFrame()
+    return BoxFrame(
+        family.box_frame,
+        family.pixels_per_token,
+        model_cfg.get("min_pixels") or 0,
+        model_cfg.get("max_pixels") or 0,
+    )
+
+
+def processor_box_frame(model: Any, processor: Any) -> Any:
+    """The box frame of a loaded model, with the resize its processor applies."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    try:
+        family = families.of_model_type(model_type) if model_type else None
+    except families.UnknownFamily:
+        family = None
+    if family is None:
+        return BoxFrame()
+    if family.box_frame != "pixels":
+        return BoxFrame(family.box_frame)
+    return BoxFrame(family.box_frame, *processor_geometry(processor))
 
 
 def guard(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from vlexp.rewards.answers import (
@@ -204,14 +205,58 @@ def box_iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def iou(completions: list, box: list | None = None, solution: list | None = None, **kwargs: Any):
+@dataclass(frozen=True)
+class BoxFrame:
+    """How the policy writes boxes, so its answer can be mapped onto the record's pixels.
+
+    `kind` is the model family's convention (`vlexp.families.BOX_FRAMES`): "original" (the
+    record's own pixels: no mapping), "pixels" (absolute pixels of the image as the processor
+    resized it: Qwen2/2.5-VL), "relative_1000" (0..1000 of the image: Qwen3-VL, Qwen3.5).
+    `factor`, `min_pixels` and `max_pixels` are the processor's resize, for "pixels".
+    """
+
+    kind: str = "original"
+    factor: int = 28
+    min_pixels: int = 0
+    max_pixels: int = 0
+
+    def to_record(self, box: list[float], size: tuple[int, int]) -> list[float]:
+        """`box` as the model wrote it, in pixels of the original `size` (width, height) image.
+
+        >>> BoxFrame("relative_1000").to_record([250, 0, 500, 1000], (200, 100))
+        [50.0, 0.0, 100.0, 100.0]
+        """
+        width, height = size
+        if self.kind == "relative_1000":
+            sx, sy = width / 1000, height / 1000
+        elif self.kind == "pixels":
+            from vlexp.data.boxes import resized_size
+
+            new_w, new_h = resized_size(
+                width, height, self.min_pixels, self.max_pixels, factor=self.factor
+            )
+            sx, sy = width / new_w, height / new_h
+        else:
+            return box
+        return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+
+
+def iou(
+    completions: list,
+    box: list | None = None,
+    solution: list | None = None,
+    box_frame: BoxFrame | None = None,
+    **kwargs: Any,
+):
     """IoU of the first `[x1, y1, x2, y2]` in the answer with the record's `box` (or `solution`).
 
     0.0 when no box can be parsed, or when the answer's corners are out of order (x2 < x1 or
-    y2 < y1): the format is part of the task. Boxes are compared in the record's coordinates:
-    with `data.boxes.rescale=true` the data loader has already put the gold box in the frame the
-    model answers in (pixels of the resized image for Qwen2/2.5-VL, 0-1000 for Qwen3-VL);
-    without it, the gold must already be in that frame.
+    y2 < y1): the format is part of the task. The record's box is in pixels of its original
+    image; the answer is read in the model family's convention (`box_frame`, bound by vlexp
+    from `model`: 0..1000 for Qwen3-VL, resized pixels for Qwen2.5-VL) and mapped onto those
+    pixels with the record's image size. With `data.boxes.rescale=true` the data loader has
+    already put the gold box in the frame the model answers in, so vlexp binds no frame and
+    both are compared as they are (as they are without a frame).
 
     >>> iou(["<answer>[0, 0, 10, 10]</answer>", "[10, 10, 0, 0]", "none"], box=["[0, 0, 10, 10]"] * 3)
     [1.0, 0.0, 0.0]
@@ -219,8 +264,10 @@ def iou(completions: list, box: list | None = None, solution: list | None = None
     column, golds = ("box", box) if box is not None else ("solution", solution)
     if golds is None:
         raise ValueError("iou needs a 'box' (or 'solution') column holding [x1, y1, x2, y2]")
+    frame = box_frame or BoxFrame()
+    sizes = _image_sizes(kwargs, len(completions)) if frame.kind != "original" else None
     scores = []
-    for completion, value in zip(completions, golds, strict=True):
+    for index, (completion, value) in enumerate(zip(completions, golds, strict=True)):
         gold = parse_box(str(value))  # a list, its JSON text, or `<answer>[...]</answer>`
         if gold is None or gold[2] < gold[0] or gold[3] < gold[1]:
             raise ValueError(
@@ -230,8 +277,38 @@ def iou(completions: list, box: list | None = None, solution: list | None = None
         ordered = (
             predicted is not None and predicted[0] <= predicted[2] and predicted[1] <= predicted[3]
         )
+        if ordered and sizes is not None:
+            predicted = frame.to_record(predicted, sizes[index])
         scores.append(box_iou(predicted, gold) if ordered else 0.0)
     return scores
+
+
+def _image_sizes(kwargs: dict[str, Any], count: int) -> list[tuple[int, int]]:
+    """(width, height) of each completion's record image: TRL passes the `images` (or
+    `image`) column along with the other columns. Boxes need exactly one image per record."""
+    column = kwargs.get("images", kwargs.get("image"))
+    if column is None or len(column) != count:
+        raise ValueError(
+            "iou with the model's box frame needs the record's image (an 'images' column) "
+            "to map the answer's box onto the record's pixels"
+        )
+    sizes = []
+    for entry in column:
+        entries = entry if isinstance(entry, list) else [entry]
+        if len(entries) != 1:
+            raise ValueError(
+                f"iou needs exactly one image per record to read its box (got {len(entries)})"
+            )
+        sizes.append(_size(entries[0]))
+    return sizes
+
+
+def _size(image: Any) -> tuple[int, int]:
+    if hasattr(image, "size") and not isinstance(image, dict):
+        return tuple(image.size)  # a PIL image
+    from vlexp.data.boxes import image_size
+
+    return image_size(image)
 
 
 def length(

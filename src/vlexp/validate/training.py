@@ -6,16 +6,46 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from vlexp import families
 from vlexp.config import algo as algorithm
 from vlexp.data.videos import Budget, budget_problems
 from vlexp.evaluation.core import check
 
 
 def check_pixels(cfg: DictConfig) -> list[str]:
+    family = families.of_model_cfg(cfg.model)
+    if family is not None and not family.pixel_budget:
+        return []  # a fixed image size (Gemma 3): model.min_pixels / max_pixels are unused
+    side = family.pixels_per_token if family is not None else 28
+    if cfg.model.min_pixels is None or cfg.model.max_pixels is None:
+        return [f"model.min_pixels and model.max_pixels must be set ({side}x{side} px = one token)"]
     if cfg.model.min_pixels > cfg.model.max_pixels:
         return [
             f"model.min_pixels ({cfg.model.min_pixels}) > model.max_pixels ({cfg.model.max_pixels}): "
-            "lower model.min_pixels or raise model.max_pixels (28x28 px = one image token)"
+            f"lower model.min_pixels or raise model.max_pixels ({side}x{side} px = one image token)"
+        ]
+    return []
+
+
+def check_model_family(cfg: DictConfig) -> list[str]:
+    """What the model's family cannot do, said before it loads: LoRA on experts it lacks."""
+    try:
+        family = families.of_model_cfg(cfg.model)
+    except families.UnknownFamily:
+        return []  # the generic path: transformers decides
+    peft = (cfg.get("memory") or {}).get("peft") or {}
+    if family is None or not peft.get("target_parameters"):
+        return []
+    if not family.expert_parameters:
+        return [
+            f"memory.peft.target_parameters (memory=lora_experts) adapts mixture-of-experts "
+            f"experts, and {cfg.model.name} ({family.name}) has none: use memory=lora"
+        ]
+    unknown = [p for p in peft.target_parameters if p not in family.expert_parameters]
+    if unknown:
+        return [
+            f"memory.peft.target_parameters {unknown}: {family.name}'s experts are "
+            f"{list(family.expert_parameters)}"
         ]
     return []
 

@@ -1,0 +1,261 @@
+"""Every new model family (Qwen3-VL, Qwen3-VL-MoE, Qwen3.5, Gemma 3) through the command a user
+runs: GRPO with rewards, SFT and DPO on its tiny build; final/ reloads with from_pretrained and
+generates from an image; MoE runs log the router's load-balancing loss; LoRA presets adapt
+what they say (experts included or not) and never the vision tower."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tests.helpers import build_trainer, compose, read_metrics, run_cli
+
+FAMILIES = ["qwen3_vl", "qwen3_vl_moe", "qwen3_5", "gemma3"]
+MOE = {"qwen3_vl_moe", "qwen3_5_moe"}
+SMALL = ["train.max_steps=2", "train.save_steps=1000", "data.prepare.num_train=64"]
+
+
+def reload_and_generate(final) -> str:
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(final)
+    processor.tokenizer.padding_side = "left"
+    model = AutoModelForImageTextToText.from_pretrained(final)
+    message = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Count."}]}
+    prompt = processor.apply_chat_template([message], add_generation_prompt=True, tokenize=False)
+    images = [[Image.new("RGB", (96, 64), "red")], [Image.new("RGB", (64, 96), "blue")]]
+    inputs = processor(text=[prompt, prompt], images=images, return_tensors="pt", padding=True)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a batch of two: MoE generate() breaks on router logits if left on
+        out = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+    return processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :])
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, "qwen3_5_moe"])
+def test_grpo_command_on_each_family(family, tmp_path, shapes_dir):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        f"model=tiny_{family}",
+        "algo=grpo",
+        "reward=[think_format,accuracy]",
+        "train.max_steps=2",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_metrics(run_dir)
+    assert [row["step"] for row in rows] == [1, 2]
+    for row in rows:
+        for name in ("reward", "kl", "entropy", "completions/mean_length"):
+            assert math.isfinite(row[name]), (family, name, row)
+        assert 0.0 <= row["rewards/think_format/mean"] <= 1.0
+        assert ("aux_loss" in row) == (family in MOE), row
+    # The warm-up leaves reward variance: some group is not all-equal.
+    assert any(row["reward_std"] > 0 for row in rows)
+    config = json.loads((run_dir / "final" / "config.json").read_text())
+    assert config["model_type"] == family
+    reload_and_generate(run_dir / "final")
+
+
+@pytest.mark.slow  # 8 short runs, ~3 minutes on 2 cores
+@pytest.mark.parametrize("algo", ["sft", "dpo"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sft_and_dpo_on_each_family(family, algo, tmp_path, shapes_dir):
+    from vlexp.recipe.run import train
+
+    cfg = compose([f"model=tiny_{family}", f"algo={algo}", *SMALL])
+    train(cfg, tmp_path)
+    rows = read_metrics(tmp_path)
+    assert [row["step"] for row in rows] == [1, 2]
+    assert all(math.isfinite(row["loss"]) for row in rows)
+    if algo == "dpo":
+        assert all("rewards/margins" in row for row in rows)
+    if family in MOE:
+        # TRL adds the router's load-balancing loss; vlexp keeps it out of the saved config.
+        assert all(row["aux_loss"] > 0 for row in rows)
+        config = json.loads((tmp_path / "final" / "config.json").read_text())
+        assert config["text_config"]["output_router_logits"] is False
+    reload_and_generate(tmp_path / "final")
+
+
+@pytest.mark.parametrize(
+    "family, memory, experts",
+    [
+        ("qwen3_vl_moe", "lora", False),
+        ("qwen3_vl_moe", "lora_experts", True),
+        ("gemma3", "lora", False),
+    ],
+)
+def test_lora_presets_adapt_experts_only_when_asked(family, memory, experts, tmp_path, shapes_dir):
+    from vlexp import families
+
+    overrides = [f"model=tiny_{family}", "algo=sft", f"memory={memory}", *SMALL]
+    trainer, _ = build_trainer(overrides, tmp_path)
+    adapted = {n.split(".lora_")[0] for n, _ in trainer.model.named_parameters() if ".lora_" in n}
+    vision = families.FAMILIES[family].vision_modules
+    import re
+
+    assert adapted and not any(
+        re.fullmatch(vision, n.removeprefix("base_model.model.")) for n in adapted
+    )
+    assert any(".self_attn.q_proj" in n for n in adapted)
+    assert any(".mlp.experts" in n for n in adapted) == experts
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert all(".lora_" in n for n in trainable)
+
+
+def test_lora_experts_on_a_dense_model_stops_before_loading(tmp_path):
+    result = run_cli("model=tiny_qwen3_vl", "memory=lora_experts", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "vlexp: config error:" in result.stderr and "has none: use memory=lora" in result.stderr
+    assert not (tmp_path / "final").exists()
+
+
+def _geometry_records(shapes_dir, path, count: int = 16):
+    """Shapes counting questions in the geometry preset's format (`\\boxed{}` solutions)."""
+    lines = (shapes_dir / "train.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if '"count"' in line][:count]
+    rows = [
+        {"image": r["image"], "problem": r["prefix"], "solution": f"\\boxed{{{r['solution']}}}"}
+        for r in records
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_qwen3_vl_8b_geometry_preset_runs_with_the_tiny_swapped_in(tmp_path, shapes_dir):
+    from tests.e2e.inprocess import train_in_process
+
+    preset = compose(["experiment=qwen3_vl_8b_geometry_grpo"])
+    assert preset.model.name_or_path == "Qwen/Qwen3-VL-8B-Instruct"
+    assert preset.model.max_pixels == 1024 * 32 * 32
+    assert list(preset.reward.funcs) == ["think_format", "accuracy"]
+    assert preset.algo.args.num_generations == 8
+
+    train = _geometry_records(shapes_dir, tmp_path / "geometry.jsonl")
+    trainer, rows = train_in_process(
+        [
+            "experiment=qwen3_vl_8b_geometry_grpo",
+            "model=tiny_qwen3_vl",
+            "train.max_steps=2",
+            "train.save_steps=1000",
+            "algo.args.max_completion_length=48",
+            f"data.train={train}",
+            f"data.image_root={shapes_dir}",
+        ],
+        tmp_path / "run",
+    )
+    assert trainer.num_generations == 8 and trainer.reward_func_names == [
+        "think_format",
+        "accuracy",
+    ]
+    prompt = trainer.train_dataset[0]["prompt"][-1]["content"][-1]["text"]
+    assert prompt.endswith("give the final answer as \\boxed{} inside <answer> </answer> tags.")
+    assert [row["step"] for row in rows] == [1, 2]
+    assert all("rewards/accuracy/mean" in row and "kl" in row for row in rows)
+
+
+def test_qwen3_vl_30b_a3b_lora_zero3_preset_runs_with_the_tiny_moe_swapped_in(tmp_path, shapes_dir):
+    from tests.e2e.inprocess import train_in_process
+
+    preset = compose(["experiment=qwen3_vl_30b_a3b_lora_zero3"])
+    assert preset.model.name_or_path == "Qwen/Qwen3-VL-30B-A3B-Instruct"
+    assert preset.memory.deepspeed.zero_optimization.stage == 3
+    assert preset.memory.peft.r == 32 and preset.memory.gradient_checkpointing
+    assert "target_parameters" not in preset.memory.peft  # experts stay frozen
+    assert preset.launcher.num_processes == 8
+
+    # One process here: ZeRO-3 needs the launcher (tests/distributed runs it on the tiny MoE).
+    train = _geometry_records(shapes_dir, tmp_path / "geometry.jsonl")
+    trainer, rows = train_in_process(
+        [
+            "experiment=qwen3_vl_30b_a3b_lora_zero3",
+            "model=tiny_qwen3_vl_moe",
+            "memory=[lora,grad_ckpt]",
+            "launcher=local",
+            "train.max_steps=2",
+            "train.save_steps=1000",
+            "algo.args.max_completion_length=48",
+            f"data.train={train}",
+            f"data.image_root={shapes_dir}",
+        ],
+        tmp_path / "run",
+    )
+    assert trainer.beta == 0.0 and trainer.ref_model is None
+    assert [row["step"] for row in rows] == [1, 2]
+    assert all(row["aux_loss"] > 0 and "rewards/accuracy/mean" in row for row in rows)
+    assert (tmp_path / "run" / "final" / "adapter_config.json").is_file()
+
+
+@pytest.mark.slow  # 4 short runs, ~2 minutes
+@pytest.mark.parametrize("family", ["qwen3_vl", "gemma3"])
+def test_reward_model_then_ppo_on_a_new_family(family, tmp_path, shapes_dir):
+    """The value head uses the family's backbone (Qwen3VLModel, Gemma3Model); PPO's critic
+    starts from the trained reward model."""
+    from vlexp.recipe.run import train
+
+    reward_dir = tmp_path / "rm"
+    train(compose([f"model=tiny_{family}", "algo=reward_model", *SMALL]), reward_dir)
+    config = json.loads((reward_dir / "final" / "config.json").read_text())
+    assert config["architectures"][0].endswith("ForRewardModel")
+    rows = read_metrics(reward_dir)
+    assert all(math.isfinite(row["loss"]) for row in rows)
+
+    ppo_dir = tmp_path / "ppo"
+    overrides = [f"model=tiny_{family}", "algo=ppo", "reward=[think_format,accuracy]", *SMALL]
+    train(compose([*overrides, f"algo.args.critic_init={reward_dir}"]), ppo_dir)
+    rows = read_metrics(ppo_dir)
+    assert [row["step"] for row in rows] == [1, 2]
+    assert all(math.isfinite(row["loss/value"]) for row in rows)
+    assert "objective/kl" in rows[0] and "rewards/accuracy/mean" in rows[0]
+
+
+@pytest.mark.slow
+def test_video_sft_on_qwen3_vl_uses_32_px_frames(tmp_path):
+    from vlexp.recipe.run import train
+
+    train(compose(["model=tiny_qwen3_vl", "data=shapes_video", "algo=sft", *SMALL]), tmp_path)
+    rows = read_metrics(tmp_path)
+    assert [row["step"] for row in rows] == [1, 2]
+    assert all(math.isfinite(row["loss"]) for row in rows)
+
+
+def test_gemma3_refuses_video_data_before_loading(tmp_path):
+    result = run_cli("model=tiny_gemma3", "data=shapes_video", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "the gemma3 family reads images only" in result.stderr
+
+
+@pytest.mark.parametrize("family, algo", [("qwen3_vl_moe", "sft"), ("gemma3", "grpo")])
+def test_in_training_evaluation_generates_on_a_new_family(family, algo, tmp_path, shapes_dir):
+    """Batched generation mid-run: on the MoE right after TRL turned router logits on."""
+    from vlexp.recipe.run import train
+
+    overrides = [f"model=tiny_{family}", f"algo={algo}", "train.eval_steps=2", "eval.limit=8"]
+    if algo == "grpo":
+        overrides.append("reward=[think_format,accuracy]")
+    train(compose([*overrides, *SMALL]), tmp_path)
+    evaluated = [row for row in read_metrics(tmp_path) if "eval/reward" in row]
+    assert evaluated and 0.0 <= evaluated[-1]["eval/rewards/think_format/mean"] <= 1.0
+
+
+def test_resume_auto_continues_a_moe_run(tmp_path, shapes_dir):
+    run_dir = tmp_path / "run"
+    base = [
+        "model=tiny_qwen3_vl_moe",
+        "algo=grpo",
+        "reward=[think_format,accuracy]",
+        "train.save_steps=1",
+        f"hydra.run.dir={run_dir}",
+    ]
+    first = run_cli(*base, "train.max_steps=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_cli(*base, "train.max_steps=3", "resume=auto")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "continuing from" in second.stderr + second.stdout
+    steps = [row["step"] for row in read_metrics(run_dir)]
+    assert steps[-1] == 3 and steps.count(1) == 1  # step 1 was not trained again

@@ -1,0 +1,146 @@
+"""The model families of issue 16 (Qwen3-VL dense/MoE, Qwen3.5, Gemma 3): their family rows,
+bundled configs and planner numbers, and box rewards that follow the family's convention."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import compose
+
+# Parameter totals of the bundled configs, built on the meta device by transformers 5.24.
+# Qwen3-VL-8B's equals the weight total published with its config.json (8,767,123,696).
+BUNDLED = {
+    "Qwen/Qwen3-VL-2B-Instruct": ("qwen3_vl", 2_127_532_032),
+    "Qwen/Qwen3-VL-4B-Instruct": ("qwen3_vl", 4_437_815_808),
+    "Qwen/Qwen3-VL-8B-Instruct": ("qwen3_vl", 8_767_123_696),
+    "Qwen/Qwen3-VL-30B-A3B-Instruct": ("qwen3_vl_moe", 31_070_754_032),
+    "Qwen/Qwen3.5-27B": ("qwen3_5", 27_356_728_560),
+    "Qwen/Qwen3.5-35B-A3B": ("qwen3_5_moe", 35_107_181_936),
+}
+OPTIONS = {
+    "qwen3_vl_2b": "Qwen/Qwen3-VL-2B-Instruct",
+    "qwen3_vl_4b": "Qwen/Qwen3-VL-4B-Instruct",
+    "qwen3_vl_8b": "Qwen/Qwen3-VL-8B-Instruct",
+    "qwen3_vl_30b_a3b": "Qwen/Qwen3-VL-30B-A3B-Instruct",
+    "qwen3_5_27b": "Qwen/Qwen3.5-27B",
+    "qwen3_5_35b_a3b": "Qwen/Qwen3.5-35B-A3B",
+}
+
+
+def test_family_rows_hold_what_differs():
+    from vlexp import families
+
+    for name in ("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"):
+        family = families.FAMILIES[name]
+        assert family.pixels_per_token == 32 and family.patch_size == 16, name
+        assert family.box_frame == "relative_1000", name
+        assert family.pixel_budget and family.tiny is not None
+    assert families.FAMILIES["qwen2_5_vl"].pixels_per_token == 28
+    gemma = families.of_model_type("gemma3")
+    assert (gemma.box_frame, gemma.pixel_budget) == ("original", False)
+    assert all(f.box_frame in families.BOX_FRAMES for f in families.FAMILIES.values())
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_model_options_name_a_bundled_config(option):
+    from vlexp import families
+
+    cfg = compose([f"model={option}"])
+    assert cfg.model.name_or_path == OPTIONS[option]
+    path = families.bundled_config(cfg.model.name_or_path)
+    assert path is not None, option
+    model_type = json.loads(path.read_text())["model_type"]
+    assert families.of_model_cfg(cfg.model).name == BUNDLED[OPTIONS[option]][0] == model_type
+    assert cfg.model.max_pixels == 1280 * 32 * 32
+
+
+@pytest.mark.parametrize("hub_id", list(BUNDLED))
+def test_bundled_config_builds_the_published_size(hub_id):
+    from vlexp.recipe.estimate import count, meta_model
+
+    option = next(o for o, h in OPTIONS.items() if h == hub_id)
+    counts = count(meta_model(compose([f"model={option}"])))
+    assert counts.total_numel == BUNDLED[hub_id][1]
+    if "A3B" in hub_id:  # 8 of 128 (Qwen3-VL) / 256 (Qwen3.5) experts run per token
+        assert 3.5e9 < counts.active_numel < 4.5e9, counts.active_numel
+    else:
+        assert counts.active_numel == counts.total_numel
+
+
+def test_plan_of_the_30b_moe_with_lora_and_zero3_prints_offline(capsys):
+    from vlexp.plan import main
+
+    code = main(["model=qwen3_vl_30b_a3b", "memory=[lora,zero3]", "launcher.num_processes=8"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "31.1B params, 3.91B active per token" in out
+    assert "8 GPU(s)" in out and "per GPU:" in out and ": fits" in out
+    assert "memory holds every expert" in out
+    # 1222 tokens for a 1080x1920 image at 1280*32*32 px: 32-px tokens, not Qwen2.5's 28.
+    assert "256 text + 1222 image tokens" in out
+
+
+def test_planner_reads_head_dim_experts_and_linear_attention():
+    from vlexp.recipe.estimate import attention_layers, head_dim, meta_model, mlp_width
+
+    moe = meta_model(compose(["model=qwen3_vl_30b_a3b"])).config.get_text_config()
+    assert head_dim(moe) == 128 != moe.hidden_size // moe.num_attention_heads
+    assert mlp_width(moe) == 8 * 768
+    hybrid = meta_model(compose(["model=qwen3_5_35b_a3b"])).config.get_text_config()
+    assert attention_layers(hybrid) == 10  # 40 layers, 3 Gated-DeltaNet per full attention
+    assert mlp_width(hybrid) == 8 * 512 + 512  # routed + shared expert
+
+
+def test_gemma3_has_no_pixel_budget_to_check():
+    from vlexp.validate.training import check_pixels
+
+    assert check_pixels(compose(["model=tiny_gemma3"])) == []
+    cfg = compose(["model=tiny_qwen3_vl", "model.min_pixels=20000", "model.max_pixels=10000"])
+    assert "32x32 px = one image token" in check_pixels(cfg)[0]
+
+
+def test_box_reward_scores_each_familys_perfect_answer_on_one_record():
+    """The same record (a 224x168 image, box in its pixels) and each family's own way of
+    writing the right box: Qwen3-VL 0..1000 of the image, Qwen2.5-VL pixels of the image its
+    processor resized (to 112x84 for the tiny budget, 532x392 for the 7B's), Gemma 3 as is."""
+    from PIL import Image
+
+    from vlexp.rewards.guard import guarded
+
+    image, box = Image.new("RGB", (224, 168)), [56, 42, 112, 84]
+    answers = {
+        "tiny_qwen3_vl": "[250, 250, 500, 500]",
+        "qwen3_vl_30b_a3b": "[250, 250, 500, 500]",
+        "tiny": "[28, 21, 56, 42]",
+        "qwen2_5_vl_7b": "[133, 98, 266, 196]",
+        "tiny_gemma3": "[56, 42, 112, 84]",
+    }
+    for model, answer in answers.items():
+        iou = guarded(compose([f"model={model}", "reward=[iou]"]))["iou"]
+        completion = f"<think>there</think><answer>{answer}</answer>"
+        assert iou([completion], box=[json.dumps(box)], images=[[image]]) == [1.0], model
+    # Read in the wrong convention, the Qwen2.5-VL answer misses.
+    qwen3 = guarded(compose(["model=tiny_qwen3_vl", "reward=[iou]"]))["iou"]
+    assert qwen3(["<answer>[28, 21, 56, 42]</answer>"], box=[box], images=[[image]]) == [0.0]
+
+
+def test_box_reward_without_the_image_says_what_it_needs():
+    from vlexp.rewards.library import BoxFrame, iou
+
+    with pytest.raises(ValueError, match="needs the record's image"):
+        iou(["[0, 0, 1, 1]"], box=["[0, 0, 1, 1]"], box_frame=BoxFrame("relative_1000"))
+
+
+def test_video_frames_are_sized_for_the_familys_patch():
+    from vlexp.data.videos import Budget, Loaded
+
+    assert Budget.for_run(compose(["model=tiny_qwen3_vl", "data=shapes_video"])).patch_size == 16
+    assert Budget.for_run(compose(["model=tiny", "data=shapes_video"])).patch_size == 14
+
+    class Frames:  # (T, C, H, W) of 4 frames resized to 64x96 px (multiples of 32)
+        shape = (4, 3, 64, 96)
+
+    loaded = Loaded(Frames(), {}, patch_size=16)
+    assert loaded.grid_thw == (2, 4, 6) and loaded.tokens == 2 * 4 * 6 // 4
