@@ -124,13 +124,13 @@ def load_weights(cfg: DictConfig, model_dir: Path | None):
     """The model: full weights, or the run's base model plus the LoRA adapter in model_dir."""
     import torch
 
+    memory = cfg.get("memory") or {}
     if model_dir is not None and (model_dir / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(load_model(cfg), str(model_dir))
+        model = PeftModel.from_pretrained(load_model(cfg.model, memory), str(model_dir))
     else:
-        local = OmegaConf.merge(cfg, {"model": local_model_cfg(cfg, model_dir)})
-        model = load_model(local)  # load_model reads cfg.model and cfg.memory
+        model = load_model(local_model_cfg(cfg, model_dir), memory)
     if torch.cuda.is_available() and not getattr(model, "is_quantized", False):
         model = model.to("cuda")
     return model.eval()

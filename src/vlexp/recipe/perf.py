@@ -197,8 +197,14 @@ class PerfCallback(TrainerCallback):
 
         if not (torch.is_grad_enabled() and module.training):
             return
+        # TRL's forward redirection (DistillationTrainer) calls the module with the module
+        # itself first: count only tensors.
         ids = kwargs.get("input_ids", args[0] if args else None)
+        if not isinstance(ids, torch.Tensor) or ids.dim() == 0:
+            ids = None
         mask = kwargs.get("attention_mask")
+        if not isinstance(mask, torch.Tensor):
+            mask = None
         if mask is not None:
             lengths = [int(n) for n in mask.sum(-1).tolist()]
         elif ids is not None:

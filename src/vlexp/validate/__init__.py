@@ -88,8 +88,8 @@ EXAMPLES = {
     "data.train": "/data/train.jsonl",
     "data.eval": "/data/eval.jsonl",
     "data.name": "openbmb/RLAIF-V-Dataset",
-    "reward.funcs.model.path": "outputs/2026-11-22/10-00-00 (an algo=reward_model run dir)",
-    "algo.args.critic_init": "outputs/2026-11-22/10-00-00 (an algo=reward_model run dir)",
+    "reward.funcs.model.path": "<run dir of an algo=reward_model run>",
+    "algo.args.critic_init": "<run dir of an algo=reward_model run>",
 }
 
 
