@@ -116,15 +116,23 @@ QWEN2_5_VL = Family(
     tiny="vlexp.families.qwen2_vl:tiny_qwen2_5_vl",
     special_tokens=_QWEN_TOKENS,
 )
+
+
+def _variant(base: Family, name: str, module: str, prefix: str, **changes: Any) -> Family:
+    """`base` for the model_type `name`: its own backbone and base classes (`<prefix>Model`,
+    `<prefix>PreTrainedModel` in `module`), no tiny build unless `changes` names one."""
+    return replace(
+        base,
+        name=name,
+        model_types=(name,),
+        backbone=f"{module}:{prefix}Model",
+        pretrained_base=f"{module}:{prefix}PreTrainedModel",
+        **{"tiny": None, **changes},
+    )
+
+
 # Qwen2-VL: Qwen2.5-VL's geometry, boxes, module names and key layout; its own classes.
-QWEN2_VL = replace(
-    QWEN2_5_VL,
-    name="qwen2_vl",
-    model_types=("qwen2_vl",),
-    backbone=f"{_QWEN2}:Qwen2VLModel",
-    pretrained_base=f"{_QWEN2}:Qwen2VLPreTrainedModel",
-    tiny=None,
-)
+QWEN2_VL = _variant(QWEN2_5_VL, "qwen2_vl", _QWEN2, "Qwen2VL")
 
 # Qwen3-VL and Qwen3.5: patch 16, 2x2 merge -> 32x32 px per LLM token, boxes in 0..1000 of
 # the image. Their hub checkpoints already use the module names (no key conversion) except
@@ -135,44 +143,21 @@ _QWEN3_5 = "transformers.models.qwen3_5.modeling_qwen3_5"
 _QWEN3_5_MOE = "transformers.models.qwen3_5_moe.modeling_qwen3_5_moe"
 _GEMMA3 = "transformers.models.gemma3.modeling_gemma3"
 _EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+_TINY3 = "vlexp.families.qwen3:tiny_"
 
-QWEN3_VL = replace(
-    QWEN2_5_VL,
-    name="qwen3_vl",
-    model_types=("qwen3_vl",),
-    patch_size=16,
-    box_frame="relative_1000",
-    backbone=f"{_QWEN3_VL}:Qwen3VLModel",
-    pretrained_base=f"{_QWEN3_VL}:Qwen3VLPreTrainedModel",
-    weight_layout=None,
-    tiny="vlexp.families.qwen3:tiny_qwen3_vl",
-)
-QWEN3_VL_MOE = replace(
-    QWEN3_VL,
-    name="qwen3_vl_moe",
-    model_types=("qwen3_vl_moe",),
-    backbone=f"{_QWEN3_VL_MOE}:Qwen3VLMoeModel",
-    pretrained_base=f"{_QWEN3_VL_MOE}:Qwen3VLMoePreTrainedModel",
-    tiny="vlexp.families.qwen3:tiny_qwen3_vl_moe",
+QWEN3_VL = _variant(
+    QWEN2_5_VL, "qwen3_vl", _QWEN3_VL, "Qwen3VL", tiny=f"{_TINY3}qwen3_vl", patch_size=16,
+    box_frame="relative_1000", weight_layout=None,
+)  # fmt: skip
+QWEN3_VL_MOE = _variant(
+    QWEN3_VL, "qwen3_vl_moe", _QWEN3_VL_MOE, "Qwen3VLMoe", tiny=f"{_TINY3}qwen3_vl_moe",
     expert_parameters=_EXPERTS,
-)
-QWEN3_5 = replace(
-    QWEN3_VL,
-    name="qwen3_5",
-    model_types=("qwen3_5",),
-    backbone=f"{_QWEN3_5}:Qwen3_5Model",
-    pretrained_base=f"{_QWEN3_5}:Qwen3_5PreTrainedModel",
-    tiny="vlexp.families.qwen3:tiny_qwen3_5",
-)
-QWEN3_5_MOE = replace(
-    QWEN3_5,
-    name="qwen3_5_moe",
-    model_types=("qwen3_5_moe",),
-    backbone=f"{_QWEN3_5_MOE}:Qwen3_5MoeModel",
-    pretrained_base=f"{_QWEN3_5_MOE}:Qwen3_5MoePreTrainedModel",
-    tiny="vlexp.families.qwen3:tiny_qwen3_5_moe",
+)  # fmt: skip
+QWEN3_5 = _variant(QWEN3_VL, "qwen3_5", _QWEN3_5, "Qwen3_5", tiny=f"{_TINY3}qwen3_5")
+QWEN3_5_MOE = _variant(
+    QWEN3_5, "qwen3_5_moe", _QWEN3_5_MOE, "Qwen3_5Moe", tiny=f"{_TINY3}qwen3_5_moe",
     expert_parameters=_EXPERTS,
-)
+)  # fmt: skip
 # Gemma 3's control tokens, in Gemma's order (its processor finds the image ones by name).
 _GEMMA_TOKENS = (
     "<pad>",
