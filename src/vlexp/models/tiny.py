@@ -25,7 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from vlexp import families
+from vlexp import families, patches
 from vlexp.data import shapes
 from vlexp.data.shapes import COLOURS, KINDS
 from vlexp.paths import cache_dir, cache_problem, write_manifest
@@ -58,7 +58,11 @@ def ensure(name: str = "qwen2_5_vl") -> Path:
         if problem is not None:
             staging = path.with_name(path.name + ".building")
             shutil.rmtree(staging, ignore_errors=True)
-            build(staging, name=name)
+            # Under a live ZeRO-3 config (the trainer args come first) transformers would
+            # partition the model being built, a collective that the ranks waiting on this
+            # lock never join: build it whole, on this rank alone.
+            with patches.zero3_init_off():
+                build(staging, name=name)
             write_manifest(staging)
             staging.rename(path)
     return path
