@@ -1,0 +1,215 @@
+"""README.md's commands run for real, as written, on the tiny model (tests/readme.py lists
+them: placeholders swapped for sample files or earlier run dirs, a couple of steps appended).
+Commands that build on another's output run as one chain, in README order."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import peer_data, readme
+from tests.helpers import REPO, read_metrics
+from tests.readme import REGISTRY, Run
+
+pytestmark = pytest.mark.slow
+
+
+def _data(root: Path, shapes_dir: Path) -> Path:
+    """Sample files for the README's placeholder paths: shapes and the peer formats."""
+    (root / "shapes").mkdir(parents=True)
+    for name in ("train.jsonl", "eval.jsonl"):  # absolute image paths: the file moved
+        rows = [json.loads(line) for line in (shapes_dir / name).read_text().splitlines()[:32]]
+        for row in rows:
+            row["image"] = str(shapes_dir / row["image"])
+        (root / "shapes" / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    peer_data.llamafactory(root / "llamafactory")
+    peer_data.swift(root / "swift")
+    peer_data.qwen_vl(root / "qwen_vl")
+    peer_data.vlm_r1(root / "vlm_r1")
+    peer_data.r1v_eval(root / "r1v")
+    _parquet(root / "train.parquet", root / "shapes" / "train.jsonl")
+    return root
+
+
+def _parquet(path: Path, records: Path) -> None:
+    """The README's parquet example: columns question, answer, img (renamed on the way in)."""
+    import datasets
+
+    rows = [json.loads(line) for line in records.read_text().splitlines()[:16]]
+    table = {
+        "question": [r["prefix"] for r in rows],
+        "answer": [r["suffix"] for r in rows],
+        "img": [r["image"] for r in rows],
+    }
+    datasets.Dataset.from_dict(table).to_parquet(str(path))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, shapes_dir) -> Path:
+    return _data(tmp_path_factory.mktemp("readme-data"), shapes_dir)
+
+
+def run(text: str, tmp: Path, data: Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run one registry command: placeholders filled, cheap overrides and the output dir
+    appended; asserts it succeeded and returns the result."""
+    how = REGISTRY[text]
+    assert isinstance(how, Run), text
+    line = readme.fill(text, how.files, {"tmp": str(tmp), "data": str(data), "repo": str(REPO)})
+    env = dict(os.environ)
+    if line.startswith("PYTHONPATH=."):  # the README's own reward: `.` is where it lies
+        line = line.removeprefix("PYTHONPATH=. ")
+        env["PYTHONPATH"] = os.pathsep.join([str(cwd), env.get("PYTHONPATH", "")])
+    line = line.replace("$PWD", str(cwd))
+    module, args = readme.module_and_args(line)
+    args = [*args, *how.cheap]
+    if module == "vlexp" and not any(a.startswith("hydra.run.dir=") for a in args):
+        where = tmp / (how.out or _slug(text))
+        args.append(f"hydra.sweep.dir={where}" if "-m" in args else f"hydra.run.dir={where}")
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, (line, result.stdout[-2000:], result.stderr[-4000:])
+    return result
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text[16:80]).strip("-") or "run"
+
+
+def trained(run_dir: Path, steps: int) -> dict:
+    """A finished training run: its summary says how many steps, its final/ holds a model."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == steps, summary
+    assert any((run_dir / "final" / f).is_file() for f in ("config.json", "adapter_config.json"))
+    return summary
+
+
+STANDALONE = [t for t, h in REGISTRY.items() if isinstance(h, Run) and not h.chain]
+
+
+@pytest.mark.parametrize("text", STANDALONE, ids=lambda text: text[10:90])
+def test_readme_command_runs(text, tmp_path, data, tiny_model):
+    result = run(text, tmp_path, data)
+    module, args = readme.module_and_args(text)
+    how = REGISTRY[text]
+    if module == "vlexp.check_data":
+        assert "vlexp.check_data: ok," in result.stdout
+        if "--show" in args:
+            assert "--- record 0 ---" in result.stdout and "loss on:" in result.stdout
+    elif "-m" in args:
+        jobs = [json.loads(line) for line in (tmp_path / _slug(text) / "sweep.jsonl").open()]
+        assert len(jobs) >= 2 and all(job["status"] == "completed" for job in jobs), jobs
+    else:
+        steps = int(next(a for a in reversed(how.cheap) if "max_steps" in a).split("=")[1])
+        summary = trained(tmp_path / (how.out or _slug(text)), steps)
+        assert "vlexp: done. run dir:" in result.stdout, summary
+
+
+def chain(name: str) -> list[str]:
+    return [t for t, h in REGISTRY.items() if isinstance(h, Run) and h.chain == name]
+
+
+def test_readme_chain_teacher(tmp_path, data, tiny_model):
+    """`algo=distill teacher.name_or_path=outputs/DATE/TIME`: a run dir is a teacher."""
+    (text,) = chain("teacher")
+    teacher = subprocess.run(
+        [sys.executable, "-m", "vlexp", "algo=sft", "train.max_steps=2",
+         f"hydra.run.dir={tmp_path / 'sft'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert teacher.returncode == 0, teacher.stderr[-3000:]
+    run(text, tmp_path, data)
+    trained(tmp_path / _slug(text), 2)
+
+
+def test_readme_chain_ppo(tmp_path, data, tiny_model):
+    """A reward model (README: 200 steps; here 2), then PPO with it as reward and critic on
+    an SFT run's final/ with LoRA."""
+    reward_model, ppo = chain("ppo")
+    run(reward_model, tmp_path, data)
+    trained(tmp_path / "rm", 2)
+    sft = subprocess.run(
+        [sys.executable, "-m", "vlexp", "algo=sft", "train.max_steps=2",
+         f"hydra.run.dir={tmp_path / 'sft'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert sft.returncode == 0, sft.stderr[-3000:]
+    run(ppo, tmp_path, data)
+    trained(tmp_path / _slug(ppo), 2)
+    rows = [json.loads(line) for line in (tmp_path / _slug(ppo) / "metrics.jsonl").open()]
+    assert any("rewards/reward_model/mean" in row for row in rows), rows[0]
+
+
+def test_readme_chain_own_reward(tmp_path, data, tiny_model):
+    """ "Your own reward": the README's my_rewards.py and YAML, its command, from that folder."""
+    (text,) = chain("own_reward")
+    readme.own_reward_files(tmp_path)
+    run(text, tmp_path, data, cwd=tmp_path)
+    run_dir = tmp_path / _slug(text)
+    trained(run_dir, 2)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    assert all("rewards/short_answer/mean" in row for row in rows[:-1]), rows[0]
+
+
+def test_readme_chain_sweep(tmp_path, data, tiny_model):
+    """The README's sweep, then `vlexp.compare` of the sweep dir and of two of its runs."""
+    sweep, of_sweep, of_two = chain("sweep")
+    result = run(sweep, tmp_path, data)
+    jobs = [json.loads(line) for line in (tmp_path / "multirun" / "sweep.jsonl").open()]
+    assert [job["status"] for job in jobs] == ["completed"] * 4, jobs
+    assert "sweep.jsonl" in result.stdout
+    result = run(of_sweep, tmp_path, data)
+    assert (tmp_path / "multirun" / "compare.png").is_file()
+    assert len((tmp_path / "multirun" / "compare.csv").read_text().splitlines()) == 1 + 4
+    run(of_two, tmp_path, data)
+    assert len((tmp_path / "cmp" / "compare.csv").read_text().splitlines()) == 1 + 2
+
+
+def test_readme_chain_resume(tmp_path, data, tiny_model):
+    """Run into outputs/exp1, continue it with resume=auto, then from a given checkpoint."""
+    first, auto, given = chain("resume")
+    run(first, tmp_path, data)
+    trained(tmp_path / "exp1", 2)
+    run(auto, tmp_path, data)
+    trained(tmp_path / "exp1", 3)
+    steps = [row["step"] for row in read_metrics(tmp_path / "exp1")]
+    assert steps == [1, 2, 3], steps  # resumed after step 2, not retrained from 0
+    run(given, tmp_path, data)
+    trained(tmp_path / "exp2", 3)
+
+
+def test_readme_evaluate_then_compare_with_the_base_model(tmp_path, data, tiny_model):
+    """Comparing runs: a base-model eval dir (`hydra.run.dir=base/eval`, as the README writes
+    it) and an evaluated run, side by side: `python -m vlexp.compare base RUN`."""
+    text = "python -m vlexp.compare base outputs/2026-11-22/10-00-00"
+    assert text in REGISTRY
+    limit = "eval.limit=8"
+    base = subprocess.run(
+        [sys.executable, "-m", "vlexp.evaluate", "model=tiny", "data=shapes", limit,
+         "hydra.run.dir=base/eval"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert base.returncode == 0, base.stderr[-3000:]
+    run_dir = tmp_path / "outputs" / "2026-11-22" / "10-00-00"
+    for args in (["algo=sft", "train.max_steps=2", f"hydra.run.dir={run_dir}"],):
+        done = subprocess.run([sys.executable, "-m", "vlexp", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    done = subprocess.run(
+        [sys.executable, "-m", "vlexp.evaluate", f"run={run_dir}", limit],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = subprocess.run(
+        [sys.executable, "-m", *text.split()[2:]],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (tmp_path / "compare.csv").read_text().splitlines()
+    assert len(table) == 3 and "eval accuracy" in table[0], table
