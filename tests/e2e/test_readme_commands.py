@@ -21,19 +21,40 @@ pytestmark = pytest.mark.slow
 
 def _data(root: Path, shapes_dir: Path) -> Path:
     """Sample files for the README's placeholder paths: shapes and the peer formats."""
-    (root / "shapes").mkdir(parents=True)
-    for name in ("train.jsonl", "eval.jsonl"):  # absolute image paths: the file moved
-        rows = [json.loads(line) for line in (shapes_dir / name).read_text().splitlines()[:32]]
-        for row in rows:
-            row["image"] = str(shapes_dir / row["image"])
-        (root / "shapes" / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    peer_data.llamafactory(root / "llamafactory")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "shapes").symlink_to(shapes_dir)  # train.jsonl, eval.jsonl, images/
+    _dpo_en_demo(peer_data.llamafactory(root / "llamafactory").parent)
     peer_data.swift(root / "swift")
     peer_data.qwen_vl(root / "qwen_vl")
-    peer_data.vlm_r1(root / "vlm_r1")
+    rec = peer_data.vlm_r1(root / "vlm_r1")  # REC rows only: `iou` needs a gold box
+    rows = [json.loads(line) for line in rec.read_text().splitlines()]
+    peer_data.write_jsonl(rec, [r for r in rows if r["conversations"][-1]["value"][0] == "["])
     peer_data.r1v_eval(root / "r1v")
     _parquet(root / "train.parquet", root / "shapes" / "train.jsonl")
     return root
+
+
+def _dpo_en_demo(root: Path) -> None:
+    """LLaMA-Factory's `dpo_en_demo` (text-only sharegpt pairs), beside its other data sets."""
+    peer_data.write_json(
+        root / "dpo_en_demo.json",
+        [
+            {
+                "conversations": [{"from": "human", "value": f"What is {n} + {n}?"}],
+                "chosen": {"from": "gpt", "value": f"It is {2 * n}."},
+                "rejected": {"from": "gpt", "value": f"It is {2 * n + 1}."},
+            }
+            for n in range(4)
+        ],
+    )
+    info = json.loads((root / "dataset_info.json").read_text())
+    info["dpo_en_demo"] = {
+        "file_name": "dpo_en_demo.json",
+        "ranking": True,
+        "formatting": "sharegpt",
+        "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
+    }
+    (root / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
 def _parquet(path: Path, records: Path) -> None:
@@ -44,7 +65,7 @@ def _parquet(path: Path, records: Path) -> None:
     table = {
         "question": [r["prefix"] for r in rows],
         "answer": [r["suffix"] for r in rows],
-        "img": [r["image"] for r in rows],
+        "img": [str(records.parent / r["image"]) for r in rows],
     }
     datasets.Dataset.from_dict(table).to_parquet(str(path))
 

@@ -77,6 +77,23 @@ def test_the_bar_shows_the_headline_and_the_log_file_gets_the_whole_dict(tmp_pat
     assert logged.count("step ") == 3 and '"grad_norm": 1.39' in logged
 
 
+def test_a_stopped_training_ends_the_bar_line_before_its_message():
+    """A run that stops mid-training (a reward raised) prints its message on a line of its
+    own, not glued to the bar, and the bar is not drawn again after it."""
+    stream = io.StringIO()
+    view = console.LiveView([("loss", "loss")], stream=stream)
+    view.on_train_begin(None, state(0), None)
+    view.on_step_end(None, state(1), None)
+    trainer = types.SimpleNamespace(
+        callback_handler=types.SimpleNamespace(callbacks=[object(), view])
+    )
+    console.close_bar(trainer)
+    drawn = stream.getvalue()
+    assert drawn.endswith("\n") and "1/" in drawn.splitlines()[-1]
+    console.close_bar(trainer)  # again (on_train_end after a stop): nothing more drawn
+    assert view.bar is None and stream.getvalue() == drawn
+
+
 def test_other_ranks_draw_nothing():
     stream = io.StringIO()
     view = console.LiveView([("loss", "loss")], stream=stream)

@@ -153,9 +153,21 @@ class LiveView(TrainerCallback):
         return "  ".join(parts)
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.close()
+
+    def close(self) -> None:
+        """End the bar's line (it stays as last drawn), so what follows starts on its own."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def close_bar(trainer: Any) -> None:
+    """Close the live view of a training that stopped (an error, a stop of vlexp's): the
+    message that follows then starts on a line of its own, not after the bar."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, LiveView):
+            callback.close()
 
 
 def eval_line(step: int, logs: dict[str, Any]) -> str:

@@ -47,7 +47,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run one experiment into `run_dir`; return the last logged training metrics."""
     started = time.monotonic()
     built = build(cfg, run_dir)
-    built.trainer.train(resume_from_checkpoint=built.checkpoint)
+    try:
+        built.trainer.train(resume_from_checkpoint=built.checkpoint)
+    finally:
+        console.close_bar(built.trainer)  # a stop's message must not continue the bar's line
     if built.preemption.stopped_at is not None:
         preemption = built.preemption
         resume.exit_preempted(built.trainer, run_dir, preemption.stopped_at, preemption.signum)
