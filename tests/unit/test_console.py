@@ -121,16 +121,24 @@ def test_only_known_harmless_noise_is_silenced():
         )
     assert [str(w.message)[:24] for w in caught] == ["`gradient_checkpointing`"]
     records = []
-    deepspeed = logging.getLogger("DeepSpeed")
     handler = logging.Handler()
     handler.emit = records.append
-    deepspeed.addHandler(handler)
+    loggers = [
+        logging.getLogger(n) for n in ("DeepSpeed", "math_verify.parser", "math_verify.grader")
+    ]
+    for logger in loggers:
+        logger.addHandler(handler)
     try:
-        deepspeed.warning("Setting accelerator to CPU. If you have GPU ...")
-        deepspeed.warning("ZeRO-3 partitioning failed")
+        loggers[0].warning("Setting accelerator to CPU. If you have GPU ...")
+        loggers[0].warning("ZeRO-3 partitioning failed")
+        for logger in loggers[1:]:  # vlexp's reward guard keeps the deadline off the main thread
+            logger.warning("Timeout is disabled as timeout_seconds is None or <= 0, you must ...")
+        loggers[1].warning("Error parsing the answer")
     finally:
-        deepspeed.removeHandler(handler)
-    assert [r.getMessage() for r in records] == ["ZeRO-3 partitioning failed"]
+        for logger in loggers:
+            logger.removeHandler(handler)
+    shown = [r.getMessage() for r in records]
+    assert shown == ["ZeRO-3 partitioning failed", "Error parsing the answer"]
 
 
 def rows(n: int) -> list[dict]:

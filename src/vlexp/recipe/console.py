@@ -44,8 +44,12 @@ QUIET_WARNINGS: list[tuple[type[Warning], str]] = [
 ]
 # Log lines vlexp knows to be harmless: logger name -> starts of the messages dropped.
 # DeepSpeed warns at import on every machine without CUDA, where CPU is the intent.
+# math-verify warns when its signal-based timeout is off, which vlexp does on purpose off the
+# main thread (rewards.answers.math_equal), where vlexp's reward guard keeps the deadline.
 QUIET_LOG_LINES: dict[str, tuple[str, ...]] = {
     "DeepSpeed": ("Setting accelerator to CPU",),
+    "math_verify.parser": ("Timeout is disabled",),
+    "math_verify.grader": ("Timeout is disabled",),
 }
 
 
