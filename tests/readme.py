@@ -101,10 +101,13 @@ class Elsewhere:
     # when the config passes them (it is not run for another reason).
     machine: str | None = None
     files: dict[str, str] = field(default_factory=dict)
+    # Overrides under which the rest of the command runs here for real (slow): the tiny model
+    # (and sample data) in place of what needs the hub; `files` and STEPS apply as for Run.
+    tiny: tuple[str, ...] = ()
 
 
 HUB = "needs a download from the hub (no network here)"
-NO_7B = "not in the local cache and the hub is unreachable"
+NOT_CACHED = "not in the local cache and the hub is unreachable"
 LF = {"/LLaMA-Factory/data": "{data}/llamafactory"}
 TRAIN = {"/data/train.jsonl": "{data}/shapes/train.jsonl"}
 
@@ -224,7 +227,7 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     "hydra.launcher.account=my-acct model=qwen2_5_vl_7b memory=[lora,zero3] launcher=accelerate "
     "launcher.num_processes=8 algo.args.beta=0.0,0.04 reward=think_format,accuracy": Elsewhere(
         "submits to SLURM (no cluster here) 8-GPU jobs of Qwen2.5-VL-7B; the launcher composes",
-        machine=NO_7B,
+        machine=NOT_CACHED,
     ),
     "python -m vlexp.compare multirun/2026-11-22/10-00-00": Run(
         chain="sweep", files={"multirun/2026-11-22/10-00-00": "{tmp}/multirun"}, cheap=()
@@ -262,20 +265,40 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     # --- Experiments
     "python -m vlexp experiment=shapes_grpo": Run(),
     "python -m vlexp experiment=docparse_sft data.train=/data/docs/train.jsonl": Elsewhere(
-        "Qwen2.5-VL-3B: " + HUB, machine=NO_7B, files={"/data/docs/": "{data}/shapes/"}
+        "Qwen2.5-VL-3B: " + HUB + "; the preset runs on the tiny model (slow)",
+        machine=NOT_CACHED,
+        files={"/data/docs/": "{data}/shapes/"},
+        tiny=("model=tiny",),
     ),
     "python -m vlexp experiment=rlaif_v_dpo": Elsewhere(
-        "Qwen2.5-VL-3B and openbmb/RLAIF-V-Dataset: " + HUB, machine=NO_7B
+        "Qwen2.5-VL-3B and HuggingFaceH4/rlaif-v_formatted: "
+        + HUB
+        + "; the preset runs on the tiny model and shapes pairs (slow)",
+        machine=NOT_CACHED,
+        tiny=("model=tiny", "data=shapes"),
     ),
     "python -m vlexp experiment=r1v_clevr_grpo "
     "data.train=/data/clevr_cogen_a_train/train.jsonl": Elsewhere(
-        "Qwen2-VL-2B: " + HUB, machine=NO_7B, files={"/data/clevr_cogen_a_train/": "{data}/shapes/"}
+        "Qwen2-VL-2B: " + HUB + "; the preset runs on the tiny model (slow; 32-token completions)",
+        machine=NOT_CACHED,
+        files={"/data/clevr_cogen_a_train/": "{data}/shapes/"},
+        tiny=("model=tiny", "algo.args.max_completion_length=32"),
     ),
     "python -m vlexp experiment=cls_rl_dtd data.train=/data/dtd_4shot/train.jsonl": Elsewhere(
-        "Qwen2-VL-2B: " + HUB, machine=NO_7B, files={"/data/dtd_4shot/": "{data}/shapes/"}
+        "Qwen2-VL-2B: " + HUB, machine=NOT_CACHED, files={"/data/dtd_4shot/": "{data}/shapes/"}
     ),
     "python -m vlexp -m experiment=geometry3k_rl": Elsewhere(
-        f"Qwen2.5-VL-7B and hiyouga/geometry3k: {HUB}, and a GPU", machine=NO_7B
+        f"Qwen2.5-VL-7B and hiyouga/geometry3k: {HUB}, and a GPU; the four-algorithm sweep "
+        "runs on the tiny model and EasyR1's geometry3k rows (slow; 32-token completions)",
+        machine=NOT_CACHED,
+        tiny=(
+            "model=tiny",
+            "data=jsonl",
+            "data.train={data}/easyr1/geometry3k.jsonl",
+            "train.per_device_train_batch_size=8",
+            "algo.args.max_completion_length=32",
+            "train.max_steps=1",
+        ),
     ),
     # --- Multi-GPU
     "python -m vlexp memory=zero3 launcher=accelerate launcher.num_processes=8": Elsewhere(
@@ -321,7 +344,7 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     "resume=auto'": Elsewhere(
         "a 2-node SLURM job of 16 GPUs; the script passes `bash -n` and its command composes "
         "with the SLURM variables filled in",
-        machine=NO_7B,
+        machine=NOT_CACHED,
     ),
     # --- Memory and speed
     "python -m vlexp.plan model=qwen2_5_vl_7b algo=grpo plan.gpu_mem_gb=80": ByTest(

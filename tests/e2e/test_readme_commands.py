@@ -14,7 +14,7 @@ import pytest
 
 from tests import peer_data, readme
 from tests.helpers import REPO, read_metrics
-from tests.readme import REGISTRY, Run
+from tests.readme import REGISTRY, Elsewhere, Run
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +30,7 @@ def _data(root: Path, shapes_dir: Path) -> Path:
     rows = [json.loads(line) for line in rec.read_text().splitlines()]
     peer_data.write_jsonl(rec, [r for r in rows if r["conversations"][-1]["value"][0] == "["])
     peer_data.r1v_eval(root / "r1v")
+    peer_data.easyr1(root / "easyr1")
     _parquet(root / "train.parquet", root / "shapes" / "train.jsonl")
     return root
 
@@ -76,20 +77,23 @@ def data(tmp_path_factory, shapes_dir) -> Path:
 
 
 def run(text: str, tmp: Path, data: Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """Run one registry command: placeholders filled, cheap overrides and the output dir
-    appended; asserts it succeeded and returns the result."""
+    """Run one registry command: placeholders filled, cheap overrides (for an Elsewhere
+    command: its `tiny` ones) and the output dir appended; asserts it succeeded."""
     how = REGISTRY[text]
-    assert isinstance(how, Run), text
-    line = readme.fill(text, how.files, {"tmp": str(tmp), "data": str(data), "repo": str(REPO)})
+    places = {"tmp": str(tmp), "data": str(data), "repo": str(REPO)}
+    line = readme.fill(text, how.files, places)
     env = dict(os.environ)
     if line.startswith("PYTHONPATH=."):  # the README's own reward: `.` is where it lies
         line = line.removeprefix("PYTHONPATH=. ")
         env["PYTHONPATH"] = os.pathsep.join([str(cwd), env.get("PYTHONPATH", "")])
     line = line.replace("$PWD", str(cwd))
     module, args = readme.module_and_args(line)
-    args = [*args, *how.cheap]
+    if isinstance(how, Elsewhere):
+        args = [*args, *readme.STEPS, *(a.format(**places) for a in how.tiny)]
+    else:
+        args = [*args, *how.cheap]
     if module == "vlexp" and not any(a.startswith("hydra.run.dir=") for a in args):
-        where = tmp / (how.out or _slug(text))
+        where = tmp / (getattr(how, "out", "") or _slug(text))
         args.append(f"hydra.sweep.dir={where}" if "-m" in args else f"hydra.run.dir={where}")
     result = subprocess.run(
         [sys.executable, "-m", module, *args],
@@ -130,6 +134,25 @@ def test_readme_command_runs(text, tmp_path, data, tiny_model):
         steps = int(next(a for a in reversed(how.cheap) if "max_steps" in a).split("=")[1])
         summary = trained(tmp_path / (how.out or _slug(text)), steps)
         assert "vlexp: done. run dir:" in result.stdout, summary
+
+
+ON_TINY = [t for t, h in REGISTRY.items() if isinstance(h, Elsewhere) and h.tiny]
+
+
+@pytest.mark.parametrize("text", ON_TINY, ids=lambda text: text[10:90])
+def test_readme_command_runs_on_the_tiny_model(text, tmp_path, data, tiny_model):
+    """A command that needs the hub here runs with the tiny model (and sample data) in place
+    of what it would download: the rest of its preset is exercised."""
+    result = run(text, tmp_path, data)
+    where = tmp_path / _slug(text)
+    if "-m" in readme.module_and_args(text)[1]:
+        jobs = [json.loads(line) for line in (where / "sweep.jsonl").open()]
+        assert [job["status"] for job in jobs] == ["completed"] * len(jobs), jobs
+        assert len(jobs) >= 2, jobs
+    else:
+        summary = trained(where, 2)
+        assert summary["model"].startswith("tiny://"), summary
+        assert "vlexp: done. run dir:" in result.stdout
 
 
 def chain(name: str) -> list[str]:
