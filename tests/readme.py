@@ -116,7 +116,9 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     "python -m vlexp algo=grpo reward=[think_format,accuracy]": Run(),
     "pip install -e . && python -m vlexp": Elsewhere(
         "installs from the network; `python -m vlexp` itself runs in "
-        "tests/e2e/test_default_run.py (train.max_steps=4, the console and run dir checked)"
+        "tests/e2e/test_default_run.py (train.max_steps=4, the console and run dir checked) "
+        "and for its 150 steps in tests/e2e/test_rl_experiments.py::"
+        "test_grpo_raises_the_reward_of_the_warmed_tiny_model (slow: the reward rises)"
     ),
     "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu": Elsewhere(
         "installs from the network (download.pytorch.org)"
@@ -285,7 +287,11 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
         tiny=("model=tiny", "algo.args.max_completion_length=32"),
     ),
     "python -m vlexp experiment=cls_rl_dtd data.train=/data/dtd_4shot/train.jsonl": Elsewhere(
-        "Qwen2-VL-2B: " + HUB, machine=NOT_CACHED, files={"/data/dtd_4shot/": "{data}/shapes/"}
+        "Qwen2-VL-2B: " + HUB + "; the preset runs on the tiny model with local classification "
+        "data in tests/e2e/test_rl_experiments.py::"
+        "test_cls_rl_dtd_preset_runs_on_local_classification_data",
+        machine=NOT_CACHED,
+        files={"/data/dtd_4shot/": "{data}/shapes/"},
     ),
     "python -m vlexp -m experiment=geometry3k_rl": Elsewhere(
         f"Qwen2.5-VL-7B and hiyouga/geometry3k: {HUB}, and a GPU; the four-algorithm sweep "
@@ -383,8 +389,19 @@ def fill(text: str, files: dict[str, str], places: dict[str, str]) -> str:
 
 
 def blocks(lang: str, readme: Path = README) -> list[str]:
-    """The text of every ```LANG block of README.md."""
-    return re.findall(rf"^```{lang}\n(.*?)^```", readme.read_text(encoding="utf-8"), re.M | re.S)
+    """The text of every ```LANG block of README.md (`""`: the untyped ones, outputs)."""
+    found, block, kind = [], None, ""
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        fence = re.match(r"\s*```(\w*)", line)
+        if fence and block is None:
+            block, kind = [], fence.group(1)
+        elif fence:
+            if kind == lang:
+                found.append("\n".join(block) + "\n")
+            block = None
+        elif block is not None:
+            block.append(line)
+    return found
 
 
 def own_reward_files(folder: Path) -> Path:

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vlexp.check_data: config error: {err}", file=sys.stderr)
         return 2
 
+    from vlexp.recipe.console import quiet_libraries
+
+    quiet_libraries()  # no "Casting the dataset" bars between the summary and the records
     check = DataCheck(cfg, load_processor(cfg.model))
     check.max_listed = None  # a checking tool lists every bad record
     try:

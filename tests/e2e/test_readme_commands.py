@@ -103,6 +103,11 @@ def run(text: str, tmp: Path, data: Path, cwd: Path = REPO) -> subprocess.Comple
     return result
 
 
+def _lines(text: str) -> list[str]:
+    """Non-blank lines (print adds a blank one after the chat text's final newline)."""
+    return [line for line in text.splitlines() if line.strip()]
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text[16:80]).strip("-") or "run"
 
@@ -125,8 +130,12 @@ def test_readme_command_runs(text, tmp_path, data, tiny_model):
     how = REGISTRY[text]
     if module == "vlexp.check_data":
         assert "vlexp.check_data: ok," in result.stdout
-        if "--show" in args:
-            assert "--- record 0 ---" in result.stdout and "loss on:" in result.stdout
+        assert "Casting the dataset" not in result.stdout + result.stderr
+        if "--show" in args:  # what the README shows it prints, line for line
+            shown = next(b for b in readme.blocks("") if b.startswith("--- record 0 ---"))
+            printed = result.stdout.split("--- record 1 ---")[0]
+            printed = printed[printed.index("--- record 0 ---") :]
+            assert _lines(printed) == _lines(shown), printed
     elif "-m" in args:
         jobs = [json.loads(line) for line in (tmp_path / _slug(text) / "sweep.jsonl").open()]
         assert len(jobs) >= 2 and all(job["status"] == "completed" for job in jobs), jobs
