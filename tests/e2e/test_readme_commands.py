@@ -139,6 +139,10 @@ def test_readme_command_runs(text, tmp_path, data, tiny_model):
     elif "-m" in args:
         jobs = [json.loads(line) for line in (tmp_path / _slug(text) / "sweep.jsonl").open()]
         assert len(jobs) >= 2 and all(job["status"] == "completed" for job in jobs), jobs
+        # It ends with the table of its jobs (and Optuna's best trial), without plugin noise.
+        assert f"vlexp: sweep of {len(jobs)} jobs done: " in result.stdout
+        assert ("best trial (Optuna)" in result.stdout) == ("optuna" in text)
+        assert "setup plugin" not in result.stdout + result.stderr
     else:
         steps = int(next(a for a in reversed(how.cheap) if "max_steps" in a).split("=")[1])
         summary = trained(tmp_path / (how.out or _slug(text)), steps)
