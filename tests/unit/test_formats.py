@@ -378,3 +378,72 @@ def test_a_folder_reads_every_json_and_jsonl_file_in_order(tmp_path):
     assert [r.source for r in records] == [f"{folder / 'a.json'}:2", f"{folder / 'b.jsonl'}:1"]
     assert [r.fields["solution"] for r in records] == ["2", 4]
     assert {r.format for r in records} == {"problem"}
+
+
+def test_each_record_is_converted_once_and_the_check_and_trainer_share_it(tmp_path, monkeypatch):
+    """One conversion per record and run: the data check's example is the trainer's row."""
+    from collections import Counter
+
+    from vlexp.data import records
+    from vlexp.data.check import DataCheck
+    from vlexp.models.loading import load_processor
+
+    calls: Counter = Counter()
+    real = records.to_example
+
+    def counted(record, *args, **kwargs):
+        calls[record.source] += 1
+        return real(record, *args, **kwargs)
+
+    monkeypatch.setattr(records, "to_example", counted)
+    train = peer_data.easyr1(tmp_path / "train")
+    evaluation = peer_data.r1v_eval(tmp_path / "eval")
+    overrides = ["algo=grpo", "reward=accuracy", "data=jsonl", f"data.train={train}"]
+    cfg = compose(["model=tiny", *overrides, f"data.eval={evaluation}"])
+    check = DataCheck(cfg, load_processor(cfg.model))
+    train_set, eval_set = build_datasets(cfg.data, "grpo", check)
+    assert len(train_set) == 2 and len(eval_set) == 2
+    assert sorted(calls.values()) == [1, 1, 1, 1] and len(calls) == 4
+    assert eval_set["solution"] == [4, 9]
+
+
+def test_evaluation_opens_hub_rows_that_carry_only_image_bytes(tmp_path, tiny_model):
+    """A parquet hub set holds each image as bytes (its `path` only a file name that exists
+    nowhere): evaluation's prompts open them, and generation runs on them."""
+    import io
+
+    import datasets
+    from PIL import Image
+
+    from vlexp.evaluation.generation import generate, load_examples, open_images
+    from vlexp.models.loading import load_model, load_processor
+
+    def png(size):
+        buffer = io.BytesIO()
+        Image.new("RGB", size, (200, 40, 40)).save(buffer, format="PNG")
+        return {"bytes": buffer.getvalue(), "path": f"img_{size[0]}x{size[1]}.png"}
+
+    table = {
+        "image": [png((112, 56)), png((56, 56))],
+        "problem": ["How many squares?", "How many circles?"],
+        "answer": ["1", "2"],
+    }
+    path = tmp_path / "test.parquet"
+    datasets.Dataset.from_dict(table).cast_column("image", datasets.Image()).to_parquet(str(path))
+    overrides = ["data=hf", "data.name=parquet", f"data.data_files={path}", "data.eval_split=train"]
+    cfg = compose(["model=tiny", "reward=accuracy", f"cache_dir={tmp_path / 'cache'}", *overrides])
+    processor = load_processor(cfg.model)
+    examples = load_examples(cfg, processor)
+    assert [ex["solution"] for ex in examples] == ["1", "2"]
+    assert [image.size for ex in examples for image in open_images(ex["images"])] == [
+        (112, 56),
+        (56, 56),
+    ]
+    assert all(
+        p.startswith(str(tmp_path / "cache" / "eval-images"))
+        for ex in examples
+        for p in ex["images"]
+    )
+    model = load_model(cfg.model, cfg.memory).eval()
+    completions = generate(model, processor, examples, max_new_tokens=2, progress=False)
+    assert [len(c) for c in completions] == [1, 1]

@@ -61,6 +61,9 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
     format: str = ""  # the format it was read in (vlexp.data.formats)
     raw_keys: frozenset[str] = frozenset()  # its keys before data.columns renamed them
+    # kind -> its trainer example, made once by `convert` (the data check's conversion is the
+    # one the trainer gets).
+    examples: dict[str, dict] = field(default_factory=dict, repr=False)
 
 
 class DuplicateKey(ValueError):
@@ -215,6 +218,21 @@ def passthrough(record: Record, drop: tuple[str, ...]) -> dict:
         if key not in skip:
             out[key] = json.dumps(value) if isinstance(value, dict | list) else value
     return out
+
+
+def convert(record: Record, kind: str, data_cfg: Any) -> dict:
+    """The record's example for `kind` under `data_cfg` (its prompt template, system prompt and
+    `boxes`), converted once per run: later calls (the data check, then the data set the
+    trainer reads) get the same example. Raises DataError for a record that cannot convert."""
+    if kind not in record.examples:
+        record.examples[kind] = to_example(
+            record,
+            kind,
+            data_cfg.get("prompt_template") or "{question}",
+            data_cfg.get("system_prompt"),
+            data_cfg.get("boxes"),
+        )
+    return record.examples[kind]
 
 
 def to_example(
