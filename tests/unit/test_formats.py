@@ -447,3 +447,46 @@ def test_evaluation_opens_hub_rows_that_carry_only_image_bytes(tmp_path, tiny_mo
     model = load_model(cfg.model, cfg.memory).eval()
     completions = generate(model, processor, examples, max_new_tokens=2, progress=False)
     assert [len(c) for c in completions] == [1, 1]
+
+
+def test_check_data_show_counts_video_tokens_and_shows_the_resized_frames(tmp_path, capsys):
+    """--show on LLaMA-Factory's mllm_video_demo (the video as its frames) and on an .mp4:
+    each video pad with its count, the frames sampled and their size before and after."""
+    from tests.video_data import write_frames, write_mp4
+    from vlexp.check_data import main
+
+    frames = write_frames(tmp_path / "mllm_demo_data" / "1", count=4, width=112, height=56)
+    write_mp4(tmp_path / "clip.mp4", count=16, width=112, height=112, fps=8)
+    answer = "Because a baby is reading, and he is so cute!"
+    path = peer_data.write_json(
+        tmp_path / "mllm_video_demo.json",
+        [
+            {
+                "messages": [
+                    {"content": "<video>Why is this video funny?", "role": "user"},
+                    {"content": answer, "role": "assistant"},
+                ],
+                "videos": [[f"mllm_demo_data/{f}" for f in frames]],
+            },
+            {
+                "messages": [
+                    {"content": "Where does the square go?<video>", "role": "user"},
+                    {"content": "To the right.", "role": "assistant"},
+                ],
+                "videos": ["clip.mp4"],
+            },
+        ],
+    )
+    args = ["model=tiny", "algo=sft", "data=jsonl", f"data.train={path}", "data.video.fps=2"]
+    assert (
+        main([*args, "data.video.min_pixels=3136", "data.video.max_pixels=12544", "--show", "2"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    # 4 frames of 112x56: 2 temporal patches x (8 x 4 patches) / 4 merged = 16 tokens
+    assert "video 0: 4 of 4 frames, 112x56 px, resized to 112x56: 16 tokens" in out
+    assert "<|vision_start|><|video_pad|>x16<|vision_end|>Why is this video funny?" in out
+    # 16 frames at 8 fps, sampled at 2 fps: 4 frames of 112x112, 2 x 64 / 4 = 32 tokens
+    assert "video 0: 4 of 16 frames, 112x112 px, resized to 112x112: 32 tokens" in out
+    assert "Where does the square go?<|vision_start|><|video_pad|>x32<|vision_end|>" in out
+    assert f"loss on: '{answer}<|im_end|>\\n'" in out

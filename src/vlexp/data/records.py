@@ -273,11 +273,6 @@ def _target_edit(record: Record, images: list, boxes: Any):
     return target_edit(record.source, images, boxes)
 
 
-# Conversational columns each kind trains on, and the roles whose text is a target.
-_CONVERSATION_KEYS = {"prompt": (), "completion": ("assistant",), "messages": ("assistant",)}
-_CONVERSATION_KEYS |= {"chosen": ("assistant",), "rejected": ("assistant",)}
-
-
 def _conversational(record: Record, kind: str, images: list, boxes: Any) -> dict:
     fields, edit = record.fields, _target_edit(record, images, boxes)
     spec = schema.of(kind)
@@ -293,7 +288,7 @@ def _conversational(record: Record, kind: str, images: list, boxes: Any) -> dict
             turns, images, count = normalise(
                 fields[key], images, key, lambda p: resolve_image(record, p)
             )
-            example[key] = map_texts(turns, _CONVERSATION_KEYS[key], edit)
+            example[key] = map_texts(turns, schema.TARGET_ROLES[key], edit)
             placeholders += count
         if images and not placeholders:
             place_images(example[keep[0]], len(images))
