@@ -241,8 +241,9 @@ def to_example(
     """The trainer-facing example for `kind` (sft, dpo, grpo or kto; a KTO record is either
     labelled, `label` true/false with one completion, or a chosen/rejected pair).
 
-    `boxes` (the `data.boxes` config) with `rescale: true` maps pixel boxes in the targets to
-    the processor's resized image (see `vlexp.data.boxes`).
+    `boxes` (the `data.boxes` config): `gold: true` puts the gold boxes of reward columns
+    (`box`, a box `solution`) in the model family's frame, `rescale: true` the boxes in the
+    targets (see `vlexp.data.boxes`).
     """
     images = image_paths(record)
     videos = video_paths(record)
