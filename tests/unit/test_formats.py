@@ -143,8 +143,11 @@ def test_qwen_vl_finetune_conversations(tmp_path, processor):
         ),
         (
             peer_data.visual_rft,
-            ["<answer>[{'Position': [10, 10, 50, 50], 'Confidence': 1}]</answer>"],
-            ["Detect all"],
+            [
+                "<answer>[{'Position': [10, 10, 50, 50], 'Confidence': 1}]</answer>",
+                "<answer>[{'Position': [4, 8, 40, 48], 'Confidence': 1}]</answer>",
+            ],
+            ["Detect all"] * 2,
         ),
     ],
     ids=["vlm_r1", "r1v_eval", "easyr1", "visual_rft"],
@@ -490,3 +493,64 @@ def test_check_data_show_counts_video_tokens_and_shows_the_resized_frames(tmp_pa
     assert "video 0: 4 of 16 frames, 112x112 px, resized to 112x112: 32 tokens" in out
     assert "Where does the square go?<|vision_start|><|video_pad|>x32<|vision_end|>" in out
     assert f"loss on: '{answer}<|im_end|>\\n'" in out
+
+
+def test_open_r1_multimodal_hub_rows_give_the_image_first_and_their_own_solution(
+    tmp_path, processor
+):
+    """lmms-lab/multimodal-open-r1-8k-verified as its parquet: image bytes, no tag."""
+    path = peer_data.open_r1(tmp_path)
+    cfg = data_cfg("data=hf", "data.name=parquet", f"data.data_files={path}")
+    train, _ = build_datasets(cfg, "grpo")
+    assert train["solution"] == [
+        "<think>AB is the hypotenuse: sqrt(3^2 + 4^2) = 5.</think>\n<answer>5</answer>",
+        "<think>Two small ones and the large one.</think>\n<answer>3</answer>",
+    ]
+    assert train["original_answer"] == ["5", "3"]
+    for row, question, tokens in zip(
+        train, ["Based on the image", "How many"], [8, 4], strict=True
+    ):
+        assert parts(row["prompt"][-1])[0] == "image"
+        assert parts(row["prompt"][-1])[1].startswith(question)
+        text = render(processor, row["prompt"], generation=True)
+        assert pad_runs(processor, text, row["images"]) == [tokens]
+
+
+def test_trl_llava_instruct_mix_rows_keep_each_image_part_where_it_is(tmp_path, processor):
+    """HuggingFaceH4/llava-instruct-mix-vsft's parquet (null `text`/`index` in parts)."""
+    path = peer_data.trl_llava(tmp_path)
+    cfg = data_cfg("data=hf", "data.name=parquet", f"data.data_files={path}")
+    train, _ = build_datasets(cfg, "sft")
+    first, second = train[0]["messages"], train[1]["messages"]
+    assert parts(first[0]) == ["image", "What colour is the square?"]
+    assert parts(second[0]) == ["Describe the picture.", "image"]
+    text = render(processor, second)
+    assert f"<|im_start|>user\nDescribe the picture.{VISION}<|im_end|>" in text
+    assert pad_runs(processor, text, train[1]["images"]) == [8]
+    assert [m["content"][0]["text"] for m in first if m["role"] == "assistant"] == [
+        "The square is blue.",
+        "It is white.",
+    ]
+
+
+def test_every_unrecognised_record_names_the_closest_format_and_why(tmp_path):
+    """Missing keys, keys no format reads, and a prompt of a type neither TRL form has."""
+    from vlexp.data.sources import Reader
+
+    rows = [{"input": "a", "output": "b"}, {"text": "hi"}, {"prompt": 3, "completion": "x"}]
+    path = peer_data.write_jsonl(tmp_path / "odd.jsonl", rows)
+    bad: list = []
+    assert Reader().read(path, bad) == []
+    messages = [str(b) for b in bad]
+    assert messages[0].startswith(f"{path}:1: instruction: no known record format fits")
+    assert (
+        "closest: instruction/input/output (LLaMA-Factory alpaca), which needs 'instruction'"
+        in messages[0]
+    )
+    assert "closest: conversations from/value" in messages[1]
+    assert "which needs 'conversations'; it does not read 'text'" in messages[1]
+    assert messages[2] == (
+        f"{path}:3: prompt: no known record format fits the keys ['completion', 'prompt']; "
+        "closest: prompt + completion / chosen + rejected turns (TRL); 'prompt' is int: a string (TRL "
+        "standard) or a list of turns (TRL conversational) is read"
+    )
