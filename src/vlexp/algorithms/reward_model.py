@@ -26,12 +26,14 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from vlexp import families, patches
+from vlexp.algorithms import moe
 
 
 @dataclass
 class ValueHeadOutput(ModelOutput):
     logits: torch.Tensor | None = None  # (B, 1): the score at the last non-padding token
     values: torch.Tensor | None = None  # (B, T): the head applied at every position
+    aux_loss: torch.Tensor | None = None  # MoE router load-balancing loss, when asked for
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -60,18 +62,27 @@ class _ValueHead:
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        output_router_logits: bool = False,
         **kwargs: Any,
     ) -> ValueHeadOutput:
+        """`output_router_logits=True` (MoE backbones) also returns the router's
+        load-balancing loss, as the family's causal-LM class does (vlexp.algorithms.moe)."""
         kwargs.pop("use_cache", None)
-        hidden = self.model(
+        if output_router_logits:
+            kwargs["output_router_logits"] = True
+        outputs = self.model(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs
-        ).last_hidden_state  # (B, T, H)
+        )
+        hidden = outputs.last_hidden_state  # (B, T, H)
+        aux_loss = None
+        if output_router_logits:
+            aux_loss = moe.load_balancing_loss(self.config, outputs.router_logits, attention_mask)
         values = self.score(hidden).squeeze(-1)  # (B, T)
         if attention_mask is None:
             attention_mask = torch.ones_like(values, dtype=torch.long)
         rows = torch.arange(values.shape[0], device=values.device)
         score = values[rows, last_token_index(attention_mask)].unsqueeze(-1)  # (B, 1)
-        return ValueHeadOutput(logits=score, values=values)
+        return ValueHeadOutput(logits=score, values=values, aux_loss=aux_loss)
 
 
 _CLASSES: dict[str, type[PreTrainedModel]] = {}  # family name -> its value-head class
@@ -88,6 +99,7 @@ def value_head_class(family: families.Family) -> type[PreTrainedModel]:
         name = base.__name__.removesuffix("PreTrainedModel") + "ForRewardModel"
         cls = type(name, (_ValueHead, base), {"backbone_class": family.load("backbone")})
         cls.__module__ = __name__
+        patches.experts_implementation_like(cls, cls.backbone_class)
         if family.weight_layout is not None:
             patches.share_checkpoint_conversion(cls.__name__, family.weight_layout)
         _CLASSES[family.name] = cls
