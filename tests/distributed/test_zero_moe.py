@@ -37,7 +37,9 @@ def test_zero3_grpo_on_the_tiny_moe_partitions_experts(tmp_path):
 
 
 # Every other family under 2-rank ZeRO-3, each with a different algorithm, so the value head
-# (reward model, PPO critic) and the MoE router loss are partitioned too.
+# (reward model, PPO critic) and the MoE router loss are partitioned too. The reward model
+# case failed on every family before: its meta shell was initialised as ZeRO-3 weights, and
+# its output's `values` field hid the mapping method DeepSpeed's engine calls.
 ZERO3_CASES = [
     ("qwen3_vl", "sft", "zero3", []),
     ("qwen3_5", "dpo", "zero3", []),

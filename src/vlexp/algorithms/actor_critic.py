@@ -29,7 +29,7 @@ class PolicyAndValue(nn.Module):
         actor = self.policy(**inputs, logits_to_keep=logits_to_keep, use_cache=False, **route)
         critic = self.critic(**inputs, **route)
         aux_losses = (actor.aux_loss, critic.aux_loss) if output_router_logits else None
-        return actor.logits, critic.values, aux_losses
+        return actor.logits, critic.token_values, aux_losses
 
     # Gradient checkpointing is switched on (Trainer) and off (generation) for both models.
     @property
