@@ -92,6 +92,17 @@ def test_every_algorithm_on_every_family(family, algo, memory, tmp_path, shapes_
     reload(tmp_path / "final", algo, family)
 
 
+@pytest.mark.slow  # 2 one-step runs
+@pytest.mark.parametrize("algo", ["reward_model", "ppo"])
+def test_router_loss_weight_zero_turns_it_off(algo, tmp_path, shapes_dir):
+    """vlexp's own trainers follow algo.args.router_aux_loss_coef as TRL's do."""
+    extra, number, _ = ALGOS[algo]
+    overrides = ["model=tiny_qwen3_vl_moe", f"algo={algo}", *extra, *ONE_STEP]
+    rows = train_run([*overrides, "algo.args.router_aux_loss_coef=0.0"], tmp_path)
+    assert math.isfinite(rows[0][number])
+    assert not any("aux_loss" in name for name in rows[0]), rows[0]
+
+
 # The GRPO family past plain GRPO: each on a different family (all run on the default tiny
 # model in test_grpo_family_runs.py); the MoE builds take the ones with their own trainer.
 GRPO_FAMILY = {
