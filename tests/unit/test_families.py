@@ -162,3 +162,46 @@ def test_video_frames_are_sized_for_the_familys_patch():
 
     loaded = Loaded(Frames(), {}, patch_size=16)
     assert loaded.grid_thw == (2, 4, 6) and loaded.tokens == 2 * 4 * 6 // 4
+
+
+def test_router_loss_weight_follows_trl_rule():
+    """None: the checkpoint's coefficient; 0.0: off; any weight on a dense model: refused."""
+    from types import SimpleNamespace
+
+    from vlexp.algorithms.moe import aux_loss_coef
+
+    def model(**text):
+        config = SimpleNamespace(get_text_config=lambda: SimpleNamespace(**text))
+        return SimpleNamespace(config=config)
+
+    moe = model(output_router_logits=False, router_aux_loss_coef=0.001)
+    assert aux_loss_coef(moe, None) == 0.001
+    assert aux_loss_coef(moe, 0.0) == 0.0 and aux_loss_coef(moe, 0.02) == 0.02
+    assert aux_loss_coef(model(hidden_size=8), None) == 0.0
+    with pytest.raises(ValueError, match="router_aux_loss_coef=0.01 but .* not a mixture-of"):
+        aux_loss_coef(model(hidden_size=8), 0.01)
+
+
+def test_planner_counts_expert_adapters_only_with_lora_experts():
+    """memory=lora trains attention only on the 30B MoE; lora_experts adds one rank-r
+    adapter per routed expert on the stacked gate_up/down tensors (PEFT target_parameters),
+    which the planner counts from the same PEFT model the run builds."""
+    from vlexp.recipe.estimate import count, meta_model
+
+    def adapters(memory: str):
+        model = meta_model(compose(["model=qwen3_vl_30b_a3b", f"memory={memory}"]))
+        named = [(n, p.numel()) for n, p in model.named_parameters() if p.requires_grad]
+        return model, count(model), named
+
+    _, lora, named = adapters("lora")
+    assert not any(".experts." in n or ".visual." in n for n, _ in named)
+    assert lora.trainable_numel == sum(numel for _, numel in named) > 0
+    model, experts, named = adapters("lora_experts")
+    text = model.config.get_text_config()
+    r, h, i = 16, text.hidden_size, text.moe_intermediate_size
+    # per layer: gate_up (h -> 2i) and down (i -> h), A and B each r x experts wide
+    per_layer = r * text.num_experts * ((h + 2 * i) + (i + h))
+    expert_adapters = sum(numel for n, numel in named if ".experts." in n)
+    assert expert_adapters == text.num_hidden_layers * per_layer == 629_145_600
+    assert experts.trainable_numel == lora.trainable_numel + expert_adapters
+    assert experts.total_numel == lora.total_numel + expert_adapters
