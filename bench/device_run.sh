@@ -3,8 +3,10 @@
 # the benchmark of the real command, and leave every result under $OUT.
 #   here:   bash bench/fetch_wheels.sh          (once; .whl/ is git-ignored)
 #   device: run(command="bash bench/device_run.sh", carry=[".whl"], timeout_s=600)
-# Budget (one H100 or H200): ~1 min install + GPU tests, bench/gpu.py's own budget (default
-# 480 s, each case with its own timeout). Extra arguments go to bench/gpu.py.
+#   device: run(command="BENCH_BUDGET=440 bash bench/device_run.sh --plan qwen3 --timeout 240", ...)
+# Budget (one H100 or H200): ~30 s install, bench/gpu.py's own budget (BENCH_BUDGET, default
+# 440 s, each case with its own timeout), then the GPU-marked tests (at most 70 s). Extra
+# arguments go to bench/gpu.py.
 set -uo pipefail
 OUT=${OUT:-/tmp/vlexp-device-out}
 mkdir -p "$OUT"
@@ -20,6 +22,10 @@ for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "
     print(f"{name} {m.version(name)}")
 import datasets, hydra, trl  # noqa: E401,F401  (fails here, not in the first run, if one is missing)
 PY
-# The GPU-marked tests (liger on the tiny model, perf/* on a GPU): about a minute.
-python3 -m pytest tests/gpu -m gpu -x -q -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.log" | tail -15
-python3 bench/gpu.py --out "$OUT" --budget 480 "$@" 2>&1 | tee "$OUT/bench.log"
+df -h / /tmp | tail -n +2
+python3 bench/gpu.py --out "$OUT" --budget "${BENCH_BUDGET:-440}" "$@" 2>&1 | tee "$OUT/bench.log"
+status=${PIPESTATUS[0]}
+# The GPU-marked tests (liger on the tiny model, perf/* on a GPU), in what time is left.
+timeout 70 python3 -m pytest tests/gpu -m gpu -x -q -p no:cacheprovider > "$OUT/gpu-tests.log" 2>&1
+echo "gpu tests: exit $? ($(tail -1 "$OUT/gpu-tests.log"))"
+exit "$status"

@@ -1,13 +1,18 @@
-"""The real command on a GPU: `python -m vlexp` on random-weight Qwen2.5-VL checkpoints.
+"""The real command on a GPU: `python -m vlexp` on random-weight Qwen-VL checkpoints.
 
-    python bench/gpu.py                           # 3B and 7B cases, at most --budget s (420)
+    python bench/gpu.py                           # Qwen2.5-VL 3B and 7B, at most --budget s
+    python bench/gpu.py --plan qwen3              # Qwen3-VL-8B and Qwen3-VL-30B-A3B (issue 16)
     python bench/gpu.py --runs 3b:grpo_ckpt 3b:sft_full 7b:sft_lora
     python bench/gpu.py --smoke-cpu               # the same code on CPU at toy sizes (tested)
 
-Nothing is downloaded. For each model size the bench builds a random-weight checkpoint from
-the config.json bundled with vlexp (its special-token ids moved to the tiny tokenizer's,
-`vocab_size` kept so the LM head costs what the real one does; bf16, saved with the tiny
-processor), writes a JSONL data set of random-noise images and text of the sizes below, and
+Nothing is downloaded. For each model the bench writes a random-weight checkpoint of the
+config.json bundled with vlexp (its special-token ids moved to the tiny tokenizer's of the
+same family, `vocab_size` kept so the LM head costs what the real one does; bf16, with the
+tiny processor of the family). The weights file is written tensor by tensor; the experts of
+a mixture-of-experts model are left as holes of the file (zeros that take no disk: 30B-A3B's
+62 GB of weights fit a 64 GB disk, and load through the same `from_pretrained`). Zero experts
+cost the same FLOPs and memory as trained ones; the router is random, so tokens still spread
+over the experts. It then writes a JSONL data set of random-noise images and text of the sizes below, and
 runs each case as its own `python -m vlexp` process with its own timeout. From every run it
 reads back the perf/* and timing_s/* metrics the run logged (vlexp.recipe.perf), samples the
 card's used memory with nvidia-smi, and sets the planner's estimate (vlexp.plan, same
@@ -46,16 +51,29 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO), str(REPO / "bench")]
 
 from machine import describe  # noqa: E402
 
-MODELS = {"3b": "Qwen/Qwen2.5-VL-3B-Instruct", "7b": "Qwen/Qwen2.5-VL-7B-Instruct"}
+MODELS = {
+    "3b": "Qwen/Qwen2.5-VL-3B-Instruct",
+    "7b": "Qwen/Qwen2.5-VL-7B-Instruct",
+    "q3_8b": "Qwen/Qwen3-VL-8B-Instruct",
+    "q3_30b_a3b": "Qwen/Qwen3-VL-30B-A3B-Instruct",
+}
 # The model= option each size runs under (pixel budget, dtype, freeze_vision: the real ones);
 # only model.name_or_path is swapped for the random-weight checkpoint.
-MODEL_OPTIONS = {"3b": "qwen2_5_vl_3b", "7b": "qwen2_5_vl_7b", "smoke": "tiny"}
+MODEL_OPTIONS = {
+    "3b": "qwen2_5_vl_3b",
+    "7b": "qwen2_5_vl_7b",
+    "q3_8b": "qwen3_vl_8b",
+    "q3_30b_a3b": "qwen3_vl_30b_a3b",
+    "smoke": "tiny",
+    "smoke_moe": "tiny_qwen3_vl_moe",
+}
 GIB = 1024**3
 
 
@@ -164,29 +182,35 @@ DEFAULT_PLAN = [
     ("3b", "grpo_liger"),
     ("7b", "grpo_lora_ckpt"),
 ]
+# Issue 16: Qwen3-VL dense and MoE, SFT and GRPO. 30B-A3B's 62 GB of weights leave no room
+# for full fine-tuning on one card: LoRA (adapters off the experts) with checkpointing.
+QWEN3_PLAN = [
+    ("q3_8b", "grpo_lora_ckpt"),
+    ("q3_30b_a3b", "grpo_lora_ckpt"),
+    ("q3_8b", "sft_lora"),
+    ("q3_30b_a3b", "sft_lora"),
+    ("q3_8b", "sft_full"),
+    ("q3_8b", "grpo_ckpt"),
+]
+PLANS = {"default": DEFAULT_PLAN, "qwen3": QWEN3_PLAN}
 SMOKE_PLAN = [("smoke", "sft_full"), ("smoke", "dpo_lora"), ("smoke", "grpo_ckpt")]
+SMOKE_MODELS = {"smoke": "qwen2_5_vl", "smoke_moe": "qwen3_vl_moe"}  # tiny builds
 
 
 # --- the random-weight checkpoint -----------------------------------------------------------
 
 
-def build_checkpoint(source: Path, out: Path, device: str, dtype_name: str) -> Path:
+def build_checkpoint(
+    source: Path, out: Path, processor_dir: Path, device: str, dtype_name: str
+) -> Path:
     """A random-weight model of `source`'s config.json, loadable by `from_pretrained`, with
-    the tiny tokenizer's special-token ids and processor (vocab_size kept)."""
+    the family's tiny tokenizer's special-token ids and processor (vocab_size kept)."""
     import torch
-    from transformers import (
-        AutoConfig,
-        AutoModelForImageTextToText,
-        AutoProcessor,
-        GenerationConfig,
-    )
-
-    from vlexp.models import tiny
+    from transformers import AutoConfig, AutoProcessor, GenerationConfig
 
     if (out / "config.json").is_file():
         return out
-    tiny_dir = tiny.ensure()
-    processor = AutoProcessor.from_pretrained(tiny_dir)
+    processor = AutoProcessor.from_pretrained(processor_dir)
     ids = tiny_token_ids(processor.tokenizer)
     config = AutoConfig.from_pretrained(source)
     for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
@@ -195,19 +219,69 @@ def build_checkpoint(source: Path, out: Path, device: str, dtype_name: str) -> P
         config.vision_token_id = ids["vision_token_id"]
     text = config.get_text_config()
     text.bos_token_id, text.eos_token_id, text.pad_token_id = ids["bos"], ids["eos"], ids["pad"]
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = AutoModelForImageTextToText.from_config(config, dtype=getattr(torch, dtype_name))
-    model.generation_config = GenerationConfig(
-        eos_token_id=[ids["eos"], ids["pad"]], pad_token_id=ids["pad"], do_sample=True
-    )
     staging = out.with_name(out.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
+    staging.mkdir(parents=True)
+    write_random_weights(config, staging / "model.safetensors", getattr(torch, dtype_name), device)
+    config.save_pretrained(staging)
+    GenerationConfig(
+        eos_token_id=[ids["eos"], ids["pad"]], pad_token_id=ids["pad"], do_sample=True
+    ).save_pretrained(staging)
     processor.save_pretrained(staging)
-    del model
     staging.rename(out)
     return out
+
+
+SAFETENSORS_DTYPES = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
+
+
+def write_random_weights(config, path: Path, dtype, device: str, seed: int = 0) -> None:
+    """One safetensors file holding every tensor of `config`'s model: N(0, 0.02) matrices,
+    norm weights 1, biases 0, and experts (`.experts.` tensors) as zeros the file skips.
+
+    The model is built on the meta device for names and shapes only, so no copy of the whole
+    model is ever held; each tensor is drawn on `device`, written, and dropped."""
+    import struct
+
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+    tensors = model.state_dict()
+    header, offset = {}, 0
+    for name, tensor in tensors.items():
+        size = tensor.numel() * tensor.element_size()
+        dtype_name = SAFETENSORS_DTYPES[str(tensor.dtype).removeprefix("torch.")]
+        header[name] = {"dtype": dtype_name, "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + size]}  # fmt: skip
+        offset += size
+    header["__metadata__"] = {"format": "pt"}
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with path.open("wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        start = f.tell()
+        for name, tensor in tensors.items():
+            if ".experts." in name:
+                continue  # a hole: reads back as zeros
+            values = random_tensor(name, tensor, generator, device)
+            f.seek(start + header[name]["data_offsets"][0])
+            f.write(values.cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        f.truncate(start + offset)
+
+
+def random_tensor(name: str, like, generator, device: str):
+    import torch
+
+    if like.ndim == 1 and name.endswith(".weight"):
+        return torch.ones(like.shape, dtype=like.dtype, device=device)  # norms
+    if like.ndim == 1:
+        return torch.zeros(like.shape, dtype=like.dtype, device=device)  # biases
+    values = torch.randn(like.shape, generator=generator, dtype=torch.float32, device=device)
+    return values.mul_(0.02).to(like.dtype)
 
 
 def tiny_token_ids(tokenizer) -> dict[str, int]:
@@ -307,6 +381,7 @@ class Result:
     planner_gib: float | None = None
     planner_error_pct: float | None = None  # planner vs the card's peak (nvidia-smi)
     note: str = ""
+    log_tail: str = ""  # the end of a failed run's stderr, so a remote bench's JSON says why
 
 
 class GpuMemorySampler:
@@ -420,6 +495,7 @@ def run_case(
         (run_dir / "bench-stderr.log").write_text(proc.stderr[-200_000:])
         if proc.returncode != 0:
             result.status, result.note = failure(proc.stderr, proc.returncode)
+            result.log_tail = proc.stderr[-4000:]
     shutil.rmtree(run_dir / "final", ignore_errors=True)  # a full copy of the weights: disk
     metrics_file = run_dir / "metrics.jsonl"
     rows = (
@@ -475,8 +551,44 @@ def text_tokens(processor, record: dict, kind: str) -> int:
     return count
 
 
+@dataclass
+class FamilySetup:
+    """What the runs of one model family share: the tiny build whose processor and tokenizer
+    the random checkpoint gets, the data sets written with that tokenizer, the cases."""
+
+    tiny_dir: Path
+    processor: Any
+    data: dict[str, Path]
+    first: dict[str, dict]
+    cases: dict[str, Case]
+
+
+_SETUPS: dict[str, FamilySetup] = {}
+
+
+def family_setup(model_key: str, smoke: bool, work: Path, sizes: Sizes) -> FamilySetup:
+    from transformers import AutoProcessor
+
+    from vlexp import families
+    from vlexp.models import tiny
+
+    if smoke:
+        tiny_name = SMOKE_MODELS[model_key]
+    else:
+        tiny_name = families.of_model_type(families.model_type_of(MODELS[model_key])).name
+    if tiny_name not in _SETUPS:
+        tiny_dir = tiny.ensure(tiny_name)
+        processor = AutoProcessor.from_pretrained(tiny_dir)
+        ids = tiny_token_ids(processor.tokenizer)
+        data = write_data(work / "data" / tiny_name, sizes, processor.tokenizer)
+        first = {kind: json.loads(path.read_text().splitlines()[0]) for kind, path in data.items()}
+        table_of_cases = cases(sizes, [ids["eos"], ids["pad"]])
+        _SETUPS[tiny_name] = FamilySetup(tiny_dir, processor, data, first, table_of_cases)
+    return _SETUPS[tiny_name]
+
+
 def parse_runs(items: list[str], smoke: bool) -> list[tuple[str, str]]:
-    models = ["smoke"] if smoke else list(MODELS)
+    models = list(SMOKE_MODELS) if smoke else list(MODELS)
     runs = []
     for item in items:
         model, _, case = item.partition(":")
@@ -489,6 +601,7 @@ def parse_runs(items: list[str], smoke: bool) -> list[tuple[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=None, help="MODEL:CASE pairs (3b:grpo_ckpt)")
+    parser.add_argument("--plan", choices=sorted(PLANS), default="default", help="a set of runs")
     parser.add_argument("--timeout", type=int, default=180, help="seconds per case")
     parser.add_argument("--budget", type=int, default=420, help="seconds for the whole bench")
     parser.add_argument("--work", default="/tmp/vlexp-bench", help="checkpoints, data, run dirs")
@@ -510,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     began = time.perf_counter()
     plan = parse_runs(opts.runs, opts.smoke_cpu) if opts.runs else None
-    plan = plan or (SMOKE_PLAN if opts.smoke_cpu else DEFAULT_PLAN)
+    plan = plan or (SMOKE_PLAN if opts.smoke_cpu else PLANS[opts.plan])
     sizes = Sizes.smoke() if opts.smoke_cpu else Sizes()
     work = Path(opts.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -520,24 +633,16 @@ def main(argv: list[str] | None = None) -> int:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")])
     os.environ["VLEXP_CACHE"] = env["VLEXP_CACHE"]  # the tiny build this process makes too
 
-    from transformers import AutoProcessor
-
     from vlexp import families
-    from vlexp.models import tiny
 
-    processor = AutoProcessor.from_pretrained(tiny.ensure())
-    ids = tiny_token_ids(processor.tokenizer)
-    data = write_data(work / "data", sizes, processor.tokenizer)
-    first = {kind: json.loads(path.read_text().splitlines()[0]) for kind, path in data.items()}
-    table_of_cases = cases(sizes, [ids["eos"], ids["pad"]])
-    unknown = sorted({case for _, case in plan} - set(table_of_cases))
-    if unknown:
-        raise SystemExit(f"unknown case(s) {', '.join(unknown)}: {', '.join(table_of_cases)}")
     checkpoints: dict[str, Path] = {}
     results: list[Result] = []
     for model_key, name in plan:
-        case = table_of_cases[name]
+        setup = family_setup(model_key, opts.smoke_cpu, work, sizes)
+        case = setup.cases.get(name)
         left = opts.budget - (time.perf_counter() - began)
+        if case is None:
+            raise SystemExit(f"unknown case {name}: {', '.join(setup.cases)}")
         if case.needs and importlib.util.find_spec(case.needs) is None:
             results.append(Result(model_key, name, "skipped", note=f"{case.needs} not installed"))
             continue
@@ -546,15 +651,20 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if model_key not in checkpoints:
             source = (
-                tiny.ensure()
+                setup.tiny_dir
                 if opts.smoke_cpu
                 else families.bundled_config(MODELS[model_key]).parent
             )
+            began_build = time.perf_counter()
             checkpoints[model_key] = build_checkpoint(
                 source,
                 work / "models" / f"random-{model_key}",
+                setup.tiny_dir,
                 "cpu" if opts.smoke_cpu else "cuda",
                 "float32" if opts.smoke_cpu else "bfloat16",
+            )
+            print(
+                f"{model_key}: checkpoint in {time.perf_counter() - began_build:.0f} s", flush=True
             )
             if not opts.smoke_cpu:
                 torch.cuda.empty_cache()
@@ -564,10 +674,11 @@ def main(argv: list[str] | None = None) -> int:
             f"model.attn_implementation={opts.attn}",
             f"model.dtype={'float32' if opts.smoke_cpu else 'bfloat16'}",
             "data=jsonl",
-            f"data.train={data[case.kind]}",
+            f"data.train={setup.data[case.kind]}",
             "train.logging_steps=1",
             "train.save_steps=100000",
         ]
+        processor, first = setup.processor, setup.first
         text = text_tokens(processor, first[case.kind], case.kind)
         predicted = planner([*common, *case.overrides], case.kind, sizes, text, card_gib)
         left = opts.budget - (time.perf_counter() - began)  # the checkpoint build took some

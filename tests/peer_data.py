@@ -324,6 +324,85 @@ def visual_rft(root: Path) -> Path:
                 "image_path": str(folder / "3.jpg"),
                 "problem": "Detect all objects belonging to the category 'square' in the image.",
                 "solution": "<answer>[{'Position': [10, 10, 50, 50], 'Confidence': 1}]</answer>",
-            }
+            },
+            {
+                "image_path": str(folder / "2.jpg"),
+                "problem": "Detect all objects belonging to the category 'circle' in the image.",
+                "solution": "<answer>[{'Position': [4, 8, 40, 48], 'Confidence': 1}]</answer>",
+            },
         ],
     )
+
+
+def _image_bytes(name: str) -> dict:
+    """One of `images`' pictures as a `datasets` Image value: its bytes, `path` only the file
+    name (as parquet hub sets store them: no file to read)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", SIZES[name], (60, 90, 160)).save(buffer, format="JPEG")
+    return {"bytes": buffer.getvalue(), "path": name}
+
+
+def _parquet(path: Path, table: dict, features: dict) -> Path:
+    import datasets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset = datasets.Dataset.from_dict(table)
+    for column, feature in features.items():
+        dataset = dataset.cast_column(column, feature)
+    dataset.to_parquet(str(path))
+    return path
+
+
+def open_r1(root: Path) -> Path:
+    """open-r1-multimodal's hub rows (lmms-lab/multimodal-open-r1-8k-verified, read by its
+    grpo.py: `image` a datasets Image, `problem`, `solution` with the answer in <answer>
+    tags, the source columns kept), as the parquet file the hub serves."""
+    import datasets
+
+    table = {
+        "image": [_image_bytes("2.jpg"), _image_bytes("1.jpg")],
+        "problem": [
+            "Based on the image, what is the length of side AB?",
+            "How many triangles are in the figure?",
+        ],
+        "solution": [
+            "<think>AB is the hypotenuse: sqrt(3^2 + 4^2) = 5.</think>\n<answer>5</answer>",
+            "<think>Two small ones and the large one.</think>\n<answer>3</answer>",
+        ],
+        "original_question": ["Find AB.", "Count the triangles."],
+        "original_answer": ["5", "3"],
+    }
+    return _parquet(root / "train-00000-of-00001.parquet", table, {"image": datasets.Image()})
+
+
+def trl_llava(root: Path) -> Path:
+    """TRL's VLM SFT data set (HuggingFaceH4/llava-instruct-mix-vsft, TRL's sft_vlm example):
+    `messages` whose content parts carry `index`/`text`/`type` (Arrow fills the absent ones
+    with null) and `images` a list of datasets Images."""
+    import datasets
+
+    def text(value: str) -> dict:
+        return {"index": None, "text": value, "type": "text"}
+
+    image = {"index": 0, "text": None, "type": "image"}
+    table = {
+        "messages": [
+            [
+                {"content": [image, text("What colour is the square?")], "role": "user"},
+                {"content": [text("The square is blue.")], "role": "assistant"},
+                {"content": [text("And the background?")], "role": "user"},
+                {"content": [text("It is white.")], "role": "assistant"},
+            ],
+            [
+                {"content": [text("Describe the picture."), image], "role": "user"},
+                {"content": [text("A wide blue rectangle.")], "role": "assistant"},
+            ],
+        ],
+        "images": [[_image_bytes("1.jpg")], [_image_bytes("2.jpg")]],
+    }
+    features = {"images": datasets.Sequence(datasets.Image())}
+    return _parquet(root / "train-00000-of-00001.parquet", table, features)

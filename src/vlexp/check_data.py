@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if count:
         from vlexp.data.show import show
 
-        print(show(train, check.processor, cfg.algo.kind, count, check.needs))
+        print(show(train, check.processor, cfg.algo.kind, count, check.needs, check.video_budget))
     sizes = f"{len(train)} train" + (f" / {len(evaluation)} eval" if evaluation else "")
     print(f"vlexp.check_data: ok, {sizes} records would be used")
     return 0

@@ -171,7 +171,9 @@ def main(cfg: DictConfig) -> float | None:
     model = load_weights(cfg, model_dir)
     log.info("evaluating %s on %d records of %s", model_dir or cfg.model.name_or_path,
              len(examples), cfg.data.eval)  # fmt: skip
-    metrics, samples = evaluate(model, processor, examples, cfg.eval, cfg.get("reward"))
+    metrics, samples = evaluate(
+        model, processor, examples, cfg.eval, cfg.get("reward"), data_cfg=cfg.data
+    )
     meta = {
         "model": str(model_dir or cfg.model.name_or_path),
         "run": str(run_dir) if run_dir else None,

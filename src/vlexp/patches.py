@@ -40,6 +40,22 @@ def share_checkpoint_conversion(class_name: str, source: str) -> None:
     )
 
 
+# --- transformers: MoE experts implementation for vlexp's value-head classes ------------
+def experts_implementation_like(cls: type, backbone: type) -> None:
+    """Let `cls` (a value-head class built at run time) pick the experts implementation
+    (`grouped_mm`, ...) as its MoE `backbone` does.
+
+    transformers 5.24 decides whether a class may set it by searching the source of the
+    class's module for `@use_experts_implementation`
+    (`PreTrainedModel._can_set_experts_implementation`, cached in
+    `_can_set_experts_implementation_cached_value`); vlexp.algorithms.reward_model's source
+    has none, so building a Qwen3-VL-MoE value head from a loaded model's config (which names
+    `grouped_mm`) raised "does not support setting experts implementation". The answer is
+    the backbone's: the experts are its modules.
+    """
+    cls._can_set_experts_implementation_cached_value = backbone._can_set_experts_implementation()
+
+
 # --- transformers: load a frozen model whole while a ZeRO-3 config is live ---------------
 @contextmanager
 def zero3_init_off() -> Iterator[None]:

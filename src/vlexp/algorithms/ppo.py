@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, Trainer, TrainingArguments
 
+from vlexp.algorithms import moe
 from vlexp.algorithms.actor_critic import (
     PolicyAndValue,
     load_checkpoint,
@@ -55,6 +56,9 @@ class PPOConfig(TrainingArguments):
     # Extra GenerationConfig keys for the rollouts (as GRPOConfig's); vlexp adds the vision
     # placeholders to suppress_tokens (recipe.run.keep_placeholders_out).
     generation_kwargs: dict | None = None
+    # MoE models: weight of the router's load-balancing loss, added for the actor and the
+    # critic; None = the model config's own (TRL's rule, vlexp.algorithms.moe), 0.0 = off.
+    router_aux_loss_coef: float | None = None
     remove_unused_columns: bool = False
 
 
@@ -152,6 +156,7 @@ class PPOTrainer(Trainer):
         eos = self.generation_config.eos_token_id
         self.eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos])
         self.steps_per_rollout = args.ppo_epochs * args.num_mini_batches
+        self.router_aux_loss_coef = moe.aux_loss_coef(model, args.router_aux_loss_coef)
         self._micro_step, self._rollout = 0, None
         self._metrics: dict[str, list[float]] = defaultdict(list)
 
@@ -216,7 +221,7 @@ class PPOTrainer(Trainer):
             else v
             for k, v in prompt.items()
         }
-        logits, values = self.model_wrapped(logits_to_keep=mask.shape[1] + 1, **batch)
+        logits, values, _ = self.model_wrapped(logits_to_keep=mask.shape[1] + 1, **batch)
         logp, entropy = self._logp(logits, completion_ids)  # (B, C) each
         values = values[:, P - 1 : -1]  # value of the state before each completion token
         ref_logp = self._ref_logp(batch, completion_ids)
@@ -283,22 +288,29 @@ class PPOTrainer(Trainer):
         mask, C = inputs["mask"], inputs["mask"].shape[1]
         rollout_only = ("completion_ids", "mask", "logp", "values", "advantages", "returns")
         batch = {k: v for k, v in inputs.items() if k not in rollout_only}
-        logits, values = model(logits_to_keep=C + 1, **batch)
+        route = self.router_aux_loss_coef != 0.0
+        logits, values, aux_losses = model(
+            logits_to_keep=C + 1, output_router_logits=route, **batch
+        )
         logp, entropy = self._logp(logits, inputs["completion_ids"])
         values = values[:, -C - 1 : -1]
         pg, clipfrac, approxkl = policy_loss(logp, inputs["logp"], inputs["advantages"], mask, self.args.cliprange)  # fmt: skip
         vf, vf_clipfrac = value_loss(values, inputs["values"], inputs["returns"], mask, self.args.cliprange_value)  # fmt: skip
-        self._record(
-            {
-                "policy/clipfrac": clipfrac,
-                "policy/approxkl": approxkl,
-                "policy/entropy": masked_mean(entropy, mask),
-                "loss/policy": pg,
-                "loss/value": vf,
-                "val/clipfrac": vf_clipfrac,
-            }
-        )
-        return pg + self.args.vf_coef * vf
+        recorded = {
+            "policy/clipfrac": clipfrac,
+            "policy/approxkl": approxkl,
+            "policy/entropy": masked_mean(entropy, mask),
+            "loss/policy": pg,
+            "loss/value": vf,
+            "val/clipfrac": vf_clipfrac,
+        }
+        loss = pg + self.args.vf_coef * vf
+        if route:  # MoE: keep both routers balanced, as TRL's trainers do for one model
+            actor_aux, critic_aux = aux_losses
+            loss = loss + self.router_aux_loss_coef * (actor_aux + critic_aux)
+            recorded |= {"aux_loss": actor_aux, "val/aux_loss": critic_aux}
+        self._record(recorded)
+        return loss
 
     def _record(self, values: dict[str, torch.Tensor]) -> None:
         """Average each scalar over the processes (every rank calls this in lockstep)."""

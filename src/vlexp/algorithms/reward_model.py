@@ -9,8 +9,8 @@ heads. It saves and loads with `save_pretrained` / `from_pretrained` (`config.js
 class; `load_reward_model` picks it from `model_type`), and it loads a causal-LM checkpoint
 too: the backbone weights match, `lm_head` is dropped, `score` starts fresh.
 
-`forward` returns both the per-token values `(B, T)` (the PPO critic reads them) and the score
-at the last non-padding token `(B, 1)` (the reward model's output).
+`forward` returns both the per-token values `token_values` `(B, T)` (the PPO critic reads
+them) and the score at the last non-padding token `logits` `(B, 1)` (the reward model's output).
 """
 
 from __future__ import annotations
@@ -26,12 +26,16 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from vlexp import families, patches
+from vlexp.algorithms import moe
 
 
 @dataclass
 class ValueHeadOutput(ModelOutput):
     logits: torch.Tensor | None = None  # (B, 1): the score at the last non-padding token
-    values: torch.Tensor | None = None  # (B, T): the head applied at every position
+    # (B, T): the head applied at every position. Not `values`: that would hide the mapping's
+    # values() method, which DeepSpeed's ZeRO-3 engine calls on every forward's output.
+    token_values: torch.Tensor | None = None
+    aux_loss: torch.Tensor | None = None  # MoE router load-balancing loss, when asked for
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -60,18 +64,27 @@ class _ValueHead:
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        output_router_logits: bool = False,
         **kwargs: Any,
     ) -> ValueHeadOutput:
+        """`output_router_logits=True` (MoE backbones) also returns the router's
+        load-balancing loss, as the family's causal-LM class does (vlexp.algorithms.moe)."""
         kwargs.pop("use_cache", None)
-        hidden = self.model(
+        if output_router_logits:
+            kwargs["output_router_logits"] = True
+        outputs = self.model(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs
-        ).last_hidden_state  # (B, T, H)
+        )
+        hidden = outputs.last_hidden_state  # (B, T, H)
+        aux_loss = None
+        if output_router_logits:
+            aux_loss = moe.load_balancing_loss(self.config, outputs.router_logits, attention_mask)
         values = self.score(hidden).squeeze(-1)  # (B, T)
         if attention_mask is None:
             attention_mask = torch.ones_like(values, dtype=torch.long)
         rows = torch.arange(values.shape[0], device=values.device)
         score = values[rows, last_token_index(attention_mask)].unsqueeze(-1)  # (B, 1)
-        return ValueHeadOutput(logits=score, values=values)
+        return ValueHeadOutput(logits=score, token_values=values, aux_loss=aux_loss)
 
 
 _CLASSES: dict[str, type[PreTrainedModel]] = {}  # family name -> its value-head class
@@ -88,6 +101,7 @@ def value_head_class(family: families.Family) -> type[PreTrainedModel]:
         name = base.__name__.removesuffix("PreTrainedModel") + "ForRewardModel"
         cls = type(name, (_ValueHead, base), {"backbone_class": family.load("backbone")})
         cls.__module__ = __name__
+        patches.experts_implementation_like(cls, cls.backbone_class)
         if family.weight_layout is not None:
             patches.share_checkpoint_conversion(cls.__name__, family.weight_layout)
         _CLASSES[family.name] = cls
@@ -109,10 +123,12 @@ def from_causal_lm(lm: PreTrainedModel) -> PreTrainedModel:
     """Wrap a loaded VLM's backbone with a fresh value head, sharing (not copying) its weights.
 
     The class is built on the meta device so no second backbone is allocated; the loaded
-    backbone (possibly ZeRO-3 partitioned) is then put in its place.
+    backbone (possibly ZeRO-3 partitioned) is then put in its place. The meta shell is built
+    with the ZeRO-3 config out of sight: transformers would otherwise initialise its
+    sub-models' buffers as partitioned weights ("Cannot copy out of meta tensor").
     """
     cls = reward_class(lm.config.model_type)
-    with torch.device("meta"):
+    with torch.device("meta"), patches.zero3_init_off():
         model = cls(lm.config)
     model.model = lm.model
     hidden = lm.config.get_text_config().hidden_size

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
+from vlexp.algorithms import moe
 from vlexp.algorithms.reward_model import encode_conversations, from_causal_lm, is_value_model
 
 
@@ -28,6 +29,9 @@ class RewardModelConfig(TrainingArguments):
         default=None,
         metadata={"help": "Weight of mean((r_chosen + r_rejected)^2), keeping scores near 0."},
     )
+    # MoE models: weight of the router's load-balancing loss; None = the model config's own
+    # (TRL's rule, vlexp.algorithms.moe), 0.0 = off.
+    router_aux_loss_coef: float | None = None
     remove_unused_columns: bool = False  # the collator needs prompt/chosen/rejected/images
 
 
@@ -90,22 +94,29 @@ class RewardModelTrainer(Trainer):
             processing_class=processing_class,
             callbacks=callbacks,
         )
+        self.router_aux_loss_coef = moe.aux_loss_coef(self.model, args.router_aux_loss_coef)
         self._metrics: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
         }
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        scores = model(**inputs).logits.squeeze(-1)  # (2B,): chosen rows first
+        route = self.router_aux_loss_coef != 0.0
+        outputs = model(**inputs, output_router_logits=True) if route else model(**inputs)
+        scores = outputs.logits.squeeze(-1)  # (2B,): chosen rows first
         chosen, rejected = scores.chunk(2)
         loss = bradley_terry(chosen, rejected)
         if self.args.center_rewards_coefficient:
             loss = loss + self.args.center_rewards_coefficient * ((chosen + rejected) ** 2).mean()
+        if route:  # MoE: keep the router balanced, as TRL's trainers do
+            loss = loss + self.router_aux_loss_coef * outputs.aux_loss
         mode = "train" if model.training else "eval"
         with torch.no_grad():
             gather = self.accelerator.gather_for_metrics
             all_scores = gather(scores.detach())
             metrics = self._metrics[mode]
+            if route:
+                metrics["aux_loss"].append(gather(outputs.aux_loss.detach()).mean().item())
             metrics["accuracy"].append(gather((chosen > rejected).float()).mean().item())
             metrics["margin"].append(gather((chosen - rejected).detach()).mean().item())
             metrics["min_reward"].append(all_scores.min().item())

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from vlexp.config import algo as algorithm
 from vlexp.data.records import DataError
 from vlexp.data.videos import VIDEO_PAD, Budget, Loaded, load, processor_inputs
 
@@ -195,7 +196,12 @@ class Carrier:
 
 def check_supported(cfg: Any, train_set: Any, eval_set: Any) -> None:
     """Before the model loads: the video paths vlexp does not carry stop the run here."""
-
+    if has_videos(train_set) and not algorithm.of(cfg).videos:
+        raise DataError(
+            f"{cfg.data.get('train')}: records with videos and algo={cfg.algo.name}: its trainer "
+            "reads images only (algo.videos=false); use algo=grpo or another GRPO-family "
+            "algorithm for reinforcement learning on video data"
+        )
     if has_videos(train_set) and cfg.algo.get("args", {}).get("use_vllm"):
         raise DataError(
             f"{cfg.data.get('train')}: records with videos and algo.args.use_vllm=true: vLLM "

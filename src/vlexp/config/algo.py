@@ -17,6 +17,8 @@ and, only where it differs from `generates`:
     rewards: false     # generates, but nothing from `reward.funcs` scores it (distillation:
                        # the teacher's distribution is the signal); defaults to `generates`
     one_image: true    # the trainer reads exactly one image per prompt, from an `image` column
+    videos: false      # the trainer reads images only: video records stop the run before
+                       # the model loads (vlexp's PPO rollouts)
     unavailable: ...   # why this algorithm cannot run here (e.g. TRL's trainer takes no
                        # images): validation stops with it before anything loads
 
@@ -51,6 +53,7 @@ class Algorithm:
     args: Any
     rewards: bool = False  # `reward.funcs` score its completions (see the module docstring)
     one_image: bool = False  # one image per prompt, in an `image` column (see above)
+    videos: bool = True  # the trainer carries video records (see above)
 
     def uses_reference(self) -> bool:
         """Whether a reference model is held (for the KL term or the DPO-style loss)."""
@@ -79,6 +82,7 @@ def of(cfg: Any) -> Algorithm:
         args=algo.get("args") or {},
         rewards=bool(algo.get("rewards", algo.get("generates", False))),
         one_image=bool(algo.get("one_image", False)),
+        videos=bool(algo.get("videos", True)),
     )
 
 
@@ -97,7 +101,7 @@ def problems(cfg: Any) -> list[str]:
         found.append(f"algo.kind={algo.kind}: must be one of {', '.join(KINDS)}")
     if algo.get("reference") is not None and algo.reference not in REFERENCES:
         found.append(f"algo.reference={algo.reference}: must be one of {', '.join(REFERENCES)}")
-    for key in ("generates", "groups", "rewards", "one_image"):
+    for key in ("generates", "groups", "rewards", "one_image", "videos"):
         if algo.get(key) is not None and not isinstance(algo.get(key), bool):
             found.append(f"algo.{key}={algo.get(key)}: must be true or false")
     if algo.get("rewards") and not algo.get("generates"):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vlexp.data import schema
-from vlexp.data.records import ROW_FORMS, DataError, Record, to_example
+from vlexp.data.records import ROW_FORMS, DataError, Record, convert
 from vlexp.data.sources import Reader
 
 __all__ = [
@@ -33,10 +33,8 @@ def to_dataset(
     import datasets
 
     spec = schema.of(kind)
-    template = data_cfg.get("prompt_template") or "{question}"
-    system = data_cfg.get("system_prompt")
-    boxes = data_cfg.get("boxes")
-    rows = [to_example(r, kind, template, system, boxes) for r in records]
+    # The examples the data check already made (records.convert converts each record once).
+    rows = [convert(r, kind, data_cfg) for r in records]
     if spec.one_form:
         _one_form(records, rows)
     rows = ROW_FORMS.get(kind, list)(rows)

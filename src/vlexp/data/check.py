@@ -29,9 +29,9 @@ from vlexp.data.records import (
     BadRecord,
     DataError,
     Record,
+    convert,
     image_paths,
     strip_file_scheme,
-    to_example,
     video_paths,
 )
 from vlexp.data.report import line_number, summary_line, write_bad_records
@@ -93,16 +93,17 @@ class DataCheck:
         records = source if isinstance(source, list) else reader.read(source, bad_lines)
         problems: dict[int, BadRecord] = {}
         examples: list[dict | None] = []
-        template = self.data.get("prompt_template") or "{question}"
-        system = self.data.get("system_prompt")
         for index, record in enumerate(records):
             problem = fields.structure(record, self.kind) or self.typed_media_tokens(record)
-            example = None if problem else to_example(record, self.kind, template, system)
+            # Media paths are final (URLs fetched, 16-bit copies) before the one conversion.
+            problem = problem or self.image_locations(record) or self.video_locations(record)
+            example = None
+            if problem is None:
+                example, problem = self.example(record)
             if example is not None and self.record_check is not None:
                 problem = self.record_check(record, example)
             if example is not None and self.needs:
                 problem = problem or fields.reward_columns(record, example, self.needs)
-            problem = problem or self.image_locations(record) or self.video_locations(record)
             examples.append(example)
             if problem:
                 problems[index] = problem
@@ -121,6 +122,15 @@ class DataCheck:
         stats["with_media"] = sum(any(r.fields.get(k) for k in media) for r in records)
         self.stats[split] = stats
         return [r for i, r in enumerate(records) if i not in problems]
+
+    def example(self, record: Record) -> tuple[dict | None, BadRecord | None]:
+        """(the record's trainer example, None) or (None, why it cannot convert): the one
+        conversion, which the data set the trainer reads reuses (`records.convert`)."""
+        try:
+            return convert(record, self.kind, self.data), None
+        except DataError as err:
+            detail = str(err).removeprefix(f"{record.source}: ")
+            return None, BadRecord(record.source, "record", "cannot convert", detail)
 
     def typed_media_tokens(self, record: Record) -> BadRecord | None:
         """Vision tokens typed into the text: the processor expands every image pad it finds,

@@ -61,6 +61,9 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
     format: str = ""  # the format it was read in (vlexp.data.formats)
     raw_keys: frozenset[str] = frozenset()  # its keys before data.columns renamed them
+    # kind -> its trainer example, made once by `convert` (the data check's conversion is the
+    # one the trainer gets).
+    examples: dict[str, dict] = field(default_factory=dict, repr=False)
 
 
 class DuplicateKey(ValueError):
@@ -217,14 +220,30 @@ def passthrough(record: Record, drop: tuple[str, ...]) -> dict:
     return out
 
 
+def convert(record: Record, kind: str, data_cfg: Any) -> dict:
+    """The record's example for `kind` under `data_cfg` (its prompt template, system prompt and
+    `boxes`), converted once per run: later calls (the data check, then the data set the
+    trainer reads) get the same example. Raises DataError for a record that cannot convert."""
+    if kind not in record.examples:
+        record.examples[kind] = to_example(
+            record,
+            kind,
+            data_cfg.get("prompt_template") or "{question}",
+            data_cfg.get("system_prompt"),
+            data_cfg.get("boxes"),
+        )
+    return record.examples[kind]
+
+
 def to_example(
     record: Record, kind: str, template: str, system: str | None, boxes: Any = None
 ) -> dict:
     """The trainer-facing example for `kind` (sft, dpo, grpo or kto; a KTO record is either
     labelled, `label` true/false with one completion, or a chosen/rejected pair).
 
-    `boxes` (the `data.boxes` config) with `rescale: true` maps pixel boxes in the targets to
-    the processor's resized image (see `vlexp.data.boxes`).
+    `boxes` (the `data.boxes` config): `gold: true` puts the gold boxes of reward columns
+    (`box`, a box `solution`) in the model family's frame, `rescale: true` the boxes in the
+    targets (see `vlexp.data.boxes`).
     """
     images = image_paths(record)
     videos = video_paths(record)
@@ -255,11 +274,6 @@ def _target_edit(record: Record, images: list, boxes: Any):
     return target_edit(record.source, images, boxes)
 
 
-# Conversational columns each kind trains on, and the roles whose text is a target.
-_CONVERSATION_KEYS = {"prompt": (), "completion": ("assistant",), "messages": ("assistant",)}
-_CONVERSATION_KEYS |= {"chosen": ("assistant",), "rejected": ("assistant",)}
-
-
 def _conversational(record: Record, kind: str, images: list, boxes: Any) -> dict:
     fields, edit = record.fields, _target_edit(record, images, boxes)
     spec = schema.of(kind)
@@ -275,7 +289,7 @@ def _conversational(record: Record, kind: str, images: list, boxes: Any) -> dict
             turns, images, count = normalise(
                 fields[key], images, key, lambda p: resolve_image(record, p)
             )
-            example[key] = map_texts(turns, _CONVERSATION_KEYS[key], edit)
+            example[key] = map_texts(turns, schema.TARGET_ROLES[key], edit)
             placeholders += count
         if images and not placeholders:
             place_images(example[keep[0]], len(images))

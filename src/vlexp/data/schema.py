@@ -17,6 +17,15 @@ from dataclasses import dataclass
 from vlexp.config.algo import KINDS
 
 QUESTION_KEYS = ("prefix", "question", "problem")  # the prefix form's question, any one
+# Conversational form: per turn column, the roles whose text is a target (boxes in it are
+# rescaled with data.boxes.rescale); the prompt's turns are never targets.
+TARGET_ROLES = {
+    "prompt": (),
+    "completion": ("assistant",),
+    "messages": ("assistant",),
+    "chosen": ("assistant",),
+    "rejected": ("assistant",),
+}
 
 
 @dataclass(frozen=True)

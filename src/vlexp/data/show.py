@@ -1,31 +1,50 @@
 """`python -m vlexp.check_data ... --show N`: records as the trainer gets them.
 
 For each record: the chat text exactly as the model's chat template renders it, each image's
-pad token shown once with its count (`<|image_pad|>x16`) and the image's size before and
-after the processor's resize; then what the record trains on: the text the loss covers (SFT,
-DPO: chosen and rejected) or the columns each reward receives (GRPO).
+and video's pad token shown once with its count (`<|image_pad|>x16`, `<|video_pad|>x32`), the
+image's size before and after the processor's resize, and each video's sampled frames and
+their resized size; then what the record trains on: the text the loss covers (SFT, DPO:
+chosen and rejected) or the columns each reward receives (GRPO).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from vlexp.data import schema
+from vlexp.data import schema, videos
 from vlexp.data.boxes import resized_size
 from vlexp.data.images import image_tokens, processor_geometry
 
 PAD = "<|image_pad|>"
+VIDEO_PAD = "<|video_pad|>"
+PADS = re.compile(re.escape(PAD) + "|" + re.escape(VIDEO_PAD))
 
 
-def show(dataset: Any, processor: Any, kind: str, count: int, needs: dict[str, list[str]]) -> str:
+def show(
+    dataset: Any,
+    processor: Any,
+    kind: str,
+    count: int,
+    needs: dict[str, list[str]],
+    budget: videos.Budget | None = None,
+) -> str:
+    """`budget`: the run's video sampling (`data.video`), which says each video's frames."""
     blocks = []
     for index in range(min(count, len(dataset))):
         row = dataset[index]
-        blocks.append(f"--- record {index} ---\n" + describe(row, processor, kind, needs))
+        text = describe(row, processor, kind, needs, budget or videos.Budget())
+        blocks.append(f"--- record {index} ---\n{text}")
     return "\n".join(blocks)
 
 
-def describe(row: dict, processor: Any, kind: str, needs: dict[str, list[str]]) -> str:
+def describe(
+    row: dict,
+    processor: Any,
+    kind: str,
+    needs: dict[str, list[str]],
+    budget: videos.Budget | None = None,
+) -> str:
     factor, low, high = processor_geometry(processor)
     images = row.get("images") or []
     sizes = [image.size for image in images]
@@ -34,7 +53,15 @@ def describe(row: dict, processor: Any, kind: str, needs: dict[str, list[str]]) 
     for number, ((w, h), n) in enumerate(zip(sizes, tokens, strict=True)):
         rw, rh = resized_size(w, h, low, high, factor)
         lines.append(f"image {number}: {w}x{h} px, resized to {rw}x{rh}: {n} tokens")
-    render = lambda turns, gen: compact(template(processor, turns, gen), tokens)  # noqa: E731
+    video_tokens = []
+    for number, video in enumerate(row.get("videos") or []):
+        loaded = videos.load(video, budget or videos.Budget())
+        video_tokens.append(loaded.tokens_for(processor))
+        lines.append(f"video {number}: {video_line(video, loaded)}: {video_tokens[-1]} tokens")
+
+    def render(turns: list, generation: bool) -> str:
+        return compact(template(processor, turns, generation), tokens, video_tokens)
+
     if schema.of(kind).rewards:
         lines.append(render(row["prompt"], True))
         for reward, columns in needs.items():
@@ -57,14 +84,39 @@ def template(processor: Any, turns: list, generation: bool) -> str:
     return processor.apply_chat_template(turns, tokenize=False, add_generation_prompt=generation)
 
 
-def compact(text: str, tokens: list[int]) -> str:
-    """Each image's one pad placeholder, followed by the count the processor expands it to."""
-    pieces = text.split(PAD)
-    out = pieces[0]
-    for number, piece in enumerate(pieces[1:]):
-        count = tokens[number] if number < len(tokens) else "?"
-        out += f"{PAD}x{count}{piece}"
-    return out
+def compact(text: str, tokens: list[int], video_tokens: list[int] = ()) -> str:
+    """Each image's and video's one pad placeholder, followed by the count the processor
+    expands it to (images and videos numbered apart, in the order the text has them)."""
+    counts = {PAD: iter(tokens), VIDEO_PAD: iter(video_tokens)}
+    return PADS.sub(lambda m: f"{m.group()}x{next(counts[m.group()], '?')}", text)
+
+
+def video_line(video: dict, loaded: videos.Loaded) -> str:
+    """'4 of 8 frames, 112x112 px, resized to 56x56': frames sampled (of the video's), the
+    original frame size when it can be read, the size the model sees."""
+    count, _, height, width = loaded.frames.shape
+    total = loaded.metadata.get("total_num_frames")
+    frames = f"{count} of {round(total)} frames" if total else f"{count} frames"
+    original = frame_size(video)
+    size = f", {original[0]}x{original[1]} px" if original else ""
+    return f"{frames}{size}, resized to {width}x{height}"
+
+
+def frame_size(video: dict) -> tuple[int, int] | None:
+    """(width, height) of a video's frames: its first frame file, or its file's video stream."""
+    try:
+        if video.get("frames"):
+            from PIL import Image
+
+            with Image.open(video["frames"][0]) as image:
+                return image.size
+        import av
+
+        with av.open(str(video["path"])) as container:
+            stream = container.streams.video[0]
+            return stream.width, stream.height
+    except Exception:  # a size we cannot read is left out, never a failed --show
+        return None
 
 
 def assistant_spans(processor: Any, messages: list) -> list[str]:

@@ -66,6 +66,7 @@ class GenerationEvalCallback(TrainerCallback):
                     accelerator=trainer.accelerator,
                     progress=state.is_world_process_zero,
                     desc=f"eval @ step {state.global_step}",
+                    data_cfg=self.cfg.data,
                 )
             finally:
                 model.train(was_training)

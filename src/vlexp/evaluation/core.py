@@ -21,11 +21,12 @@ from vlexp.rewards.guard import guarded, processor_box_frame
 
 
 def build_rewards(
-    reward_cfg: Any, box_frame: Any = None
+    reward_cfg: Any, box_frame: Any = None, data_cfg: Any = None
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Reward functions (guarded: `reward.on_error` applies as in training; box rewards read
-    the model's `box_frame`) and weights."""
-    holder = {"reward": reward_cfg}
+    the model's `box_frame` unless `data_cfg.boxes.gold` put the gold boxes in it) and
+    weights."""
+    holder = {"reward": reward_cfg, "data": data_cfg}
     return guarded(holder, box_frame), reward_config.weights(holder)
 
 
@@ -55,15 +56,17 @@ def evaluate(
     accelerator=None,
     progress: bool = True,
     desc: str = "eval",
+    data_cfg: Any = None,
 ) -> tuple[dict[str, Any], list[dict]]:
     """Generate, score and summarise; returns (metrics, samples) on every process.
 
     With an `accelerator` of several processes each rank generates a strided share of the
     records (padded to equal length, so ZeRO-3's collective forward passes line up) and the
-    samples are gathered before the summary.
+    samples are gathered before the summary. `data_cfg`: the config the examples were
+    loaded with (`data.boxes.gold` says which frame their gold boxes are in).
     """
     started = time.perf_counter()
-    funcs, weights = build_rewards(reward_cfg, processor_box_frame(model, processor))
+    funcs, weights = build_rewards(reward_cfg, processor_box_frame(model, processor), data_cfg)
     indexed = list(enumerate(examples))
     world = accelerator.num_processes if accelerator is not None else 1
     if world > 1:

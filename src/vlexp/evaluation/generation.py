@@ -8,6 +8,7 @@ processor, pixel limits and chat template in training, generation and evaluation
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,9 +70,29 @@ def load_examples(cfg: Any, processor, limit: int | None = None) -> list[dict]:
     if limit is not None:
         split = split.select(range(min(int(limit), len(split))))
     examples = split.to_list()
+    folder = Path(str(cfg.get("cache_dir", "~/.cache/vlexp"))).expanduser() / "eval-images"
     for ex in examples:
-        ex["images"] = [img["path"] for img in ex["images"] or []]
+        ex["images"] = [image_file(img, folder) for img in ex["images"] or []]
     return examples
+
+
+def image_file(entry: dict, folder: Path) -> str:
+    """A path to the image of a data set entry (`{"bytes", "path"}`): its file, or, when the
+    data set carries the image itself (parquet hub sets: bytes, `path` only a file name), the
+    bytes written once under `folder`, named by their digest."""
+    data = entry.get("bytes")
+    if not data:
+        return entry["path"]
+    import hashlib
+
+    suffix = Path(entry.get("path") or "").suffix.lower() or ".img"
+    target = folder / f"{hashlib.sha1(data).hexdigest()}{suffix}"
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(data)
+        os.replace(partial, target)  # atomic: ranks writing the same image agree
+    return str(target)
 
 
 def open_images(paths: list[str]) -> list:

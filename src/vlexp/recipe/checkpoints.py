@@ -29,9 +29,17 @@ log = logging.getLogger("vlexp")
 STAGING_PREFIX = ".partial-"
 ARGS_FILE = "training_args.bin"
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-# torch.save reports a full disk as RuntimeError("... file write failed"), safetensors as
-# its own error with the OS message: recognised by text when no errno travels with them.
-_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "file write failed")
+# torch.save reports a full disk as RuntimeError("... file write failed") in older releases;
+# torch 2.11 as "basic_ios::clear: iostream error" chained to "unexpected pos N vs M" (seen
+# on a lent H200 when 65 GB of optimizer state met 43 GB of free disk); safetensors as its
+# own error with the OS message. Recognised by text when no errno travels with them.
+_FULL_TEXTS = (
+    "No space left on device",
+    "Disk quota exceeded",
+    "file write failed",
+    "basic_ios::clear: iostream error",
+    "] . unexpected pos ",
+)
 
 
 def install(trainer: Any) -> None:

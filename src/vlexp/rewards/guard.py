@@ -248,7 +248,9 @@ def guarded(cfg: Any, box_frame: Any = None) -> dict[str, GuardedReward]:
     in `reward.funcs` order (the order TRL receives them).
 
     Rewards with a `box_frame` parameter that the config leaves unset get `box_frame` (or,
-    when None, the frame of `cfg.model`'s family): they read boxes as the policy writes them.
+    when None, the frame of `cfg.model`'s family) when the gold boxes are still in the
+    record's pixels (`data.boxes.gold=false`, or rows that never went through vlexp's data
+    loader): they map the answer onto those pixels.
     """
     from hydra.utils import instantiate
 
@@ -266,8 +268,9 @@ def guarded(cfg: Any, box_frame: Any = None) -> dict[str, GuardedReward]:
 
 
 def _gold_rescaled(cfg: Any) -> bool:
-    """data.boxes.rescale=true: the loader already put gold boxes in the model's frame."""
-    return bool(((cfg.get("data") or {}).get("boxes") or {}).get("rescale"))
+    """data.boxes.gold=true (the default): the loader already put gold boxes in the model's
+    frame, so box rewards compare the answer with them as they are."""
+    return bool(((cfg.get("data") or {}).get("boxes") or {}).get("gold"))
 
 
 def _takes_box_frame(node: Any) -> bool:

@@ -251,12 +251,18 @@ def iou(
     """IoU of the first `[x1, y1, x2, y2]` in the answer with the record's `box` (or `solution`).
 
     0.0 when no box can be parsed, or when the answer's corners are out of order (x2 < x1 or
-    y2 < y1): the format is part of the task. The record's box is in pixels of its original
-    image; the answer is read in the model family's convention (`box_frame`, bound by vlexp
-    from `model`: 0..1000 for Qwen3-VL, resized pixels for Qwen2.5-VL) and mapped onto those
-    pixels with the record's image size. With `data.boxes.rescale=true` the data loader has
-    already put the gold box in the frame the model answers in, so vlexp binds no frame and
-    both are compared as they are (as they are without a frame).
+    y2 < y1): the format is part of the task.
+
+    The frame it scores in is the model family's (`vlexp.families`, `box_frame`): absolute
+    pixels of the image as the processor resized it (Qwen2-VL, Qwen2.5-VL), 0..1000 of the
+    image (Qwen3-VL, Qwen3.5), the image's own pixels (Gemma 3). vlexp's data loader puts the
+    gold box, given in the original image's pixels, in that frame (`data.boxes.gold=true`,
+    the default), and answer and gold are compared as they are. With gold boxes still in the
+    original pixels (`data.boxes.gold=false`), vlexp binds `box_frame` from `model`, and the
+    answer is mapped from the family's frame onto the original pixels with the record's
+    image size (the `images` column) before the comparison; without a frame (`box_frame`
+    unset, a model no family claims) both are compared as written. Either way a perfect
+    answer in the model's convention scores 1.0 (up to the rounding of boxes to whole pixels).
 
     >>> iou(["<answer>[0, 0, 10, 10]</answer>", "[10, 10, 0, 0]", "none"], box=["[0, 0, 10, 10]"] * 3)
     [1.0, 0.0, 0.0]

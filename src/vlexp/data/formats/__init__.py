@@ -122,6 +122,13 @@ def closest(fields: dict) -> FormatError:
         detail += ", which needs " + ", ".join(" or ".join(map(repr, g)) for g in missing)
     if unexpected:
         detail += f"; it does not read {', '.join(map(repr, unexpected))}"
+    if not missing and not unexpected and "prompt" in fields:
+        # The keys fit; TRL's forms are told apart by the prompt's type.
+        detail += (
+            f"; 'prompt' is {type(fields['prompt']).__name__}: a string (TRL standard) or a "
+            "list of turns (TRL conversational) is read"
+        )
+        return FormatError("prompt", "wrong type", detail)
     detail += " (rename columns with data.columns={old: new}, or set data.format)"
     if missing:
         return FormatError(missing[0][0], "missing field", detail)
