@@ -150,7 +150,7 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
         cheap=(*STEPS, "train.per_device_train_batch_size=2"),
     ),
     "python -m vlexp algo=grpo reward=iou data=jsonl data.train=/data/rec.jsonl "
-    "data.image_root=/data/coco data.boxes.rescale=true": Run(
+    "data.image_root=/data/coco": Run(
         files={"/data/rec.jsonl": "{data}/vlm_r1/rec.jsonl", "/data/coco": "{data}/vlm_r1"},
         cheap=(*STEPS, "train.per_device_train_batch_size=4"),
     ),
@@ -167,6 +167,16 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     "data.eval_split=test": Elsewhere(
         f"{HUB}: the data set; EasyR1's geometry3k rows train in "
         "tests/e2e/test_peer_formats.py::test_easyr1_rows_train_with_grpo_and_each_reward_gets_its_own_answer"
+    ),
+    "python -m vlexp algo=sft data=hf data.name=HuggingFaceH4/llava-instruct-mix-vsft "
+    "\"data.split='train[:2000]'\"": Run(
+        # The hub set's rows, in its own parquet form (tests/peer_data.py), read as it would be.
+        files={
+            "HuggingFaceH4/llava-instruct-mix-vsft": (
+                "parquet data.data_files={data}/trl_llava/train-00000-of-00001.parquet"
+            )
+        },
+        cheap=(*STEPS, "train.per_device_train_batch_size=2"),
     ),
     "python -m vlexp algo=dpo data=hf data.name=HuggingFaceH4/rlaif-v_formatted "
     "\"data.split='train[:2000]'\"": Elsewhere(f"{HUB}: the data set"),
@@ -359,6 +369,10 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     # --- Performance
     "bash bench/fetch_wheels.sh": Elsewhere("downloads wheels from PyPI; checked with `bash -n`"),
     "bash bench/device_run.sh": Elsewhere("runs on a lent GPU machine; checked with `bash -n`"),
+    "bash bench/device_run.sh --plan qwen3 --timeout 230": Elsewhere(
+        "runs on a lent GPU machine; checked with `bash -n`, and bench/gpu.py (which gets the "
+        "extra arguments) accepts them"
+    ),
     # --- Development
     'pip install -e ".[dev]"': Elsewhere("installs from the network; the extra is declared"),
     'python -m pytest -m "not slow"': Elsewhere(

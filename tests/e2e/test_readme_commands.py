@@ -31,6 +31,7 @@ def _data(root: Path, shapes_dir: Path) -> Path:
     peer_data.write_jsonl(rec, [r for r in rows if r["conversations"][-1]["value"][0] == "["])
     peer_data.r1v_eval(root / "r1v")
     peer_data.easyr1(root / "easyr1")
+    peer_data.trl_llava(root / "trl_llava")
     _parquet(root / "train.parquet", root / "shapes" / "train.jsonl")
     return root
 
