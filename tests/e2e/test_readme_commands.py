@@ -105,8 +105,12 @@ def run(text: str, tmp: Path, data: Path, cwd: Path = REPO) -> subprocess.Comple
 
 
 def _lines(text: str) -> list[str]:
-    """Non-blank lines (print adds a blank one after the chat text's final newline)."""
-    return [line for line in text.splitlines() if line.strip()]
+    """The lines, blank ones inside included (the chat text's final newline is one), without
+    the blank lines that end the block."""
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
 
 
 def _slug(text: str) -> str:
