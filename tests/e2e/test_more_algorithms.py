@@ -139,3 +139,83 @@ def test_online_dpo_judges_two_samples_per_image_prompt_with_the_rewards(tmp_pat
     # The judge's scores are the configured rewards' weighted sum: both are 0/1 here.
     assert all(0.0 <= row["objective/scores"] <= 2.0 for row in rows)
     assert (run_dir / "final" / "model.safetensors").is_file()
+
+
+PREFERENCE_METRICS = (
+    "loss",
+    "nll_loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+)
+NO_REFERENCE = {"images": True, "reference": "none"}
+PREFERENCE_CASES = {
+    "orpo": {
+        "trainer": "ORPOTrainer",
+        "loss": "nll + beta x log odds ratio",
+        "beta": 0.1,
+        "nll_tokens": "prompt and chosen answer",
+        **NO_REFERENCE,
+    },
+    "simpo": {
+        "trainer": "CPOTrainer",
+        "loss_type": "simpo",
+        "beta": 2.0,
+        "cpo_alpha": 0.0,
+        "simpo_gamma": 0.5,
+        "label_smoothing": 0.0,
+        "alpha": 0.0,
+        **NO_REFERENCE,
+    },
+    "cpo": {
+        "trainer": "CPOTrainer",
+        "loss_type": "sigmoid",
+        "beta": 0.1,
+        "cpo_alpha": 1.0,
+        "label_smoothing": 0.0,
+        "alpha": 0.0,
+        **NO_REFERENCE,
+    },
+}
+
+
+@pytest.mark.parametrize("algo", list(PREFERENCE_CASES))
+def test_reference_free_preference_files_run_on_image_pairs(algo, tmp_path, tiny_model):
+    held, rows, run_dir = run(tmp_path, f"algo={algo}", "train.per_device_train_batch_size=4")
+    assert held == PREFERENCE_CASES[algo]
+    assert [row["step"] for row in rows] == [1, 2]
+    finite(rows, *PREFERENCE_METRICS)
+    if algo == "orpo":
+        finite(rows, "log_odds_ratio", "log_odds_chosen")
+    else:  # SimPO has no NLL term; CPO's is over the chosen answer's tokens only
+        assert all((row["nll_loss"] == 0.0) == (algo == "simpo") for row in rows)
+    assert (run_dir / "final" / "model.safetensors").is_file()
+
+
+def test_orpo_expands_image_tokens_and_its_loss_sees_the_pixels(tmp_path, tiny_model):
+    import torch
+
+    from tests.helpers import build_trainer
+    from vlexp.algorithms.preference import IMAGES_KEY
+
+    trainer, _ = build_trainer(
+        ["algo=orpo", "train.per_device_train_batch_size=4"], tmp_path / "run"
+    )
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    images = batch[IMAGES_KEY]
+    merge = trainer.vision_processing.processor.image_processor.merge_size
+    per_image = (images["image_grid_thw"].prod(-1) // merge**2).tolist()  # one image per record
+    image_token = trainer.model.config.image_token_id
+    for key in ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids"):
+        assert (batch[key] == image_token).sum(-1).tolist() == per_image, key
+
+    trainer.model.eval()
+    with torch.no_grad():
+        seen = trainer.concatenated_forward(trainer.model, batch)[0]
+        blank = {**batch, IMAGES_KEY: {**images, "pixel_values": images["pixel_values"] * 0}}
+        without = trainer.concatenated_forward(trainer.model, blank)[0]
+    assert seen.shape == (4,)
+    assert not torch.allclose(seen, without)  # the chosen answers' log-probs depend on the image

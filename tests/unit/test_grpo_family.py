@@ -263,16 +263,25 @@ def test_distill_without_a_usable_teacher_stops_before_loading(override, message
 @pytest.mark.parametrize(
     ("name", "trainer"), [("orpo", "ORPOTrainer"), ("simpo", "CPOTrainer"), ("cpo", "CPOTrainer")]
 )
-def test_text_only_preference_trainers_stop_before_loading(name, trainer):
-    message = validate_problems(compose([f"algo={name}"]))
-    assert message.startswith(f"algo={name} cannot run: TRL 1.16's {trainer}")
-    assert "tokenizes text only" in message and "algo=dpo" in message
+def test_reference_free_preference_files_use_the_image_adapter(name, trainer):
+    from vlexp.config import algo as algorithm
+
+    cfg = compose([f"algo={name}"])
+    validate(cfg)  # nothing declares them unavailable any more
+    assert cfg.algo.trainer._target_ == f"vlexp.algorithms.preference.{trainer}"
+    assert not algorithm.of(cfg).uses_reference() and algorithm.of(cfg).kind == "dpo"
+
+
+def test_an_algo_file_declared_unavailable_stops_with_its_reason():
+    # The seam stays for files whose trainer cannot run here (e.g. a text-only TRL trainer).
+    cfg = compose(["algo=dpo", "+algo.unavailable=its trainer takes no images"])
+    assert "algo=dpo cannot run: its trainer takes no images" in validate_problems(cfg)
 
 
 @pytest.mark.parametrize("module", ["orpo", "cpo"])
 def test_trl_text_only_trainers_still_refuse_a_vlm_processor(module, tiny_model):
-    # The reason the files above give, checked against TRL itself: when a TRL upgrade makes
-    # these trainers take a processor, this fails and the `unavailable` lines can go.
+    # Why vlexp.algorithms.preference exists, checked against TRL itself: when a TRL upgrade
+    # makes these trainers take a processor, this fails and the adapter can be reconsidered.
     import importlib
 
     from transformers import AutoModelForImageTextToText, AutoProcessor

@@ -105,7 +105,7 @@ def test_qlora_stops_before_loading_through_the_cli(tmp_path):
             "'algo.args.loss_type=[sigmoid,sft]' 'algo.args.loss_weights=[1.0,ALPHA]'",
         ),
         ("max_prompt_length=512", "only algo.args.max_length"),
-        ("reference_free=true", "SimPO"),
+        ("reference_free=true", "algo=simpo"),
         ("precompute_ref_log_probs=true", "memory=lora"),
     ],
 )
@@ -115,6 +115,13 @@ def test_dpo_rejects_what_trl_removed_and_names_the_replacement(key, hint):
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert f"algo.args.{key.split('=')[0]}" in str(err.value) and hint in str(err.value)
+
+
+def test_orpo_keeps_the_knobs_its_own_trl_config_has():
+    # Same record kind as DPO, but ORPOConfig still defines padding_value (DPOConfig dropped it).
+    validate(compose(["algo=orpo", "+algo.args.padding_value=0"]))
+    with pytest.raises(ConfigError, match="algo.args.padding_value does not exist"):
+        validate(compose(["algo=dpo", "+algo.args.padding_value=0"]))
 
 
 def test_sft_rejects_max_seq_length():

@@ -56,6 +56,35 @@ def describe_online_dpo(trainer: Any) -> dict[str, Any]:
     )
 
 
+def describe_orpo(trainer: Any) -> dict[str, Any]:
+    """ORPO as the trainer holds it: NLL plus beta x the log odds ratio, no reference."""
+    return _held_by(
+        trainer,
+        loss="nll + beta x log odds ratio",
+        beta=trainer.beta,
+        nll_tokens="prompt and chosen answer",  # TRL's ORPO takes the NLL over both
+        images=_takes_images(trainer),
+        reference=_reference(trainer),
+    )
+
+
+def describe_cpo(trainer: Any) -> dict[str, Any]:
+    """CPO / SimPO as the trainer holds it (one TRL trainer, `loss_type` picks the loss)."""
+    settings = dict(loss_type=trainer.loss_type, beta=trainer.beta, cpo_alpha=trainer.cpo_alpha)
+    if trainer.loss_type == "simpo":
+        settings["simpo_gamma"] = trainer.simpo_gamma
+    settings |= dict(label_smoothing=trainer.label_smoothing, alpha=trainer.alpha)
+    return _held_by(
+        trainer, **settings, images=_takes_images(trainer), reference=_reference(trainer)
+    )
+
+
+def _takes_images(trainer: Any) -> bool:
+    from vlexp.algorithms.preference import ImagePreferenceMixin
+
+    return isinstance(trainer, ImagePreferenceMixin)
+
+
 def _held_by(trainer: Any, **settings: Any) -> dict[str, Any]:
     """The trainer's class name, then the settings it holds, in the order given."""
     return {"trainer": type(trainer).__name__, **settings}
@@ -74,7 +103,9 @@ def _reference(trainer: Any) -> str:
 def describers() -> list[tuple[type, Any]]:
     """(trainer class, describer), most specific first."""
     from trl import DistillationTrainer, GRPOTrainer, KTOTrainer, RLOOTrainer
+    from trl.experimental.cpo import CPOTrainer
     from trl.experimental.online_dpo import OnlineDPOTrainer
+    from trl.experimental.orpo import ORPOTrainer
 
     return [
         (GRPOTrainer, grpo.describe),
@@ -82,6 +113,8 @@ def describers() -> list[tuple[type, Any]]:
         (KTOTrainer, describe_kto),
         (DistillationTrainer, describe_distillation),
         (OnlineDPOTrainer, describe_online_dpo),
+        (ORPOTrainer, describe_orpo),
+        (CPOTrainer, describe_cpo),
     ]
 
 
