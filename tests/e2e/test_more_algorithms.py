@@ -106,17 +106,21 @@ def test_kto_runs_on_shapes_pairs_split_into_labelled_rows(tmp_path, tiny_model)
     assert (run_dir / "final" / "model.safetensors").is_file()
 
 
-ONLINE_DPO_METRICS = (
-    "loss",
-    "objective/kl",
-    "objective/scores",
-    "objective/scores_margin",
+# What TRL's pairwise trainers (online DPO, ORPO, CPO/SimPO) log of a chosen/rejected pair.
+PAIR_METRICS = (
     "rewards/chosen",
     "rewards/rejected",
     "rewards/margins",
     "rewards/accuracies",
     "logps/chosen",
     "logps/rejected",
+)
+ONLINE_DPO_METRICS = (
+    "loss",
+    "objective/kl",
+    "objective/scores",
+    "objective/scores_margin",
+    *PAIR_METRICS,
 )
 
 
@@ -141,16 +145,7 @@ def test_online_dpo_judges_two_samples_per_image_prompt_with_the_rewards(tmp_pat
     assert (run_dir / "final" / "model.safetensors").is_file()
 
 
-PREFERENCE_METRICS = (
-    "loss",
-    "nll_loss",
-    "rewards/chosen",
-    "rewards/rejected",
-    "rewards/margins",
-    "rewards/accuracies",
-    "logps/chosen",
-    "logps/rejected",
-)
+PREFERENCE_METRICS = ("loss", "nll_loss", *PAIR_METRICS)
 NO_REFERENCE = {"images": True, "reference": "none"}
 PREFERENCE_CASES = {
     "orpo": {

@@ -177,15 +177,20 @@ def chain(name: str) -> list[str]:
     return [t for t, h in REGISTRY.items() if isinstance(h, Run) and h.chain == name]
 
 
+def sft_run(run_dir: Path) -> None:
+    """A 2-step SFT run of the tiny model into `run_dir` (what the chains start from)."""
+    sft = subprocess.run(
+        [sys.executable, "-m", "vlexp", "algo=sft", "train.max_steps=2",
+         f"hydra.run.dir={run_dir}"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert sft.returncode == 0, sft.stderr[-3000:]
+
+
 def test_readme_chain_teacher(tmp_path, data, tiny_model):
     """`algo=distill teacher.name_or_path=outputs/DATE/TIME`: a run dir is a teacher."""
     (text,) = chain("teacher")
-    teacher = subprocess.run(
-        [sys.executable, "-m", "vlexp", "algo=sft", "train.max_steps=2",
-         f"hydra.run.dir={tmp_path / 'sft'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert teacher.returncode == 0, teacher.stderr[-3000:]
+    sft_run(tmp_path / "sft")
     run(text, tmp_path, data)
     trained(tmp_path / _slug(text), 2)
 
@@ -196,12 +201,7 @@ def test_readme_chain_ppo(tmp_path, data, tiny_model):
     reward_model, ppo = chain("ppo")
     run(reward_model, tmp_path, data)
     trained(tmp_path / "rm", 2)
-    sft = subprocess.run(
-        [sys.executable, "-m", "vlexp", "algo=sft", "train.max_steps=2",
-         f"hydra.run.dir={tmp_path / 'sft'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert sft.returncode == 0, sft.stderr[-3000:]
+    sft_run(tmp_path / "sft")
     run(ppo, tmp_path, data)
     trained(tmp_path / _slug(ppo), 2)
     rows = [json.loads(line) for line in (tmp_path / _slug(ppo) / "metrics.jsonl").open()]
