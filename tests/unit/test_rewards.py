@@ -89,6 +89,22 @@ def test_think_format_reads_conversational_completions():
         ("2.5", "\\frac { 5 } { 2 }", 1.0),
         ("\\boxed{\\frac{5}{2}}", "\\frac { 5 } { 2 }", 1.0),
         ("3\\pi", "3 \\pi", 1.0),
+        # Lists and dicts compare whole (Visual-RFT detections, boxes), numbers by value;
+        # math-verify would keep only the last number of each (here both 1).
+        (
+            "<answer>[{'Position': [10, 20, 30, 40], 'Confidence': 1}]</answer>",
+            "[{'Position': [254, 303, 291, 365], 'Confidence': 1}]",
+            0.0,
+        ),
+        (
+            '<answer>[{"Position": [254, 303, 291, 365], "Confidence": 1.0}]</answer>',
+            "[{'Position': [254, 303, 291, 365], 'Confidence': 1}]",
+            1.0,
+        ),
+        ("<answer>[0,0,10,10]</answer>", "[0, 0, 10, 10]", 1.0),
+        ("<answer>[0, 0, 10, 11]</answer>", "[0, 0, 10, 10]", 0.0),
+        ("<answer>the box is [0, 0, 10, 10]</answer>", "[0, 0, 5, 10]", 0.0),
+        ("<answer>(1, 2)</answer>", "(1,2)", 1.0),
     ],
 )
 def test_accuracy(answer, gold, score):

@@ -83,12 +83,39 @@ def accuracy(completions: list, solution: list[str], **kwargs: Any) -> list[floa
 
 
 def _matches(answer: str, gold: str) -> bool:
-    """Equal after `normalise`, or mathematically equal (math-verify, LaTeX spacing ignored)."""
+    """Equal after `normalise`, or mathematically equal (math-verify, LaTeX spacing ignored).
+
+    A list or dict on either side (a box `[0, 0, 10, 10]`, Visual-RFT's detections
+    `[{'Position': [...], 'Confidence': 1}]`) is compared whole, as a JSON or Python
+    literal: math-verify would reduce both sides to their last number, so any two
+    detection lists ending in `'Confidence': 1` would count as equal."""
     if normalise(answer) == normalise(gold):
         return True
+    gold_value, answer_value = _literal(gold), _literal(answer)
+    if isinstance(gold_value, STRUCTURED) or isinstance(answer_value, STRUCTURED):
+        return gold_value is not None and gold_value == answer_value
     if looks_mathematical(gold) and looks_mathematical(answer):
         return bool(math_equal(latex_spacing(gold), latex_spacing(answer)))
     return False
+
+
+STRUCTURED = (list, tuple, dict, set)
+_LITERAL_LIMIT = 10_000  # characters: longer answers are not parsed (nesting costs the stack)
+
+
+def _literal(text: str) -> Any:
+    """`text` as a JSON or Python literal (numbers compare by value: 1 == 1.0), or None."""
+    import ast
+
+    text = text.strip()
+    if not text or text[0] not in "[({" or len(text) > _LITERAL_LIMIT:
+        return None
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return None
 
 
 def _golds(value: Any, column: str) -> list[str]:
