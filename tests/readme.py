@@ -123,9 +123,9 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu": Elsewhere(
         "installs from the network (download.pytorch.org)"
     ),
-    'pip install -e ".[dev]" && python -m pytest -m "not slow"': Elsewhere(
-        "installs from the network, then runs the whole fast suite (CI runs it); the `slow` "
-        "marker it deselects is registered in pyproject.toml"
+    'pip install -e ".[dev]" && python -m pytest': Elsewhere(
+        "installs from the network, then runs the whole suite, fast and slow (.ci/run runs "
+        "it on every landing)"
     ),
     # --- Data
     "python -m vlexp algo=sft data=jsonl data.dataset_info=/LLaMA-Factory/data "
@@ -376,7 +376,10 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     # --- Development
     'pip install -e ".[dev]"': Elsewhere("installs from the network; the extra is declared"),
     'python -m pytest -m "not slow"': Elsewhere(
-        "the whole fast suite (CI runs it); the `slow` marker is registered in pyproject.toml"
+        "the fast set (part of what CI runs); the `slow` marker is registered in pyproject.toml"
+    ),
+    "python -m pytest -m slow": Elsewhere(
+        "the slow set (part of what CI runs); the `slow` marker is registered in pyproject.toml"
     ),
     "ruff check src tests && ruff format --check src tests": ByTest(
         "tests/unit/test_readme_commands.py::test_the_readme_lint_command_passes"

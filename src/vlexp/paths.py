@@ -36,26 +36,42 @@ MANIFEST = "vlexp-manifest.json"
 _NOT_CONTENT = {MANIFEST, "DONE", ".lock"}
 
 
-def write_manifest(folder: Path) -> None:
-    """Record the size and SHA-256 of every file under `folder` (after building it)."""
+def write_manifest(folder: Path, required: tuple[str, ...] = ()) -> None:
+    """Record the size and SHA-256 of every file under `folder` (after building it), and the
+    files the entry must have. Refuses an entry that lacks one of `required`: a manifest
+    written over an incomplete entry would make the cache check accept it for good."""
     import json
 
-    entries = {name: list(_fingerprint(folder / name)) for name in _content(folder)}
-    (folder / MANIFEST).write_text(json.dumps(entries, indent=0, sort_keys=True) + "\n")
+    missing = [name for name in required if not (folder / name).is_file()]
+    if missing:
+        raise RuntimeError(
+            f"cache entry {folder} was built without {', '.join(missing)}; not recording it "
+            "as complete (delete the folder and run again; report this as a bug)"
+        )
+    files = {name: list(_fingerprint(folder / name)) for name in _content(folder)}
+    manifest = {"required": sorted(required), "files": files}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=0, sort_keys=True) + "\n")
 
 
-def cache_problem(folder: Path) -> str | None:
-    """Why the cache entry `folder` cannot be trusted (a file missing, truncated or changed
-    since `write_manifest`), or None when every file matches."""
+def cache_problem(folder: Path, required: tuple[str, ...] = ()) -> str | None:
+    """Why the cache entry `folder` cannot be trusted (a required file missing, or a file
+    missing, truncated or changed since `write_manifest`), or None when every file matches.
+    `required` adds to what the manifest lists: an entry recorded by an older vlexp over an
+    incomplete build is rejected too."""
     import json
 
     try:
-        entries = json.loads((folder / MANIFEST).read_text())
+        manifest = json.loads((folder / MANIFEST).read_text())
     except FileNotFoundError:
         return f"no {MANIFEST} (built by an older vlexp, or cut off while building)"
     except (OSError, ValueError) as err:
         return f"{MANIFEST} unreadable ({err})"
-    for name, (size, digest) in sorted(entries.items()):
+    # Manifests before 2026-12 were the flat {name: [size, digest]} mapping.
+    files = manifest.get("files", manifest) if isinstance(manifest, dict) else {}
+    for name in sorted({*required, *manifest.get("required", ())}):
+        if not (folder / name).is_file():
+            return f"{name} is missing (the entry was never complete)"
+    for name, (size, digest) in sorted(files.items()):
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"

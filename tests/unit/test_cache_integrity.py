@@ -13,14 +13,15 @@ def test_a_damaged_tiny_model_is_rebuilt(tmp_path, monkeypatch, caplog):
 
     builds = []
 
-    def build(out, name="qwen2_5_vl"):  # the real build takes a minute; its output is files
+    def build(out, name="qwen2_5_vl"):  # the real build is its own process; its output is files
         out.mkdir(parents=True)
-        (out / "config.json").write_text("{}")
+        for required in tiny.REQUIRED_FILES:
+            (out / required).write_text("{}")
         (out / "model.safetensors").write_bytes(b"weights" * 1000)
         (out / "tokenizer.json").write_text('{"model": {}}')
         builds.append(out)
 
-    monkeypatch.setattr(tiny, "build", build)
+    monkeypatch.setattr(tiny, "build_whole", build)
     monkeypatch.setenv("VLEXP_CACHE", str(tmp_path))
     path = tiny.ensure()
     assert len(builds) == 1 and tiny.ensure() == path and len(builds) == 1  # whole: reused
@@ -69,3 +70,30 @@ def test_a_truncated_image_cache_file_is_made_again(processor, shapes_dir, tmp_p
     cached.write_bytes(good[:-40])
     assert not whole_png(cached)
     assert cache.get(source) == str(cached) and cached.read_bytes() == good
+
+
+def test_an_entry_without_its_model_is_never_recorded_as_built(tmp_path, monkeypatch):
+    """The 2-rank race of 2026-12: rank 1 built, `save_pretrained` skipped config and weights
+    there, and the manifest recorded the rest as a complete entry for good."""
+    from vlexp.models import tiny
+    from vlexp.paths import cache_problem, write_manifest
+
+    def build_without_the_model(out, name="qwen2_5_vl"):
+        out.mkdir(parents=True)
+        (out / "processor_config.json").write_text("{}")
+        (out / "tokenizer.json").write_text('{"model": {}}')
+
+    monkeypatch.setattr(tiny, "build_whole", build_without_the_model)
+    monkeypatch.setenv("VLEXP_CACHE", str(tmp_path))
+    with pytest.raises(RuntimeError, match="built without config.json, model.safetensors"):
+        tiny.ensure()
+    assert not tiny.default_path().exists()  # nothing half-built took the entry's name
+    # An entry recorded by an older vlexp over such a build (manifest without `required`)
+    # is rejected and rebuilt rather than trusted.
+    old = tmp_path / "old"
+    build_without_the_model(old)
+    write_manifest(old)
+    assert cache_problem(old) is None
+    assert cache_problem(old, tiny.REQUIRED_FILES) == (
+        "config.json is missing (the entry was never complete)"
+    )

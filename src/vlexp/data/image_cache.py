@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -97,7 +98,8 @@ class ImageCache:
         if not whole_png(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             image = self.resize(decode(source))
-            partial = target.with_suffix(f".{os.getpid()}.tmp")
+            # Host and pid: ranks on other nodes share the folder on a cluster file system.
+            partial = target.with_suffix(f".{socket.gethostname()}.{os.getpid()}.tmp")
             image.save(partial, format="PNG", compress_level=1)
             os.replace(partial, target)
         return str(target)

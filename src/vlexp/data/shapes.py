@@ -139,7 +139,7 @@ def write_once(
     out.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out / ".lock")):
         if (out / "DONE").exists():
-            problem = cache_problem(out)
+            problem = cache_problem(out, tuple(splits))
             if problem is None:
                 return out
             # Seeded: regenerating gives the same records and images again.
@@ -150,7 +150,7 @@ def write_once(
             records = [make(rng, split, i) for i in range(count)]
             lines = "".join(json.dumps(r) + "\n" for r in records)
             (out / file_name).write_text(lines, encoding="utf-8")
-        write_manifest(out)
+        write_manifest(out, tuple(splits))
         (out / "DONE").write_text(marker + "\n")
     return out
 

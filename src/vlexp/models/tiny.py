@@ -25,7 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from vlexp import families, patches
+from vlexp import families
 from vlexp.data import shapes
 from vlexp.data.shapes import COLOURS, KINDS
 from vlexp.paths import cache_dir, cache_problem, write_manifest
@@ -42,15 +42,20 @@ def default_path(name: str = "qwen2_5_vl") -> Path:
     return cache_dir() / "models" / f"tiny-{name}-v{VERSION}"
 
 
+# What a usable entry has, whoever built it: the model (config and weights), the processor
+# and the build's own record. The cache check rejects an entry without one of them.
+REQUIRED_FILES = ("config.json", "model.safetensors", "processor_config.json", "vlexp_tiny.json")
+
+
 def ensure(name: str = "qwen2_5_vl") -> Path:
     """Return the cached tiny model directory, building it the first time (rank-safe)."""
     families.of_tiny(name)  # an unknown name fails here, before any lock or build
     path = default_path(name)
-    if path.is_dir() and cache_problem(path) is None:
+    if path.is_dir() and cache_problem(path, REQUIRED_FILES) is None:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        problem = cache_problem(path) if path.exists() else "absent"
+        problem = cache_problem(path, REQUIRED_FILES) if path.exists() else "absent"
         if problem != "absent" and problem is not None:
             # Truncated weights or a lost tokenizer.json otherwise surface as raw tracebacks.
             log.warning("tiny model cache %s is damaged (%s); rebuilding it", path, problem)
@@ -58,14 +63,44 @@ def ensure(name: str = "qwen2_5_vl") -> Path:
         if problem is not None:
             staging = path.with_name(path.name + ".building")
             shutil.rmtree(staging, ignore_errors=True)
-            # Under a live ZeRO-3 config (the trainer args come first) transformers would
-            # partition the model being built, a collective that the ranks waiting on this
-            # lock never join: build it whole, on this rank alone.
-            with patches.zero3_init_off():
-                build(staging, name=name)
-            write_manifest(staging)
+            build_whole(staging, name)
+            write_manifest(staging, REQUIRED_FILES)
             staging.rename(path)
     return path
+
+
+def build_whole(out_dir: Path, name: str) -> None:
+    """`build` in a fresh process that is no rank of anything.
+
+    Whichever rank of a multi-process run wins the lock builds. In-process, transformers'
+    `save_pretrained` writes the config and weights only on torch.distributed rank 0, so a
+    build on rank 1 left an entry with a processor and no model; and under a live ZeRO-3
+    config `from_config` would partition the model being built, a collective the ranks
+    waiting on this lock never join. A child without the launcher's variables has neither.
+    """
+    import os
+    import subprocess
+
+    env = {key: value for key, value in os.environ.items() if not _launcher_variable(key)}
+    command = [sys.executable, "-m", "vlexp.models.tiny", str(out_dir), name]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"building the tiny model tiny://{name} into {out_dir} failed:\n"
+            + (result.stderr or result.stdout)[-4000:]
+        )
+
+
+_LAUNCHER_VARIABLES = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK"}
+
+
+def _launcher_variable(key: str) -> bool:
+    """Variables through which torchrun, accelerate and DeepSpeed make a process a rank."""
+    return (
+        key in _LAUNCHER_VARIABLES
+        or key.startswith(("MASTER_", "ACCELERATE_", "TORCHELASTIC_", "ROLE_", "CROSS_"))
+        or key.startswith("OMPI_COMM_WORLD")
+    )
 
 
 def training_corpus(records: list[dict]) -> list[str]:
