@@ -20,6 +20,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from vlexp import families
 from vlexp.data import DataError
 from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
 from vlexp.evaluation.gallery import wandb_table
@@ -155,6 +156,9 @@ def main(cfg: DictConfig) -> float | None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         cfg, model_dir, run_dir = plan(cfg, list(HydraConfig.get().overrides.task))
+        # Once, from the run's base model (an adapter dir has no config.json of its own);
+        # a run dir of this vlexp already records it in model.family.
+        families.resolve(cfg.model)
         check(cfg.eval)
         problem = source_problem(str(local_model_cfg(cfg, model_dir).name_or_path))
         if problem:  # in seconds, not after minutes of hub retries
@@ -165,7 +169,7 @@ def main(cfg: DictConfig) -> float | None:
         # The processor (the run's own, saved with its weights) is needed to check records.
         processor = load_processor(local_model_cfg(cfg, model_dir))
         examples = load_examples(cfg, processor, cfg.eval.get("limit"))
-    except (EvalError, DataError, ValueError) as err:
+    except (EvalError, DataError, ValueError) as err:  # UnknownFamily is a ValueError
         raise SystemExit(f"vlexp.evaluate: {err}") from None
     (out_dir / RESOLVED).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     model = load_weights(cfg, model_dir)

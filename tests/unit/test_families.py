@@ -205,3 +205,54 @@ def test_planner_counts_expert_adapters_only_with_lora_experts():
     assert expert_adapters == text.num_hidden_layers * per_layer == 629_145_600
     assert experts.trainable_numel == lora.trainable_numel + expert_adapters
     assert experts.total_numel == lora.total_numel + expert_adapters
+
+
+# --- the family is resolved once, at start-up, or the run stops with one message ----------
+def test_the_family_is_resolved_once_and_recorded_for_every_later_reader():
+    from vlexp import families
+    from vlexp.validate import validate
+
+    cfg = compose(["model=tiny_qwen3_vl"])
+    assert cfg.model.family is None
+    validate(cfg, machine=False)
+    assert cfg.model.family == "qwen3_vl"
+    # A later reader gets the recorded answer without looking at any config.json again.
+    cfg.model.name_or_path = "/nowhere/at/all"
+    assert families.of_model_cfg(cfg.model) is families.FAMILIES["qwen3_vl"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["model.family=qwen3vl"],
+            "model.family=qwen3vl is not a vlexp family: did you mean model.family=qwen3_vl?",
+        ),
+        (
+            ["model.name_or_path=someone/not-downloaded"],
+            "model.name_or_path=someone/not-downloaded: its config.json is not here",
+        ),
+        (["model.name_or_path={unknown}"], "is a 'llava_next' model, which no vlexp family claims"),
+    ],
+    ids=["misspelt-family", "hub-id-offline", "unknown-model-type"],
+)
+def test_a_family_vlexp_cannot_tell_stops_the_cli_in_one_line(overrides, message, tmp_path):
+    from tests.helpers import run_cli
+
+    unknown = tmp_path / "llava"
+    unknown.mkdir()
+    (unknown / "config.json").write_text(json.dumps({"model_type": "llava_next"}))
+    args = [arg.format(unknown=unknown) for arg in overrides]
+    result = run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}", env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "model.family" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_declared_family_serves_a_checkpoint_whose_config_is_not_here():
+    from vlexp.validate import validate
+
+    cfg = compose(["model.name_or_path=someone/not-downloaded", "model.family=qwen2_5_vl"])
+    validate(cfg, machine=False)
+    assert cfg.model.family == "qwen2_5_vl"

@@ -245,10 +245,86 @@ def model_type_of(name_or_path: str) -> str | None:
     return None
 
 
-def of_model_cfg(model_cfg: Any) -> Family | None:
-    """The family of `cfg.model` before loading, or None when it cannot be told offline."""
-    model_type = model_type_of(str(model_cfg.name_or_path))
-    return of_model_type(model_type) if model_type else None
+def of_model_cfg(model_cfg: Any) -> Family:
+    """The family of `cfg.model`: the one `resolve` recorded at start-up in `model.family`,
+    else resolved now by the same rule. Every caller gets the same answer, or one error."""
+    declared = model_cfg.get("family") if hasattr(model_cfg, "get") else None
+    if declared in FAMILIES:
+        return FAMILIES[declared]
+    return resolve(model_cfg)
+
+
+def resolve(model_cfg: Any) -> Family:
+    """The family of `cfg.model`, resolved once at start-up by every entry point
+    (`vlexp.validate`, `vlexp.evaluate`) and recorded in `model.family`, so every later
+    reader (boxes, lengths, videos, loading, the planner) gets it without a fallback.
+
+    `model.family` when set, else the `model_type` of the checkpoint's config.json (tiny
+    build, bundled config, local dir, Hugging Face cache, or the hub's config.json). A model
+    no family claims stops here with one message naming `model.family`."""
+    declared = model_cfg.get("family") if hasattr(model_cfg, "get") else None
+    name_or_path = str(model_cfg.name_or_path)
+    family = _declared(str(declared)) if declared else _from_checkpoint(name_or_path)
+    _record(model_cfg, family.name)
+    return family
+
+
+def _declared(name: str) -> Family:
+    if name in FAMILIES:
+        return FAMILIES[name]
+    from difflib import get_close_matches
+
+    close = get_close_matches(name, FAMILIES, n=1)
+    hint = f"did you mean model.family={close[0]}? " if close else ""
+    raise UnknownFamily(
+        f"model.family={name} is not a vlexp family: {hint}the families are "
+        f"{', '.join(FAMILIES)} (null reads it from the checkpoint's config.json)"
+    )
+
+
+def _from_checkpoint(name_or_path: str) -> Family:
+    model_type = model_type_of(name_or_path) or _hub_model_type(name_or_path)
+    if model_type is None:
+        raise UnknownFamily(
+            f"model.name_or_path={name_or_path}: its config.json is not here (no local dir, "
+            "not in the Hugging Face cache, the hub not reachable), so its family is unknown: "
+            f"download it first, or set model.family (one of {', '.join(FAMILIES)})"
+        )
+    try:
+        return of_model_type(model_type)
+    except UnknownFamily:
+        raise UnknownFamily(
+            f"model.name_or_path={name_or_path} is a {model_type!r} model, which no vlexp "
+            f"family claims (families: {', '.join(FAMILIES)}): add one in vlexp/families/ "
+            "(see its docstring), or set model.family to the family whose processor, box "
+            "frame and modules it shares"
+        ) from None
+
+
+def _hub_model_type(repo_id: str) -> str | None:
+    """`model_type` from the hub's config.json (a few kB; loading would fetch it anyway);
+    None offline or when the hub does not answer."""
+    if repo_id.count("/") != 1 or Path(repo_id).expanduser().exists():
+        return None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(repo_id, "config.json")
+    except Exception:  # offline, unreachable, gated, no such repo: the caller says what to do
+        return None
+    return json.loads(Path(path).read_text(encoding="utf-8")).get("model_type")
+
+
+def _record(model_cfg: Any, name: str) -> None:
+    """Write the resolved name into `model.family` (a DictConfig in struct mode, or a run
+    dir's config from before the key existed)."""
+    try:
+        from omegaconf import DictConfig, open_dict
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        return
+    if isinstance(model_cfg, DictConfig):
+        with open_dict(model_cfg):
+            model_cfg.family = name
 
 
 def _cached_hub_config(repo_id: str) -> str | None:

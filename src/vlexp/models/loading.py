@@ -104,7 +104,7 @@ def load_processor(model_cfg: Any):
     # transformers 5 spells the pixel budget as the image processor's size; saved with the
     # processor into final/, so evaluation and inference see the same pixels as training.
     # Families with a fixed image size (Gemma 3) keep the processor's own.
-    if _has_pixel_budget(model_cfg, processor):
+    if families.of_model_cfg(model_cfg).pixel_budget:
         processor.image_processor.size = {
             "shortest_edge": model_cfg.min_pixels,
             "longest_edge": model_cfg.max_pixels,
@@ -112,16 +112,6 @@ def load_processor(model_cfg: Any):
     # Batched generation needs left padding; TRL pads prompts itself but evaluation does not.
     processor.tokenizer.padding_side = "left"
     return processor
-
-
-def _has_pixel_budget(model_cfg: Any, processor: Any) -> bool:
-    """The family says, when its config is local; else (a run's adapter dir, an unknown
-    family) whether the image processor resizes by patches, as the Qwen ones do."""
-    model_type = families.model_type_of(str(model_cfg.name_or_path))
-    try:
-        return families.of_model_type(model_type).pixel_budget
-    except families.UnknownFamily:
-        return hasattr(processor.image_processor, "patch_size")
 
 
 def load_model(model_cfg: Any, memory_cfg: Any):

@@ -75,12 +75,26 @@ def validate(cfg: DictConfig, machine: bool = True) -> None:
     missing = missing_values(cfg)
     if missing:  # the checks below would read them: report only these
         raise ConfigError(missing[0] if len(missing) == 1 else "; ".join(missing))
+    resolve_family(cfg)
     checks = CHECKS if machine else [c for c in CHECKS if c not in MACHINE_CHECKS]
     problems = [problem for check in checks for problem in check(cfg)]
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:
         raise ConfigError("\n".join(["several problems:", *(f"  - {p}" for p in problems)]))
+
+
+def resolve_family(cfg: DictConfig) -> None:
+    """Resolve the model family once, for every check and everything after (recorded in
+    `model.family`); a model no family claims stops here with that one message."""
+    from vlexp import families
+
+    if cfg.get("model") is None:
+        return
+    try:
+        families.resolve(cfg.model)
+    except families.UnknownFamily as err:
+        raise ConfigError(str(err)) from None
 
 
 # What a `???` value in conf/ looks like when given; other keys get a generic example.

@@ -14,9 +14,9 @@ from vlexp.evaluation.core import check
 
 def check_pixels(cfg: DictConfig) -> list[str]:
     family = families.of_model_cfg(cfg.model)
-    if family is not None and not family.pixel_budget:
+    if not family.pixel_budget:
         return []  # a fixed image size (Gemma 3): model.min_pixels / max_pixels are unused
-    side = family.pixels_per_token if family is not None else 28
+    side = family.pixels_per_token
     if cfg.model.min_pixels is None or cfg.model.max_pixels is None:
         return [f"model.min_pixels and model.max_pixels must be set ({side}x{side} px = one token)"]
     if cfg.model.min_pixels > cfg.model.max_pixels:
@@ -29,12 +29,9 @@ def check_pixels(cfg: DictConfig) -> list[str]:
 
 def check_model_family(cfg: DictConfig) -> list[str]:
     """What the model's family cannot do, said before it loads: LoRA on experts it lacks."""
-    try:
-        family = families.of_model_cfg(cfg.model)
-    except families.UnknownFamily:
-        return []  # the generic path: transformers decides
+    family = families.of_model_cfg(cfg.model)
     peft = (cfg.get("memory") or {}).get("peft") or {}
-    if family is None or not peft.get("target_parameters"):
+    if not peft.get("target_parameters"):
         return []
     if not family.expert_parameters:
         return [
