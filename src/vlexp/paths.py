@@ -31,6 +31,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VLEXP_CACHE", Path.home() / ".cache" / "vlexp")).expanduser()
 
 
+def private_temp(target: Path) -> Path:
+    """A new empty file beside `target` that no other process, thread or machine shares: write
+    it, then `os.replace` it onto `target` (a reader sees the old file or the whole new one).
+
+    Created with O_EXCL (`tempfile.mkstemp`), which NFS v3+, Lustre and GPFS honour across
+    machines; a name made of the pid alone repeats on the nodes of a multi-node job, and one
+    fixed name (`x.part`) is written by every rank at once."""
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(handle)
+    return Path(name)
+
+
 # --- cache integrity: what was built, with sizes and hashes -------------------------------
 MANIFEST = "vlexp-manifest.json"
 _NOT_CONTENT = {MANIFEST, "DONE", ".lock"}
