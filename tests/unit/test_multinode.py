@@ -53,6 +53,9 @@ def test_ranks_fetching_one_url_at_once_each_write_their_own_file(tmp_path, monk
     assert not any(isinstance(r, Exception) for r in results.values()), results
     assert results[0] == results[1] and results[0].read_bytes() == PNG_BYTES
     assert sorted(p.name for p in (tmp_path / "remote-images").iterdir()) == [results[0].name]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert results[0].stat().st_mode & 0o777 == 0o666 & ~umask  # as readable as before
 
 
 # One rank of a simulated multi-node run: the recipe's own `build` up to the data sets (a real
