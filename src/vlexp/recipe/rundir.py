@@ -19,6 +19,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from vlexp.paths import private_temp
+
 log = logging.getLogger("vlexp")
 PROBE_BYTES = 1 << 20  # 1 MiB: a full disk or quota fails here, not at checkpoint-500
 LOW_SPACE_BYTES = 1 << 30  # warn below 1 GiB free
@@ -35,9 +37,11 @@ def _fix(path: Path) -> str:
 def check_writable(run_dir: Path) -> None:
     """Create the run dir if needed and write, sync and delete a 1 MiB probe file."""
     run_dir = Path(run_dir)
-    probe = run_dir / ".vlexp-write-test"
+    probe = None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # A name of its own: every node's parent probes the shared run dir at the same time.
+        probe = private_temp(run_dir / ".vlexp-write-test")
         with probe.open("wb") as handle:
             handle.write(b"\0" * PROBE_BYTES)
             handle.flush()
@@ -47,7 +51,8 @@ def check_writable(run_dir: Path) -> None:
         what = "the disk is full" if full else (err.strerror or str(err))
         raise RunDirError(f"run dir {run_dir} is not writable: {what}; {_fix(run_dir)}") from None
     finally:
-        probe.unlink(missing_ok=True)
+        if probe is not None:
+            probe.unlink(missing_ok=True)
     free = shutil.disk_usage(run_dir).free
     if free < LOW_SPACE_BYTES:
         log.warning(
