@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vlexp.data.records import DataError
-from vlexp.paths import private_temp, whole_png
+from vlexp.paths import whole_png
 
 log = logging.getLogger("vlexp")
 VERSION = 1  # bump when the cached pixels change meaning
@@ -95,13 +95,11 @@ class ImageCache:
         target = self.path_for(source)
         # A file cut short (a kill, a full disk) is made again: the check reads its last chunk.
         if not whole_png(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
             image = self.resize(decode(source))
-            partial = private_temp(target)  # unique across ranks and nodes
-            try:
-                image.save(partial, format="PNG", compress_level=1)
-                os.replace(partial, target)
-            finally:
-                partial.unlink(missing_ok=True)
+            partial = target.with_suffix(f".{os.getpid()}.tmp")
+            image.save(partial, format="PNG", compress_level=1)
+            os.replace(partial, target)
         return str(target)
 
     def resize(self, image: Any) -> Any:
