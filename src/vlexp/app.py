@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from vlexp.paths import config_dir
+from vlexp.paths import config_dir, private_temp
 from vlexp.recipe import launch, redact, stops
 from vlexp.recipe.rundir import RunDirError, check_writable
 from vlexp.recipe.sweep import JobFailed, objective
@@ -36,10 +36,13 @@ def save_resolved(cfg: DictConfig, run_dir: Path) -> Path:
     """
     path = run_dir / "config.resolved.yaml"
     # Write-then-rename: on multi-node every node's parent writes this file, and no rank may
-    # read it half written.
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    partial.write_text(redact.to_yaml(cfg), encoding="utf-8")
-    os.replace(partial, path)
+    # read it half written (a pid-named temp file can repeat on another node).
+    partial = private_temp(path)
+    try:
+        partial.write_text(redact.to_yaml(cfg), encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 

@@ -31,6 +31,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VLEXP_CACHE", Path.home() / ".cache" / "vlexp")).expanduser()
 
 
+def private_temp(target: Path) -> Path:
+    """A new empty file beside `target` that no other process, thread or machine shares: write
+    it, then `os.replace` it onto `target` (a reader sees the old file or the whole new one).
+
+    A random name created with O_EXCL, which NFS v3+, Lustre and GPFS honour across machines;
+    a name made of the pid alone repeats on the nodes of a multi-node job, and one fixed name
+    (`x.part`) is written by every rank at once. Not `tempfile.mkstemp`: its files are
+    private (0600), and the renamed file must keep the umask's permissions as before."""
+    import secrets
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = target.parent / f".{target.name}.{secrets.token_hex(8)}.part"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return path
+        except FileExistsError:
+            continue
+
+
 # --- cache integrity: what was built, with sizes and hashes -------------------------------
 MANIFEST = "vlexp-manifest.json"
 _NOT_CONTENT = {MANIFEST, "DONE", ".lock"}

@@ -104,3 +104,52 @@ def test_math_verify_scores_within_the_deadline():
         1.0,
         0.0,
     ]
+
+
+class _TokenCounter:
+    """Stands in for a loaded reward model: scores a conversation by its token count."""
+
+    device = "cpu"
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+    def requires_grad_(self, flag):
+        return self
+
+    def __call__(self, input_ids, attention_mask, **kwargs):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=attention_mask.sum(-1, keepdim=True).float())
+
+
+def test_reward_model_loads_once_when_the_rewards_are_built_not_inside_the_deadline(
+    tiny_model, monkeypatch
+):
+    """A load slower than reward.timeout_s: built into the rewards (before training), the
+    first call scores within the deadline, and building the rewards again (in-training
+    evaluation) loads nothing more. Loading on the first call timed the load out, and the
+    abandoned thread went on loading while the retry loaded again."""
+    from vlexp.algorithms import reward_model
+
+    loads = []
+
+    def slow_load(path, dtype=None):
+        loads.append(path)
+        time.sleep(1.0)
+        return _TokenCounter()
+
+    monkeypatch.setattr(reward_model, "load_reward_model", slow_load)
+    monkeypatch.setattr(reward_model, "_SCORERS", {}, raising=False)  # a fresh process
+    cfg = compose(["reward=[model]", f"reward.funcs.model.path={tiny_model}"])
+    cfg.reward.timeout_s = 0.5
+    rewards = guarded(cfg)
+    assert len(loads) == 1  # before training starts
+    prompts = [[{"role": "user", "content": [{"type": "text", "text": "How many?"}]}]] * 2
+    scores = rewards["model"](prompts=prompts, completions=["Two.", "There are three."])
+    assert len(scores) == 2 and scores[0] < scores[1]  # a longer answer has more tokens
+    guarded(cfg)["model"](prompts=prompts[:1], completions=["Two."])
+    assert len(loads) == 1

@@ -74,3 +74,51 @@ def test_a_second_run_on_a_busy_run_dir_stops_at_once(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def _node_config(run_dir, machines: int = 2, rank: int = 0):
+    """What the Hydra callback reads from one node's config of a run (hydra.run.dir on a
+    shared disk, launcher.num_machines and machine_rank)."""
+    from omegaconf import OmegaConf
+
+    launcher = {"name": "accelerate", "num_machines": machines, "machine_rank": rank}
+    return OmegaConf.create({"hydra": {"run": {"dir": str(run_dir)}}, "launcher": launcher})
+
+
+def test_every_node_of_a_multi_node_run_starts_on_one_shared_run_dir(tmp_path):
+    """Each node's parent takes the run-dir lock; on NFS, Lustre and GPFS an flock holds
+    across machines (as it does between processes here), so with one lock file per run node 1
+    was refused and node 0 waited for it at the rendezvous."""
+    from vlexp.recipe.rundir import RunDirCheck
+
+    nodes = [RunDirCheck() for _ in range(3)]
+    try:
+        for rank, node in enumerate(nodes):
+            node.on_run_start(_node_config(tmp_path / "run", machines=3, rank=rank))
+        assert all(node.lock is not None and node.lock.held for node in nodes)
+        holders = {json.loads(p.read_text())["pid"] for p in (tmp_path / "run").glob(".vlexp*")}
+        assert holders == {os.getpid()}
+    finally:
+        for node in nodes:
+            node.on_run_end(None)
+
+
+def test_a_second_multi_node_run_on_a_busy_dir_stops_on_every_node(tmp_path):
+    from vlexp.recipe.rundir import RunDirCheck
+
+    first = [RunDirCheck(), RunDirCheck()]
+    try:
+        for rank, node in enumerate(first):
+            node.on_run_start(_node_config(tmp_path / "run", rank=rank))
+        for rank in (0, 1):
+            with pytest.raises(SystemExit) as caught:
+                RunDirCheck().on_run_start(_node_config(tmp_path / "run", rank=rank))
+            message = str(caught.value)
+            assert message.startswith(f"vlexp: run dir {tmp_path / 'run'} is in use by another")
+            assert ("node 1's lock, .vlexp.node1.lock" in message) == (rank == 1)
+        # A single-machine run on the dir of a live multi-node run: node 0's lock is the run's.
+        with pytest.raises(SystemExit, match="is in use by another vlexp run"):
+            RunDirCheck().on_run_start(_node_config(tmp_path / "run", machines=1))
+    finally:
+        for node in first:
+            node.on_run_end(None)

@@ -165,3 +165,80 @@ def test_every_package_sits_in_a_layer():
         if p.suffix == ".py" or (p / "__init__.py").exists()
     }
     assert parts <= set(RANK), parts - set(RANK)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """vlexp module -> the vlexp modules it imports, at module level or inside functions.
+
+    `from vlexp.data import schema` is an edge to the submodule `vlexp.data.schema`; the
+    parent packages Python imports on the way are not edges (every submodule would then form
+    a cycle with its package's __init__, which Python handles)."""
+    modules = {_module_name(path): path for path in SRC.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    edges.add(sub if sub in modules else node.module)
+            elif isinstance(node, ast.Import):
+                edges |= {alias.name for alias in node.names}
+        graph[name] = {edge for edge in edges if edge in modules}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module, or a self-import
+    (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in graph[node]:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle_inside_a_package():
+    graph = {"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": {"p.a"}, "p.d": {"p.a"}, "q": {"q"}}
+    assert sorted(_cycles(graph)) == [["p.a", "p.b", "p.c"], ["q"]]
+
+
+def test_no_import_cycles_between_modules_even_through_imports_inside_functions():
+    """A cycle works only while every import in it but one stays inside a function (or at
+    the end of a module): moving one import up breaks the package at import time."""
+    cycles = _cycles(_import_graph())
+    assert cycles == [], "\n".join(" <-> ".join(cycle) for cycle in cycles)

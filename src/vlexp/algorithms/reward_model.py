@@ -187,16 +187,17 @@ def encode_conversations(processor, conversations: list[list[dict]], images: lis
 def model_reward(path: str, batch_size: int = 8):
     """A GRPO/PPO reward function that scores completions with a trained reward model.
 
-    The model loads on first call, onto this process's device, in eval mode; scoring runs
-    under `torch.no_grad()` in batches of `batch_size`. The function is named
-    `reward_model`, so TRL logs it as `rewards/reward_model/...`.
+    The model loads here, when the rewards are built (before training starts), onto this
+    process's device, in eval mode, once per process however often the rewards are built
+    (in-training evaluation builds them again). Loading on the first call put the load
+    inside the reward deadline (`reward.timeout_s`): a slow load timed out, the abandoned
+    thread kept loading, and the retry loaded again. Scoring runs under `torch.no_grad()` in
+    batches of `batch_size`. The function is named `reward_model`, so TRL logs it as
+    `rewards/reward_model/...`.
     """
-    state: dict[str, Any] = {}
+    model, processor = _scorer(path)
 
     def reward_model(prompts: list, completions: list, images: list | None = None, **kwargs):
-        if not state:
-            state.update(_load_scorer(path))
-        model, processor = state["model"], state["processor"]
         scores: list[float] = []
         for start in range(0, len(prompts), batch_size):
             chunk = slice(start, start + batch_size)
@@ -222,14 +223,22 @@ def _as_messages(completion: Any) -> list[dict]:
     return list(completion)
 
 
-def _load_scorer(path: str) -> dict:
+_SCORERS: dict[tuple[str, str], tuple[Any, Any]] = {}  # (model dir, device) -> model, processor
+
+
+def _scorer(path: str) -> tuple[Any, Any]:
+    """The frozen reward model and its processor on this process's device, loaded once."""
     from accelerate import PartialState
     from transformers import AutoProcessor
 
     model_dir = resolve_model_dir(path)
-    with patches.zero3_init_off():
-        model = load_reward_model(model_dir)
-    model.to(PartialState().device).eval().requires_grad_(False)
-    processor = AutoProcessor.from_pretrained(model_dir)
-    processor.tokenizer.padding_side = "left"
-    return {"model": model, "processor": processor}
+    device = PartialState().device
+    key = (str(model_dir.resolve()), str(device))
+    if key not in _SCORERS:
+        with patches.zero3_init_off():
+            model = load_reward_model(model_dir)
+        model.to(device).eval().requires_grad_(False)
+        processor = AutoProcessor.from_pretrained(model_dir)
+        processor.tokenizer.padding_side = "left"
+        _SCORERS[key] = (model, processor)
+    return _SCORERS[key]

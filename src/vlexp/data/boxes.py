@@ -151,7 +151,7 @@ def target_edit(source: str, images: list, boxes_cfg: Any) -> Callable[[str], st
 def _editor(source: str, images: list, boxes_cfg: Any, bare: bool, unknown: str):
     """The rescaler for the record's one image. Boxes need exactly one image to be
     unambiguous: with another count, text holding a box is a bad record."""
-    from vlexp.data.records import DataError
+    from vlexp.data.errors import DataError
 
     if len(images) != 1:
         key = "gold" if bare else "rescale"

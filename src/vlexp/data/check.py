@@ -47,13 +47,20 @@ class DataCheck:
     """Callable used by `build_datasets`: split -> file in, split -> kept records out."""
 
     def __init__(
-        self, cfg: Any, processor: Any, run_dir: Path | None = None, model_dir: str | None = None
+        self,
+        cfg: Any,
+        processor: Any,
+        run_dir: Path | None = None,
+        model_dir: str | None = None,
+        writes_report: bool = True,
     ) -> None:
         """`model_dir`: where the model's config.json is (its context length); by default
-        where the processor was loaded from, which is the model's own directory or hub id."""
+        where the processor was loaded from, which is the model's own directory or hub id.
+        `writes_report`: write RUN_DIR/bad_records.jsonl (off on every node of a multi-node
+        run but the first, whose check writes it for all: the run dir is shared)."""
         algo = algorithm.of(cfg)
         self.cfg, self.data, self.kind = cfg, cfg.data, algo.kind
-        self.processor, self.run_dir = processor, run_dir
+        self.processor, self.run_dir, self.writes_report = processor, run_dir, writes_report
         # Columns the rewards read, for algorithms whose completions the rewards score.
         self.needs = reward_config.columns(cfg) if algo.rewards else {}
         self.record_check = RECORD_CHECKS.get(algo.kind)
@@ -75,7 +82,7 @@ class DataCheck:
         kept = {split: self.check_split(split, source) for split, source in files.items()}
         for split in kept:
             log.info("%s", summary_line(split, self.stats[split]))
-        if self.bad and self.run_dir is not None:
+        if self.bad and self.run_dir is not None and self.writes_report:
             write_bad_records(self.run_dir / "bad_records.jsonl", self.bad)
         policy = self.data.get("on_bad_record", "raise")
         if self.bad and policy == "raise":

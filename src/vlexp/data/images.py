@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from vlexp.paths import whole_png
+from vlexp.paths import private_temp, whole_png
 
 REMOTE = ("http://", "https://")
 MAX_ASPECT_RATIO = 200  # smart_resize raises above this (transformers and qwen-vl-utils alike)
@@ -58,9 +58,14 @@ def fetch(url: str, cache: Path, timeout: float = 30.0) -> Path:
             body = response.read()
     except OSError as err:  # URLError, HTTPError, timeouts
         raise BadImage("remote image not fetched", f"{url}: cannot fetch ({err})") from None
-    partial = target.with_suffix(target.suffix + ".part")
-    partial.write_bytes(body)
-    partial.replace(target)
+    # Every rank (and node, on a shared cache) may fetch the same URL at once: each writes
+    # its own file and renames it whole onto the target.
+    partial = private_temp(target)
+    try:
+        partial.write_bytes(body)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     return target
 
 
@@ -96,10 +101,12 @@ def eight_bit(path: Path, cache: Path) -> Path:
             scaled = to_eight_bit(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return path  # `inspect` reports why it cannot be read
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".{os.getpid()}.tmp")
-    scaled.save(partial, format="PNG")
-    os.replace(partial, target)
+    partial = private_temp(target)
+    try:
+        scaled.save(partial, format="PNG")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     return target
 
 

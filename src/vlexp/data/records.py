@@ -22,6 +22,7 @@ from typing import Any
 
 from vlexp.data import schema
 from vlexp.data.boxes import rescale_gold, target_edit
+from vlexp.data.errors import DataError
 from vlexp.data.formats import FormatError
 from vlexp.data.formats.swift import last_user
 from vlexp.data.formats.tags import TAG, split_text
@@ -34,10 +35,6 @@ from vlexp.data.messages import (
 )
 from vlexp.data.schema import QUESTION_KEYS
 from vlexp.data.videos import as_video
-
-
-class DataError(ValueError):
-    """A record or file that cannot be used; the message names where and what to do."""
 
 
 @dataclass(frozen=True)

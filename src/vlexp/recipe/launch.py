@@ -18,10 +18,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+
+from vlexp.recipe import per_node
 
 log = logging.getLogger("vlexp")
 
@@ -76,6 +79,9 @@ def accelerate_command(launcher: DictConfig, config_path: Path) -> list[str]:
 def rank_environment(launcher: DictConfig) -> dict[str, str]:
     """This process's environment plus what the launcher config sets for the ranks."""
     env = os.environ.copy()
+    # One id per launch on this machine: the ranks name the data check's shared result by
+    # it (recipe.per_node), so a resumed run never reads the last launch's file.
+    env[per_node.LAUNCH_ID] = uuid.uuid4().hex
     # On SIGTERM the torch.distributed agent gives the ranks this long to save their
     # checkpoint before it SIGKILLs them (torch's default, 30 s, is short for a large model).
     env["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] = str(launcher.get("shutdown_timeout") or 100)

@@ -25,7 +25,7 @@ from vlexp.data import build_datasets, fit_loss_mask, image_cache, single_image
 from vlexp.data.check import DataCheck
 from vlexp.data.messages import prompt_text
 from vlexp.models.loading import load_model, load_processor, peft_config
-from vlexp.recipe import checkpoints, console, faults, perf, resume, tracking
+from vlexp.recipe import checkpoints, console, faults, per_node, perf, resume, tracking
 from vlexp.recipe.distributed import ShardReport, held_elements
 from vlexp.rewards.guard import guarded
 
@@ -87,7 +87,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     train_set, eval_set = build_datasets(
         cfg.data,
         cfg.algo.kind,
-        DataCheck(cfg, processor, run_dir),
+        data_check_once_per_node(cfg, processor, run_dir),
         image_cache.for_run(cfg, processor),
     )
     log.info(
@@ -145,6 +145,14 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     perf.attach(trainer, generates=algorithm.of(cfg).generates)  # perf/*, timing_s/* per log
     console.use_live_view(trainer, cfg.algo)  # one bar with the headline, not every log dict
     return Built(trainer, processor, checkpoint, metrics, preemption)
+
+
+def data_check_once_per_node(cfg: DictConfig, processor: Any, run_dir: Path):
+    """The data check, run by local rank 0 of each machine (it fetches remote images into
+    the machine's cache); the machine's other ranks read its result (`recipe.per_node`), and
+    only rank 0 writes bad_records.jsonl into the shared run dir."""
+    check = DataCheck(cfg, processor, run_dir, writes_report=per_node.this_process().rank == 0)
+    return lambda files: per_node.once_per_node("data-check", run_dir, lambda: check(files))
 
 
 def trainer_factory(cfg: DictConfig, trainer_cls: type, train_set: Any) -> Any:

@@ -19,6 +19,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from vlexp.paths import private_temp
+
 log = logging.getLogger("vlexp")
 PROBE_BYTES = 1 << 20  # 1 MiB: a full disk or quota fails here, not at checkpoint-500
 LOW_SPACE_BYTES = 1 << 30  # warn below 1 GiB free
@@ -35,9 +37,11 @@ def _fix(path: Path) -> str:
 def check_writable(run_dir: Path) -> None:
     """Create the run dir if needed and write, sync and delete a 1 MiB probe file."""
     run_dir = Path(run_dir)
-    probe = run_dir / ".vlexp-write-test"
+    probe = None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # A name of its own: every node's parent probes the shared run dir at the same time.
+        probe = private_temp(run_dir / ".vlexp-write-test")
         with probe.open("wb") as handle:
             handle.write(b"\0" * PROBE_BYTES)
             handle.flush()
@@ -47,7 +51,8 @@ def check_writable(run_dir: Path) -> None:
         what = "the disk is full" if full else (err.strerror or str(err))
         raise RunDirError(f"run dir {run_dir} is not writable: {what}; {_fix(run_dir)}") from None
     finally:
-        probe.unlink(missing_ok=True)
+        if probe is not None:
+            probe.unlink(missing_ok=True)
     free = shutil.disk_usage(run_dir).free
     if free < LOW_SPACE_BYTES:
         log.warning(
@@ -68,17 +73,43 @@ class RunDirBusy(RunDirError):
 LOCK_FILE = ".vlexp.lock"
 
 
+def lock_file(node: int = 0) -> str:
+    """The lock file of machine `node` of a run: `.vlexp.lock` for node 0 (and every
+    single-machine run), `.vlexp.node<N>.lock` for the others.
+
+    One lock per node, not one per run: a multi-node run starts one vlexp parent per node
+    on the same run dir, and on NFS, Lustre (mounted with flock) and GPFS an `flock` holds
+    across machines, so with one file node 1 would be refused and node 0 would wait for it at
+    the rendezvous. Per node rather than node 0 alone, so that a second run started on a
+    busy dir stops at once on every node (a node without a lock would overwrite the live
+    run's config and then hang at the rendezvous), and two machines both told
+    machine_rank=N are caught. Node 0 keeps the plain name, so a single-machine run and a
+    multi-node one on the same dir exclude each other."""
+    return LOCK_FILE if node == 0 else f".vlexp.node{node}.lock"
+
+
+def node_of(config: Any) -> int:
+    """This machine's node index in the run: `launcher.machine_rank` when the launcher spans
+    several machines, else 0."""
+    launcher = config.get("launcher") or {}
+    if int(launcher.get("num_machines", 1) or 1) <= 1:
+        return 0
+    return int(launcher.get("machine_rank", 0) or 0)
+
+
 class RunDirLock:
-    """One writer per run dir: an exclusive `flock` on RUN_DIR/.vlexp.lock for the run's life.
+    """One writer per run dir and node: an exclusive `flock` on RUN_DIR/.vlexp.lock (node 0;
+    `lock_file` names the others') for the run's life.
 
     The kernel drops the lock when its process ends, however it ends (SIGKILL, OOM, power
     loss), so a lock left by a dead run is never in the way; the file also records the
     holder (pid, host, start) for the message. Where the file system has no `flock`, the
     recorded pid is checked instead (same host: alive or not)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, node: int = 0) -> None:
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_FILE
+        self.node = node
+        self.path = self.run_dir / lock_file(node)
         self._handle = None
 
     @property
@@ -128,8 +159,9 @@ class RunDirLock:
             who += ", started " + time.strftime(
                 "%Y-%m-%d %H:%M:%S", time.localtime(holder["started"])
             )
+        node = f" (node {self.node}'s lock, {self.path.name})" if self.node else ""
         return (
-            f"run dir {self.run_dir} is in use by another vlexp run ({who}): two runs in one "
+            f"run dir {self.run_dir} is in use by another vlexp run ({who}){node}: two runs in one "
             "folder would mix their metrics, config and checkpoints. Wait for it to end (or stop "
             f"it), or {_fix(self.run_dir)}"
         )
@@ -164,14 +196,14 @@ class RunDirCheck(Callback):
         elif not os.access(ancestor, os.W_OK | os.X_OK):
             reason = f"{ancestor} is not writable"
         else:
-            self._lock(run_dir)
+            self._lock(run_dir, node_of(config))
             return
         raise SystemExit(f"vlexp: run dir {run_dir} cannot be created: {reason}; {_fix(run_dir)}")
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         run_dir = Path(str(config.hydra.runtime.output_dir)).expanduser().absolute()
         if self.lock is None or self.lock.run_dir.resolve() != run_dir.resolve():  # -m job
-            self._lock(run_dir)
+            self._lock(run_dir, node_of(config))
 
     def on_job_end(self, config: Any, **kwargs: Any) -> None:
         if self.lock is not None:
@@ -181,9 +213,9 @@ class RunDirCheck(Callback):
     def on_run_end(self, config: Any, **kwargs: Any) -> None:
         self.on_job_end(config)
 
-    def _lock(self, run_dir: Path) -> None:
+    def _lock(self, run_dir: Path, node: int) -> None:
         self.on_job_end(None)
-        lock = RunDirLock(run_dir)
+        lock = RunDirLock(run_dir, node)
         try:
             lock.acquire()
         except RunDirBusy as err:

@@ -58,7 +58,7 @@ class Entry:
 
 def load_entry(info_path: str | Path, name: str) -> tuple[Path, Entry, Path]:
     """(data file, entry, media folder) for the data set `name` of a `dataset_info.json` (or its folder)."""
-    from vlexp.data.records import DataError
+    from vlexp.data.errors import DataError
 
     path = Path(info_path).expanduser()
     if path.is_dir():
