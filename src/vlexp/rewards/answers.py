@@ -63,6 +63,32 @@ def read_answer(text: str) -> Answer:
     >>> read_answer("<answer>\\boxed{1,2}</answer>"), read_answer("<answer>1,2</answer>")
     (Answer(text='1,2', boxed=True), Answer(text='1,2', boxed=False))
     """
+    region = answer_region(text)
+    boxed = last_boxed(region)
+    return Answer(boxed.strip(), True) if boxed is not None else Answer(region.strip())
+
+
+def answer_forms(text: str) -> list[Answer]:
+    r"""The readings `accuracy` accepts: `read_answer`'s (the last box), and where the answer
+    holds several boxes, all of them as one list (Math-Verify reads `oxed{-2} and
+    oxed{1}` as the set -2, 1, so it equals the solution `1,-2`; a single-valued solution
+    never equals a list of two, so the last box still decides there).
+
+    >>> answer_forms("so \\boxed{-2} and \\boxed{1}.")
+    [Answer(text='1', boxed=True), Answer(text='-2, 1', boxed=True)]
+    """
+    forms = [read_answer(text)]
+    boxes = all_boxed(answer_region(text))
+    if 1 < len(boxes) <= _MAX_BOXES:
+        forms.append(Answer(", ".join(box.strip() for box in boxes), True))
+    return forms
+
+
+_MAX_BOXES = 16  # a longer run of boxes is a table, not an answer
+
+
+def answer_region(text: str) -> str:
+    """The part of a completion that holds its answer (see `extract_answer`); "" for none."""
     found = ANSWER.findall(text)
     if found:
         answer = found[-1]
@@ -70,10 +96,32 @@ def read_answer(text: str) -> Answer:
         answer = text.rsplit("</think>", 1)[1]
     else:
         answer = text
-    if TAG.search(answer):
-        return Answer("")
-    boxed = last_boxed(answer)
-    return Answer(boxed.strip(), True) if boxed is not None else Answer(answer.strip())
+    return "" if TAG.search(answer) else answer
+
+
+def all_boxed(text: str) -> list[str]:
+    r"""The contents of every closed `\boxed{…}`, in order.
+
+    >>> all_boxed("\\boxed{1} and \\boxed{\\frac{1}{2}}")
+    ['1', '\\frac{1}{2}']
+    """
+    boxes, start = [], text.find("\\boxed{")
+    while start >= 0:
+        content = last_boxed(text[: _box_end(text, start)])
+        if content is not None:
+            boxes.append(content)
+        start = text.find("\\boxed{", start + 1)
+    return boxes
+
+
+def _box_end(text: str, start: int) -> int:
+    """The index just past the `}` closing the box that opens at `start` (or the end)."""
+    depth = 0
+    for index in range(start + len("\\boxed{"), len(text)):
+        depth += {"{": 1, "}": -1}.get(text[index], 0)
+        if depth < 0:
+            return index + 1
+    return len(text)
 
 
 def last_boxed(text: str) -> str | None:
@@ -187,8 +235,8 @@ def _compare_structured(answer: str, gold: str) -> bool | None:
     `[0, 0, 10, 10]`, Visual-RFT's detections `[{'Position': [...], 'Confidence': 1}]`;
     math-verify would reduce both sides to their last number, so any two detection lists
     ending in `'Confidence': 1` would count as equal. None when this rule does not decide:
-    neither side is such a literal, or one side is a flat tuple or pair of numbers (a point
-    or an interval, which math-verify compares: `(0.5, 1)` equals `(\\frac{1}{2}, 1)`)."""
+    neither side is such a literal, or one side is a tuple or pair of numbers (a point or an
+    interval, which math-verify compares: `(0.5, 1)` equals `(\\frac{1}{2}, 1)`)."""
     gold_value, answer_value = _literal(gold), _literal(answer)
     if gold_value is not None and answer_value is not None:
         return gold_value == answer_value
@@ -199,11 +247,15 @@ def _compare_structured(answer: str, gold: str) -> bool | None:
 
 
 def _numeric_point(value: Any) -> bool:
-    """A tuple of numbers `(6, 31, -1)`, or a pair of numbers `[-4, 0]` (an interval)."""
-    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    if isinstance(value, tuple):
-        return numbers
-    return isinstance(value, list) and len(value) == 2 and numbers
+    """A tuple of numbers `(6, 31, -1)` or of such tuples (`(1, 2), (2, 1)`: a list of
+    solutions), or a pair of numbers `[-4, 0]` (an interval): mathematics, not data."""
+    if isinstance(value, tuple | set):
+        return all(_number(v) or (isinstance(v, tuple) and _numeric_point(v)) for v in value)
+    return isinstance(value, list) and len(value) == 2 and all(map(_number, value))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _literal(text: str) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 from vlexp.rewards.answers import (
     TAG,
     Answer,
+    answer_forms,
     answers_equal,
     completion_text,
     extract_answer,
@@ -79,14 +80,22 @@ def accuracy(completions: list, solution: list[str], **kwargs: Any) -> list[floa
     """
     scores = []
     for completion, value in zip(completions, solution, strict=True):
-        answer = read_answer(completion_text(completion))
-        golds = _golds(value, "solution")
-        equal = answer.text and any(answers_equal(answer, gold) for gold in golds)
+        answers = [form for form in answer_forms(completion_text(completion)) if form.text]
+        golds = [form for item in _gold_items(value, "solution") for form in _gold_forms(item)]
+        equal = any(answers_equal(answer, gold) for answer in answers for gold in golds)
         scores.append(1.0 if equal else 0.0)
     return scores
 
 
+def _gold_forms(value: Any) -> list[Answer]:
+    return [form for form in answer_forms(str(value)) if form.text]
+
+
 def _golds(value: Any, column: str) -> list[Answer]:
+    return [_gold(item, column) for item in _gold_items(value, column)]
+
+
+def _gold_items(value: Any, column: str) -> list[Any]:
     """The accepted answers: a list `["1", "one"]` (or its JSON text, as vlexp's loader
     stores list columns) means any of these; anything else is one answer.
 
@@ -103,8 +112,10 @@ def _golds(value: Any, column: str) -> list[Answer]:
     if isinstance(items, list | tuple):
         if not items:
             raise ValueError(f"the record's '{column}' is an empty list: fix the data")
-        return [_gold(item, column) for item in items]
-    return [_gold(value, column)]
+        [_gold(item, column) for item in items]  # each one must hold an answer
+        return list(items)
+    _gold(value, column)
+    return [value]
 
 
 def _as_list(value: Any, column: str) -> list:
