@@ -610,6 +610,14 @@ CASES: list[dict[str, Any]] = [
         VERL_MATH_VERIFY,
         "compute_score",
     ),
+    acc(r"The answer is \boxed{3}", "3x", 0.0, VERL_MATH_VERIFY, "compute_score"),
+    acc(r"The answer is \boxed{3}", "2 and 3", 0.0, VERL_MATH_VERIFY, "compute_score"),
+    acc(r"The answer is \boxed{2x+1}", "1+2x", 1.0, VERL_MATH_VERIFY, "compute_score"),
+    acc(r"The answer is \boxed{1}", "1+2x", 0.0, VERL_MATH_VERIFY, "compute_score"),
+    acc(r"The answer is \boxed{3.0}", "x=3", 1.0, VERL_MATH_VERIFY, "compute_score"),
+    acc(r"<think>..</think> \boxed{2,3}", "2 and 3", 1.0, EASYR1_MATH, "accuracy_reward"),
+    acc(r"<think>..</think> \boxed{3x}", "3x", 1.0, EASYR1_MATH, "accuracy_reward"),
+    acc(r"<think>..</think> \boxed{3}", "3x", 0.0, EASYR1_MATH, "accuracy_reward"),
     # --- R1-V grpo.py: math-verify, then the <answer> text exactly -------------------------
     acc(
         "<think>3 cubes</think><answer>3</answer>",

@@ -283,8 +283,8 @@ _DIGIT_COMMA = re.compile(r"\d,\d")
 def math_readings(answer: Answer) -> list[str]:
     r"""The ways math-verify should read an answer, as strings to hand to its `parse`.
 
-    LaTeX (`$…$`) for the content of a box and for anything written in LaTeX or as a list,
-    tuple or interval; as it is (math-verify's plain-number reading: `3 apples`, `1 000`,
+    LaTeX (`$…$`) for the content of a box and for anything written in LaTeX, as a formula
+    (`3x`, `2 and 3`) or as a list, tuple or interval; as it is (math-verify's plain-number reading: `3 apples`, `1 000`,
     `$1,000.99`) for plain prose; both for `1,2`, which is the list 1, 2 in LaTeX and the
     decimal 1.2 in Math-Verify's number tests (a solution written so accepts either).
 
@@ -300,9 +300,19 @@ def math_readings(answer: Answer) -> list[str]:
         return [text]
     if _LATEX_MARK.search(text) or _COMMA_SPACE_LIST.search(text) or _BRACKETED_LIST.match(text):
         return [f"${text}$"]
+    if _formula(text):
+        return [f"${text}$"]
     if _DIGIT_COMMA.search(text) and not _THOUSANDS.match(text):
         return [f"${text}$", text]
     return [text]
+
+
+def _formula(text: str) -> bool:
+    """A formula written without LaTeX (`3x`, `2x+1`, `x=3`, `2 and 3`): letters that stand
+    alone, joined by "and"/"or" at most. Read as it is, math-verify would keep its last number
+    (`3x` would be 3, `2 and 3` would be 3); words (`3 apples`, `2 cm`) make it prose."""
+    words = re.findall(r"[A-Za-z]+", text)
+    return bool(words) and all(len(w) == 1 or w.lower() in ("and", "or") for w in words)
 
 
 def math_equal(gold: Answer, answer: Answer) -> bool | None:
