@@ -64,6 +64,10 @@ ALL_BOXES = (
 )
 VALUE = "numbers compare by value (math-verify): an unreduced fraction is the same number"
 EXACT_TEXT = "text answers compare whole (normalised), never by substring or fuzzy ratio"
+BOX_FORMAT = (
+    "think_format asks for vlexp's answer block; EasyR1's math format_reward asks for a "
+    "\\boxed{} after the thinking instead"
+)
 ANY_TEXT = "without <answer> tags the text after </think>, else the whole completion, is the answer"
 
 
@@ -618,6 +622,28 @@ CASES: list[dict[str, Any]] = [
     acc(r"<think>..</think> \boxed{2,3}", "2 and 3", 1.0, EASYR1_MATH, "accuracy_reward"),
     acc(r"<think>..</think> \boxed{3x}", "3x", 1.0, EASYR1_MATH, "accuracy_reward"),
     acc(r"<think>..</think> \boxed{3}", "3x", 0.0, EASYR1_MATH, "accuracy_reward"),
+    # EasyR1's format rewards: r1v.py is R1-V's pattern; math.py wants a box after the thinking.
+    fmt("<think>x</think> <answer>2</answer>", 1.0, EASYR1_R1V, "format_reward"),
+    fmt("<think>x</think>\n<answer>2</answer>", 1.0, EASYR1_R1V, "format_reward"),
+    fmt("<answer>2</answer>", 0.0, EASYR1_R1V, "format_reward"),
+    fmt("<think>x</think><answer>2", 0.0, EASYR1_R1V, "format_reward"),
+    fmt(
+        r"<think>x</think> So \boxed{2}.",
+        1.0,
+        EASYR1_MATH,
+        "format_reward",
+        vlexp=0.0,
+        why=BOX_FORMAT,
+    ),
+    fmt(r"<think>x</think><answer>\boxed{2}</answer>", 1.0, EASYR1_MATH, "format_reward"),
+    fmt(
+        "<think>x</think><answer>2</answer>",
+        0.0,
+        EASYR1_MATH,
+        "format_reward",
+        vlexp=1.0,
+        why=BOX_FORMAT,
+    ),
     # --- R1-V grpo.py: math-verify, then the <answer> text exactly -------------------------
     acc(
         "<think>3 cubes</think><answer>3</answer>",
@@ -673,6 +699,28 @@ CASES: list[dict[str, Any]] = [
         1.0,
         VLM_R1,
         "mcq_reward",
+    ),
+    acc(
+        "<think>..</think><answer>Yes</answer>",
+        "<answer>yes</answer>",
+        1.0,
+        VLM_R1,
+        "yes_no_reward",
+    ),
+    acc(
+        "<think>..</think><answer>no.</answer>", "<answer>No</answer>", 1.0, VLM_R1, "yes_no_reward"
+    ),
+    acc(
+        "<think>..</think><answer>yes</answer>", "<answer>no</answer>", 0.0, VLM_R1, "yes_no_reward"
+    ),
+    acc(
+        "<think>..</think><answer>No, there is none.</answer>",
+        "<answer>no</answer>",
+        1.0,
+        VLM_R1,
+        "yes_no_reward",
+        vlexp=0.0,
+        why=EXACT_TEXT,
     ),
     acc(
         "<think>..</think><answer>3</answer>",
