@@ -67,7 +67,8 @@ def accuracy(completions: list, solution: list[str], **kwargs: Any) -> list[floa
 
     Numbers and LaTeX are compared with math-verify (`0.5` equals `\\frac{1}{2}`, `3 apples`
     equals `3`; with several numbers in prose the last one is the answer; a box holds LaTeX,
-    so `\\boxed{1,2}` is a list and `\\boxed{(6,31,-1)}` a tuple); option letters by letter
+    so `\\boxed{1,2}` is a list and `\\boxed{(6,31,-1)}` a tuple; several boxes together are a
+    list too, and the last box alone is the answer as well); option letters by letter
     (`(B)` equals `B`); lists and dicts whole; other answers by normalised exact match (case,
     inner/outer whitespace, a final full stop and `\\text{}` ignored). An empty or missing
     answer scores 0. A `solution` list (`["1", "one"]`, or its JSON text) accepts any of its
