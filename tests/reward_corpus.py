@@ -45,6 +45,9 @@ R1V = "Deep-Agent/R1-V src/r1-v/src/open_r1/grpo.py"
 VLM_R1 = "om-ai-lab/VLM-R1 src/open-r1-multimodal/src/open_r1/grpo_jsonl.py"
 VLM_R1_QWEN = "om-ai-lab/VLM-R1 src/open-r1-multimodal/src/open_r1/vlm_modules/qwen_module.py"
 VISUAL_RFT = "Liuziyu77/Visual-RFT src/virft/src/open_r1/grpo_classification.py"
+VISUAL_RFT_DET = "Liuziyu77/Visual-RFT src/virft/src/open_r1/grpo.py"
+VRFT_BOX = "<think>..</think><answer>[{{'Position': {}, 'Confidence': 0.9}}]</answer>"
+VRFT_GOLD = "<answer>[{'Position': [0, 0, 10, 10], 'Confidence': 1}]</answer>"
 
 # Kinds of deliberate difference (the README's Correctness section names each).
 NO_PARTIAL = "no partial credit: a format is right or wrong (open-r1's tag_count gives 0.25 a tag)"
@@ -67,6 +70,10 @@ EXACT_TEXT = "text answers compare whole (normalised), never by substring or fuz
 BOX_FORMAT = (
     "think_format asks for vlexp's answer block; EasyR1's math format_reward asks for a "
     "\\boxed{} after the thinking instead"
+)
+OVERLAP = (
+    "iou is the overlap itself; Visual-RFT's accuracy_reward_iou first asks math-verify, which "
+    "reads both detection lists as numbers and calls them equal (1.0 for a box of IoU 0.6)"
 )
 ANY_TEXT = "without <answer> tags the text after </think>, else the whole completion, is the answer"
 
@@ -893,5 +900,32 @@ CASES: list[dict[str, Any]] = [
         solution="<answer>[0, 0, 10, 10]</answer>",
         vlexp=0.5,
         why="iou reads decimal coordinates too (VLM-R1's pattern takes integers only)",
+    ),
+    # --- iou: Visual-RFT's accuracy_reward_iou (detection lists, one box each) -------------
+    case(
+        "iou",
+        VRFT_BOX.format("[0, 0, 10, 10]"),
+        1.0,
+        VISUAL_RFT_DET,
+        "accuracy_reward_iou",
+        solution=VRFT_GOLD,
+    ),
+    case(
+        "iou",
+        VRFT_BOX.format("[0, 0, 10, 6]"),
+        1.0,
+        VISUAL_RFT_DET,
+        "accuracy_reward_iou",
+        solution=VRFT_GOLD,
+        vlexp=0.6,
+        why=OVERLAP,
+    ),
+    case(
+        "iou",
+        VRFT_BOX.format("[20, 20, 30, 30]"),
+        0.0,
+        VISUAL_RFT_DET,
+        "accuracy_reward_iou",
+        solution=VRFT_GOLD,
     ),
 ]
