@@ -70,8 +70,8 @@ def read_answer(text: str) -> Answer:
 
 def answer_forms(text: str) -> list[Answer]:
     r"""The readings `accuracy` accepts: `read_answer`'s (the last box), and where the answer
-    holds several boxes, all of them as one list (Math-Verify reads `oxed{-2} and
-    oxed{1}` as the set -2, 1, so it equals the solution `1,-2`; a single-valued solution
+    holds several boxes, all of them as one list (Math-Verify reads `\boxed{-2} and
+    \boxed{1}` as the set -2, 1, so it equals the solution `1,-2`; a single-valued solution
     never equals a list of two, so the last box still decides there).
 
     >>> answer_forms("so \\boxed{-2} and \\boxed{1}.")
@@ -284,14 +284,15 @@ def math_readings(answer: Answer) -> list[str]:
     r"""The ways math-verify should read an answer, as strings to hand to its `parse`.
 
     LaTeX (`$…$`) for the content of a box and for anything written in LaTeX, as a formula
-    (`3x`, `2 and 3`) or as a list, tuple or interval; as it is (math-verify's plain-number reading: `3 apples`, `1 000`,
-    `$1,000.99`) for plain prose; both for `1,2`, which is the list 1, 2 in LaTeX and the
-    decimal 1.2 in Math-Verify's number tests (a solution written so accepts either).
+    (`3x`, `2 and 3`) or as a list, tuple or interval; as it is (math-verify's plain-number
+    reading: `3 apples`, `1 000`, `$1,000.99`) for plain prose; both for `1,2`, which is the
+    list 1, 2 in LaTeX and the decimal 1.2 in Math-Verify's number tests (a solution written
+    so accepts either).
 
     >>> math_readings(Answer("1,2", boxed=True)), math_readings(Answer("1, 2"))
     (['$1,2$'], ['$1, 2$'])
-    >>> math_readings(Answer("1,2")), math_readings(Answer("7,425,000")), math_readings(Answer("3 apples"))
-    (['$1,2$', '1,2'], ['7,425,000'], ['3 apples'])
+    >>> [math_readings(Answer(text)) for text in ("1,2", "7,425,000", "3 apples")]
+    [['$1,2$', '1,2'], ['7,425,000'], ['3 apples']]
     """
     text = latex_spacing(answer.text)
     if answer.boxed:

@@ -76,7 +76,7 @@ def accuracy(completions: list, solution: list[str], **kwargs: Any) -> list[floa
 
     >>> accuracy(["<think>..</think><answer>2</answer>", "<answer>Red</answer>"], solution=["2", "red"])
     [1.0, 1.0]
-    >>> accuracy(["<answer>0.5</answer>", "\\\\boxed{\\\\text{(C)}}"], solution=["\\\\frac{1}{2}", "C"])
+    >>> accuracy(["<answer>0.5</answer>", "(B)"], solution=["\\\\frac{1}{2}", "B"])
     [1.0, 1.0]
     """
     scores = []
