@@ -163,6 +163,23 @@ def test_choice(answer, gold, score):
     assert choice([answer], solution=[gold], choices=[LABELS]) == [score]
 
 
+@pytest.mark.parametrize(
+    ("answer", "gold", "score"),
+    [
+        ("It is a cat, so the answer is B.", "B", 1.0),  # the article is no option A
+        ("It is a cat, so the answer is B.", "A", 0.0),
+        ("A cat sits there: (b)", "B", 1.0),
+        ("a", "A", 1.0),  # the whole answer
+        ("(a)", "A", 1.0),
+        ("C.", "C", 1.0),
+        ("A and B", "B", 0.0),  # two options named
+        ("I think it is D", "D", 1.0),
+    ],
+)
+def test_choice_reads_option_letters_not_articles(answer, gold, score):
+    assert choice([answer], solution=[gold], choices=[list("ABCD")]) == [score]
+
+
 def test_choice_reads_the_json_column_the_loader_writes():
     # vlexp's loader stores list columns as JSON strings (one Arrow type for every record).
     assert choice(["dog"], solution=["dog"], choices=[json.dumps(LABELS)]) == [1.0]
@@ -236,3 +253,30 @@ def test_rewards_score_each_completion_against_its_own_record():
     assert accuracy(completions, solution=["2", "2", "red"]) == [1.0, 0.0, 1.0]
     with pytest.raises(ValueError):  # columns of another length are a bug, never zipped short
         accuracy(completions, solution=["2", "3"])
+
+
+def _readme_accuracy_rows() -> list[tuple[str, str, float]]:
+    """(answer, solution, score) for every example in the README's `accuracy` table."""
+    import re
+
+    from tests.readme import README
+
+    table = README.read_text().split("| completion's answer | solution | equal | why |", 1)[1]
+    rows = []
+    for line in table.split("\n\n", 1)[0].splitlines()[2:]:
+        answers, golds, equal = (re.findall(r"`([^`]+)`", cell) for cell in line.split(" | ")[:3])
+        golds = golds * len(answers) if len(golds) == 1 else golds
+        assert len(golds) == len(answers), f"README row pairs no examples: {line}"
+        score = {"yes": 1.0, "no": 0.0}[line.split(" | ")[2].strip()]
+        answers = [
+            answer.replace("</think>\\n", "</think>\n") for answer in answers
+        ]  # the README writes "\\n"
+        rows += [(answer, gold, score) for answer, gold in zip(answers, golds, strict=True)]
+    return rows
+
+
+def test_readme_accuracy_table_is_what_accuracy_does():
+    rows = _readme_accuracy_rows()
+    assert len(rows) >= 30
+    for answer, gold, score in rows:
+        assert accuracy([answer], solution=[gold]) == [score], (answer, gold)

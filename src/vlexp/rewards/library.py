@@ -18,12 +18,14 @@ from typing import Any
 
 from vlexp.rewards.answers import (
     TAG,
+    Answer,
+    answer_forms,
+    answers_equal,
     completion_text,
     extract_answer,
     latex_spacing,
-    looks_mathematical,
-    math_equal,
     normalise,
+    read_answer,
 )
 
 _FORMAT = re.compile(
@@ -52,10 +54,10 @@ def think_format(completions: list, **kwargs: Any) -> list[float]:
     return scores
 
 
-def _gold(value: Any, column: str) -> str:
+def _gold(value: Any, column: str) -> Answer:
     """A record's reference answer; R1-V style `<answer>3</answer>` solutions are unwrapped."""
-    gold = extract_answer(str(value)) if value is not None else ""
-    if not gold:
+    gold = read_answer(str(value)) if value is not None else Answer("")
+    if not gold.text:
         raise ValueError(f"the record's '{column}' is empty ({value!r}): fix the data")
     return gold
 
@@ -64,61 +66,37 @@ def accuracy(completions: list, solution: list[str], **kwargs: Any) -> list[floa
     """1.0 when the answer equals the record's `solution`, else 0.0.
 
     Numbers and LaTeX are compared with math-verify (`0.5` equals `\\frac{1}{2}`, `3 apples`
-    equals `3`; with several numbers the last one is the answer); other answers by normalised
-    exact match (case, inner/outer whitespace and a final full stop ignored). An empty or
-    missing answer scores 0. A `solution` list (`["1", "one"]`, or its JSON text) accepts any
-    of its answers.
+    equals `3`; with several numbers in prose the last one is the answer; a box holds LaTeX,
+    so `\\boxed{1,2}` is a list and `\\boxed{(6,31,-1)}` a tuple; several boxes together are a
+    list too, and the last box alone is the answer as well); option letters by letter
+    (`(B)` equals `B`); lists and dicts whole; other answers by normalised exact match (case,
+    inner/outer whitespace, a final full stop and `\\text{}` ignored). An empty or missing
+    answer scores 0. A `solution` list (`["1", "one"]`, or its JSON text) accepts any of its
+    answers.
 
     >>> accuracy(["<think>..</think><answer>2</answer>", "<answer>Red</answer>"], solution=["2", "red"])
     [1.0, 1.0]
-    >>> accuracy(["<answer>0.5</answer>"], solution=["\\\\frac{1}{2}"])
-    [1.0]
+    >>> accuracy(["<answer>0.5</answer>", "(B)"], solution=["\\\\frac{1}{2}", "B"])
+    [1.0, 1.0]
     """
     scores = []
     for completion, value in zip(completions, solution, strict=True):
-        answer = extract_answer(completion_text(completion))
-        golds = _golds(value, "solution")
-        scores.append(1.0 if answer and any(_matches(answer, gold) for gold in golds) else 0.0)
+        answers = [form for form in answer_forms(completion_text(completion)) if form.text]
+        golds = [form for item in _gold_items(value, "solution") for form in _gold_forms(item)]
+        equal = any(answers_equal(answer, gold) for answer in answers for gold in golds)
+        scores.append(1.0 if equal else 0.0)
     return scores
 
 
-def _matches(answer: str, gold: str) -> bool:
-    """Equal after `normalise`, or mathematically equal (math-verify, LaTeX spacing ignored).
-
-    A list or dict on either side (a box `[0, 0, 10, 10]`, Visual-RFT's detections
-    `[{'Position': [...], 'Confidence': 1}]`) is compared whole, as a JSON or Python
-    literal: math-verify would reduce both sides to their last number, so any two
-    detection lists ending in `'Confidence': 1` would count as equal."""
-    if normalise(answer) == normalise(gold):
-        return True
-    gold_value, answer_value = _literal(gold), _literal(answer)
-    if isinstance(gold_value, STRUCTURED) or isinstance(answer_value, STRUCTURED):
-        return gold_value is not None and gold_value == answer_value
-    if looks_mathematical(gold) and looks_mathematical(answer):
-        return bool(math_equal(latex_spacing(gold), latex_spacing(answer)))
-    return False
+def _gold_forms(value: Any) -> list[Answer]:
+    return [form for form in answer_forms(str(value)) if form.text]
 
 
-STRUCTURED = (list, tuple, dict, set)
-_LITERAL_LIMIT = 10_000  # characters: longer answers are not parsed (nesting costs the stack)
+def _golds(value: Any, column: str) -> list[Answer]:
+    return [_gold(item, column) for item in _gold_items(value, column)]
 
 
-def _literal(text: str) -> Any:
-    """`text` as a JSON or Python literal (numbers compare by value: 1 == 1.0), or None."""
-    import ast
-
-    text = text.strip()
-    if not text or text[0] not in "[({" or len(text) > _LITERAL_LIMIT:
-        return None
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            return parse(text)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-    return None
-
-
-def _golds(value: Any, column: str) -> list[str]:
+def _gold_items(value: Any, column: str) -> list[Any]:
     """The accepted answers: a list `["1", "one"]` (or its JSON text, as vlexp's loader
     stores list columns) means any of these; anything else is one answer.
 
@@ -135,8 +113,10 @@ def _golds(value: Any, column: str) -> list[str]:
     if isinstance(items, list | tuple):
         if not items:
             raise ValueError(f"the record's '{column}' is an empty list: fix the data")
-        return [_gold(item, column) for item in items]
-    return [_gold(value, column)]
+        [_gold(item, column) for item in items]  # each one must hold an answer
+        return list(items)
+    _gold(value, column)
+    return [value]
 
 
 def _as_list(value: Any, column: str) -> list:
@@ -157,17 +137,37 @@ def _label_pattern(label: str) -> re.Pattern:
     return re.compile(r"(?<![\w])" + r"\s+".join(map(re.escape, words)) + r"(?![\w])")
 
 
+def _letter_pattern(letter: str) -> re.Pattern:
+    """Where a one-letter label (an option letter) is named: upper case as a word, `(a)`, or
+    lower case before `.`, `)`, `:` or the end. Never the article ("a cat", "A cat")."""
+    up, low = letter.upper(), letter.lower()
+    # "A cat ...", "I think ...": a lower-case word after it, unless one that joins options.
+    article = r"(?!\s+(?!(?:and|or|is|because)\b)[a-z])" if up in "AI" else ""
+    return re.compile(rf"(?<![\w'])(?:\([{up}{low}]\)|{up}(?![\w']){article}|{low}(?=[.):]|$))")
+
+
+def _label_spans(label: str, text: str, cased: str) -> list[tuple[int, int]]:
+    words = normalise(label).split()
+    if len(words) == 1 and len(words[0]) == 1 and words[0].isalpha():
+        return [m.span() for m in _letter_pattern(words[0]).finditer(cased)]
+    return [m.span() for m in _label_pattern(label).finditer(text)]
+
+
 def named_labels(answer: str, labels: list[str]) -> set[str]:
     """The labels an answer names (case and whitespace insensitive, whole words).
 
     An occurrence that lies inside an occurrence of a longer label does not count: in
-    "wild cat", the label `cat` is not named when `wild cat` is a label too.
+    "wild cat", the label `cat` is not named when `wild cat` is a label too. One-letter
+    labels (options `A`..`D`) are letters, not words: the article in "a cat" names no `A`.
 
     >>> sorted(named_labels("It is a Wild  Cat.", ["cat", "wild cat", "dog"]))
     ['wild cat']
+    >>> sorted(named_labels("It is a cat, so (b)", ["A", "B", "C"]))
+    ['B']
     """
     text = normalise(answer)
-    spans = {label: [m.span() for m in _label_pattern(label).finditer(text)] for label in labels}
+    cased = " ".join(latex_spacing(answer).strip().rstrip(".").split())  # `text`, case kept
+    spans = {label: _label_spans(label, text, cased) for label in labels}
     named = set()
     for label, own in spans.items():
         for start, end in own:
@@ -197,7 +197,7 @@ def choice(completions: list, solution: list[str], choices: list, **kwargs: Any)
     scores = []
     for completion, value, options in zip(completions, solution, choices, strict=True):
         labels = [str(label) for label in _as_list(options, "choices")]
-        golds = {normalise(gold) for gold in _golds(value, "solution")}
+        golds = {normalise(gold.text) for gold in _golds(value, "solution")}
         unknown = golds - {normalise(label) for label in labels}
         if unknown:
             raise ValueError(
