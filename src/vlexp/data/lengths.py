@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from vlexp import families
 from vlexp.config import algo as algorithm
-from vlexp.data.records import BadRecord, Record
+from vlexp.data.records import BadRecord, DataError, Record
 
 _TARGET_KEYS = ("suffix", "completion", "chosen", "messages")
 
@@ -61,6 +62,19 @@ class LengthLimits:
         return self.max_length is not None and total > self.max_length
 
 
+def family_of(cfg: Any) -> families.Family:
+    """The family of `cfg.model`, which says what each image and video costs in tokens: never
+    guessed, a model whose family cannot be told stops here."""
+    family = families.of_model_cfg(cfg.model)
+    if family is None:
+        raise DataError(
+            f"model.name_or_path={cfg.model.name_or_path}: no config.json found locally to tell "
+            "its model family (needed to count image and video tokens); download the model "
+            "or give its local directory"
+        )
+    return family
+
+
 def model_context(cfg: Any, model_dir: str) -> tuple[int | None, str]:
     """The model's context length (text config), or vLLM's max_model_length when smaller."""
     from transformers import AutoConfig
@@ -79,7 +93,8 @@ def model_context(cfg: Any, model_dir: str) -> tuple[int | None, str]:
 
 
 def count_tokens(processor: Any, example: dict, image_tokens: list[int]) -> tuple[int, int]:
-    """(prompt, longest full sequence) in tokens, image pads expanded as the processor does."""
+    """(prompt, longest full sequence) in tokens, each image's and video's one placeholder
+    replaced by the tokens it costs (`image_tokens`, in any order: only their sum counts)."""
 
     def length(messages: list, generation_prompt: bool) -> int:
         text = processor.apply_chat_template(

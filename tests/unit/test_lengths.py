@@ -1,0 +1,133 @@
+"""The data check's token counts equal the processor's, for every family with a tiny build.
+
+Reference: the family's real processor, as the trainer calls it: `apply_chat_template` on the
+record's conversation, then `processor(text=..., images=..., videos=...)`; the length of its
+`input_ids` is what the model sees and what `max_length` cuts. Videos are vlexp's own sampled
+and resized frames (`videos.load`, what training hands the processor), so both sides count the
+same frames. Images of several sizes and aspect ratios; videos as files and as frame lists,
+of 2 to 16 sampled frames (odd frame lists too), at several sampling rates.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import compose
+from tests.video_data import video_jsonl, write_frames, write_mp4
+from vlexp import families
+from vlexp.paths import config_dir
+
+FAMILIES = [family for family in families.FAMILIES.values() if family.tiny]
+VIDEO_FAMILIES = [family for family in FAMILIES if family.video]
+# (width, height): square, 4:3, a tall and a wide strip, and one far over the pixel budget.
+SIZES = [(56, 56), (224, 168), (30, 200), (500, 40), (1000, 800)]
+# Video files as (frames, their frame rate): sampled at data.video.fps into 2 to 16 frames.
+CLIPS = [(4, 4), (16, 8), (9, 3), (7, 7), (64, 8)]
+FRAME_LISTS = [2, 3, 5, 16]  # frame lists are taken whole (odd ones padded by a last frame)
+# The frame counts the processor then gets, per data.video.fps: files and lists together.
+SAMPLED = {1.0: {2, 4, 6, 8, 16}, 2.0: {2, 4, 6, 16}, 3.5: {2, 4, 6, 8, 16}}
+VIDEO_BUDGET = ["data.video.min_frames=2", "data.video.max_frames=16"]
+VIDEO_PIXELS = ["data.video.min_pixels=3136", "data.video.max_pixels=16384"]
+
+
+def model_config(family: families.Family) -> str:
+    """The conf/model file of the family's tiny build (its name_or_path is tiny://<name>)."""
+    for path in sorted((config_dir() / "model").glob("*.yaml")):
+        if f"name_or_path: tiny://{family.name}\n" in path.read_text():
+            return path.stem
+    raise AssertionError(f"no conf/model file builds tiny://{family.name}")
+
+
+def check_and_reference(family: families.Family, records: list[dict], folder, *overrides):
+    """(the data check's prompt tokens per record, the processor's input_ids length per record,
+    the frame counts of the videos given to the processor)."""
+    from PIL import Image
+
+    from vlexp.data import videos
+    from vlexp.data.check import DataCheck
+    from vlexp.data.records import convert
+    from vlexp.data.sources import Reader
+    from vlexp.models import tiny
+    from vlexp.models.loading import load_processor
+
+    tiny.ensure(family.name)
+    path = video_jsonl(folder, records)
+    cfg = compose(
+        [f"model={model_config(family)}", "algo=sft", "data=jsonl", f"data.train={path}"]
+        + list(overrides)
+    )
+    processor = load_processor(cfg.model)
+    check = DataCheck(cfg, processor)
+    check({"train": str(path)})
+    assert check.bad == []
+    budget = videos.Budget.for_run(cfg)
+    real, frames = [], set()
+    for record in Reader(cfg.data).read(str(path)):
+        example = convert(record, "sft", cfg.data)
+        conversation = example.get("messages") or example["prompt"]
+        text = processor.apply_chat_template(
+            conversation, tokenize=False, add_generation_prompt="messages" not in example
+        )
+        media = {}
+        if example.get("images"):
+            media["images"] = [Image.open(p).convert("RGB") for p in example["images"]]
+        if example.get("videos"):
+            loaded = [videos.load(video, budget) for video in example["videos"]]
+            media.update(videos.processor_inputs(loaded))
+            frames |= {video.frames.shape[0] for video in loaded}
+        real.append(len(processor(text=[text], **media)["input_ids"][0]))
+    return check.stats["train"]["prompt_tokens"], real, frames
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_image_record_lengths_equal_the_processors(family, tmp_path):
+    from PIL import Image
+
+    records = []
+    for width, height in SIZES:
+        name = f"{width}x{height}.png"
+        Image.new("RGB", (width, height), (200, 40, 40)).save(tmp_path / name)
+        records.append({"image": name, "prefix": "What colour is it?", "suffix": "red"})
+    # Two images in one prompt, and a whole conversation (the full sequence is counted).
+    records.append({"images": ["56x56.png", "1000x800.png"], "prefix": "Same?", "suffix": "no"})
+    turns = [{"role": "user", "content": "<image>Colour?"}, {"role": "assistant", "content": "red"}]
+    records.append({"messages": turns, "images": ["224x168.png"]})
+    counted, real, _ = check_and_reference(family, records, tmp_path)
+    assert counted == real
+
+
+@pytest.mark.parametrize("fps", [1.0, 2.0, 3.5])
+@pytest.mark.parametrize("family", VIDEO_FAMILIES, ids=lambda f: f.name)
+def test_video_record_lengths_equal_the_processors(family, fps, tmp_path):
+    records = []
+    for count, rate in CLIPS:
+        write_mp4(tmp_path / f"{count}at{rate}.mp4", count=count, width=112, height=64, fps=rate)
+        records.append({"video": f"{count}at{rate}.mp4", "prefix": "Where?", "suffix": "right"})
+    for count in FRAME_LISTS:
+        frames = write_frames(tmp_path / f"list{count}", count=count, width=84, height=56)
+        records.append({"video": frames, "prefix": "Where?", "suffix": "right"})
+    turns = [{"role": "user", "content": "<video>Where?"}, {"role": "assistant", "content": "up"}]
+    records.append({"messages": turns, "videos": ["16at8.mp4"]})
+    overrides = [f"data.video.fps={fps}", *VIDEO_BUDGET, *VIDEO_PIXELS]
+    counted, real, frames = check_and_reference(family, records, tmp_path, *overrides)
+    assert counted == real
+    assert frames == SAMPLED[fps]
+
+
+def test_an_unknown_family_stops_the_check_instead_of_guessing(tmp_path):
+    """No default patch size or pixel budget when the family cannot be told."""
+    from types import SimpleNamespace
+
+    from vlexp.data.lengths import family_of
+    from vlexp.data.records import DataError
+    from vlexp.data.videos import Budget
+    from vlexp.families.qwen2_vl import pixel_limits
+
+    cfg = compose([f"model.name_or_path={tmp_path / 'no-model'}", "data=shapes_video"])
+    with pytest.raises(DataError, match="model.name_or_path=.*no-model: no config.json"):
+        family_of(cfg)
+    with pytest.raises(DataError, match="no config.json"):
+        Budget.for_run(cfg)
+    unbudgeted = SimpleNamespace(image_processor=SimpleNamespace(size={"height": 64}))
+    with pytest.raises(ValueError, match="set model.min_pixels and model.max_pixels"):
+        pixel_limits(unbudgeted)
