@@ -1,8 +1,9 @@
 """Image checks for the data check: where an image may come from, whether it decodes, its tokens.
 
 Each check raises BadImage(reason, detail); the caller turns it into a BadRecord naming the
-record. Token counts use transformers' own `smart_resize`, the function the Qwen2-VL /
-Qwen2.5-VL image processor resizes with, so they equal what the processor will produce.
+record. Token counts come from the model's family (`token_counter`): transformers' own
+`smart_resize` for the Qwen processors, the fixed image sequence for Gemma 3, so they equal
+what the processor will produce (tests/unit/test_lengths.py holds them to it).
 """
 
 from __future__ import annotations
