@@ -88,10 +88,12 @@ def test_image_record_lengths_equal_the_processors(family, tmp_path):
         name = f"{width}x{height}.png"
         Image.new("RGB", (width, height), (200, 40, 40)).save(tmp_path / name)
         records.append({"image": name, "prefix": "What colour is it?", "suffix": "red"})
-    # Two images in one prompt, and a whole conversation (the full sequence is counted).
+    # Two images in one prompt; whole conversations (the full sequence is counted), with the
+    # image after text and between texts, where its expansion meets the text around it.
     records.append({"images": ["56x56.png", "1000x800.png"], "prefix": "Same?", "suffix": "no"})
-    turns = [{"role": "user", "content": "<image>Colour?"}, {"role": "assistant", "content": "red"}]
-    records.append({"messages": turns, "images": ["224x168.png"]})
+    for content in ("<image>Colour?", "Colour?<image>", "See:\n<image>\n\nColour?"):
+        turns = [{"role": "user", "content": content}, {"role": "assistant", "content": "red"}]
+        records.append({"messages": turns, "images": ["224x168.png"]})
     counted, real, _ = check_and_reference(family, records, tmp_path)
     assert counted == real
 
@@ -99,6 +101,9 @@ def test_image_record_lengths_equal_the_processors(family, tmp_path):
 @pytest.mark.parametrize("fps", [1.0, 2.0, 3.5])
 @pytest.mark.parametrize("family", VIDEO_FAMILIES, ids=lambda f: f.name)
 def test_video_record_lengths_equal_the_processors(family, fps, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (100, 60), (40, 40, 200)).save(tmp_path / "frame.png")
     records = []
     for count, rate in CLIPS:
         write_mp4(tmp_path / f"{count}at{rate}.mp4", count=count, width=112, height=64, fps=rate)
@@ -106,8 +111,14 @@ def test_video_record_lengths_equal_the_processors(family, fps, tmp_path):
     for count in FRAME_LISTS:
         frames = write_frames(tmp_path / f"list{count}", count=count, width=84, height=56)
         records.append({"video": frames, "prefix": "Where?", "suffix": "right"})
-    turns = [{"role": "user", "content": "<video>Where?"}, {"role": "assistant", "content": "up"}]
-    records.append({"messages": turns, "videos": ["16at8.mp4"]})
+    for content in ("<video>Where?", "Where?<video>", "First<video>then<image>, why?"):
+        turns = [{"role": "user", "content": content}, {"role": "assistant", "content": "up"}]
+        images = ["frame.png"] if "<image>" in content else []
+        records.append({"messages": turns, "videos": ["16at8.mp4"], "images": images})
+    # Two videos and an image in one prompt (the prefix/suffix form puts them first).
+    records.append(
+        {"videos": ["4at4.mp4", "9at3.mp4"], "image": "frame.png", "prefix": "?", "suffix": "!"}
+    )
     overrides = [f"data.video.fps={fps}", *VIDEO_BUDGET, *VIDEO_PIXELS]
     counted, real, frames = check_and_reference(family, records, tmp_path, *overrides)
     assert counted == real
