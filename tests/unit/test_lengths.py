@@ -126,19 +126,19 @@ def test_video_record_lengths_equal_the_processors(family, fps, tmp_path):
 
 
 def test_an_unknown_family_stops_the_check_instead_of_guessing(tmp_path):
-    """No default patch size or pixel budget when the family cannot be told."""
+    """No default patch size (was 14) or pixel budget (was 56x56 to 28x28x1280 px) when the
+    model's family or the processor's budget cannot be told."""
     from types import SimpleNamespace
 
-    from vlexp.data.lengths import family_of
+    from vlexp.data.images import processor_geometry
     from vlexp.data.records import DataError
     from vlexp.data.videos import Budget
-    from vlexp.families.qwen2_vl import pixel_limits
 
     cfg = compose([f"model.name_or_path={tmp_path / 'no-model'}", "data=shapes_video"])
     with pytest.raises(DataError, match="model.name_or_path=.*no-model: no config.json"):
-        family_of(cfg)
-    with pytest.raises(DataError, match="no config.json"):
         Budget.for_run(cfg)
-    unbudgeted = SimpleNamespace(image_processor=SimpleNamespace(size={"height": 64}))
+    unbudgeted = SimpleNamespace(
+        image_processor=SimpleNamespace(patch_size=14, merge_size=2, size={"height": 64})
+    )
     with pytest.raises(ValueError, match="set model.min_pixels and model.max_pixels"):
-        pixel_limits(unbudgeted)
+        processor_geometry(unbudgeted)
