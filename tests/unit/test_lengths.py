@@ -38,6 +38,13 @@ def model_config(family: families.Family) -> str:
     raise AssertionError(f"no conf/model file builds tiny://{family.name}")
 
 
+def check_config(family: families.Family, path, *overrides: str):
+    return compose(
+        [f"model={model_config(family)}", "algo=sft", "data=jsonl", f"data.train={path}"]
+        + list(overrides)
+    )
+
+
 def check_and_reference(family: families.Family, records: list[dict], folder, *overrides):
     """(the data check's prompt tokens per record, the processor's input_ids length per record,
     the frame counts of the videos given to the processor)."""
@@ -52,10 +59,7 @@ def check_and_reference(family: families.Family, records: list[dict], folder, *o
 
     tiny.ensure(family.name)
     path = video_jsonl(folder, records)
-    cfg = compose(
-        [f"model={model_config(family)}", "algo=sft", "data=jsonl", f"data.train={path}"]
-        + list(overrides)
-    )
+    cfg = check_config(family, path, *overrides)
     processor = load_processor(cfg.model)
     check = DataCheck(cfg, processor)
     check({"train": str(path)})
@@ -123,6 +127,24 @@ def test_video_record_lengths_equal_the_processors(family, fps, tmp_path):
     counted, real, frames = check_and_reference(family, records, tmp_path, *overrides)
     assert counted == real
     assert frames == SAMPLED[fps]
+
+
+@pytest.mark.parametrize("family", VIDEO_FAMILIES, ids=lambda f: f.name)
+def test_a_video_prompt_the_trainer_would_cut_is_refused(family, tmp_path):
+    """The symptom: a prompt the processor makes `max_length` tokens long leaves no room for
+    the completion (the trainer cuts it), so the check must refuse the record."""
+    from vlexp.data.check import DataCheck
+    from vlexp.data.records import DataError
+    from vlexp.models.loading import load_processor
+
+    write_mp4(tmp_path / "clip.mp4", count=64, width=112, height=64, fps=8)  # 16 frames at 2 fps
+    records = [{"video": "clip.mp4", "prefix": "Where?", "suffix": "right"}]
+    overrides = ["data.video.fps=2.0", *VIDEO_BUDGET, *VIDEO_PIXELS]
+    _, [real], _ = check_and_reference(family, records, tmp_path, *overrides)
+    path = tmp_path / "train.jsonl"
+    cfg = check_config(family, path, *overrides, f"algo.args.max_length={real}")
+    with pytest.raises(DataError, match=f"prompt is {real} tokens"):
+        DataCheck(cfg, load_processor(cfg.model))({"train": str(path)})
 
 
 def test_an_unknown_family_stops_the_check_instead_of_guessing(tmp_path):
