@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.helpers import compose
+from vlexp import families
 
 # Parameter totals of the bundled configs, built on the meta device by transformers 5.24.
 # Qwen3-VL-8B's equals the weight total published with its config.json (8,767,123,696).
@@ -151,17 +152,36 @@ def test_box_reward_without_the_image_says_what_it_needs():
         iou(["[0, 0, 1, 1]"], box=["[0, 0, 1, 1]"], box_frame=BoxFrame("relative_1000"))
 
 
-def test_video_frames_are_sized_for_the_familys_patch():
-    from vlexp.data.videos import Budget, Loaded
+def test_video_budget_takes_the_patch_of_the_models_family():
+    from vlexp.data.videos import Budget
 
     assert Budget.for_run(compose(["model=tiny_qwen3_vl", "data=shapes_video"])).patch_size == 16
     assert Budget.for_run(compose(["model=tiny", "data=shapes_video"])).patch_size == 14
 
-    class Frames:  # (T, C, H, W) of 4 frames resized to 64x96 px (multiples of 32)
-        shape = (4, 3, 64, 96)
 
-    loaded = Loaded(Frames(), {}, patch_size=16)
-    assert loaded.grid_thw == (2, 4, 6) and loaded.tokens == 2 * 4 * 6 // 4
+VIDEO_FAMILIES = [f for f in families.FAMILIES.values() if f.video]
+
+
+@pytest.mark.parametrize("family", VIDEO_FAMILIES, ids=lambda f: f.name)
+def test_video_frames_are_sized_for_the_familys_patch(family, tmp_path):
+    """A 192x128 clip, where the two patch sizes disagree: 28 px tokens (patch 14) resize it to
+    196x140, a 14x10 patch grid; 32 px tokens (patch 16) keep 192x128, a 12x8 grid. Expected:
+    qwen-vl-utils' own smart_resize (what inference resizes with), divided by the patch."""
+    from qwen_vl_utils.vision_process import smart_resize
+
+    from tests.video_data import write_mp4
+    from vlexp.data.videos import Budget, load
+
+    pixels = {"min_pixels": 3136, "max_pixels": 65536}
+    grids = {p: [s // p for s in smart_resize(128, 192, factor=2 * p, **pixels)] for p in (14, 16)}
+    assert grids[14] != grids[16]  # the case tells the two patch sizes apart
+    clip = write_mp4(tmp_path / "clip.mp4", count=8, width=192, height=128, fps=4)
+    budget = Budget.from_config({"fps": 2.0, **pixels}, family.patch_size)
+    loaded = load({"path": str(clip), "frames": None}, budget)
+    frames = loaded.frames.shape[0]  # 4: 2 s at 2 fps
+    height, width = grids[family.patch_size]
+    assert loaded.grid_thw == (frames // 2, height, width)
+    assert loaded.tokens == frames // 2 * height * width // 4
 
 
 def test_router_loss_weight_follows_trl_rule():

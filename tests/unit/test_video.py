@@ -13,6 +13,14 @@ from tests.video_data import mixed_records, video_jsonl, write_frames, write_mp4
 BUDGET = {"min_pixels": 3136, "max_pixels": 12544}  # the tiny model's image budget
 
 
+def qwen2_5_budget(**settings):
+    """`data.video` settings for the tiny Qwen2.5-VL (patch 14) that these tests load with."""
+    from vlexp.data.videos import Budget
+    from vlexp.families import FAMILIES
+
+    return Budget.for_family(settings, FAMILIES["qwen2_5_vl"])
+
+
 @pytest.fixture(scope="module")
 def processor(tiny_model):
     from omegaconf import OmegaConf
@@ -35,12 +43,12 @@ def test_video_grid_thw_follows_smart_nframes_and_smart_resize(processor, tmp_pa
     from qwen_vl_utils.vision_process import smart_nframes, smart_resize
 
     from vlexp.algorithms.video import video_fields
-    from vlexp.data.videos import Budget, load
+    from vlexp.data.videos import load
 
     width, height = size
     clip = write_mp4(tmp_path / "clip.mp4", count=16, width=width, height=height, fps=8)
     settings = {**BUDGET, **budget}
-    loaded = load({"path": str(clip), "frames": None}, Budget(**settings))
+    loaded = load({"path": str(clip), "frames": None}, qwen2_5_budget(**settings))
     element = {k: v for k, v in settings.items() if k in ("fps", "nframes", "max_frames")}
     nframes = smart_nframes(element, total_frames=16, video_fps=8)
     h, w = smart_resize(
@@ -63,10 +71,10 @@ def test_video_grid_thw_follows_smart_nframes_and_smart_resize(processor, tmp_pa
 
 def test_the_processor_emits_one_video_pad_per_video_token(processor, tmp_path):
     from vlexp.algorithms.video import VideoProcessor
-    from vlexp.data.videos import Budget, load
+    from vlexp.data.videos import load
 
     clip = write_mp4(tmp_path / "clip.mp4", count=8, width=112, height=56, fps=4)
-    loaded = load({"path": str(clip), "frames": None}, Budget(fps=2.0, **BUDGET))
+    loaded = load({"path": str(clip), "frames": None}, qwen2_5_budget(fps=2.0, **BUDGET))
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Go?"}]}]
     wrapped = VideoProcessor(processor, [[loaded]])
     out = wrapped.apply_chat_template(
@@ -79,11 +87,11 @@ def test_the_processor_emits_one_video_pad_per_video_token(processor, tmp_path):
 
 
 def test_a_frame_list_is_taken_as_it_is(processor, tmp_path):
-    from vlexp.data.videos import Budget, load
+    from vlexp.data.videos import load
 
     names = write_frames(tmp_path / "clip", count=6, width=84, height=56)
     paths = [str(tmp_path / n) for n in names]
-    loaded = load({"path": None, "frames": paths}, Budget(fps=3.0, **BUDGET))
+    loaded = load({"path": None, "frames": paths}, qwen2_5_budget(fps=3.0, **BUDGET))
     # All 6 frames, none resampled. Their size is qwen-vl-utils 0.0.14's: it resizes each frame
     # of a list with fetch_image(..., image_patch_size=28), i.e. to multiples of 56 px, so 84
     # px becomes 112 (a file's frames get multiples of 28). Inference does the same.
@@ -207,14 +215,13 @@ def test_a_mixed_image_and_video_batch_collates_and_runs(processor, tmp_path, ti
 
     from vlexp.algorithms.video import VideoCollator
     from vlexp.data import load_split
-    from vlexp.data.videos import Budget
 
     path = video_jsonl(tmp_path, mixed_records(tmp_path, count=4))
     cfg = _check_cfg(path)
     rows = list(load_split(str(path), "sft", cfg.data))
     collate = VideoCollator(
         DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True),
-        Budget(fps=2.0, **BUDGET),
+        qwen2_5_budget(fps=2.0, **BUDGET),
     )
     batch = collate(rows)
     assert batch["image_grid_thw"].tolist() == [[1, 4, 4]] * 2  # two 56x56 images

@@ -24,7 +24,7 @@ from typing import Any
 from vlexp.config import algo as algorithm
 from vlexp.config import reward as reward_config
 from vlexp.data import fields, images, videos
-from vlexp.data.lengths import LengthLimits, count_tokens
+from vlexp.data.lengths import LengthLimits, count_tokens, family_of
 from vlexp.data.records import (
     BadRecord,
     DataError,
@@ -71,9 +71,11 @@ class DataCheck:
         )
         images.set_pixel_limit(self.data.get("max_image_pixels"))
         self.media_tokens = media_tokens(processor)
-        self.image_tokens = images.token_counter(processor)
+        # The model's family says what an image and a video cost in tokens (vlexp.families).
+        self.family = family_of(cfg)
+        self.image_tokens = images.token_counter(processor, self.family)
         self.limits = LengthLimits(cfg, model_dir or processor.tokenizer.name_or_path)
-        self.video_budget = videos.Budget.for_run(cfg)
+        self.video_budget = videos.Budget.for_family(cfg.data.get("video"), self.family)
         self.bad: list[tuple[str, BadRecord]] = []
         self.max_listed: int | None = MAX_LISTED  # None lists every bad record
         self.stats: dict[str, dict] = {}
@@ -227,7 +229,12 @@ class DataCheck:
                 problems[index] = BadRecord(record.source, key, "video unreadable", str(broken[0]))
                 continue
             tokens = [self.image_tokens(*size) for size in record_sizes]
-            frame_tokens = [v.tokens_for(self.processor) for v in loaded]
+            try:
+                frame_tokens = [self.video_tokens(v) for v in loaded]
+            except ValueError as err:
+                key = "video" if "video" in record.fields else "videos"
+                problems[index] = BadRecord(record.source, key, "video unreadable", str(err))
+                continue
             try:
                 prompt, total = count_tokens(self.processor, examples[index], tokens + frame_tokens)
             except Exception as err:  # the chat template rejects the messages: name the record
@@ -263,15 +270,14 @@ class DataCheck:
         with ThreadPoolExecutor(max_workers=8) as pool:
             return dict(zip(entries, pool.map(one, entries.values()), strict=True))
 
+    def video_tokens(self, loaded: videos.Loaded) -> int:
+        """Tokens one video costs, frame markers included, as the family's processor expands it."""
+        return self.family.load("video_tokens")(self.family, self.processor, loaded)
+
     def _check_takes_videos(self) -> None:
         """A model family that reads images only (Gemma 3) stops at the first video."""
-        from vlexp import families
-
-        try:
-            family = families.of_model_cfg(self.cfg.model)
-        except families.UnknownFamily:
-            family = None
-        if family is not None and not family.video:
+        family = self.family
+        if not family.video or family.video_tokens is None:
             raise DataError(
                 f"data.train: records with videos and model {self.cfg.model.name}: the "
                 f"{family.name} family reads images only; use a Qwen2.5-VL, Qwen3-VL or Qwen3.5 "

@@ -1,8 +1,9 @@
 """Image checks for the data check: where an image may come from, whether it decodes, its tokens.
 
 Each check raises BadImage(reason, detail); the caller turns it into a BadRecord naming the
-record. Token counts use transformers' own `smart_resize`, the function the Qwen2-VL /
-Qwen2.5-VL image processor resizes with, so they equal what the processor will produce.
+record. Token counts come from the model's family (`token_counter`): transformers' own
+`smart_resize` for the Qwen processors, the fixed image sequence for Gemma 3, so they equal
+what the processor will produce (tests/unit/test_lengths.py holds them to it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import os
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from vlexp.families import Family
 from vlexp.paths import private_temp, whole_png
 
 REMOTE = ("http://", "https://")
@@ -199,29 +202,19 @@ def image_tokens(width: int, height: int, factor: int, min_pixels: int, max_pixe
     return (h // factor) * (w // factor)
 
 
-def token_counter(processor) -> Callable[[int, int], int]:
+def token_counter(processor: Any, family: Family) -> Callable[[int, int], int]:
     """`(width, height) -> tokens` one image adds to the prompt, as `processor` expands it.
 
-    Qwen-style processors resize within a pixel budget (`smart_resize`); fixed-size ones (Gemma
-    3) replace the image placeholder with the same `full_image_sequence` for every image.
+    The family answers (`Family.image_tokens`): Qwen-style processors resize within a pixel
+    budget (`smart_resize`), fixed-size ones (Gemma 3) expand every image to one sequence.
     """
-    if not hasattr(processor.image_processor, "patch_size"):
-        sequence = processor.tokenizer(
-            processor.full_image_sequence, add_special_tokens=False, verbose=False
-        )["input_ids"]
-        fixed = len(sequence)
-        return lambda width, height: fixed
-    geometry = processor_geometry(processor)
-    return lambda width, height: image_tokens(width, height, *geometry)
+    return family.load("image_tokens")(family, processor)
 
 
-def processor_geometry(processor) -> tuple[int, int, int]:
-    """(factor, min_pixels, max_pixels) as the loaded processor will resize."""
+def processor_geometry(processor: Any) -> tuple[int, int, int]:
+    """(factor, min_pixels, max_pixels) a pixel-budget (Qwen-style) processor resizes with."""
+    from vlexp.families.qwen2_vl import pixel_limits
+
     image_processor = processor.image_processor
     factor = image_processor.patch_size * image_processor.merge_size
-    size = image_processor.size
-    min_pixels = size.get("shortest_edge") if hasattr(size, "get") else None
-    max_pixels = size.get("longest_edge") if hasattr(size, "get") else None
-    min_pixels = min_pixels or getattr(image_processor, "min_pixels", None) or 56 * 56
-    max_pixels = max_pixels or getattr(image_processor, "max_pixels", None) or 28 * 28 * 1280
-    return factor, min_pixels, max_pixels
+    return (factor, *pixel_limits(processor))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vlexp import families
 from vlexp.config import algo as algorithm
 from vlexp.data.records import BadRecord, Record
 
@@ -61,6 +62,13 @@ class LengthLimits:
         return self.max_length is not None and total > self.max_length
 
 
+def family_of(cfg: Any) -> families.Family:
+    """The family of `cfg.model` (resolved once at start-up, `model.family`), which says what
+    each image and video costs in tokens: never guessed; one that cannot be told stops with
+    `families.UnknownFamily`, naming `model.family`."""
+    return families.of_model_cfg(cfg.model)
+
+
 def model_context(cfg: Any, model_dir: str) -> tuple[int | None, str]:
     """The model's context length (text config), or vLLM's max_model_length when smaller."""
     from transformers import AutoConfig
@@ -79,7 +87,8 @@ def model_context(cfg: Any, model_dir: str) -> tuple[int | None, str]:
 
 
 def count_tokens(processor: Any, example: dict, image_tokens: list[int]) -> tuple[int, int]:
-    """(prompt, longest full sequence) in tokens, image pads expanded as the processor does."""
+    """(prompt, longest full sequence) in tokens, each image's and video's one placeholder
+    replaced by the tokens it costs (`image_tokens`, in any order: only their sum counts)."""
 
     def length(messages: list, generation_prompt: bool) -> int:
         text = processor.apply_chat_template(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlexp import patches
+from vlexp.families import Family
 
 BACKENDS = ("auto", "torchvision", "pyav", "decord", "torchcodec")
 # Each backend's package, as pip names it (`pyav` and `torchvision` both decode with PyAV here).
@@ -55,9 +56,10 @@ class Budget:
     max_pixels: int | None = None
     total_pixels: int | None = None
     backend: str = "auto"
-    # The model's vision patch side: frames are resized to multiples of patch x 2 (the 2x2
-    # merge): 14 for Qwen2/2.5-VL (28 px), 16 for Qwen3-VL and Qwen3.5 (32 px).
-    patch_size: int = 14
+    # The model family's vision patch side: frames are resized to multiples of patch x 2 (the
+    # 2x2 merge): 14 for Qwen2/2.5-VL (28 px), 16 for Qwen3-VL and Qwen3.5 (32 px). None only
+    # for checking `data.video` before a model is known: `load` refuses it.
+    patch_size: int | None = None
 
     @classmethod
     def from_config(cls, video_cfg: Any, patch_size: int | None = None) -> Budget:
@@ -68,15 +70,16 @@ class Budget:
         return cls(**known)
 
     @classmethod
-    def for_run(cls, cfg: Any) -> Budget:
-        """`data.video` with the patch size of `cfg.model`'s family (14 when unknown)."""
-        from vlexp import families
+    def for_family(cls, video_cfg: Any, family: Family) -> Budget:
+        """`data.video` with the patch size of the model's family."""
+        return cls.from_config(video_cfg, family.patch_size)
 
-        try:
-            family = families.of_model_cfg(cfg.model)
-        except families.UnknownFamily:
-            family = None
-        return cls.from_config(cfg.data.get("video"), family.patch_size if family else None)
+    @classmethod
+    def for_run(cls, cfg: Any) -> Budget:
+        """`data.video` with the patch size of `cfg.model`'s family."""
+        from vlexp.data.lengths import family_of
+
+        return cls.for_family(cfg.data.get("video"), family_of(cfg))
 
     def element(self, video: dict) -> dict:
         """The qwen-vl-utils content part for one video, budget keys included."""
@@ -201,17 +204,17 @@ class Loaded:
 
     frames: Any
     metadata: dict
-    patch_size: int = 14  # the model's vision patch side (Budget.patch_size)
+    patch_size: int  # the vision patch side the frames were resized for (Budget.patch_size)
 
     @property
     def grid_thw(self) -> tuple[int, int, int]:
-        """(temporal, height, width) patches at qwen-vl-utils' defaults (patch 14, 2 frames)."""
-        return self.grid(patch_size=14, temporal_patch_size=TEMPORAL_PATCH)
+        """(temporal, height, width) patches: 2 frames per temporal patch (qwen-vl-utils)."""
+        return self.grid(patch_size=self.patch_size, temporal_patch_size=TEMPORAL_PATCH)
 
     @property
     def tokens(self) -> int:
-        """Video pad tokens at qwen-vl-utils' defaults (`tokens_for` takes the processor's)."""
-        return self.tokens_with(patch_size=14, temporal_patch_size=TEMPORAL_PATCH, merge_size=2)
+        """Video pad tokens, 2x2 patches merged (`Family.video_tokens` counts the whole cost)."""
+        return self.tokens_with(self.patch_size, temporal_patch_size=TEMPORAL_PATCH, merge_size=2)
 
     def grid(self, patch_size: int, temporal_patch_size: int) -> tuple[int, int, int]:
         t, _, h, w = self.frames.shape
@@ -223,7 +226,8 @@ class Loaded:
         return t * h * w // (merge_size * merge_size)
 
     def tokens_for(self, processor: Any) -> int:
-        """Video pad tokens as the model family's video processor counts them."""
+        """Video pad tokens as the video processor counts them (not the frame markers some
+        families add around them: `Family.video_tokens` counts those too)."""
         video = processor.video_processor
         return self.tokens_with(video.patch_size, video.temporal_patch_size, video.merge_size)
 
@@ -232,6 +236,8 @@ def load(video: dict, budget: Budget) -> Loaded:
     """Read, sample and resize one video with qwen-vl-utils (VideoError when it cannot)."""
     from qwen_vl_utils.vision_process import fetch_video
 
+    if budget.patch_size is None:
+        raise ValueError("videos.load needs the model family's patch size: Budget.for_family")
     use_backend(budget.backend)
     element = budget.element(video)
     where = (
@@ -252,7 +258,7 @@ def load(video: dict, budget: Budget) -> Loaded:
         **metadata,
         "frames_indices": [int(i) for i in indices] if indices is not None else None,
     }
-    return Loaded(frames, metadata)
+    return Loaded(frames, metadata, budget.patch_size)
 
 
 def as_video(value: Any) -> dict:

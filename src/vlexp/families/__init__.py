@@ -67,6 +67,14 @@ class Family:
     # Tokenizer of the tiny build (`module:function(corpus, special_tokens, vocab_size)`);
     # None trains vlexp.models.tiny's byte-level BPE as a Qwen2Tokenizer.
     tiny_tokenizer: str | None = None
+    # Tokens one image / one video costs in the prompt, counted as the processor expands the
+    # one placeholder the chat template writes (the data check's lengths; `module:function`):
+    # `image_tokens(family, processor) -> (width, height) -> int` and
+    # `video_tokens(family, processor, loaded: vlexp.data.videos.Loaded) -> int`. Qwen3-VL
+    # and Qwen3.5 add a `<t seconds>` marker and vision start/end per temporal patch; None
+    # for a family without videos.
+    image_tokens: str = "vlexp.families.qwen2_vl:image_tokens"
+    video_tokens: str | None = "vlexp.families.qwen2_vl:video_tokens"
 
     @property
     def pixels_per_token(self) -> int:
@@ -144,10 +152,11 @@ _QWEN3_5_MOE = "transformers.models.qwen3_5_moe.modeling_qwen3_5_moe"
 _GEMMA3 = "transformers.models.gemma3.modeling_gemma3"
 _EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 _TINY3 = "vlexp.families.qwen3:tiny_"
+_VIDEO_TIMESTAMPS = "vlexp.families.qwen3:video_tokens"  # `<t seconds>` per temporal patch
 
 QWEN3_VL = _variant(
     QWEN2_5_VL, "qwen3_vl", _QWEN3_VL, "Qwen3VL", tiny=f"{_TINY3}qwen3_vl", patch_size=16,
-    box_frame="relative_1000", weight_layout=None,
+    box_frame="relative_1000", weight_layout=None, video_tokens=_VIDEO_TIMESTAMPS,
 )  # fmt: skip
 QWEN3_VL_MOE = _variant(
     QWEN3_VL, "qwen3_vl_moe", _QWEN3_VL_MOE, "Qwen3VLMoe", tiny=f"{_TINY3}qwen3_vl_moe",
@@ -189,6 +198,8 @@ GEMMA3 = Family(
     pixel_budget=False,
     video=False,
     tiny_tokenizer="vlexp.families.gemma3:tiny_tokenizer",
+    image_tokens="vlexp.families.gemma3:image_tokens",
+    video_tokens=None,
 )
 
 FAMILIES: dict[str, Family] = {

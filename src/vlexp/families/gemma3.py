@@ -9,8 +9,10 @@ apply (the family's `pixel_budget` is False).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from vlexp.families import Family
 from vlexp.families.qwen3 import TEXT as QWEN3_TEXT
 
 IMAGE_SIZE = 64
@@ -121,3 +123,18 @@ def tiny_gemma3(tokenizer: Any, seed: int) -> tuple[Any, Any]:
         temperature=1.0,
     )
     return processor, model
+
+
+def image_tokens(family: Family, processor: Any) -> Callable[[int, int], int]:
+    """`(width, height) -> tokens`: the same for every image, `Gemma3Processor`'s
+    `full_image_sequence` (blank lines, start, `image_seq_length` soft tokens, end), which
+    replaces the chat template's image placeholder whatever the image's size."""
+    if getattr(processor.image_processor, "do_pan_and_scan", False):
+        raise ValueError(
+            f"{family.name}: the image processor has do_pan_and_scan on, which adds crops per "
+            "image that vlexp does not count; turn it off in the processor config"
+        )
+    sequence = processor.tokenizer(
+        processor.full_image_sequence, add_special_tokens=False, verbose=False
+    )["input_ids"]
+    return lambda width, height: len(sequence)

@@ -3,9 +3,10 @@ toy size). Everything else about the family is data in `vlexp.families.FAMILIES`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from vlexp.families import FAMILIES
+from vlexp.families import FAMILIES, Family
 
 # Toy sizes: hidden 64, 2 text layers, 2 vision blocks (~0.37M parameters with the BPE).
 TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
@@ -82,3 +83,48 @@ def _model(tokenizer: Any, seed: int) -> Any:
         temperature=1.0,
     )
     return model
+
+
+def pixel_limits(processor: Any) -> tuple[int, int]:
+    """(min_pixels, max_pixels) the image processor resizes within: its `size` (model.min_pixels
+    and model.max_pixels, vlexp.models.loading), the only place transformers 5 reads them."""
+    size = processor.image_processor.size
+    low = size.get("shortest_edge") if hasattr(size, "get") else None
+    high = size.get("longest_edge") if hasattr(size, "get") else None
+    if not low or not high:
+        raise ValueError(
+            f"{type(processor.image_processor).__name__}.size is {size!r}: it needs "
+            "shortest_edge and longest_edge (the pixel budget); set model.min_pixels and "
+            "model.max_pixels"
+        )
+    return int(low), int(high)
+
+
+def image_tokens(family: Family, processor: Any) -> Callable[[int, int], int]:
+    """`(width, height) -> tokens`: one image pad per merged patch of the image as the processor
+    resizes it (transformers' `smart_resize` to multiples of the family's pixels per token)."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    factor = family.pixels_per_token
+    low, high = pixel_limits(processor)
+
+    def count(width: int, height: int) -> int:
+        h, w = smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
+        return (h // factor) * (w // factor)
+
+    return count
+
+
+def video_tokens(family: Family, processor: Any, loaded: Any) -> int:
+    """Video pads of one sampled, resized video (`vlexp.data.videos.Loaded`): one per merged
+    patch of each temporal patch (the processor repeats the last frame to fill the last one)."""
+    groups, pads = video_grid(family, loaded)
+    return groups * pads
+
+
+def video_grid(family: Family, loaded: Any) -> tuple[int, int]:
+    """(temporal patches, pads per temporal patch) of a video's frames (T, C, H, W)."""
+    count, _, height, width = loaded.frames.shape
+    groups = -(-count // family.temporal_patch_size)
+    patches = (height // family.patch_size) * (width // family.patch_size)
+    return groups, patches // family.merge_size**2

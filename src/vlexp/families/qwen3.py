@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from vlexp.families import Family
+from vlexp.families.qwen2_vl import video_grid
+
 TEXT = dict(
     hidden_size=64,
     intermediate_size=128,
@@ -172,3 +175,26 @@ def _ids(tokenizer: Any) -> dict[str, int]:
 
     tokens = FAMILIES["qwen3_vl"].special_tokens
     return {t: tokenizer.convert_tokens_to_ids(t) for t in tokens}
+
+
+def video_tokens(family: Family, processor: Any, loaded: Any) -> int:
+    """Tokens one video costs as `Qwen3VLProcessor` expands it: per temporal patch a
+    `<t seconds>` text marker, vision start, the pads, vision end; the vision start/end the
+    chat template wrote around the video's one placeholder are dropped."""
+    groups, pads = video_grid(family, loaded)
+    marks = [f"<{t:.1f} seconds>" for t in timestamps(loaded.metadata, family)]
+    ids = processor.tokenizer(marks, add_special_tokens=False)["input_ids"] if marks else []
+    return sum(map(len, ids)) + groups * (pads + 2) - 2
+
+
+def timestamps(metadata: dict, family: Family) -> list[float]:
+    """Seconds of each temporal patch: the mean time of its first and last frame, from the
+    sampled frame indices and the video's frame rate (24 when unknown, as the processor)."""
+    indices = list(metadata.get("frames_indices") or [])
+    fps = 24 if metadata.get("fps") is None else metadata["fps"]
+    if not fps:
+        raise ValueError("the video's frame rate reads as 0 fps: its frame times are unknown")
+    size = family.temporal_patch_size
+    indices += indices[-1:] * (-len(indices) % size)  # the last frame fills the last patch
+    times = [index / fps for index in indices]
+    return [(times[i] + times[i + size - 1]) / 2 for i in range(0, len(times), size)]
