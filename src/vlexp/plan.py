@@ -24,7 +24,7 @@ from typing import Any
 
 from vlexp.config import algo as algorithm
 from vlexp.paths import config_dir
-from vlexp.recipe.estimate import GIB, Estimate, estimate, gib
+from vlexp.recipe.estimate import GIB, Estimate, estimate, gib, world_size
 from vlexp.validate import ConfigError, validate
 
 PLAN_DEFAULTS: dict[str, float] = {
@@ -111,7 +111,7 @@ def memory_choice(overrides: list[str]) -> str:
 
 def render(cfg: Any, est: Estimate, plan: dict, memory: str) -> str:
     counts = est.counts
-    world = int(cfg.launcher.get("num_processes", 1)) * int(cfg.launcher.get("num_machines", 1))
+    world = world_size(cfg.launcher)
     rows = cfg.train.per_device_train_batch_size
     lines = [
         f"vlexp plan: model={cfg.model.name} ({counts.total_numel / 1e9:.3g}B params"
