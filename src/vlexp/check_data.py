@@ -46,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = compose(args)
         validate(cfg)
-    except (HydraException, ConfigError) as err:
+    except HydraException as err:
+        from vlexp.plan import config_error_line
+
+        print(config_error_line(err, args), file=sys.stderr)
+        return 2
+    except ConfigError as err:
         print(f"vlexp.check_data: config error: {err}", file=sys.stderr)
         return 2
 
