@@ -152,26 +152,13 @@ def estimate(cfg: Any, plan: dict) -> Estimate:
     text = model.config.get_text_config()
     vision = model.config.vision_config
     out = Estimate(counts=counts)
-    stage, offload_opt, offload_param, world = zero_settings(cfg)
+    stage, offload_opt, _, world = zero_settings(cfg)
     algo = algorithm.of(cfg)
     held = memory.of(cfg)
     d = DTYPE_BYTES[cfg.model.dtype]
     shard = lambda n, from_stage: n // world if stage >= from_stage else n  # noqa: E731
 
-    # Weights: 4-bit quantization stores the language model's linear layers in NF4 with one
-    # fp32 absmax per 64 weights (double-quantized to 8 bits), i.e. ~0.52 bytes per weight.
-    weights = counts.weight_bytes
-    if held.quantization is not None:
-        linear = _language_linear_numel(model, families.of_model(model).language_module)
-        weights -= linear * d - int(linear * (0.5 + 1 / 64 + 4 / (64 * 256)))
-        out.notes.append("4-bit weights: NF4 + double-quantized absmax (~0.52 B per weight)")
-    if offload_param and stage == 3:
-        weights = counts.largest_layer_bytes * 2
-        out.notes.append("ZeRO-3 parameter offload: only the gathered layers stay on the GPU")
-    elif stage == 3:
-        weights = weights // world + counts.largest_layer_bytes
-        out.notes.append("ZeRO-3: 1/N of the weights plus one gathered decoder layer")
-    out.parts["weights"] = weights
+    out.parts["weights"] = _weights(model, counts, cfg, out.notes)
 
     # Gradients: one per trainable element in the parameter's dtype (DeepSpeed: bf16/fp32 as
     # the parameter), partitioned from ZeRO-2 on.
@@ -220,6 +207,26 @@ def estimate(cfg: Any, plan: dict) -> Estimate:
     if plan.get("device", "cuda") == "cuda":
         out.parts["CUDA context + workspaces"] = int(CUDA_OVERHEAD)
     return out
+
+
+def _weights(model: Any, counts: Counts, cfg: Any, notes: list[str]) -> int:
+    """Bytes of weights per GPU. 4-bit quantization stores the language model's linear layers
+    in NF4 with one fp32 absmax per 64 weights (double-quantized to 8 bits), i.e. ~0.52 bytes
+    per weight; ZeRO-3 holds 1/N of them plus the layer it gathers."""
+    stage, _, offload_param, world = zero_settings(cfg)
+    d = DTYPE_BYTES[cfg.model.dtype]
+    weights = counts.weight_bytes
+    if memory.of(cfg).quantization is not None:
+        linear = _language_linear_numel(model, families.of_model(model).language_module)
+        weights -= linear * d - int(linear * (0.5 + 1 / 64 + 4 / (64 * 256)))
+        notes.append("4-bit weights: NF4 + double-quantized absmax (~0.52 B per weight)")
+    if offload_param and stage == 3:
+        notes.append("ZeRO-3 parameter offload: only the gathered layers stay on the GPU")
+        return counts.largest_layer_bytes * 2
+    if stage == 3:
+        notes.append("ZeRO-3: 1/N of the weights plus one gathered decoder layer")
+        return weights // world + counts.largest_layer_bytes
+    return weights
 
 
 def _language_linear_numel(model: Any, language_module: str) -> int:
