@@ -227,7 +227,17 @@ def test_world_size_is_the_number_of_ranks_accelerate_starts(processes, machines
     assert est.parts["optimizer"] == est.counts.trainable_numel * 12 // accelerate_world
 
 
-def test_kto_is_planned_as_one_training_sequence_per_row():
+def _algo_files_of_kind(kind: str) -> list[str]:
+    import yaml
+
+    from vlexp.paths import config_dir
+
+    files = sorted((config_dir() / "algo").glob("*.yaml"))
+    return [f.stem for f in files if yaml.safe_load(f.read_text()).get("kind") == kind]
+
+
+@pytest.mark.parametrize("algo", _algo_files_of_kind("kto"))
+def test_kto_is_planned_as_one_training_sequence_per_row(algo):
     # TRL 1.16's KTOTrainer trains on each row's completion once; the KL estimate (the
     # prompt with its neighbour's completion) and the reference passes run under no_grad.
     import inspect
@@ -237,7 +247,7 @@ def test_kto_is_planned_as_one_training_sequence_per_row():
     assert "torch.no_grad()" in inspect.getsource(KTOTrainer._compute_kl_logps)
     base = ["model=qwen2_5_vl_3b", "train.per_device_train_batch_size=8"]
     sft = planner.plan_run([*base, "algo=sft"], dict(CPU_PLAN))[1]
-    kto = planner.plan_run([*base, "algo=kto"], dict(CPU_PLAN))[1]
+    kto = planner.plan_run([*base, f"algo={algo}"], dict(CPU_PLAN))[1]
     assert kto.seq_len == sft.seq_len
     kto_activations = kto.parts["activations"] + kto.parts.get("no-grad passes (KL, reference)", 0)
     assert sft.parts["activations"] <= kto_activations < 1.5 * sft.parts["activations"]
