@@ -129,8 +129,11 @@ def cli() -> None:
         raise
 
 
-def misspelt_key_hint(args: list[str]) -> str | None:
-    """For an override of a key the composed config lacks: the closest existing keys."""
+def misspelt_key_hint(
+    args: list[str], config_name: str = "config", command: str = "python -m vlexp"
+) -> str | None:
+    """For an override of a key the composed config lacks: the closest existing keys, in the
+    one line every entry point prints (`command` is the one whose `--cfg job` lists them)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException
@@ -138,28 +141,31 @@ def misspelt_key_hint(args: list[str]) -> str | None:
     if any(arg in ("-m", "--multirun") for arg in args):
         return None  # sweep values (a=1,2) do not compose as one config
     overrides = [a for a in args if "=" in a and not a.startswith(("-", "hydra."))]
+    unknown: list[str] = []  # every key the config lacks, dropped one at a time
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        try:
-            compose("config", overrides=overrides)
-            return None
-        except ConfigCompositionException as err:
-            found = re.match(r"Could not override '([^']+)'", str(err))
-        if not found:
-            return None
-        key = found.group(1)
-        others = [o for o in overrides if o.partition("=")[0].lstrip("~") != key]
-        try:
-            cfg = compose("config", overrides=others)
-        except Exception:  # another problem: Hydra's own message stands
-            return None
-    value = next(o.partition("=")[2] for o in overrides if o.partition("=")[0] == key)
+        while True:
+            try:
+                cfg = compose(config_name, overrides=overrides)
+                break
+            except ConfigCompositionException as err:
+                found = re.match(r"Could not override '([^']+)'", str(err))
+                if not found:
+                    return None  # another problem: Hydra's own message stands
+            except Exception:
+                return None
+            unknown.append(found.group(1))
+            overrides = [o for o in overrides if o.partition("=")[0].lstrip("~") != unknown[-1]]
+    if not unknown:
+        return None
+    key, also = unknown[0], "".join(f" (nor is {other})" for other in unknown[1:])
+    value = next(a.partition("=")[2] for a in args if a.partition("=")[0].lstrip("~") == key)
     close = difflib.get_close_matches(key, dotted_keys(cfg), n=1, cutoff=0.75)
     if not close:
         return (
-            f"vlexp: {key} is not a key of the config (python -m vlexp --cfg job prints them all)"
+            f"vlexp: {key} is not a key of the config{also} ({command} --cfg job prints them all)"
         )
-    return f"vlexp: {key} is not a key of the config: did you mean {close[0]}={value}?"
+    return f"vlexp: {key} is not a key of the config{also}: did you mean {close[0]}={value}?"
 
 
 def dotted_keys(cfg: DictConfig) -> list[str]:

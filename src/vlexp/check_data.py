@@ -46,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = compose(args)
         validate(cfg)
-    except (HydraException, ConfigError) as err:
+    except HydraException as err:
+        from vlexp.plan import config_error_line
+
+        print(config_error_line(err, args), file=sys.stderr)
+        return 2
+    except ConfigError as err:
         print(f"vlexp.check_data: config error: {err}", file=sys.stderr)
         return 2
 
@@ -56,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     check = DataCheck(cfg, load_processor(cfg.model))
     check.max_listed = None  # a checking tool lists every bad record
     try:
-        train, evaluation = build_datasets(cfg.data, cfg.algo.kind, check)
+        # The train batch as the run cuts it: KTO lays its rows out for it (vlexp.data.unpaired).
+        batch = cfg.train.per_device_train_batch_size
+        train, evaluation = build_datasets(
+            cfg.data, cfg.algo.kind, check, batch_sizes={"train": batch}
+        )
     except DataError as err:
         print(f"vlexp.check_data: {err}", file=sys.stderr)
         return 1

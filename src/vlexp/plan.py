@@ -24,7 +24,7 @@ from typing import Any
 
 from vlexp.config import algo as algorithm
 from vlexp.paths import config_dir
-from vlexp.recipe.estimate import GIB, Estimate, estimate, gib
+from vlexp.recipe.estimate import GIB, Estimate, estimate, gib, world_size
 from vlexp.validate import ConfigError, validate
 
 PLAN_DEFAULTS: dict[str, float] = {
@@ -111,7 +111,7 @@ def memory_choice(overrides: list[str]) -> str:
 
 def render(cfg: Any, est: Estimate, plan: dict, memory: str) -> str:
     counts = est.counts
-    world = int(cfg.launcher.get("num_processes", 1)) * int(cfg.launcher.get("num_machines", 1))
+    world = world_size(cfg.launcher)
     rows = cfg.train.per_device_train_batch_size
     lines = [
         f"vlexp plan: model={cfg.model.name} ({counts.total_numel / 1e9:.3g}B params"
@@ -151,6 +151,14 @@ def render(cfg: Any, est: Estimate, plan: dict, memory: str) -> str:
     return "\n".join(lines)
 
 
+def config_error_line(err: Exception, overrides: list[str]) -> str:
+    """What `python -m vlexp` says about the same overrides: one line for a key the config
+    lacks (with the closest existing key), else Hydra's own message, without a traceback."""
+    from vlexp.app import misspelt_key_hint
+
+    return misspelt_key_hint(overrides) or f"vlexp: config error: {err}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Meta-device builds make transformers/PEFT warn about things that never run here.
@@ -158,11 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
+    from hydra.errors import HydraException
+
     try:
         overrides, plan = split_args(argv)
         cfg, est = plan_run(overrides, plan)
     except ConfigError as err:
         print(f"vlexp: config error: {err}", file=sys.stderr)
+        return 2
+    except HydraException as err:
+        print(config_error_line(err, overrides), file=sys.stderr)
         return 2
     memory = memory_choice(overrides)
     print(render(cfg, est, plan, memory))

@@ -185,3 +185,69 @@ def test_planner_is_within_15_percent_of_the_qwen3_vl_gpu_peaks(name, overrides,
     assert est.image_tokens == (256 if "algo=grpo" in run else 784)
     error = est.total / planner.GIB / peak_gib - 1
     assert abs(error) < 0.15, f"{name}: planner {est.total / planner.GIB:.1f} GiB vs {peak_gib}"
+
+
+SMALL_ZERO3 = [
+    "model=qwen2_vl_2b",
+    "algo=sft",
+    "memory=zero3",
+    "train.per_device_train_batch_size=1",
+]
+
+
+@pytest.mark.parametrize(("processes", "machines"), [(16, 2), (8, 1), (4, 4)])
+def test_world_size_is_the_number_of_ranks_accelerate_starts(processes, machines, capsys):
+    # accelerate's own reading of the command vlexp launches: `num_processes` is the total
+    # over machines, each machine starts num_processes // num_machines ranks (torchrun's
+    # nproc_per_node x nnodes = WORLD_SIZE).
+    from accelerate.commands.launch import launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    from vlexp.recipe import launch
+
+    launcher = [
+        "launcher=accelerate",
+        f"launcher.num_processes={processes}",
+        f"launcher.num_machines={machines}",
+        "launcher.main_process_ip=10.0.0.1",
+        f"launcher.main_process_port={launch.free_port()}",
+    ]
+    cfg = compose(launcher)
+    argv = launch.accelerate_command(cfg.launcher, "config.resolved.yaml")[3:]
+    args = launch_command_parser().parse_args(argv)
+    prepare_multi_gpu_env(args)
+    accelerate_world = int(getattr(args, "nnodes", None) or 1) * int(args.nproc_per_node)
+    assert accelerate_world == processes
+
+    code = planner.main([*SMALL_ZERO3, *launcher])
+    out = capsys.readouterr().out
+    assert code == 0 and f", {accelerate_world} GPU(s)" in out.splitlines()[0]
+    # ZeRO-3 shards the optimizer states over exactly those ranks.
+    _, est = planner.plan_run([*SMALL_ZERO3, *launcher], dict(CPU_PLAN))
+    assert est.parts["optimizer"] == est.counts.trainable_numel * 12 // accelerate_world
+
+
+def _algo_files_of_kind(kind: str) -> list[str]:
+    import yaml
+
+    from vlexp.paths import config_dir
+
+    files = sorted((config_dir() / "algo").glob("*.yaml"))
+    return [f.stem for f in files if yaml.safe_load(f.read_text()).get("kind") == kind]
+
+
+@pytest.mark.parametrize("algo", _algo_files_of_kind("kto"))
+def test_kto_is_planned_as_one_training_sequence_per_row(algo):
+    # TRL 1.16's KTOTrainer trains on each row's completion once; the KL estimate (the
+    # prompt with its neighbour's completion) and the reference passes run under no_grad.
+    import inspect
+
+    from trl import KTOTrainer
+
+    assert "torch.no_grad()" in inspect.getsource(KTOTrainer._compute_kl_logps)
+    base = ["model=qwen2_5_vl_3b", "train.per_device_train_batch_size=8"]
+    sft = planner.plan_run([*base, "algo=sft"], dict(CPU_PLAN))[1]
+    kto = planner.plan_run([*base, f"algo={algo}"], dict(CPU_PLAN))[1]
+    assert kto.seq_len == sft.seq_len
+    kto_activations = kto.parts["activations"] + kto.parts.get("no-grad passes (KL, reference)", 0)
+    assert sft.parts["activations"] <= kto_activations < 1.5 * sft.parts["activations"]

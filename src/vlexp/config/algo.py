@@ -37,8 +37,10 @@ from typing import Any
 KINDS = ("sft", "dpo", "grpo", "kto")
 REFERENCES = ("none", "beta", "always")
 DECLARED = ("kind", "generates", "groups", "reference")
-# KTO forwards each completion and a mismatched one (its KL estimate); a pair gives two rows.
-SEQUENCES_PER_RECORD = {"sft": 1, "dpo": 2, "grpo": 1, "kto": 4}
+# Sequences one record puts through the forward that trains (kept for backward): a DPO pair
+# its chosen and rejected. A KTO row is one labelled completion (a pair was already split into
+# two rows); its KL estimate (the prompt with a neighbour's completion) runs without gradients.
+SEQUENCES_PER_RECORD = {"sft": 1, "dpo": 2, "grpo": 1, "kto": 1}
 
 
 @dataclass(frozen=True)

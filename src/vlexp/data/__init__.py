@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from vlexp.data import schema
-from vlexp.data.records import ROW_FORMS, DataError, Record, convert
+from vlexp.data.records import DataError, Record, convert
 from vlexp.data.sources import Reader
+from vlexp.data.unpaired import ROW_FORMS
 
 __all__ = [
     "DataError",
@@ -24,11 +25,17 @@ log = logging.getLogger("vlexp")
 
 
 def to_dataset(
-    records: list[Record], kind: str, data_cfg: Any, image_cache: Callable | None = None
+    records: list[Record],
+    kind: str,
+    data_cfg: Any,
+    image_cache: Callable | None = None,
+    batch_size: int | None = None,
 ):
     """Records -> a `datasets.Dataset` of `kind` examples (images decoded lazily).
 
     `image_cache` (see `data.image_cache`) swaps image paths for resized cached copies.
+    `batch_size`, the per-device batch the rows will be cut into, lets KTO lay its rows out so
+    that no KL pair matches a prompt with its own completion (`vlexp.data.unpaired`).
     """
     import datasets
 
@@ -37,7 +44,8 @@ def to_dataset(
     rows = [convert(r, kind, data_cfg) for r in records]
     if spec.one_form:
         _one_form(records, rows)
-    rows = ROW_FORMS.get(kind, list)(rows)
+    if kind in ROW_FORMS:
+        rows = ROW_FORMS[kind](rows, batch_size)
     if any("videos" in row for row in rows):
         # One column for the whole set: image-only rows of a mixed set have no videos.
         rows = [row if "videos" in row else {**row, "videos": []} for row in rows]
@@ -96,13 +104,14 @@ def build_datasets(
     kind: str,
     check: Callable[[dict[str, Any]], dict[str, list[Record]]] | None = None,
     image_cache: Callable[[list[dict]], list[dict]] | None = None,
+    batch_sizes: dict[str, int] | None = None,
 ) -> tuple[Any, Any | None]:
     """Run the data set's `prepare` step (if any), read, check and convert train and eval.
 
     Every source goes the same way: its records (`vlexp.data.sources`), the check, then
     `to_dataset`. `check` (a `vlexp.data.check.DataCheck`) gets {split: file or records} and
     returns the records to keep; it raises DataError, naming every bad record, under
-    data.on_bad_record=raise. `data.load` (a `_target_`, `vlexp.data.hub.load` for `data=hf`)
+    data.on_bad_record=raise. `batch_sizes` ({split: per-device batch}) reach `to_dataset`. `data.load` (a `_target_`, `vlexp.data.hub.load` for `data=hf`)
     replaces the files: it returns the rows of the split named by `data.train` / `data.eval`.
     """
     from hydra.utils import instantiate
@@ -119,9 +128,12 @@ def build_datasets(
             split: source if isinstance(source, list) else Reader(data_cfg).read(source)
             for split, source in sources.items()
         }
-    train = to_dataset(records["train"], kind, data_cfg, image_cache)
+    sizes = batch_sizes or {}
+    train = to_dataset(records["train"], kind, data_cfg, image_cache, sizes.get("train"))
     evaluation = (
-        to_dataset(records["eval"], kind, data_cfg, image_cache) if "eval" in records else None
+        to_dataset(records["eval"], kind, data_cfg, image_cache, sizes.get("eval"))
+        if "eval" in records
+        else None
     )
     return train, evaluation
 

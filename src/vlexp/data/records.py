@@ -320,25 +320,6 @@ def _label(record: Record) -> bool:
     return value
 
 
-def unpair(rows: list[dict]) -> list[dict]:
-    """KTO rows: labelled rows as they are; each chosen/rejected pair becomes two rows, the
-    chosen completion desirable (label true) and the rejected one undesirable, as TRL's
-    `unpair_preference_dataset` does. Kept adjacent, so KTO's sequential batches hold both."""
-    out = []
-    for row in rows:
-        if "label" in row:
-            out.append(row)
-            continue
-        rest = {k: v for k, v in row.items() if k not in ("chosen", "rejected")}
-        out.append({**rest, "completion": row["chosen"], "label": True})
-        out.append({**rest, "completion": row["rejected"], "label": False})
-    return out
-
-
-# Record formats whose trainer rows are not one per record (KTO: a pair gives two rows).
-ROW_FORMS = {"kto": unpair}
-
-
 _TURN_KEYS = ("prompt", "chosen", "rejected", "completion")
 
 

@@ -127,11 +127,22 @@ def image_tokens(model_cfg: Any, config: Any, height: int, width: int) -> int:
     return (h // factor) * (w // factor)
 
 
+def world_size(launcher: Any) -> int:
+    """GPUs (ranks) of the run. `launcher.num_processes` is already the total over all
+    machines: accelerate starts `num_processes // num_machines` ranks on each machine
+    (`accelerate.utils.launch.prepare_multi_gpu_env`), so 16 processes on 2 machines are 16."""
+    return int(launcher.get("num_processes", 1) or 1)
+
+
 def zero_settings(cfg: Any) -> tuple[int, bool, bool, int]:
     """(ZeRO stage, optimizer offloaded, parameters offloaded, world size) of the run."""
     held = memory.of(cfg)
-    world = int(cfg.launcher.get("num_processes", 1)) * int(cfg.launcher.get("num_machines", 1))
-    return held.zero_stage, held.offloaded("optimizer"), held.offloaded("param"), world
+    return (
+        held.zero_stage,
+        held.offloaded("optimizer"),
+        held.offloaded("param"),
+        world_size(cfg.launcher),
+    )
 
 
 def estimate(cfg: Any, plan: dict) -> Estimate:
@@ -141,26 +152,13 @@ def estimate(cfg: Any, plan: dict) -> Estimate:
     text = model.config.get_text_config()
     vision = model.config.vision_config
     out = Estimate(counts=counts)
-    stage, offload_opt, offload_param, world = zero_settings(cfg)
+    stage, offload_opt, _, world = zero_settings(cfg)
     algo = algorithm.of(cfg)
     held = memory.of(cfg)
     d = DTYPE_BYTES[cfg.model.dtype]
     shard = lambda n, from_stage: n // world if stage >= from_stage else n  # noqa: E731
 
-    # Weights: 4-bit quantization stores the language model's linear layers in NF4 with one
-    # fp32 absmax per 64 weights (double-quantized to 8 bits), i.e. ~0.52 bytes per weight.
-    weights = counts.weight_bytes
-    if held.quantization is not None:
-        linear = _language_linear_numel(model, families.of_model(model).language_module)
-        weights -= linear * d - int(linear * (0.5 + 1 / 64 + 4 / (64 * 256)))
-        out.notes.append("4-bit weights: NF4 + double-quantized absmax (~0.52 B per weight)")
-    if offload_param and stage == 3:
-        weights = counts.largest_layer_bytes * 2
-        out.notes.append("ZeRO-3 parameter offload: only the gathered layers stay on the GPU")
-    elif stage == 3:
-        weights = weights // world + counts.largest_layer_bytes
-        out.notes.append("ZeRO-3: 1/N of the weights plus one gathered decoder layer")
-    out.parts["weights"] = weights
+    out.parts["weights"] = _weights(model, counts, cfg, out.notes)
 
     # Gradients: one per trainable element in the parameter's dtype (DeepSpeed: bf16/fp32 as
     # the parameter), partitioned from ZeRO-2 on.
@@ -191,6 +189,10 @@ def estimate(cfg: Any, plan: dict) -> Estimate:
     out.parts["activations"] = _activations(
         cfg, text, vision, rows, out.seq_len, out.image_tokens, d
     )
+    if algo.kind == "kto":
+        out.parts["no-grad passes (KL, reference)"] = no_grad_passes(
+            cfg, text, rows, out.seq_len, d
+        )
 
     # Reference model (algo.reference: DPO, PPO, GRPO with beta != 0): a frozen copy, unless
     # PEFT can disable its adapters instead.
@@ -205,6 +207,26 @@ def estimate(cfg: Any, plan: dict) -> Estimate:
     if plan.get("device", "cuda") == "cuda":
         out.parts["CUDA context + workspaces"] = int(CUDA_OVERHEAD)
     return out
+
+
+def _weights(model: Any, counts: Counts, cfg: Any, notes: list[str]) -> int:
+    """Bytes of weights per GPU. 4-bit quantization stores the language model's linear layers
+    in NF4 with one fp32 absmax per 64 weights (double-quantized to 8 bits), i.e. ~0.52 bytes
+    per weight; ZeRO-3 holds 1/N of them plus the layer it gathers."""
+    stage, _, offload_param, world = zero_settings(cfg)
+    d = DTYPE_BYTES[cfg.model.dtype]
+    weights = counts.weight_bytes
+    if memory.of(cfg).quantization is not None:
+        linear = _language_linear_numel(model, families.of_model(model).language_module)
+        weights -= linear * d - int(linear * (0.5 + 1 / 64 + 4 / (64 * 256)))
+        notes.append("4-bit weights: NF4 + double-quantized absmax (~0.52 B per weight)")
+    if offload_param and stage == 3:
+        notes.append("ZeRO-3 parameter offload: only the gathered layers stay on the GPU")
+        return counts.largest_layer_bytes * 2
+    if stage == 3:
+        notes.append("ZeRO-3: 1/N of the weights plus one gathered decoder layer")
+        return weights // world + counts.largest_layer_bytes
+    return weights
 
 
 def _language_linear_numel(model: Any, language_module: str) -> int:
@@ -245,11 +267,8 @@ def _activations(cfg, text, vision, rows: int, seq: int, image_tokens: int, d: i
     FULL_FINETUNE_CALIBRATION when the weights train (see above); LoRA adds `_lora_saved`.
     """
     h = text.hidden_size
-    kv = text.num_key_value_heads * head_dim(text)
     held = memory.of(cfg)
-    liger = held.liger_kernel
-    mlp = d * (2 if liger else 4) * dense_mlp_width(text) + routed_experts_saved(text, d)
-    layer = d * (4 * h + 2 * kv) + mlp + (0 if liger else 8 * h)
+    layer = decoder_layer_bytes(cfg, text, d)
     layers = text.num_hidden_layers
     tokens = rows * seq
     if held.gradient_checkpointing:
@@ -270,6 +289,23 @@ def _activations(cfg, text, vision, rows: int, seq: int, image_tokens: int, d: i
         else:
             saved += patches * vision.depth * block
     return int(saved if held.peft is not None else saved * FULL_FINETUNE_CALIBRATION)
+
+
+def decoder_layer_bytes(cfg: Any, text: Any, d: int) -> int:
+    """Bytes per token one decoder layer keeps for backward (see `_activations`)."""
+    h = text.hidden_size
+    kv = text.num_key_value_heads * head_dim(text)
+    liger = memory.of(cfg).liger_kernel
+    mlp = d * (2 if liger else 4) * dense_mlp_width(text) + routed_experts_saved(text, d)
+    return d * (4 * h + 2 * kv) + mlp + (0 if liger else 8 * h)
+
+
+def no_grad_passes(cfg: Any, text: Any, rows: int, seq: int, d: int) -> int:
+    """KTO's extra forward passes: its KL estimate (each prompt with a neighbour's completion)
+    and the reference's, all under `torch.no_grad()` (TRL 1.16 `KTOTrainer._compute_kl_logps`).
+    Nothing is kept for backward, so only one layer's tensors of the micro-batch are alive at
+    a time, on top of the policy pass's activations when the reference runs after it."""
+    return rows * seq * decoder_layer_bytes(cfg, text, d)
 
 
 def routed_experts_saved(text: Any, d: int) -> int:

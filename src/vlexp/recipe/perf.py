@@ -15,8 +15,12 @@
 
 The same names as verl and EasyR1 report (`perf/mfu`, `perf/max_memory_allocated_gb`, `timing_s/*`),
 so runs compare with theirs. MFU counts forward + backward FLOPs (6 per weight per token,
-PaLM's convention, frozen or LoRA weights included) of the training passes only: for GRPO and
-PPO the generation and log-prob passes are not counted, so MFU is a lower bound of what the GPU
+PaLM's convention, frozen or LoRA weights included) of the weights each token passes through:
+a MoE's router and its top_k routed experts (not all of them), shared experts, and under ZeRO-3
+the whole weights (`ds_numel`), not the rank's shard. Checked against torch's FlopCounterMode
+on every tiny family and a hand count on the shipped configs (tests/unit/test_perf.py). Only
+the training passes count: for GRPO and PPO the generation and log-prob passes do not, nor does
+Qwen3.5's Gated-DeltaNet recurrence (not a weight), so MFU is a lower bound of what the GPU
 did. Where the GPU is not in `PEAK_BF16_FLOPS`, set VLEXP_PEAK_TFLOPS (dense bf16, TFLOP/s).
 """
 
@@ -63,8 +67,10 @@ def peak_flops(device_name: str) -> float | None:
 class FlopModel:
     """Per-token and per-patch matmul sizes of a model, read once from its modules.
 
-    Text: every Linear outside the vision tower (decoder projections, LM head, a critic's
-    score head) costs 6 FLOPs per weight per token, and each attention layer 12 x width x
+    Text: every matmul weight a token passes through outside the vision tower (the Linear
+    layers: decoder projections, shared experts, LM head, a critic's score head; a MoE's router
+    and its top_k routed experts) costs 6 FLOPs per weight per token (ZeRO-3: the whole
+    weight, `ds_numel`, not the rank's shard), and each attention layer 12 x width x
     the row's length per token (scores and values, forward + backward, no causal discount).
     Vision: every Linear/Conv of the tower but the merger costs 6 per weight per patch, the
     merger 6 per weight per merged token, and each block's attention 12 x width x the
@@ -100,17 +106,25 @@ def flop_model(model: Any) -> FlopModel:
 
     out = FlopModel()
     vision_cfg = _find_vision_config(model)
+    routing = _routing(model)
     visual = re.compile(r"(^|.*\.)(visual|vision_tower|vision_model)(\.|$)")
     for name, module in model.named_modules():
         in_vision = bool(visual.match(name))
-        if isinstance(module, torch.nn.Linear | torch.nn.Conv3d | torch.nn.Conv2d):
-            size = module.weight.numel()
+        if isinstance(
+            module, torch.nn.Linear | torch.nn.Conv3d | torch.nn.Conv2d | torch.nn.Conv1d
+        ):
+            size = _numel(module.weight)
             if not in_vision:
-                out.text_weights += size if isinstance(module, torch.nn.Linear) else 0
+                # Text convolutions slide along the tokens (Qwen3.5's Gated DeltaNet: depthwise
+                # over the q/k/v channels), one weight use per token, as a Linear's.
+                text = isinstance(module, torch.nn.Linear | torch.nn.Conv1d)
+                out.text_weights += size if text else 0
             elif "merger" in name:
                 out.merger_weights += size
             else:
                 out.vision_weights += size
+        elif not in_vision and (routed := _routed_weights(module, *routing)):
+            out.text_weights += routed
         elif (
             not in_vision
             and type(module).__name__.endswith("Attention")
@@ -118,9 +132,10 @@ def flop_model(model: Any) -> FlopModel:
         ):
             out.attention_widths.append(module.o_proj.in_features)
     if vision_cfg is not None:
-        depth = vision_cfg.depth
+        # Qwen towers say `depth`; SigLIP (Gemma 3) says num_hidden_layers and merges nothing.
+        depth = getattr(vision_cfg, "depth", None) or vision_cfg.num_hidden_layers
         out.vision_width = getattr(vision_cfg, "embed_dim", None) or vision_cfg.hidden_size
-        out.merge = vision_cfg.spatial_merge_size
+        out.merge = getattr(vision_cfg, "spatial_merge_size", None) or 1
         full = getattr(vision_cfg, "fullatt_block_indexes", None)
         window = (getattr(vision_cfg, "window_size", 0) or 0) // vision_cfg.patch_size
         windowed = window > 0 and full is not None
@@ -128,6 +143,41 @@ def flop_model(model: Any) -> FlopModel:
             (window * window if windowed and block not in full else None) for block in range(depth)
         ]
     return out
+
+
+def _numel(param: Any) -> int:
+    """Elements of a parameter, whole: under ZeRO-3 a rank holds an empty placeholder and
+    DeepSpeed keeps the full count in `ds_numel`."""
+    return int(getattr(param, "ds_numel", None) or param.numel())
+
+
+def _routed_weights(module: Any, top_k: int, experts: int) -> int:
+    """Matmul weights one token passes through in a MoE block's parts that are not Linear
+    layers: the router's (`*Router`: an [experts, hidden] matrix, every token) and the routed
+    experts' (stacked [experts, out, in] tensors: top_k of the experts per token). Shared
+    experts are Linear layers, counted as such."""
+    if not experts:
+        return 0
+    own = list(module.parameters(recurse=False))
+    if type(module).__name__.endswith("Router"):
+        return sum(_numel(p) for p in own if len(_shape(p)) == 2)
+    stacked = [p for p in own if len(_shape(p)) == 3 and _shape(p)[0] == experts]
+    return sum(_numel(p) * top_k // experts for p in stacked)
+
+
+def _shape(param: Any) -> tuple[int, ...]:
+    return tuple(getattr(param, "ds_shape", None) or param.shape)
+
+
+def _routing(model: Any) -> tuple[int, int]:
+    """(routed experts per token, routed experts per layer) of the text model; (0, 0) dense."""
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "get_text_config"):
+            text = config.get_text_config()
+            experts = getattr(text, "num_experts", None) or getattr(text, "num_local_experts", 0)
+            return int(getattr(text, "num_experts_per_tok", 0) or 0), int(experts or 0)
+    return 0, 0
 
 
 def _find_vision_config(model: Any):

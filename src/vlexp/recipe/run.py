@@ -89,6 +89,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
         cfg.algo.kind,
         data_check_once_per_node(cfg, processor, run_dir),
         image_cache.for_run(cfg, processor),
+        {"train": args.per_device_train_batch_size, "eval": args.per_device_eval_batch_size},
     )
     log.info(
         "data %s: %d train / %s eval records",
