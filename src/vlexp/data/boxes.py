@@ -1,4 +1,4 @@
-"""Rescale absolute pixel boxes to the frame the model reads and writes boxes in.
+"""Boxes in the frame the model reads and writes them in, scaled once from the image it sees.
 
 Qwen2.5-VL reads and writes boxes in absolute pixels of the *resized* image: the processor
 resizes every image with `smart_resize` (sides rounded to multiples of 28, area clamped to
@@ -7,23 +7,33 @@ and document-parsing data usually carry boxes in the original image's pixels.
 
 Gold columns of GRPO and evaluation records (`solution`, `box`: what the `iou` reward compares
 with) are put in the model's frame by default (`data.boxes.gold=true`), so a perfect answer
-in the model's own convention scores 1: `box` always, `solution` when it is one box (`[x1,
-y1, x2, y2]`, optionally inside `<answer>...</answer>`, as VLM-R1 writes its REC solutions:
-`[226.99, 44.4, 352.0, 371.0]`, original pixels) or spells boxes as below.
+in the model's own convention scores 1: `box` always, `solution` when it is boxes and nothing
+else (`[x1, y1, x2, y2]` or a list of them, optionally inside `<answer>...</answer>`, as
+VLM-R1 writes its REC solutions: `[226.99, 44.4, 352.0, 371.0]`, original pixels) or spells
+boxes as below.
 
 SFT/DPO targets are rescaled with `data.boxes.rescale=true` (off by default: targets may
-already be written for the resized image). Two spellings are recognised in them: the HTML
-attribute `data-bbox='x1 y1 x2 y2'` (single or double quotes, QwenVL HTML) and the JSON key
-`"bbox_2d": [x1, y1, x2, y2]` (Qwen grounding):
+already be written for the resized image). The spellings recognised are the HTML attribute
+`data-bbox='x1 y1 x2 y2'` (QwenVL HTML), the JSON key `"bbox_2d": [x1, y1, x2, y2]` (Qwen
+grounding) and Qwen2-VL's `<|box_start|>(x1,y1),(x2,y2)<|box_end|>`:
 
     <p data-bbox='100 40 500 80'>...   (1000x800 image, resized to 728x588)
     <p data-bbox='73 29 364 59'>...
 
+Each box is rewritten once, in place (only its four numbers change): one scan finds every
+box in whichever spelling holds it, so the list inside `"bbox_2d": [...]` is not met again
+as a bare list.
+
+The size boxes are scaled from is the image's size as the model receives it: the data set
+decodes images with `datasets.Image`, which applies the EXIF orientation (a phone photo
+taken upright is stored sideways with orientation 6 or 8), so `decoded_size` reads that
+size, not the stored one.
+
 The frame comes from the model family (`vlexp.families`, `box_frame`; `data.boxes.model`):
 absolute pixels of the resized image for Qwen2-VL and Qwen2.5-VL, 0-1000 relative
-coordinates for Qwen3-VL and Qwen3.5, the original pixels (no change) for Gemma 3. For a model
-no family claims, gold boxes stay as written (the `iou` reward compares them as written too)
-and targets are rescaled as for Qwen2.5-VL.
+coordinates for Qwen3-VL and Qwen3.5, the original pixels (no change) for Gemma 3. A model
+whose family cannot be told has no frame: a record with boxes is then a bad record, never
+scaled by a guess.
 """
 
 from __future__ import annotations
@@ -31,21 +41,81 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from vlexp.families import BOX_FRAMES
+
+if TYPE_CHECKING:
+    from vlexp.families import Family
 
 _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
-PATTERNS = (
-    re.compile(r"(data-bbox=)(['\"])" + _NUM + r"\s" + _NUM + r"\s" + _NUM + r"\s" + _NUM + r"\2"),
-    re.compile(
-        r'("bbox_2d"\s*:\s*\[)' + r"()" + _NUM + "," + _NUM + "," + _NUM + "," + _NUM + r"\]"
-    ),
-)
-BARE = re.compile(r"(\[)()" + _NUM + "," + _NUM + "," + _NUM + "," + _NUM + r"\]")
-# A gold `solution` that is one box and nothing else (a list answer of a math task is not
-# rescaled unless it is the whole answer: data.boxes.gold=false keeps every gold as written).
-ONE_BOX = re.compile(r"\s*(?:<answer>)?\s*" + BARE.pattern + r"\s*(?:</answer>)?\s*")
+_FOUR = ",".join([_NUM] * 4)
+# The spellings of a box in text; each has exactly four number groups (x1, y1, x2, y2).
+SPELLED = (
+    r"data-bbox=(?P<quote>['\"])" + r"\s".join([_NUM] * 4) + r"(?P=quote)",
+    r"[\"']bbox_2d[\"']\s*:\s*\[" + _FOUR + r"\]",
+    r"<\|box_start\|>\s*\(" + _NUM + "," + _NUM + r"\)\s*,\s*\(" + _NUM + "," + _NUM
+    + r"\)\s*<\|box_end\|>",
+    r"<\|box_start\|>\s*\[" + _FOUR + r"\]\s*<\|box_end\|>",
+)  # fmt: skip
+BARE = r"\[" + _FOUR + r"\]"
+# One alternation per use: at each position the spellings are tried before the bare list, so
+# a box is matched (and rescaled) once, by the spelling that holds it.
+PATTERNS = re.compile("|".join(f"(?:{p})" for p in SPELLED))
+WITH_BARE = re.compile("|".join(f"(?:{p})" for p in (*SPELLED, BARE)))
+_ANSWER = re.compile(r"\s*(?:<answer>)?(.*?)(?:</answer>)?\s*", re.S)
 GOLD_COLUMNS = ("solution", "box")
+_QUOTE = PATTERNS.groupindex["quote"]  # data-bbox's quote: not a coordinate
+
+
+@dataclass(frozen=True)
+class BoxFrame:
+    """How a model family writes boxes (`vlexp.families.BOX_FRAMES`), with the processor's
+    resize for the "pixels" frame: `factor` px per image token side, the area budget."""
+
+    kind: str
+    factor: int = 0
+    min_pixels: int = 0
+    max_pixels: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in BOX_FRAMES:
+            raise ValueError(f"box frame {self.kind!r} is not one of {', '.join(BOX_FRAMES)}")
+        if self.kind == "pixels" and not (self.factor and self.min_pixels and self.max_pixels):
+            raise ValueError(
+                "boxes in the 'pixels' frame (absolute pixels of the resized image) need the "
+                f"processor's resize, but factor={self.factor}, min_pixels={self.min_pixels}, "
+                f"max_pixels={self.max_pixels}: set model.min_pixels and model.max_pixels"
+            )
+
+    def extent(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) of the frame for an image the model receives at `size`."""
+        if self.kind == "relative_1000":
+            return 1000, 1000
+        if self.kind == "pixels":
+            return resized_size(*size, self.min_pixels, self.max_pixels, self.factor)
+        return size
+
+    def to_record(self, box: list[float], size: tuple[int, int]) -> list[float]:
+        """`box` as the model wrote it, in pixels of the `size` (width, height) image.
+
+        >>> BoxFrame("relative_1000").to_record([250, 0, 500, 1000], (200, 100))
+        [50.0, 0.0, 100.0, 100.0]
+        """
+        (width, height), (frame_w, frame_h) = size, self.extent(size)
+        sx, sy = width / frame_w, height / frame_h
+        return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+
+
+def frame_of_family(
+    family: Family, min_pixels: int | None, max_pixels: int | None, factor: int | None = None
+) -> BoxFrame:
+    """The family's box frame with the run's pixel budget (`factor`: the family's own)."""
+    if family.box_frame != "pixels":
+        return BoxFrame(family.box_frame)
+    return BoxFrame("pixels", factor or family.pixels_per_token, min_pixels or 0, max_pixels or 0)
 
 
 def resized_size(
@@ -63,80 +133,104 @@ def resized_size(
 def rescale_boxes(
     text: str, size: tuple[int, int], new_size: tuple[int, int], bare: bool = False
 ) -> str:
-    """Every box in `text`, mapped from `size` (w, h) to `new_size` (w, h), rounded, clamped.
+    """Every box in `text`, mapped from `size` (w, h) to `new_size` (w, h), rounded, clamped;
+    `bare`: lists of four numbers count as boxes too. Each box is rewritten once.
 
     >>> rescale_boxes("<p data-bbox='100 40 500 80'>", (1000, 800), (728, 588))
     "<p data-bbox='73 29 364 59'>"
-    >>> rescale_boxes('{"bbox_2d": [0, 0, 1000, 800]}', (1000, 800), (728, 588))
-    '{"bbox_2d": [0, 0, 728, 588]}'
+    >>> rescale_boxes('[{"bbox_2d": [100, 40, 500, 80]}]', (1000, 800), (1000, 1000), bare=True)
+    '[{"bbox_2d": [100, 50, 500, 100]}]'
     """
     (width, height), (new_width, new_height) = size, new_size
-    scale = (new_width / width, new_height / height)
-    limit = (new_width, new_height)
+    scale, limit = (new_width / width, new_height / height), (new_width, new_height)
 
-    def coordinate(value: str, axis: int) -> int:
-        return min(max(round(float(value) * scale[axis]), 0), limit[axis])
+    def coordinate(value: str, axis: int) -> str:
+        return str(min(max(round(float(value) * scale[axis]), 0), limit[axis]))
 
     def replace(match: re.Match) -> str:
-        x1, y1, x2, y2 = (coordinate(match.group(3 + i), i % 2) for i in range(4))
-        head, quote = match.group(1), match.group(2)
-        if quote:
-            return f"{head}{quote}{x1} {y1} {x2} {y2}{quote}"
-        return f"{head}{x1}, {y1}, {x2}, {y2}]"
+        # the four number groups of the spelling that matched (the others did not take part)
+        groups = range(1, len(match.groups()) + 1)
+        numbers = [match.span(i) for i in groups if i != _QUOTE and match.start(i) >= 0]
+        out, at = [], match.start()
+        for axis, (start, end) in enumerate(numbers):
+            out += [match.string[at:start], coordinate(match.string[start:end], axis % 2)]
+            at = end
+        return "".join(out) + match.string[at : match.end()]
 
-    for pattern in (*PATTERNS, BARE) if bare else PATTERNS:
-        text = pattern.sub(replace, text)
-    return text
+    return (WITH_BARE if bare else PATTERNS).sub(replace, text)
 
 
 def has_boxes(text: str) -> bool:
-    return any(pattern.search(text) for pattern in PATTERNS)
+    return PATTERNS.search(text) is not None
 
 
-def image_size(entry: object) -> tuple[int, int]:
-    """(width, height) of an image path or a data set's `{"bytes", "path"}` entry (header only)."""
+def only_boxes(text: str) -> bool:
+    """`text` is one box `[x1, y1, x2, y2]` or a list of them (optionally in `<answer>`)."""
+    inner = _ANSWER.fullmatch(text).group(1)
+    try:
+        value = json.loads(inner) if inner.lstrip().startswith("[") else None
+    except json.JSONDecodeError:
+        return False
+
+    def box(item: Any) -> bool:
+        numbers = isinstance(item, list) and len(item) == 4
+        return numbers and all(isinstance(v, int | float) and not isinstance(v, bool) for v in item)
+
+    return box(value) or (isinstance(value, list) and bool(value) and all(map(box, value)))
+
+
+# EXIF orientations that turn the image a quarter (5-8): width and height trade places.
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def decoded_size(entry: object) -> tuple[int, int]:
+    """(width, height) of an image path or a data set's `{"bytes", "path"}` entry as the data
+    set decodes it for the model (`datasets.Image`: EXIF orientation applied), from the header.
+
+    `datasets.Image.decode_example` transposes by the EXIF Orientation tag (PIL's
+    `exif_transpose`); orientations 5-8 turn the image a quarter, so the size is swapped."""
     import io
 
-    from PIL import Image
+    from PIL import ExifTags, Image
 
     if isinstance(entry, dict):
         source = io.BytesIO(entry["bytes"]) if entry.get("bytes") else entry["path"]
     else:
         source = entry
     with Image.open(source) as image:
-        return image.size
+        width, height = image.size
+        orientation = image.getexif().get(ExifTags.Base.Orientation)
+    return (height, width) if orientation in _QUARTER_TURNS else (width, height)
 
 
-def frame_of(boxes_cfg: Any) -> tuple[str | None, int]:
-    """(box frame, pixels per token) of the model in `data.boxes.model` (its family); the
-    frame is None for a model no family claims."""
+def family_frame(boxes_cfg: Any) -> BoxFrame:
+    """The box frame of the model in `data.boxes.model` with `data.boxes`' pixel budget.
+    Raises ValueError when its family cannot be told: boxes are never scaled by a guess."""
     from vlexp.families import UnknownFamily, of_model_cfg
 
-    family = None
-    if boxes_cfg.get("model"):
-        try:
-            family = of_model_cfg(SimpleNamespace(name_or_path=boxes_cfg.get("model")))
-        except UnknownFamily:
-            family = None
-    factor = boxes_cfg.get("factor") or (family.pixels_per_token if family else 28)
-    return (family.box_frame if family else None), factor
+    model = boxes_cfg.get("model")
+    try:
+        family = of_model_cfg(SimpleNamespace(name_or_path=model)) if model else None
+    except UnknownFamily as err:
+        raise ValueError(f"data.boxes.model={model}: {err}") from None
+    if family is None:
+        raise ValueError(
+            f"data.boxes.model={model!r}: its model family cannot be told offline (no local "
+            "config.json), so the frame its boxes are written in is unknown: download the "
+            "model first, or set data.boxes.gold=false and data.boxes.rescale=false"
+        )
+    return frame_of_family(
+        family, boxes_cfg.get("min_pixels"), boxes_cfg.get("max_pixels"), boxes_cfg.get("factor")
+    )
 
 
-def box_rescaler(
-    boxes_cfg: Any, image: object, bare: bool = False, unknown: str = "pixels"
-) -> Callable[[str], str]:
-    """A text -> text function mapping boxes from `image`'s pixels to the model's frame
-    (`unknown`: the frame for a model no family claims)."""
-    frame, factor = frame_of(boxes_cfg)
-    frame = frame or unknown
-    if frame == "original":
+def box_rescaler(frame: BoxFrame, image: object, bare: bool = False) -> Callable[[str], str]:
+    """A text -> text function mapping boxes from `image`'s pixels (as the model receives
+    the image) to `frame`."""
+    if frame.kind == "original":
         return lambda text: text
-    size = image_size(image)
-    if frame == "relative_1000":
-        new_size = (1000, 1000)
-    else:
-        low, high = boxes_cfg.get("min_pixels"), boxes_cfg.get("max_pixels")
-        new_size = resized_size(*size, min_pixels=low, max_pixels=high, factor=factor)
+    size = decoded_size(image)
+    new_size = frame.extent(size)
     return lambda text: rescale_boxes(text, size, new_size, bare)
 
 
@@ -145,31 +239,42 @@ def target_edit(source: str, images: list, boxes_cfg: Any) -> Callable[[str], st
     the identity."""
     if not boxes_cfg or not boxes_cfg.get("rescale"):
         return lambda text: text
-    return _editor(source, images, boxes_cfg, bare=False, unknown="pixels")
+    return _lazy_editor(source, images, boxes_cfg, bare=False)
 
 
-def _editor(source: str, images: list, boxes_cfg: Any, bare: bool, unknown: str):
+def _lazy_editor(source: str, images: list, boxes_cfg: Any, bare: bool) -> Callable[[str], str]:
+    """The editor of `_editor`, made at the first text that holds a box (texts without boxes
+    need neither the model's family nor the image)."""
+    made: list[Callable[[str], str]] = []
+
+    def edit(text: str) -> str:
+        if not (has_boxes(text) or (bare and WITH_BARE.search(text))):
+            return text
+        if not made:
+            made.append(_editor(source, images, boxes_cfg, bare))
+        return made[0](text)
+
+    return edit
+
+
+def _editor(source: str, images: list, boxes_cfg: Any, bare: bool) -> Callable[[str], str]:
     """The rescaler for the record's one image. Boxes need exactly one image to be
     unambiguous: with another count, text holding a box is a bad record."""
     from vlexp.data.errors import DataError
 
+    key = "gold" if bare else "rescale"
     if len(images) != 1:
-        key = "gold" if bare else "rescale"
-
-        def single_image_only(text: str) -> str:
-            if has_boxes(text) or (bare and BARE.search(text)):
-                raise DataError(
-                    f"{source}: boxes need exactly one image per record (this one has "
-                    f"{len(images)}) to be put in the model's frame: they would be ambiguous "
-                    f"(data.boxes.{key}=false keeps them as written)"
-                )
-            return text
-
-        return single_image_only
+        raise DataError(
+            f"{source}: boxes need exactly one image per record (this one has {len(images)}) "
+            f"to be put in the model's frame: they would be ambiguous (data.boxes.{key}=false "
+            "keeps them as written)"
+        )
     try:
-        return box_rescaler(boxes_cfg, images[0], bare, unknown)
+        return box_rescaler(family_frame(boxes_cfg), images[0], bare)
     except OSError as err:
         raise DataError(f"{source}: cannot read the image size ({err})") from None
+    except ValueError as err:
+        raise DataError(f"{source}: {err}") from None
 
 
 def gold_in_model_frame(boxes_cfg: Any) -> bool:
@@ -178,19 +283,18 @@ def gold_in_model_frame(boxes_cfg: Any) -> bool:
 
 
 def rescale_gold(columns: dict, source: str, images: list, boxes_cfg: Any) -> dict:
-    """The record's gold columns (`box`; `solution` when it is a box) in the model's frame."""
+    """The record's gold columns (`box`; `solution` when it is boxes) in the model's frame."""
     if not gold_in_model_frame(boxes_cfg):
         return columns
     out = dict(columns)
-    edit = None
     for column in GOLD_COLUMNS:
         value = out.get(column)
         text = json.dumps(value) if isinstance(value, list) else value
         if not isinstance(text, str):
             continue
-        box = column == "box" or ONE_BOX.fullmatch(text) or has_boxes(text)
-        if not box:
+        bare = column == "box" or only_boxes(text)
+        if not (bare or has_boxes(text)):
             continue
-        edit = edit or _editor(source, images, boxes_cfg, bare=True, unknown="original")
+        edit = _lazy_editor(source, images, boxes_cfg, bare)
         out[column] = json.loads(edit(text)) if isinstance(value, list) else edit(text)
     return out

@@ -96,13 +96,12 @@ def image_file(entry: dict, folder: Path) -> str:
 
 
 def open_images(paths: list[str]) -> list:
-    from PIL import Image
+    """The images decoded as the training data set decodes them (`datasets.Image`: EXIF
+    orientation applied), so evaluation sees the pixels training saw and that gold boxes were
+    scaled from (`vlexp.data.boxes.decoded_size`)."""
+    from vlexp.data.image_cache import decode
 
-    images = []
-    for path in paths:
-        with Image.open(Path(path)) as image:
-            images.append(image.convert("RGB"))
-    return images
+    return [decode(str(path)).convert("RGB") for path in paths]
 
 
 def _end_ids(model, processor) -> set[int]:

@@ -18,9 +18,9 @@ from typing import Any
 from vlexp import families
 from vlexp.config import reward as reward_config
 from vlexp.config.reward import ON_ERROR
+from vlexp.data.boxes import BoxFrame, frame_of_family
 from vlexp.data.images import processor_geometry
 from vlexp.rewards.answers import completion_text
-from vlexp.rewards.library import BoxFrame
 
 log = logging.getLogger("vlexp")
 
@@ -261,7 +261,7 @@ def guarded(cfg: Any, box_frame: Any = None) -> dict[str, GuardedReward]:
         limit = reward_config.timeout_s(cfg, qualified_name(func))
         if "box_frame" not in node and _takes_box_frame(node) and not _gold_rescaled(cfg):
             # Bound after instantiate: Hydra would turn the dataclass into a DictConfig.
-            frame = box_frame or model_box_frame(cfg.get("model"))
+            frame = box_frame if box_frame is not None else model_box_frame(cfg.get("model"))
             func = functools.partial(func, box_frame=frame)
         built[name] = guard(func, on_error=policy, timeout_s=limit)
     return built
@@ -282,31 +282,32 @@ def _takes_box_frame(node: Any) -> bool:
 
 
 def model_box_frame(model_cfg: Any) -> Any:
-    """The box frame of `model_cfg`'s family with its configured pixel budget (the original
-    frame when the family cannot be told offline)."""
+    """The box frame of `model_cfg`'s family with its configured pixel budget. Raises
+    ValueError when the family cannot be told: box rewards never score in a guessed frame."""
+    name = model_cfg.get("name_or_path") if model_cfg is not None else None
     try:
-        family = families.of_model_cfg(model_cfg) if model_cfg is not None else None
-    except families.UnknownFamily:
-        family = None  # a model loaded through the generic path: boxes as they are
+        family = families.of_model_cfg(model_cfg) if name else None
+    except families.UnknownFamily as err:
+        raise ValueError(f"model.name_or_path={name}: {err}") from None
     if family is None:
-        return BoxFrame()
-    return BoxFrame(
-        family.box_frame,
-        family.pixels_per_token,
-        model_cfg.get("min_pixels") or 0,
-        model_cfg.get("max_pixels") or 0,
-    )
+        raise ValueError(
+            f"model.name_or_path={name!r}: its family cannot be told offline (no local "
+            "config.json), so box rewards do not know the frame its boxes are written in: "
+            "download the model first"
+        )
+    return frame_of_family(family, model_cfg.get("min_pixels"), model_cfg.get("max_pixels"))
 
 
 def processor_box_frame(model: Any, processor: Any) -> Any:
-    """The box frame of a loaded model, with the resize its processor applies."""
+    """The box frame of a loaded model, with the resize its processor applies; None when no
+    family claims the model (box rewards that need a frame then stop, `guarded`)."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     try:
         family = families.of_model_type(model_type) if model_type else None
     except families.UnknownFamily:
-        family = None
+        return None
     if family is None:
-        return BoxFrame()
+        return None
     if family.box_frame != "pixels":
         return BoxFrame(family.box_frame)
     return BoxFrame(family.box_frame, *processor_geometry(processor))

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
+from vlexp.data.boxes import BoxFrame  # re-exported: the frame box rewards take
 from vlexp.rewards.answers import (
     TAG,
     Answer,
@@ -232,42 +232,6 @@ def box_iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class BoxFrame:
-    """How the policy writes boxes, so its answer can be mapped onto the record's pixels.
-
-    `kind` is the model family's convention (`vlexp.families.BOX_FRAMES`): "original" (the
-    record's own pixels: no mapping), "pixels" (absolute pixels of the image as the processor
-    resized it: Qwen2/2.5-VL), "relative_1000" (0..1000 of the image: Qwen3-VL, Qwen3.5).
-    `factor`, `min_pixels` and `max_pixels` are the processor's resize, for "pixels".
-    """
-
-    kind: str = "original"
-    factor: int = 28
-    min_pixels: int = 0
-    max_pixels: int = 0
-
-    def to_record(self, box: list[float], size: tuple[int, int]) -> list[float]:
-        """`box` as the model wrote it, in pixels of the original `size` (width, height) image.
-
-        >>> BoxFrame("relative_1000").to_record([250, 0, 500, 1000], (200, 100))
-        [50.0, 0.0, 100.0, 100.0]
-        """
-        width, height = size
-        if self.kind == "relative_1000":
-            sx, sy = width / 1000, height / 1000
-        elif self.kind == "pixels":
-            from vlexp.data.boxes import resized_size
-
-            new_w, new_h = resized_size(
-                width, height, self.min_pixels, self.max_pixels, factor=self.factor
-            )
-            sx, sy = width / new_w, height / new_h
-        else:
-            return box
-        return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
-
-
 def iou(
     completions: list,
     box: list | None = None,
@@ -287,8 +251,10 @@ def iou(
     the default), and answer and gold are compared as they are. With gold boxes still in the
     original pixels (`data.boxes.gold=false`), vlexp binds `box_frame` from `model`, and the
     answer is mapped from the family's frame onto the original pixels with the record's
-    image size (the `images` column) before the comparison; without a frame (`box_frame`
-    unset, a model no family claims) both are compared as written. Either way a perfect
+    image size (the `images` column, as the model received the image) before the
+    comparison; without a frame (`box_frame` unset: the gold is already in the model's
+    frame) both are compared as written. A model whose family cannot be told gets no frame
+    by a guess: vlexp stops before scoring (`vlexp.rewards.guard`). Either way a perfect
     answer in the model's convention scores 1.0 (up to the rounding of boxes to whole pixels).
 
     >>> iou(["<answer>[0, 0, 10, 10]</answer>", "[10, 10, 0, 0]", "none"], box=["[0, 0, 10, 10]"] * 3)
@@ -297,8 +263,9 @@ def iou(
     column, golds = ("box", box) if box is not None else ("solution", solution)
     if golds is None:
         raise ValueError("iou needs a 'box' (or 'solution') column holding [x1, y1, x2, y2]")
-    frame = box_frame or BoxFrame()
-    sizes = _image_sizes(kwargs, len(completions)) if frame.kind != "original" else None
+    # No frame: the gold is already in the model's frame (data.boxes.gold), compare as written.
+    mapped = box_frame is not None and box_frame.kind != "original"
+    sizes = _image_sizes(kwargs, len(completions)) if mapped else None
     scores = []
     for index, (completion, value) in enumerate(zip(completions, golds, strict=True)):
         gold = parse_box(str(value))  # a list, its JSON text, or `<answer>[...]</answer>`
@@ -311,7 +278,7 @@ def iou(
             predicted is not None and predicted[0] <= predicted[2] and predicted[1] <= predicted[3]
         )
         if ordered and sizes is not None:
-            predicted = frame.to_record(predicted, sizes[index])
+            predicted = box_frame.to_record(predicted, sizes[index])
         scores.append(box_iou(predicted, gold) if ordered else 0.0)
     return scores
 
@@ -339,9 +306,9 @@ def _image_sizes(kwargs: dict[str, Any], count: int) -> list[tuple[int, int]]:
 def _size(image: Any) -> tuple[int, int]:
     if hasattr(image, "size") and not isinstance(image, dict):
         return tuple(image.size)  # a PIL image
-    from vlexp.data.boxes import image_size
+    from vlexp.data.boxes import decoded_size
 
-    return image_size(image)
+    return decoded_size(image)  # as the data set decodes it (EXIF orientation applied)
 
 
 def length(
