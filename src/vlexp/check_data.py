@@ -72,9 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     for split, bad in check.bad:
         print(f"dropped ({split}): {bad}")
     if count:
+        from vlexp.config import reward as reward_config
         from vlexp.data.show import show
 
-        print(show(train, check.processor, cfg.algo.kind, count, check.needs, check.video_budget))
+        reads = reward_config.columns(cfg, optional=True) if check.needs else {}
+        budget = check.video_budget
+        print(show(train, check.processor, cfg.algo.kind, count, check.needs, budget, reads))
     sizes = f"{len(train)} train" + (f" / {len(evaluation)} eval" if evaluation else "")
     print(f"vlexp.check_data: ok, {sizes} records would be used")
     return 0

@@ -183,6 +183,29 @@ def write_record(folder: Path, columns: dict) -> Path:
     return peer_data.write_jsonl(folder / "rec.jsonl", [row])
 
 
+@pytest.mark.parametrize(
+    ("reward", "columns", "printed"),
+    [
+        (
+            "accuracy",
+            {"solution": json.dumps([{"bbox_2d": [100, 40, 500, 80]}])},
+            """reward accuracy receives: solution='[{"bbox_2d": [100, 50, 500, 100]}]'""",
+        ),
+        ("iou", {"box": [100, 40, 500, 80]}, "reward iou receives: box='[100, 50, 500, 100]'"),
+    ],
+)
+def test_check_data_show_prints_the_box_each_reward_receives(
+    tmp_path, capsys, reward, columns, printed
+):
+    """Qwen3-VL writes boxes in 0-1000 of the image: (100, 40) of 1000x800 is (100, 50)."""
+    from vlexp.check_data import main
+
+    path = write_record(tmp_path, columns)
+    args = ["data=jsonl", f"data.train={path}", "model=tiny_qwen3_vl", "algo=grpo"]
+    assert main([*args, f"reward=[{reward}]", "--show", "1"]) == 0
+    assert printed in capsys.readouterr().out.splitlines()
+
+
 def test_a_pixels_frame_without_pixel_limits_says_what_to_set():
     from vlexp.data.boxes import BoxFrame
     from vlexp.rewards.guard import model_box_frame

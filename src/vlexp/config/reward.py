@@ -69,8 +69,9 @@ def locate(target: str | None) -> Any:
     return get_object(target)
 
 
-def columns(cfg: Any) -> dict[str, list[str]]:
-    """Data columns each `_partial_` reward needs: its keyword parameters without a default.
+def columns(cfg: Any, optional: bool = False) -> dict[str, list[str]]:
+    """Data columns each `_partial_` reward needs: its keyword parameters without a default
+    (`optional`: with a default too, e.g. `iou`'s `box` and `solution`: what it may read).
 
     >>> from omegaconf import OmegaConf
     >>> cfg = OmegaConf.create(
@@ -91,7 +92,7 @@ def columns(cfg: Any) -> dict[str, list[str]]:
             p.name
             for p in params
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            and p.default is p.empty
+            and (optional or p.default is p.empty)
             and p.name not in TRL_REWARD_KWARGS
             and p.name not in bound
         ]

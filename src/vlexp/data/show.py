@@ -28,12 +28,15 @@ def show(
     count: int,
     needs: dict[str, list[str]],
     budget: videos.Budget | None = None,
+    reads: dict[str, list[str]] | None = None,
 ) -> str:
-    """`budget`: the run's video sampling (`data.video`), which says each video's frames."""
+    """`budget`: the run's video sampling (`data.video`), which says each video's frames;
+    `needs`: the columns each reward needs, `reads`: all it may read (`iou`: `box` or
+    `solution`), shown when the record has them."""
     blocks = []
     for index in range(min(count, len(dataset))):
         row = dataset[index]
-        text = describe(row, processor, kind, needs, budget or videos.Budget())
+        text = describe(row, processor, kind, needs, budget or videos.Budget(), reads)
         blocks.append(f"--- record {index} ---\n{text}")
     return "\n".join(blocks)
 
@@ -44,6 +47,7 @@ def describe(
     kind: str,
     needs: dict[str, list[str]],
     budget: videos.Budget | None = None,
+    reads: dict[str, list[str]] | None = None,
 ) -> str:
     factor, low, high = processor_geometry(processor)
     images = row.get("images") or []
@@ -64,9 +68,7 @@ def describe(
 
     if schema.of(kind).rewards:
         lines.append(render(row["prompt"], True))
-        for reward, columns in needs.items():
-            given = ", ".join(f"{c}={row.get(c)!r}" for c in columns)
-            lines.append(f"reward {reward} receives: {given}")
+        lines += received(row, needs, reads or {})
     elif "messages" in row:
         lines.append(render(row["messages"], False))
         lines += [f"loss on: {span!r}" for span in assistant_spans(processor, row["messages"])]
@@ -78,6 +80,20 @@ def describe(
                 full = render(row["prompt"] + row[key], False)
                 lines.append(f"loss on ({key}): {full[len(prompt) :]!r}")
     return "\n".join(lines)
+
+
+def received(row: dict, needs: dict[str, list[str]], reads: dict[str, list[str]]) -> list[str]:
+    """'reward R receives: col=value, ...' per reward: the columns it needs, then those it may
+    read that the record has (gold boxes as the loader put them in the model's frame)."""
+    lines = []
+    for reward in dict.fromkeys([*needs, *reads]):
+        required = needs.get(reward, [])
+        optional = [
+            c for c in reads.get(reward, []) if c not in required and row.get(c) is not None
+        ]
+        given = ", ".join(f"{c}={row.get(c)!r}" for c in [*required, *optional])
+        lines.append(f"reward {reward} receives: {given or '(no data column)'}")
+    return lines
 
 
 def template(processor: Any, turns: list, generation: bool) -> str:
