@@ -251,3 +251,15 @@ def test_evaluation_sees_the_image_training_sees(tmp_path):
         (image,) = open_images([str(images[name])])
         assert image.size == model_seen_size(images[name]), name
         assert image.mode == "RGB", name
+
+
+# How a peer project writes each family's boxes: ms-swift's templates
+# (modelscope/ms-swift, swift/llm/template/template/qwen.py): Qwen2VLTemplate keeps the base
+# Template's `norm_bbox = 'norm1000'` (0..1000 of the image), Qwen2_5VLTemplate sets
+# `norm_bbox = 'none'` (absolute pixels of the resized image).
+PEER_FRAMES = {"qwen2_vl": "relative_1000", "qwen2_5_vl": "pixels"}
+
+
+@pytest.mark.parametrize("model_type", sorted(PEER_FRAMES))
+def test_the_family_frame_is_the_one_the_peers_write(model_type):
+    assert families.of_model_type(model_type).box_frame == PEER_FRAMES[model_type]

@@ -30,8 +30,8 @@ taken upright is stored sideways with orientation 6 or 8), so `decoded_size` rea
 size, not the stored one.
 
 The frame comes from the model family (`vlexp.families`, `box_frame`; `data.boxes.model`):
-absolute pixels of the resized image for Qwen2-VL and Qwen2.5-VL, 0-1000 relative
-coordinates for Qwen3-VL and Qwen3.5, the original pixels (no change) for Gemma 3. A model
+absolute pixels of the resized image for Qwen2.5-VL, 0-1000 relative coordinates for
+Qwen2-VL, Qwen3-VL and Qwen3.5, the original pixels (no change) for Gemma 3. A model
 whose family cannot be told has no frame: a record with boxes is then a bad record, never
 scaled by a guess.
 """

@@ -35,8 +35,8 @@ class Family:
     merge_size: int  # patches merged per side into one LLM token
     temporal_patch_size: int  # video frames per temporal patch
     # Boxes the model reads and writes: "pixels" = absolute pixels of the image after the
-    # processor's resize (Qwen2/2.5-VL); "relative_1000" = 0..1000 of the image (Qwen3-VL,
-    # Qwen3.5); "original" = no convention of its own (Gemma 3), boxes stay in the record's
+    # processor's resize (Qwen2.5-VL); "relative_1000" = 0..1000 of the image (Qwen2-VL,
+    # Qwen3-VL, Qwen3.5); "original" = no convention of its own (Gemma 3), boxes stay in the record's
     # pixels of the original image.
     box_frame: str
     # Regex (re.fullmatch over module names) of the vision tower and merger: frozen by
@@ -139,8 +139,10 @@ def _variant(base: Family, name: str, module: str, prefix: str, **changes: Any) 
     )
 
 
-# Qwen2-VL: Qwen2.5-VL's geometry, boxes, module names and key layout; its own classes.
-QWEN2_VL = _variant(QWEN2_5_VL, "qwen2_vl", _QWEN2, "Qwen2VL")
+# Qwen2-VL: Qwen2.5-VL's geometry, module names and key layout; its own classes. Its boxes are
+# 0..1000 of the image, `<|box_start|>(x1,y1),(x2,y2)<|box_end|>` (the Qwen2-VL report;
+# Qwen2.5-VL moved to absolute pixels of the resized image).
+QWEN2_VL = _variant(QWEN2_5_VL, "qwen2_vl", _QWEN2, "Qwen2VL", box_frame="relative_1000")
 
 # Qwen3-VL and Qwen3.5: patch 16, 2x2 merge -> 32x32 px per LLM token, boxes in 0..1000 of
 # the image. Their hub checkpoints already use the module names (no key conversion) except

@@ -245,8 +245,8 @@ def iou(
     y2 < y1): the format is part of the task.
 
     The frame it scores in is the model family's (`vlexp.families`, `box_frame`): absolute
-    pixels of the image as the processor resized it (Qwen2-VL, Qwen2.5-VL), 0..1000 of the
-    image (Qwen3-VL, Qwen3.5), the image's own pixels (Gemma 3). vlexp's data loader puts the
+    pixels of the image as the processor resized it (Qwen2.5-VL), 0..1000 of the image
+    (Qwen2-VL, Qwen3-VL, Qwen3.5), the image's own pixels (Gemma 3). vlexp's data loader puts the
     gold box, given in the original image's pixels, in that frame (`data.boxes.gold=true`,
     the default), and answer and gold are compared as they are. With gold boxes still in the
     original pixels (`data.boxes.gold=false`), vlexp binds `box_frame` from `model`, and the
