@@ -199,16 +199,33 @@ def decoded_size(entry: object) -> tuple[int, int]:
         source = entry
     with Image.open(source) as image:
         width, height = image.size
-        orientation = image.getexif().get(ExifTags.Base.Orientation)
+        try:
+            orientation = image.getexif().get(ExifTags.Base.Orientation)
+        except Exception as err:  # the data set's decode reads the same EXIF and would fail too
+            raise OSError(f"its EXIF data does not parse ({err})") from None
     return (height, width) if orientation in _QUARTER_TURNS else (width, height)
 
 
 def family_frame(boxes_cfg: Any) -> BoxFrame:
     """The box frame of the model in `data.boxes.model` with `data.boxes`' pixel budget.
     Raises ValueError when its family cannot be told: boxes are never scaled by a guess."""
+    from vlexp import families
+
+    limits = tuple(boxes_cfg.get(k) for k in ("min_pixels", "max_pixels", "factor"))
+    # Told once per model and budget, not per record (reading the family may read files).
+    key = (families.of_model_cfg, boxes_cfg.get("model"), *limits)
+    if key not in _FRAMES:
+        _FRAMES.clear() if len(_FRAMES) > 64 else None
+        _FRAMES[key] = _frame(boxes_cfg.get("model"), *limits)
+    return _FRAMES[key]
+
+
+_FRAMES: dict[tuple, BoxFrame] = {}
+
+
+def _frame(model: str | None, min_pixels: Any, max_pixels: Any, factor: Any) -> BoxFrame:
     from vlexp.families import UnknownFamily, of_model_cfg
 
-    model = boxes_cfg.get("model")
     try:
         family = of_model_cfg(SimpleNamespace(name_or_path=model)) if model else None
     except UnknownFamily as err:
@@ -219,9 +236,7 @@ def family_frame(boxes_cfg: Any) -> BoxFrame:
             "config.json), so the frame its boxes are written in is unknown: download the "
             "model first, or set data.boxes.gold=false and data.boxes.rescale=false"
         )
-    return frame_of_family(
-        family, boxes_cfg.get("min_pixels"), boxes_cfg.get("max_pixels"), boxes_cfg.get("factor")
-    )
+    return frame_of_family(family, min_pixels, max_pixels, factor)
 
 
 def box_rescaler(frame: BoxFrame, image: object, bare: bool = False) -> Callable[[str], str]:
