@@ -43,14 +43,14 @@ def write_images(folder: Path) -> dict[str, Path]:
     for name, image in paths.items():
         image.save(folder / name)
     # Phone photos: the sensor's pixels stored as they are, the EXIF tag says how to turn them.
-    for orientation, suffix in ((3, "jpg"), (5, "jpg"), (6, "jpg"), (7, "jpg"), (8, "jpg")) + (
-        (6, "png"),
-        (8, "webp"),
-    ):
+    # Pillow's TIFF reader turns the image itself; MPO is the multi-picture JPEG of cameras.
+    jpegs = ((3, "jpg"), (5, "jpg"), (6, "jpg"), (7, "jpg"), (8, "jpg"))
+    for orientation, suffix in jpegs + ((6, "png"), (8, "webp"), (6, "tif"), (8, "mpo")):
         exif = Image.Exif()
         exif[0x0112] = orientation  # Orientation
         name = f"exif{orientation}.{suffix}"
-        rgb.save(folder / name, exif=exif)
+        extra = {"save_all": True, "append_images": [rgb]} if suffix == "mpo" else {}
+        rgb.save(folder / name, exif=exif, **extra)
         paths[name] = rgb
     return {name: folder / name for name in paths}
 

@@ -26,8 +26,8 @@ as a bare list.
 
 The size boxes are scaled from is the image's size as the model receives it: the data set
 decodes images with `datasets.Image`, which applies the EXIF orientation (a phone photo
-taken upright is stored sideways with orientation 6 or 8), so `decoded_size` reads that
-size, not the stored one.
+taken upright is stored sideways with orientation 6 or 8), so `decoded_size` measures that
+decode, not the stored size.
 
 The frame comes from the model family (`vlexp.families`, `box_frame`; `data.boxes.model`):
 absolute pixels of the resized image for Qwen2.5-VL, 0-1000 relative coordinates for
@@ -179,31 +179,34 @@ def only_boxes(text: str) -> bool:
     return box(value) or (isinstance(value, list) and bool(value) and all(map(box, value)))
 
 
-# EXIF orientations that turn the image a quarter (5-8): width and height trade places.
-_QUARTER_TURNS = (5, 6, 7, 8)
-
-
 def decoded_size(entry: object) -> tuple[int, int]:
     """(width, height) of an image path or a data set's `{"bytes", "path"}` entry as the data
-    set decodes it for the model (`datasets.Image`: EXIF orientation applied), from the header.
+    set decodes it for the model (`datasets.Image`, which applies the EXIF orientation).
 
-    `datasets.Image.decode_example` transposes by the EXIF Orientation tag (PIL's
-    `exif_transpose`); orientations 5-8 turn the image a quarter, so the size is swapped."""
+    Without an orientation tag the header's size is the decoded size. With one, what the size
+    becomes depends on the decoder (JPEG, PNG and WebP turn at `exif_transpose`; Pillow's TIFF
+    reader reports the turned size at open and turns while loading), so the image is decoded
+    exactly as the data set does it and measured."""
     import io
 
     from PIL import ExifTags, Image
 
     if isinstance(entry, dict):
-        source = io.BytesIO(entry["bytes"]) if entry.get("bytes") else entry["path"]
+        data, path = entry.get("bytes") or None, entry.get("path")
     else:
-        source = entry
-    with Image.open(source) as image:
-        width, height = image.size
+        data, path = None, str(entry)
+    with Image.open(io.BytesIO(data) if data else path) as image:
+        size = image.size
         try:
             orientation = image.getexif().get(ExifTags.Base.Orientation)
         except Exception as err:  # the data set's decode reads the same EXIF and would fail too
             raise OSError(f"its EXIF data does not parse ({err})") from None
-    return (height, width) if orientation in _QUARTER_TURNS else (width, height)
+    if orientation in (None, 1):
+        return size
+    import datasets
+
+    with datasets.Image().decode_example({"path": path, "bytes": data}) as image:
+        return image.size
 
 
 def family_frame(boxes_cfg: Any) -> BoxFrame:
