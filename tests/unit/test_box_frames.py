@@ -263,3 +263,30 @@ PEER_FRAMES = {"qwen2_vl": "relative_1000", "qwen2_5_vl": "pixels"}
 @pytest.mark.parametrize("model_type", sorted(PEER_FRAMES))
 def test_the_family_frame_is_the_one_the_peers_write(model_type):
     assert families.of_model_type(model_type).box_frame == PEER_FRAMES[model_type]
+
+
+def test_iou_maps_answers_onto_the_record_pixels_through_the_image_cache(tmp_path):
+    """data.boxes.gold=false: iou maps the answer from the model's frame onto the record's
+    pixels with the image's size. With data.image_cache (the default) the trainer's image is
+    the cached, resized copy: the size must still be the source image's."""
+    from vlexp.data import image_cache, to_dataset
+    from vlexp.data.sources import Reader
+    from vlexp.models.loading import load_processor
+    from vlexp.rewards.guard import guarded
+
+    path = write_record(tmp_path, {"box": [100, 40, 500, 80]})
+    overrides = ["model=tiny_qwen3_vl", "algo=grpo", "reward=[iou]", "data=jsonl"]
+    cfg = compose([*overrides, f"data.train={path}", "data.boxes.gold=false"])
+    cfg.cache_dir = str(tmp_path / "cache")
+    cache = image_cache.for_run(cfg, load_processor(cfg.model))
+    assert cache is not None
+    rows = to_dataset(Reader(cfg.data).read(str(path)), "grpo", cfg.data, image_cache=cache)
+    image = rows[0]["images"][0]
+    assert image.size == (128, 96)  # the cached copy, resized for the tiny budget
+    perfect = "<answer>[100, 50, 500, 100]</answer>"  # 0..1000 of the 1000x800 image
+    scores = guarded(cfg)["iou"](
+        [perfect, "<answer>[100, 40, 500, 80]</answer>"],
+        box=list(rows["box"]) * 2,
+        images=[[image]] * 2,
+    )
+    assert scores[0] == pytest.approx(1.0) and scores[1] < 0.9, scores

@@ -209,6 +209,42 @@ def decoded_size(entry: object) -> tuple[int, int]:
         return image.size
 
 
+# PNG text key of a resized copy (`data.image_cache`): "WxH" of the image it was made from.
+SOURCE_SIZE = "vlexp-source-size"
+
+
+def source_size_info(size: tuple[int, int]) -> Any:
+    """PNG metadata recording the decoded size of the image a resized copy is made from."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(SOURCE_SIZE, f"{size[0]}x{size[1]}")
+    return info
+
+
+def record_size(image: Any) -> tuple[int, int]:
+    """(width, height) of the image a record's boxes are written on, for a decoded image (as
+    TRL hands rewards the `images` column), a path or a `{"bytes", "path"}` entry: the source
+    of a resized cached copy (`data.image_cache`), else the image as the data set decodes it."""
+    if hasattr(image, "size") and not isinstance(image, dict):
+        text = getattr(image, "info", {}).get(SOURCE_SIZE)
+        return _parse_size(text) if text else tuple(image.size)
+    import io
+
+    from PIL import Image
+
+    data = image.get("bytes") if isinstance(image, dict) else None
+    source = io.BytesIO(data) if data else (image["path"] if isinstance(image, dict) else image)
+    with Image.open(source) as opened:
+        text = opened.info.get(SOURCE_SIZE)
+    return _parse_size(text) if text else decoded_size(image)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    return int(width), int(height)
+
+
 def family_frame(boxes_cfg: Any) -> BoxFrame:
     """The box frame of the model in `data.boxes.model` with `data.boxes`' pixel budget.
     Raises ValueError when its family cannot be told: boxes are never scaled by a guess."""

@@ -25,11 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from vlexp.data.boxes import source_size_info
 from vlexp.data.records import DataError
 from vlexp.paths import whole_png
 
 log = logging.getLogger("vlexp")
-VERSION = 1  # bump when the cached pixels change meaning
+VERSION = 2  # bump when the cached pixels change meaning (2: the source's size in the PNG)
 
 
 def for_run(cfg: Any, processor: Any) -> Callable[[list[dict]], list[dict]] | None:
@@ -97,10 +98,13 @@ class ImageCache:
         # A file cut short (a kill, a full disk) is made again: the check reads its last chunk.
         if not whole_png(target):
             target.parent.mkdir(parents=True, exist_ok=True)
-            image = self.resize(decode(source))
+            decoded = decode(source)
+            image = self.resize(decoded)
             # Host and pid: ranks on other nodes share the folder on a cluster file system.
             partial = target.with_suffix(f".{socket.gethostname()}.{os.getpid()}.tmp")
-            image.save(partial, format="PNG", compress_level=1)
+            # The source's size goes along: boxes are written on the source, not on this copy.
+            info = source_size_info(decoded.size)
+            image.save(partial, format="PNG", compress_level=1, pnginfo=info)
             os.replace(partial, target)
         return str(target)
 

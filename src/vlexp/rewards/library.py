@@ -304,11 +304,10 @@ def _image_sizes(kwargs: dict[str, Any], count: int) -> list[tuple[int, int]]:
 
 
 def _size(image: Any) -> tuple[int, int]:
-    if hasattr(image, "size") and not isinstance(image, dict):
-        return tuple(image.size)  # a PIL image
-    from vlexp.data.boxes import decoded_size
+    from vlexp.data.boxes import record_size
 
-    return decoded_size(image)  # as the data set decodes it (EXIF orientation applied)
+    # The image the gold box is written on: a cached copy's source, EXIF orientation applied.
+    return record_size(image)
 
 
 def length(
