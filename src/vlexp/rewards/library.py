@@ -251,8 +251,8 @@ def iou(
     the default), and answer and gold are compared as they are. With gold boxes still in the
     original pixels (`data.boxes.gold=false`), vlexp binds `box_frame` from `model`, and the
     answer is mapped from the family's frame onto the original pixels with the record's
-    image size (the `images` column, as the model received the image) before the
-    comparison; without a frame (`box_frame` unset: the gold is already in the model's
+    image size (the `images` column: the image as decoded, EXIF orientation applied; for a
+    resized copy from `data.image_cache`, its source's size) before the comparison; without a frame (`box_frame` unset: the gold is already in the model's
     frame) both are compared as written. A model whose family cannot be told gets no frame
     by a guess: vlexp stops before scoring (`vlexp.rewards.guard`). Either way a perfect
     answer in the model's convention scores 1.0 (up to the rounding of boxes to whole pixels).
