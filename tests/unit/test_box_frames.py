@@ -63,7 +63,7 @@ def model_seen_size(path: Path) -> tuple[int, int]:
 
 
 def test_decoded_size_is_the_size_of_the_image_the_model_receives(tmp_path):
-    from vlexp.data.boxes import decoded_size
+    from vlexp.data.image_size import decoded_size
 
     images = write_images(tmp_path)
     turned = {n for n in images if re.match(r"exif[5-8]\.", n)}

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from vlexp.data.boxes import source_size_info
+from vlexp.data.image_size import source_size_info
 from vlexp.data.records import DataError
 from vlexp.paths import whole_png
 

@@ -304,7 +304,7 @@ def _image_sizes(kwargs: dict[str, Any], count: int) -> list[tuple[int, int]]:
 
 
 def _size(image: Any) -> tuple[int, int]:
-    from vlexp.data.boxes import record_size
+    from vlexp.data.image_size import record_size
 
     # The image the gold box is written on: a cached copy's source, EXIF orientation applied.
     return record_size(image)
