@@ -231,16 +231,22 @@ def test_a_model_without_a_family_gets_no_default_frame(tmp_path):
     unknown.mkdir()
     (unknown / "config.json").write_text(json.dumps({"model_type": "llava"}))
     path = write_record(tmp_path, {"box": [100, 40, 500, 80]})
-    for model, error in ((str(unknown), "'llava' has no vlexp family"), ("org/absent", "offline")):
+    no_family = ((str(unknown), "'llava' model, which no vlexp family claims"),)
+    no_family += (("org/absent", "config.json is not here"),)
+    for model, error in no_family:
         cfg = compose(overrides(model))
-        with pytest.raises(DataError, match=f"rec.jsonl:1: data.boxes.model=.*{error}"):
+        with pytest.raises(DataError, match=f"rec.jsonl:1: .*model.name_or_path=.*{error}"):
             load_split(str(path), "grpo", cfg.data)
         cfg = compose([*overrides(model), "reward=[iou]", "data.boxes.gold=false"])
         with pytest.raises(ValueError, match=f"model.name_or_path=.*{error}"):
             guarded(cfg)  # gold in the record's pixels: iou would map answers by a guess
     plain = compose(["model=tiny", "data=jsonl", f"model.name_or_path={unknown}"])
-    no_boxes = write_record(tmp_path, {"solution": "3"})
+    (tmp_path / "plain").mkdir()
+    no_boxes = write_record(tmp_path / "plain", {"solution": "3"})
     assert load_split(str(no_boxes), "grpo", plain.data)["solution"] == ["3"]  # nothing to scale
+    # The family declared (or resolved at start-up) in model.family is the one boxes use.
+    declared = compose([*overrides(str(unknown)), "model.family=qwen3_vl"])
+    assert load_split(str(path), "grpo", declared.data)["box"] == ["[100, 50, 500, 100]"]
 
 
 def test_evaluation_sees_the_image_training_sees(tmp_path):

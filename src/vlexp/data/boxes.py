@@ -42,7 +42,6 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from vlexp.data.image_size import decoded_size
@@ -181,36 +180,37 @@ def only_boxes(text: str) -> bool:
 
 
 def family_frame(boxes_cfg: Any) -> BoxFrame:
-    """The box frame of the model in `data.boxes.model` with `data.boxes`' pixel budget.
-    Raises ValueError when its family cannot be told: boxes are never scaled by a guess."""
+    """The box frame of the model in `data.boxes` (`family`: the one resolved at start-up,
+    else told from `model`'s config.json) with its pixel budget. Raises ValueError when the
+    family cannot be told: boxes are never scaled by a guess."""
     from vlexp import families
 
+    model = _Model(boxes_cfg.get("model"), boxes_cfg.get("family"))
     limits = tuple(boxes_cfg.get(k) for k in ("min_pixels", "max_pixels", "factor"))
-    # Told once per model and budget, not per record (reading the family may read files).
-    key = (families.of_model_cfg, boxes_cfg.get("model"), *limits)
+    # Told once per model and budget, not per record (telling the family may read files).
+    key = (families.of_model_cfg, model, *limits)
     if key not in _FRAMES:
+        try:
+            family = families.of_model_cfg(model)
+        except families.UnknownFamily as err:
+            raise ValueError(f"boxes are written in the model family's frame: {err}") from None
         _FRAMES.clear() if len(_FRAMES) > 64 else None
-        _FRAMES[key] = _frame(boxes_cfg.get("model"), *limits)
+        _FRAMES[key] = frame_of_family(family, *limits)
     return _FRAMES[key]
 
 
 _FRAMES: dict[tuple, BoxFrame] = {}
 
 
-def _frame(model: str | None, min_pixels: Any, max_pixels: Any, factor: Any) -> BoxFrame:
-    from vlexp.families import UnknownFamily, of_model_cfg
+@dataclass(frozen=True)
+class _Model:
+    """The part of `cfg.model` the family seam reads (`families.of_model_cfg`)."""
 
-    try:
-        family = of_model_cfg(SimpleNamespace(name_or_path=model)) if model else None
-    except UnknownFamily as err:
-        raise ValueError(f"data.boxes.model={model}: {err}") from None
-    if family is None:
-        raise ValueError(
-            f"data.boxes.model={model!r}: its model family cannot be told offline (no local "
-            "config.json), so the frame its boxes are written in is unknown: download the "
-            "model first, or set data.boxes.gold=false and data.boxes.rescale=false"
-        )
-    return frame_of_family(family, min_pixels, max_pixels, factor)
+    name_or_path: str | None
+    family: str | None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
 
 
 def box_rescaler(frame: BoxFrame, image: object, bare: bool = False) -> Callable[[str], str]:

@@ -282,19 +282,15 @@ def _takes_box_frame(node: Any) -> bool:
 
 
 def model_box_frame(model_cfg: Any) -> Any:
-    """The box frame of `model_cfg`'s family with its configured pixel budget. Raises
-    ValueError when the family cannot be told: box rewards never score in a guessed frame."""
-    name = model_cfg.get("name_or_path") if model_cfg is not None else None
+    """The box frame of `model_cfg`'s family (`model.family`, resolved at start-up) with its
+    configured pixel budget. Raises ValueError when the family cannot be told: box rewards
+    never score in a guessed frame."""
+    if model_cfg is None:
+        raise ValueError("box rewards need the model's family for its box frame: no model given")
     try:
-        family = families.of_model_cfg(model_cfg) if name else None
+        family = families.of_model_cfg(model_cfg)
     except families.UnknownFamily as err:
-        raise ValueError(f"model.name_or_path={name}: {err}") from None
-    if family is None:
-        raise ValueError(
-            f"model.name_or_path={name!r}: its family cannot be told offline (no local "
-            "config.json), so box rewards do not know the frame its boxes are written in: "
-            "download the model first"
-        )
+        raise ValueError(f"box rewards score in the model family's frame: {err}") from None
     return frame_of_family(family, model_cfg.get("min_pixels"), model_cfg.get("max_pixels"))
 
 
