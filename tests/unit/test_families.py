@@ -276,3 +276,14 @@ def test_a_declared_family_serves_a_checkpoint_whose_config_is_not_here():
     cfg = compose(["model.name_or_path=someone/not-downloaded", "model.family=qwen2_5_vl"])
     validate(cfg, machine=False)
     assert cfg.model.family == "qwen2_5_vl"
+
+
+def test_a_lora_runs_final_dir_has_its_base_models_family(tmp_path):
+    from vlexp.validate import validate
+
+    final = tmp_path / "sft" / "final"
+    final.mkdir(parents=True)
+    (final / "adapter_config.json").write_text('{"base_model_name_or_path": "tiny://qwen3_vl"}')
+    cfg = compose([f"model.name_or_path={final}"])
+    validate(cfg, machine=False)
+    assert cfg.model.family == "qwen3_vl"

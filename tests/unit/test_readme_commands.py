@@ -104,7 +104,8 @@ def places(tmp_path, monkeypatch) -> dict[str, str]:
     own reward (importable, as `PYTHONPATH=.` makes it)."""
     for run in ("rm", "sft"):
         (tmp_path / run / "final").mkdir(parents=True)
-        (tmp_path / run / "final" / "config.json").write_text("{}")
+        # What a run of the tiny model saves: the family resolves from its model_type.
+        (tmp_path / run / "final" / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
     (tmp_path / "exp1" / "checkpoint-2").mkdir(parents=True)
     (tmp_path / "exp1" / "checkpoint-2" / "trainer_state.json").write_text("{}")
     readme.own_reward_files(tmp_path)

@@ -18,7 +18,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
-from vlexp import patches
+from vlexp import families, patches
 from vlexp.families import Family
 
 BACKENDS = ("auto", "torchvision", "pyav", "decord", "torchcodec")
@@ -76,10 +76,8 @@ class Budget:
 
     @classmethod
     def for_run(cls, cfg: Any) -> Budget:
-        """`data.video` with the patch size of `cfg.model`'s family."""
-        from vlexp.data.lengths import family_of
-
-        return cls.for_family(cfg.data.get("video"), family_of(cfg))
+        """`data.video` with the patch size of `cfg.model`'s family (resolved at start-up)."""
+        return cls.for_family(cfg.data.get("video"), families.of_model_cfg(cfg.model))
 
     def element(self, video: dict) -> dict:
         """The qwen-vl-utils content part for one video, budget keys included."""

@@ -255,6 +255,12 @@ def model_type_of(name_or_path: str) -> str | None:
     for path in candidates:
         if path is not None and Path(path).is_file():
             return json.loads(Path(path).read_text(encoding="utf-8")).get("model_type")
+    # A LoRA run's final/ holds an adapter: its family is its base model's, as transformers
+    # and PEFT load it (adapter_config.json names the base).
+    adapter = Path(name_or_path).expanduser() / "adapter_config.json"
+    if adapter.is_file():
+        base = json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        return model_type_of(str(base)) if base and base != name_or_path else None
     return None
 
 
@@ -297,6 +303,11 @@ def _declared(name: str) -> Family:
 
 def _from_checkpoint(name_or_path: str) -> Family:
     model_type = model_type_of(name_or_path) or _hub_model_type(name_or_path)
+    if model_type is None and (Path(name_or_path).expanduser() / "config.json").is_file():
+        raise UnknownFamily(
+            f"model.name_or_path={name_or_path}: its config.json names no model_type, so its "
+            f"family is unknown: set model.family (one of {', '.join(FAMILIES)})"
+        )
     if model_type is None:
         raise UnknownFamily(
             f"model.name_or_path={name_or_path}: its config.json is not here (no local dir, "
