@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         from vlexp.data.show import show
 
         reads = reward_config.columns(cfg, optional=True) if check.needs else {}
-        budget = check.video_budget
-        print(show(train, check.processor, cfg.algo.kind, count, check.needs, budget, reads))
+        budget, family = check.video_budget, check.family
+        print(
+            show(train, check.processor, cfg.algo.kind, count, check.needs, budget, family, reads)
+        )
     sizes = f"{len(train)} train" + (f" / {len(evaluation)} eval" if evaluation else "")
     print(f"vlexp.check_data: ok, {sizes} records would be used")
     return 0

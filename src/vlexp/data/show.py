@@ -14,7 +14,8 @@ from typing import Any
 
 from vlexp.data import schema, videos
 from vlexp.data.boxes import resized_size
-from vlexp.data.images import image_tokens, processor_geometry
+from vlexp.data.images import processor_geometry, token_counter
+from vlexp.families import Family
 
 PAD = "<|image_pad|>"
 VIDEO_PAD = "<|video_pad|>"
@@ -27,16 +28,18 @@ def show(
     kind: str,
     count: int,
     needs: dict[str, list[str]],
-    budget: videos.Budget | None = None,
+    budget: videos.Budget,
+    family: Family,
     reads: dict[str, list[str]] | None = None,
 ) -> str:
     """`budget`: the run's video sampling (`data.video`), which says each video's frames;
-    `needs`: the columns each reward needs, `reads`: all it may read (`iou`: `box` or
-    `solution`), shown when the record has them."""
+    `family`: the model's, which says what an image costs; `needs`: the columns each reward
+    needs, `reads`: all it may read (`iou`: `box` or `solution`), shown when the record has
+    them."""
     blocks = []
     for index in range(min(count, len(dataset))):
         row = dataset[index]
-        text = describe(row, processor, kind, needs, budget or videos.Budget(), reads)
+        text = describe(row, processor, kind, needs, budget, family, reads)
         blocks.append(f"--- record {index} ---\n{text}")
     return "\n".join(blocks)
 
@@ -46,20 +49,20 @@ def describe(
     processor: Any,
     kind: str,
     needs: dict[str, list[str]],
-    budget: videos.Budget | None = None,
+    budget: videos.Budget,
+    family: Family,
     reads: dict[str, list[str]] | None = None,
 ) -> str:
-    factor, low, high = processor_geometry(processor)
     images = row.get("images") or []
     sizes = [image.size for image in images]
-    tokens = [image_tokens(w, h, factor, low, high) for w, h in sizes]
+    count = token_counter(processor, family)
+    tokens = [count(w, h) for w, h in sizes]
     lines = []
     for number, ((w, h), n) in enumerate(zip(sizes, tokens, strict=True)):
-        rw, rh = resized_size(w, h, low, high, factor)
-        lines.append(f"image {number}: {w}x{h} px, resized to {rw}x{rh}: {n} tokens")
+        lines.append(f"image {number}: {w}x{h} px, {resized(processor, family, w, h)}: {n} tokens")
     video_tokens = []
     for number, video in enumerate(row.get("videos") or []):
-        loaded = videos.load(video, budget or videos.Budget())
+        loaded = videos.load(video, budget)
         video_tokens.append(loaded.tokens_for(processor))
         lines.append(f"video {number}: {video_line(video, loaded)}: {video_tokens[-1]} tokens")
 
@@ -94,6 +97,15 @@ def received(row: dict, needs: dict[str, list[str]], reads: dict[str, list[str]]
         given = ", ".join(f"{c}={row.get(c)!r}" for c in [*required, *optional])
         lines.append(f"reward {reward} receives: {given or '(no data column)'}")
     return lines
+
+
+def resized(processor: Any, family: Family, width: int, height: int) -> str:
+    """'resized to WxH': within the pixel budget (Qwen), or the processor's one size (Gemma 3)."""
+    if not family.pixel_budget:
+        size = processor.image_processor.size
+        return f"resized to {size['width']}x{size['height']}"
+    factor, low, high = processor_geometry(processor)
+    return "resized to {}x{}".format(*resized_size(width, height, low, high, factor))
 
 
 def template(processor: Any, turns: list, generation: bool) -> str:
