@@ -1,0 +1,125 @@
+"""Training equals inference (issue 24, item 1): for every forward an algorithm trains through
+(the algo files of conf/algo, grouped by the trainer and config classes they name) and every
+model family with a tiny build (vlexp.families.FAMILIES), on images and, where the family
+and the algorithm take them, on videos: one batch from vlexp's own data path and the trainer's
+own dataloader, through the trainer's own `training_step`, gives the per-token log-probabilities
+(value heads: the per-token values and the score) that the model's own forward gives on
+`processor(text=processor.apply_chat_template(conversation), images=...)`, in fp32.
+
+How both sides are read, and which rows are compared with which conversation: tests/parity.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import parity
+from vlexp import families
+
+ATOL = 1e-4  # fp32; same inputs give differences around 1e-6 (padding, batch shapes)
+GROUPS = parity.forward_groups()
+SMALL = [
+    "data.prepare.num_train=8",
+    "data.eval=null",
+    "train.per_device_train_batch_size=2",
+    "train.save_steps=1000",
+]
+
+
+def model_option(family: families.Family) -> str | None:
+    """The conf/model file whose model is the family's tiny build."""
+    from omegaconf import OmegaConf
+
+    for path in sorted((parity.REPO / "conf" / "model").glob("*.yaml")):
+        if OmegaConf.load(path).get("name_or_path") == f"tiny://{family.name}":
+            return path.stem
+    return None
+
+
+def cases() -> list:
+    rows = []
+    for label, names in GROUPS.items():
+        for family in families.FAMILIES.values():
+            for medium in ("image", "video"):
+                marks = []
+                if family.tiny is None:
+                    reason = f"{family.name} has no tiny build (vlexp.families: tiny=None)"
+                    marks = [pytest.mark.skip(reason=reason)]
+                elif medium == "video" and not family.video:
+                    reason = f"{family.name} takes no videos (vlexp.families: video=False)"
+                    marks = [pytest.mark.skip(reason=reason)]
+                case = pytest.param(names, family, medium, id=f"{label}-{family.name}-{medium}")
+                rows.append(pytest.param(*case.values, marks=marks, id=case.id))
+    return rows
+
+
+def overrides(names: list[str], family: families.Family, medium: str) -> list[str]:
+    """The command a user would run for the group's first algorithm, made small."""
+    from omegaconf import OmegaConf
+
+    node = parity.algo_node(parity.ALGO_DIR / f"{names[0]}.yaml")
+    args = node.args
+    found = [f"algo={names[0]}", f"model={model_option(family)}", *SMALL]
+    found.append("data=shapes_video" if medium == "video" else "data=shapes")
+    if node.get("groups"):
+        found.append("algo.args.num_generations=2")
+    for key in ("max_completion_length", "max_new_tokens"):
+        if node.get("generates") and key in args:
+            found.append(f"algo.args.{key}=8")  # a few sampled tokens are enough to compare
+    if "ppo_epochs" in args:
+        found.append("algo.args.ppo_epochs=1")
+    if "teacher" in OmegaConf.load(parity.ALGO_DIR / f"{names[0]}.yaml"):
+        from vlexp.models import tiny
+
+        found.append(f"teacher.name_or_path={tiny.ensure(family.name)}")
+    return found
+
+
+def build_or_skip(names, family, medium, run_dir):
+    """(trainer, cfg); an unsupported combination skips with vlexp's own reason."""
+    from tests.helpers import build_trainer
+    from vlexp.data import DataError
+    from vlexp.validate import ConfigError
+
+    try:
+        return build_trainer(overrides(names, family, medium), run_dir)
+    except (DataError, ConfigError) as refused:
+        if medium == "video":
+            pytest.skip(f"vlexp refuses videos here: {refused}")
+        raise
+
+
+def references(cfg, processor) -> list[parity.Reference]:
+    """Every conversation of the training data, as vlexp's reader gives it (before any trainer
+    formatting), through the processor alone."""
+    from vlexp.data import build_datasets
+
+    rows, _ = build_datasets(cfg.data, cfg.algo.kind)
+    refs = []
+    for row in rows:
+        videos = parity.video_inputs(cfg, row) if row.get("videos") else None
+        for messages, prompt in parity.conversations(row):
+            refs.append(parity.reference(processor, messages, row["images"], videos, prompt))
+    return refs
+
+
+@pytest.mark.parametrize("names, family, medium", cases())
+def test_parity(names, family, medium, tmp_path, vlexp_cache):
+    trainer, cfg = build_or_skip(names, family, medium, tmp_path / "run")
+    probes = parity.probes_of(trainer)
+    parity.run_one_step(trainer, probes)
+    refs = references(cfg, _processor(trainer))
+    for probe in probes:
+        assert probe.calls, f"{type(trainer).__name__}: no forward through {probe.head}"
+        result = parity.compare(probe, refs, ATOL)
+        where = f"{'+'.join(names)} on {family.name} ({medium}, {probe.head})"
+        assert result.rows >= 2, f"{where}: only {result.rows} trainer rows matched a conversation"
+        assert not result.problems, f"{where}: trainer differs from inference:\n" + "\n".join(
+            result.problems
+        )
+
+
+def _processor(trainer):
+    """The model's processor (trainers may hold a wrapper of it as `processing_class`)."""
+    held = trainer.processing_class
+    return getattr(held, "processor", held)
