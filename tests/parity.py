@@ -79,7 +79,8 @@ class Probe:
         ids = kwargs["input_ids"]
         mask = kwargs.get("attention_mask")
         mask = torch.ones_like(ids) if mask is None else mask
-        if kwargs.get("past_key_values") is not None or mask.shape != ids.shape:
+        cached = any(kwargs.get(k) is not None for k in ("cache", "past_key_values"))
+        if cached or kwargs.get("use_cache") or mask.shape != ids.shape:
             return  # a generation step (prefill or decode), not a training forward
         with torch.no_grad():
             per_token = head_outputs(self.module, self.head, output.last_hidden_state, ids)
@@ -133,7 +134,7 @@ def run_one_step(trainer: Any, probes: list[Probe]) -> None:
         batch = next(iter(trainer.get_train_dataloader()))
         trainer.model.train()
         trainer.current_gradient_accumulation_steps = 1  # what Trainer.train sets first
-        trainer.training_step(trainer.model, batch)
+        trainer.training_step(trainer.model, batch, None)  # num_items_in_batch: not known here
     finally:
         for handle in handles:
             handle.remove()
@@ -266,5 +267,35 @@ def compare(probe: Probe, refs: list[Reference], atol: float) -> Comparison:
     return result
 
 
-def video_inputs(cfg: Any, row: dict) -> dict:
-    raise NotImplementedError
+def video_inputs(cfg: Any, row: dict, patch_size: int) -> dict:
+    """The processor's video arguments for a row, the way Qwen's model cards run inference:
+    qwen-vl-utils' `process_vision_info` with `data.video`'s frame rate and pixel limits, then
+    the processor without resizing or resampling again."""
+    from qwen_vl_utils import process_vision_info
+
+    video = cfg.data.video
+    content = []
+    for item in row["videos"]:
+        element = {"type": "video", "video": item["path"] or list(item["frames"])}
+        if item["frames"]:
+            element["sample_fps"] = video.fps
+        else:
+            element["fps"] = video.fps
+        for key in ("min_pixels", "max_pixels", "total_pixels"):
+            if video.get(key) is not None:
+                element[key] = video[key]
+        content.append(element)
+    _, videos, kwargs = process_vision_info(
+        [{"role": "user", "content": content}],
+        image_patch_size=patch_size,
+        return_video_kwargs=True,
+        return_video_metadata=True,
+    )
+    frames, metadata = zip(*videos, strict=True)
+    return {
+        "videos": list(frames),
+        "video_metadata": list(metadata),
+        "do_resize": False,
+        "do_sample_frames": False,
+        **kwargs,
+    }

@@ -89,7 +89,7 @@ def build_or_skip(names, family, medium, run_dir):
         raise
 
 
-def references(cfg, processor) -> list[parity.Reference]:
+def references(cfg, processor, family) -> list[parity.Reference]:
     """Every conversation of the training data, as vlexp's reader gives it (before any trainer
     formatting), through the processor alone."""
     from vlexp.data import build_datasets
@@ -97,7 +97,7 @@ def references(cfg, processor) -> list[parity.Reference]:
     rows, _ = build_datasets(cfg.data, cfg.algo.kind)
     refs = []
     for row in rows:
-        videos = parity.video_inputs(cfg, row) if row.get("videos") else None
+        videos = parity.video_inputs(cfg, row, family.patch_size) if row.get("videos") else None
         for messages, prompt in parity.conversations(row):
             refs.append(parity.reference(processor, messages, row["images"], videos, prompt))
     return refs
@@ -108,7 +108,7 @@ def test_parity(names, family, medium, tmp_path, vlexp_cache):
     trainer, cfg = build_or_skip(names, family, medium, tmp_path / "run")
     probes = parity.probes_of(trainer)
     parity.run_one_step(trainer, probes)
-    refs = references(cfg, _processor(trainer))
+    refs = references(cfg, _processor(trainer), family)
     for probe in probes:
         assert probe.calls, f"{type(trainer).__name__}: no forward through {probe.head}"
         result = parity.compare(probe, refs, ATOL)
