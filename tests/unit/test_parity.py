@@ -26,14 +26,14 @@ SMALL = [
 ]
 
 
-def model_option(family: families.Family) -> str | None:
+def model_option(family: families.Family) -> str:
     """The conf/model file whose model is the family's tiny build."""
     from omegaconf import OmegaConf
 
     for path in sorted((parity.REPO / "conf" / "model").glob("*.yaml")):
         if OmegaConf.load(path).get("name_or_path") == f"tiny://{family.name}":
             return path.stem
-    return None
+    raise AssertionError(f"no conf/model file has name_or_path: tiny://{family.name}")
 
 
 def cases() -> list:
@@ -68,6 +68,8 @@ def unsupported(node, family: families.Family, medium: str) -> str | None:
         return f"{family.name} takes no videos (vlexp.families: video=False)"
     if medium == "video" and node.get("videos") is False:
         return f"algo={node.name} takes no videos (its algo file: videos: false)"
+    if medium == "video" and node.get("one_image"):
+        return f"algo={node.name} takes one image per prompt (its algo file: one_image: true)"
     return None
 
 
@@ -93,20 +95,6 @@ def overrides(names: list[str], family: families.Family, medium: str) -> list[st
     return found
 
 
-def build_or_skip(names, family, medium, run_dir):
-    """(trainer, cfg); an unsupported combination skips with vlexp's own reason."""
-    from tests.helpers import build_trainer
-    from vlexp.data import DataError
-    from vlexp.validate import ConfigError
-
-    try:
-        return build_trainer(overrides(names, family, medium), run_dir)
-    except (DataError, ConfigError) as refused:
-        if medium == "video":
-            pytest.skip(f"vlexp refuses videos here: {refused}")
-        raise
-
-
 def references(cfg, processor, family) -> list[parity.Reference]:
     """Every conversation of the training data, as vlexp's reader gives it (before any trainer
     formatting), through the processor alone."""
@@ -123,7 +111,9 @@ def references(cfg, processor, family) -> list[parity.Reference]:
 
 @pytest.mark.parametrize("names, family, medium", cases())
 def test_parity(names, family, medium, tmp_path, vlexp_cache):
-    trainer, cfg = build_or_skip(names, family, medium, tmp_path / "run")
+    from tests.helpers import build_trainer
+
+    trainer, cfg = build_trainer(overrides(names, family, medium), tmp_path / "run")
     probes = parity.probes_of(trainer)
     parity.run_one_step(trainer, probes)
     refs = references(cfg, _processor(trainer), family)
