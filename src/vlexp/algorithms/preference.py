@@ -1,4 +1,5 @@
-"""Images for TRL 1.16's reference-free preference trainers (ORPO; CPO, which also runs SimPO).
+"""Images for TRL 1.16's reference-free preference trainers (ORPO; CPO, which also runs SimPO),
+and the token types TRL's online DPO leaves out (`TokenTypesMixin`, at the end).
 
 `trl.experimental.orpo.ORPOTrainer` and `trl.experimental.cpo.CPOTrainer` are text-only:
 they read `processing_class.pad_token_id` (a VLM processor has none), tokenize the rendered
@@ -165,8 +166,10 @@ class TokenTypesMixin:
 
     `_forward` (policy and reference log-probs of the sampled pair) passes the image fields
     but not `mm_token_type_ids` / `token_type_ids`, so Qwen2.5-VL trained on 1-D positions
-    (Qwen3-VL refuses) while generation used the processor's 3-D ones. The model it calls gets
-    them rebuilt from the ids, as for ORPO/CPO (`ImageForward`, no extra image inputs).
+    (Qwen3-VL refuses) and Gemma 3 without its image attention, while generation used the
+    processor's. The model it calls gets them rebuilt from the ids, as for ORPO/CPO
+    (`ImageForward`, no extra image inputs). tests/unit/test_parity.py fails if a TRL release
+    changes what `_forward` passes.
     """
 
     def _forward(self, model: Any, prompt_ids: Any, *args: Any, **kwargs: Any) -> Any:
