@@ -86,9 +86,14 @@ def load_critic(policy, critic_init: str | None):
 def split_rows(batch: dict, grid: torch.Tensor | None, images: list[list]) -> dict:
     """Per-row views of the processor output: pixel_values is flat over all images."""
     out = {k: v for k, v in batch.items() if k not in ("pixel_values", "image_grid_thw")}
-    if grid is None:
+    if "pixel_values" not in batch:
         return out
     counts = [len(row) for row in images]
+    if grid is None:
+        # One pixel tensor per image (Gemma 3: (images, 3, H, W)). Dropping them here made
+        # PPO's training forward see the image tokens without the images.
+        out["pixel_values"] = list(batch["pixel_values"].split(counts))
+        return out
     patches = grid.prod(-1).split(counts)  # per row: patches of each image
     out["pixel_values"] = list(batch["pixel_values"].split([int(p.sum()) for p in patches]))
     out["image_grid_thw"] = list(grid.split(counts))

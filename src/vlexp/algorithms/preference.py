@@ -1,4 +1,5 @@
-"""Images for TRL 1.16's reference-free preference trainers (ORPO; CPO, which also runs SimPO).
+"""Images for TRL 1.16's reference-free preference trainers (ORPO; CPO, which also runs SimPO),
+and the token types TRL's online DPO leaves out (`TokenTypesMixin`, at the end).
 
 `trl.experimental.orpo.ORPOTrainer` and `trl.experimental.cpo.CPOTrainer` are text-only:
 they read `processing_class.pad_token_id` (a VLM processor has none), tokenize the rendered
@@ -16,14 +17,17 @@ wrote them; three input pieces around them carry the images:
   no pixel array is stored in the data set.
 * `concatenated_forward`: TRL's, called with the model bound to those image inputs (chosen
   and rejected rows share their prompt, so the batch's images are given twice, in TRL's
-  chosen-then-rejected order).
+  chosen-then-rejected order) and to the token types the processor would have made
+  (`ImageForward`): Qwen2.5-VL and Qwen3-VL compute their 3-D positions only from
+  `mm_token_type_ids` (without them Qwen2.5-VL silently uses 1-D positions, so training saw
+  other logits than inference; Qwen3-VL refuses), Gemma 3 its image attention from
+  `token_type_ids`.
 
 Images only: video records stop when the trainer is built (no collator carries videos here).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 # Keys of a batch's image inputs for the model, next to TRL's padded text tensors.
@@ -86,6 +90,44 @@ class ImageCollator:
         return batch
 
 
+class ImageForward:
+    """The model with the batch's image inputs and the token types rebuilt from the ids.
+
+    TRL pads prompt + answer ids itself, so the processor's per-token type ids are lost; they
+    are the ids' placeholders (1 image, 2 video, as the processor writes them), under the name
+    the processor gives them (`mm_token_type_ids` for Qwen, `token_type_ids` for Gemma 3).
+    """
+
+    def __init__(self, model: Any, images: dict, types_key: str | None, token_ids: dict):
+        self.model, self.images = model, images
+        self.types_key, self.token_ids = types_key, token_ids
+
+    def __call__(self, input_ids: Any, *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        if self.types_key is not None:
+            types = torch.zeros_like(input_ids)
+            for value, token_id in self.token_ids.items():
+                types[input_ids == token_id] = value
+            kwargs[self.types_key] = types
+        return self.model(input_ids, *args, **self.images, **kwargs)
+
+
+def token_types(processor: Any, config: Any) -> tuple[str | None, dict[int, int]]:
+    """(name, {type value: placeholder id}) of the per-token types the processor makes."""
+    names = getattr(processor, "model_input_names", ())
+    key = next((k for k in ("mm_token_type_ids", "token_type_ids") if k in names), None)
+    ids = {}
+    for value, attributes in (
+        (1, ("image_token_id", "image_token_index")),
+        (2, ("video_token_id",)),
+    ):
+        found = [getattr(config, a) for a in attributes if getattr(config, a, None) is not None]
+        if found:
+            ids[value] = found[0]
+    return key, ids
+
+
 class ImagePreferenceMixin:
     """ORPO/CPO with images; see the module docstring. Sits before TRL's trainer in the MRO."""
 
@@ -113,22 +155,46 @@ class ImagePreferenceMixin:
             import torch
 
             twice = {key: torch.cat([value, value]) for key, value in images.items()}
-            model = functools.partial(model, **twice)
+            config = self.accelerator.unwrap_model(model).config
+            key, ids = token_types(self.vision_processing.processor, config)
+            model = ImageForward(model, twice, key, ids)
         return super().concatenated_forward(model, batch)
 
 
+class TokenTypesMixin:
+    """TRL 1.16's OnlineDPOTrainer with the token types its `_forward` leaves out.
+
+    `_forward` (policy and reference log-probs of the sampled pair) passes the image fields
+    but not `mm_token_type_ids` / `token_type_ids`, so Qwen2.5-VL trained on 1-D positions
+    (Qwen3-VL refuses) and Gemma 3 without its image attention, while generation used the
+    processor's. The model it calls gets them rebuilt from the ids, as for ORPO/CPO
+    (`ImageForward`, no extra image inputs). tests/unit/test_parity.py fails if a TRL release
+    changes what `_forward` passes.
+    """
+
+    def _forward(self, model: Any, prompt_ids: Any, *args: Any, **kwargs: Any) -> Any:
+        config = self.accelerator.unwrap_model(model).config
+        key, ids = token_types(self.processing_class, config)
+        return super()._forward(ImageForward(model, {}, key, ids), prompt_ids, *args, **kwargs)
+
+
 def _build(name: str) -> type:
+    mixin: type = ImagePreferenceMixin
     if name == "ORPOTrainer":
         from trl.experimental.orpo import ORPOTrainer as base
-    else:
+    elif name == "CPOTrainer":
         from trl.experimental.cpo import CPOTrainer as base
+    else:
+        from trl.experimental.online_dpo import OnlineDPOTrainer as base
+
+        mixin = TokenTypesMixin
     doc = f"TRL's {name} with images (vlexp.algorithms.preference)."
-    return type(name, (ImagePreferenceMixin, base), {"__doc__": doc, "__module__": __name__})
+    return type(name, (mixin, base), {"__doc__": doc, "__module__": __name__})
 
 
 def __getattr__(name: str) -> type:
     # Built on first access, so importing this module does not import trl.
-    if name in ("ORPOTrainer", "CPOTrainer"):
+    if name in ("ORPOTrainer", "CPOTrainer", "OnlineDPOTrainer"):
         cls = _build(name)
         globals()[name] = cls
         return cls
