@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 
@@ -238,3 +239,27 @@ def test_the_parent_names_the_dead_rank_first(tmp_path, monkeypatch, capfd):
     )
     assert "the other ranks' errors follow from it" in str(caught.value)
     assert "Connection reset by peer" in capfd.readouterr().err  # passed through as it came
+
+
+def test_the_shutdown_watchdog_ends_with_training_and_fires_only_when_stuck(tmp_path, monkeypatch):
+    """The watchdog a SIGTERM arms exits a run stuck in its step, and nothing else: it used
+    to outlive training and end whatever the process did 90 s later (here: the test run)."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from vlexp.recipe import resume
+
+    left = []
+    monkeypatch.setattr(resume, "_leave", lambda code, message: left.append(code))
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    for stuck in (False, True):
+        callback = resume.SaveOnSigterm(tmp_path, shutdown_timeout=0.5)
+        callback.on_train_begin(args, TrainerState(), TrainerControl())
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled: arms the watchdog
+        finally:
+            if not stuck:
+                callback.on_train_end(args, TrainerState(), TrainerControl())
+        callback._watchdog.join(timeout=5)
+        if stuck:
+            callback.on_train_end(args, TrainerState(), TrainerControl())
+        assert left == ([143] if stuck else []), stuck

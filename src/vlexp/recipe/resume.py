@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 import threading
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -110,6 +109,7 @@ class SaveOnSigterm(TrainerCallback):
         self.stopped_at: int | None = None
         self._previous: dict[int, Any] = {}
         self._watchdog: threading.Thread | None = None
+        self._disarmed = threading.Event()
 
     def _handle(self, signum, _frame) -> None:
         if self.signalled and signum == signal.SIGINT:
@@ -139,7 +139,8 @@ class SaveOnSigterm(TrainerCallback):
         self._watchdog.start()
 
     def _watch(self, main_thread: int | None) -> None:
-        time.sleep(0.9 * self.shutdown_timeout)
+        if self._disarmed.wait(0.9 * self.shutdown_timeout):
+            return  # the run stopped in time (on_train_end)
         frame = sys._current_frames().get(main_thread)
         stack = traceback.format_stack(frame)[-5:] if frame is not None else []
         where = "".join(stack).rstrip() or "  (no Python frame: inside native code)"
@@ -166,6 +167,9 @@ class SaveOnSigterm(TrainerCallback):
             self.stopped_at = state.global_step
 
     def on_train_end(self, args, state, control, **kwargs):
+        # Stopped in time: the watchdog must not outlive training (it would end, 90 s later,
+        # whatever the process does next: an evaluation, the next run of a sweep, a test).
+        self._disarmed.set()
         for signum, previous in self._previous.items():
             if previous is not None:
                 signal.signal(signum, previous)
