@@ -21,10 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from vlexp import families
 from vlexp.config import algo as algorithm
 from vlexp.config import reward as reward_config
 from vlexp.data import fields, images, videos
-from vlexp.data.lengths import LengthLimits, count_tokens, family_of
+from vlexp.data.lengths import LengthLimits, count_tokens
 from vlexp.data.records import (
     BadRecord,
     DataError,
@@ -71,8 +72,9 @@ class DataCheck:
         )
         images.set_pixel_limit(self.data.get("max_image_pixels"))
         self.media_tokens = media_tokens(processor)
-        # The model's family says what an image and a video cost in tokens (vlexp.families).
-        self.family = family_of(cfg)
+        # The family (resolved once at start-up, model.family) says what an image and a
+        # video cost in tokens.
+        self.family = families.of_model_cfg(cfg.model)
         self.image_tokens = images.token_counter(processor, self.family)
         self.limits = LengthLimits(cfg, model_dir or processor.tokenizer.name_or_path)
         self.video_budget = videos.Budget.for_family(cfg.data.get("video"), self.family)

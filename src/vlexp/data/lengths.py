@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlexp import families
 from vlexp.config import algo as algorithm
 from vlexp.data.records import BadRecord, Record
 
@@ -60,13 +59,6 @@ class LengthLimits:
 
     def truncates(self, total: int) -> bool:
         return self.max_length is not None and total > self.max_length
-
-
-def family_of(cfg: Any) -> families.Family:
-    """The family of `cfg.model` (resolved once at start-up, `model.family`), which says what
-    each image and video costs in tokens: never guessed; one that cannot be told stops with
-    `families.UnknownFamily`, naming `model.family`."""
-    return families.of_model_cfg(cfg.model)
 
 
 def model_context(cfg: Any, model_dir: str) -> tuple[int | None, str]:
