@@ -267,9 +267,6 @@ def model_type_of(name_or_path: str) -> str | None:
 def of_model_cfg(model_cfg: Any) -> Family:
     """The family of `cfg.model`: the one `resolve` recorded at start-up in `model.family`,
     else resolved now by the same rule. Every caller gets the same answer, or one error."""
-    declared = model_cfg.get("family") if hasattr(model_cfg, "get") else None
-    if declared in FAMILIES:
-        return FAMILIES[declared]
     return resolve(model_cfg)
 
 
@@ -342,10 +339,8 @@ def _hub_model_type(repo_id: str) -> str | None:
 def _record(model_cfg: Any, name: str) -> None:
     """Write the resolved name into `model.family` (a DictConfig in struct mode, or a run
     dir's config from before the key existed)."""
-    try:
-        from omegaconf import DictConfig, open_dict
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        return
+    from omegaconf import DictConfig, open_dict
+
     if isinstance(model_cfg, DictConfig):
         with open_dict(model_cfg):
             model_cfg.family = name
