@@ -81,3 +81,20 @@ def test_the_script_rewrites_a_stale_table(tmp_path, monkeypatch):
     assert support_table.main(["--write"]) == 0
     assert support_table.main(["--check"]) == 0
     assert readme.read_text() == f"# x\n\n{support_table.build()}\n\nmore\n"
+
+
+def test_the_concepts_table_lists_every_option_of_each_group():
+    """docs/concepts.md's table of config groups names each group's options: all of them."""
+    import re
+
+    from tests.readme import page
+    from vlexp.paths import config_dir
+
+    rows = re.findall(r"^\| `(\w+)`\s*\| (.*?) \|", page("concepts"), re.M)
+    checked = 0
+    for group, cell in rows:
+        if (config_dir() / group).is_dir():
+            options = {p.stem for p in (config_dir() / group).glob("*.yaml")}
+            assert set(re.findall(r"`(\w+)`", cell)) == options, group
+            checked += 1
+    assert checked >= 9, rows
