@@ -511,7 +511,7 @@ def run_case(
 
 
 def table(results: list[Result]) -> str:
-    """The results as the Markdown table README.md's performance section shows."""
+    """The results as the Markdown table docs/performance.md shows."""
 
     def num(value, fmt="{:.0f}"):
         return "-" if value is None else fmt.format(value)

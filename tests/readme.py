@@ -1,6 +1,6 @@
-"""Every command README.md shows, and how a test exercises it.
+"""Every command README.md and the manual's pages (docs/*.md) show, and how a test exercises it.
 
-`commands()` reads the commands out of README.md's ```bash blocks (a `\\` continuation joined
+`commands()` reads the commands out of the ```bash blocks of every page in `PAGES` (a `\\` continuation joined
 into one line, a trailing `# comment` dropped; a `#!` script is one command). `REGISTRY` maps
 each command, exactly as `commands()` gives it, to how it is exercised:
 
@@ -16,9 +16,9 @@ each command, exactly as `commands()` gives it, to how it is exercised:
   this machine say instead of running it; pip lines name extras pyproject.toml declares;
   shell scripts pass `bash -n`.
 
-tests/unit/test_readme_commands.py fails, naming the command and its README line, when the
-README shows a command the registry lacks (add an entry) or the registry holds one the
-README no longer shows (drop or update it).
+tests/unit/test_readme_commands.py fails, naming the command and its page and line, when a
+page shows a command the registry lacks (add an entry) or the registry holds one no page
+shows any more (drop or update it).
 """
 
 from __future__ import annotations
@@ -28,7 +28,20 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+DOCS = REPO / "docs"
+
+
+def pages() -> list[Path]:
+    """README.md, then every page of the manual (a new page is scanned without a word here)."""
+    return [README, *sorted(DOCS.glob("**/*.md"))]
+
+
+def page(name: str) -> str:
+    """The text of one page of the manual: `page("rewards")` is docs/rewards.md."""
+    return (DOCS / f"{name}.md").read_text(encoding="utf-8")
+
 
 # Appended to every training command run for real: a couple of optimizer steps.
 STEPS = ("train.max_steps=2",)
@@ -37,12 +50,16 @@ STEPS = ("train.max_steps=2",)
 @dataclass(frozen=True)
 class Command:
     text: str
-    line: int  # where its block starts in README.md
+    line: int  # where its block starts in its page
     section: str
+    page: str = "README.md"  # relative to the repository
 
 
-def commands(readme: Path = README) -> list[Command]:
-    """The commands of README.md's bash blocks, in order."""
+def commands(readme: Path | None = None) -> list[Command]:
+    """The commands of the bash blocks of `readme` (default: every page), in order."""
+    if readme is None:
+        return [command for path in pages() for command in commands(path)]
+    name = str(readme.relative_to(REPO)) if readme.is_relative_to(REPO) else readme.name
     found, section, block, start, lang = [], "", None, 0, ""
     for number, line in enumerate(readme.read_text(encoding="utf-8").splitlines(), 1):
         fence = re.match(r"\s*```(\w*)", line)
@@ -50,7 +67,7 @@ def commands(readme: Path = README) -> list[Command]:
             block, start, lang = [], number, fence.group(1)
         elif fence:
             if lang in ("bash", "sh", "shell"):
-                found += [Command(text, start, section) for text in _block_commands(block)]
+                found += [Command(text, start, section, name) for text in _block_commands(block)]
             block = None
         elif block is not None:
             block.append(line)
@@ -126,6 +143,14 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     'pip install -e ".[dev]" && python -m pytest': Elsewhere(
         "installs from the network, then runs the whole suite, fast and slow (.ci/run runs "
         "it on every landing)"
+    ),
+    "python -m vlexp.evaluate run=outputs/2026-11-26/03-43-47": Run(
+        files={"outputs/2026-11-26/03-43-47": "{tmp}/quick"},
+        chain="quickstart",
+        cheap=("eval.limit=8",),
+    ),
+    "mkdocs build --strict --site-dir /tmp/vlexp-site": ByTest(
+        "tests/unit/test_docs_site.py::test_the_manual_builds_strict"
     ),
     # --- Data
     "python -m vlexp algo=sft data=jsonl data.dataset_info=/LLaMA-Factory/data "
@@ -381,6 +406,9 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     "python -m pytest -m slow": Elsewhere(
         "the slow set (part of what CI runs); the `slow` marker is registered in pyproject.toml"
     ),
+    "python scripts/support_table.py --write": ByTest(
+        "tests/unit/test_readme_support_table.py::test_the_script_rewrites_a_stale_table"
+    ),
     "ruff check src tests && ruff format --check src tests": ByTest(
         "tests/unit/test_readme_commands.py::test_the_readme_lint_command_passes"
     ),
@@ -405,8 +433,11 @@ def fill(text: str, files: dict[str, str], places: dict[str, str]) -> str:
     return re.sub(pattern, lambda m: files[m.group(0)].format(**places), text)
 
 
-def blocks(lang: str, readme: Path = README) -> list[str]:
-    """The text of every ```LANG block of README.md (`""`: the untyped ones, outputs)."""
+def blocks(lang: str, readme: Path | None = None) -> list[str]:
+    """The text of every ```LANG block of `readme` (default: every page; `""`: the untyped
+    ones, outputs)."""
+    if readme is None:
+        return [text for path in pages() for text in blocks(lang, path)]
     found, block, kind = [], None, ""
     for line in readme.read_text(encoding="utf-8").splitlines():
         fence = re.match(r"\s*```(\w*)", line)

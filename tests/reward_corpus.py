@@ -8,7 +8,7 @@ of its own there) give the value its function returns on that input (computed on
 project's code; the comment says so where it is not obvious).
 
 Where vlexp differs on purpose, `vlexp` holds vlexp's score and `why` says why (stricter
-format, no partial credit, no "skip" score); the README's Correctness section lists the
+format, no partial credit, no "skip" score); docs/correctness.md lists the
 kinds. `tests/unit/test_reward_corpus.py` runs every case.
 
 Sources (read 2026-12-06 from their default branches):
@@ -49,7 +49,7 @@ VISUAL_RFT_DET = "Liuziyu77/Visual-RFT src/virft/src/open_r1/grpo.py"
 VRFT_BOX = "<think>..</think><answer>[{{'Position': {}, 'Confidence': 0.9}}]</answer>"
 VRFT_GOLD = "<answer>[{'Position': [0, 0, 10, 10], 'Confidence': 1}]</answer>"
 
-# Kinds of deliberate difference (the README's Correctness section names each).
+# Kinds of deliberate difference (docs/correctness.md names each).
 NO_PARTIAL = "no partial credit: a format is right or wrong (open-r1's tag_count gives 0.25 a tag)"
 ANSWER_TAGS = (
     "think_format asks for vlexp's prompt format, <think>…</think><answer>…</answer>; "

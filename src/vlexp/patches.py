@@ -3,7 +3,7 @@
 Each patch names the version it was written against and the upstream behaviour it works
 around; tests/unit/test_patches.py holds one contract test per patch that fails with a clear
 message when an upgrade changes the thing patched. Moving to a new TRL or transformers
-release means running those tests first (see the README, "Moving to a new TRL release").
+release means running those tests first (see docs/development.md, "Moving to a new TRL release").
 
 Nothing here is imported at module level: torch, transformers, trl and qwen-vl-utils load
 inside the functions.

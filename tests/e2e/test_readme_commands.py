@@ -187,6 +187,21 @@ def sft_run(run_dir: Path) -> None:
     assert sft.returncode == 0, sft.stderr[-3000:]
 
 
+def test_readme_chain_quickstart(tmp_path, data, tiny_model):
+    """The quick start's second command: `vlexp.evaluate` of the run dir the default run (its
+    first, here 2 steps) printed."""
+    (text,) = chain("quickstart")
+    default = subprocess.run(
+        [sys.executable, "-m", "vlexp", *readme.STEPS, f"hydra.run.dir={tmp_path / 'quick'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert default.returncode == 0, default.stderr[-3000:]
+    assert "python -m vlexp.evaluate run=" in default.stdout  # the next command it names
+    run(text, tmp_path, data)
+    metrics = json.loads((tmp_path / "quick" / "eval" / "metrics.json").read_text())
+    assert metrics, metrics
+
+
 def test_readme_chain_teacher(tmp_path, data, tiny_model):
     """`algo=distill teacher.name_or_path=outputs/DATE/TIME`: a run dir is a teacher."""
     (text,) = chain("teacher")

@@ -1,7 +1,7 @@
 """One contract test per patch in vlexp.patches: each fails with a message naming the patch
 when a TRL, transformers or qwen-vl-utils upgrade changes the thing it reaches into.
 
-Run these first when moving to a new release (README: "Moving to a new TRL release")."""
+Run these first when moving to a new release (docs/development.md: "Moving to a new TRL release")."""
 
 from __future__ import annotations
 

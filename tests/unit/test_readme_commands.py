@@ -1,6 +1,6 @@
-"""Every command README.md shows is exercised (tests/readme.py says how), and the ones this
-machine cannot run are checked as far as it can: they compose, pass the config checks, name
-installable extras, parse as shell."""
+"""Every command README.md and the manual's pages (docs/*.md) show is exercised
+(tests/readme.py says how), and the ones this machine cannot run are checked as far as it can:
+they compose, pass the config checks, name installable extras, parse as shell."""
 
 from __future__ import annotations
 
@@ -23,21 +23,22 @@ SLOW_MODULE = REPO / "tests" / "e2e" / "test_readme_commands.py"
 
 
 def test_every_readme_command_has_a_way_to_be_exercised():
-    """A command added to the README needs an entry in tests/readme.py's REGISTRY; one the
-    README dropped leaves it."""
+    """A command added to README.md or a docs/ page needs an entry in tests/readme.py's
+    REGISTRY; one no page shows any more leaves it."""
     shown = readme.commands()
     missing = [c for c in shown if c.text not in REGISTRY]
     gone = sorted(set(REGISTRY) - {c.text for c in shown})
     report = [
-        f"README.md:{c.line} ({c.section}): no test exercises {c.text!r}; add it to "
+        f"{c.page}:{c.line} ({c.section}): no test exercises {c.text!r}; add it to "
         "REGISTRY in tests/readme.py (Run, ByTest or Elsewhere with the reason)"
         for c in missing
     ] + [
-        f"REGISTRY holds {text!r}, which README.md no longer shows: drop or update it"
+        f"REGISTRY holds {text!r}, which no page (README.md, docs/) shows: drop or update it"
         for text in gone
     ]
     assert not report, "\n".join(report)
-    assert len(shown) >= 60  # the parser still finds the README's blocks
+    assert len(shown) >= 60  # the parser still finds the pages' blocks
+    assert {c.page for c in shown} >= {"README.md", "docs/quickstart.md", "docs/data.md"}
 
 
 def test_the_extraction_joins_continuations_and_drops_comments(tmp_path):
@@ -51,6 +52,18 @@ def test_the_extraction_joins_continuations_and_drops_comments(tmp_path):
         ("python -m vlexp a=1 b=2", 5, "Part"),
         ("pip install x", 5, "Part"),
     ]
+
+
+def test_a_command_on_any_page_of_the_manual_is_found(tmp_path, monkeypatch):
+    """A page added under docs/ is scanned without being named anywhere: its commands count,
+    and the test above fails on one the registry lacks, naming the page."""
+    docs = tmp_path / "docs"
+    (docs / "guides").mkdir(parents=True)
+    (docs / "guides" / "new.md").write_text("# New\n\n```bash\npython -m vlexp algo=new\n```\n")
+    monkeypatch.setattr(readme, "DOCS", docs)
+    found = [c for c in readme.commands() if c.page != "README.md"]
+    assert [(c.text, c.line, c.section) for c in found] == [("python -m vlexp algo=new", 3, "New")]
+    assert found[0].page.endswith("new.md") and found[0].text not in REGISTRY
 
 
 def test_tests_named_in_the_registry_exist():
@@ -235,7 +248,7 @@ def test_the_readme_plan_prints_what_the_readme_shows(capsys):
 
     text = "python -m vlexp.plan model=qwen2_5_vl_7b algo=grpo plan.gpu_mem_gb=80"
     assert text in REGISTRY
-    page = readme.README.read_text()
+    page = "\n".join(path.read_text() for path in readme.pages())
     shown = re.search(r"```bash\n" + re.escape(text) + r"\n```\n```\n(.*?)```", page, re.S)
     buffer = io.StringIO()
     with redirect_stdout(buffer):

@@ -37,12 +37,12 @@ def test_reward_reads_conversational_completions_like_strings():
 
 
 def test_every_difference_is_one_the_readme_names():
-    from tests.readme import README
+    from tests.readme import page
 
-    section = README.read_text().split("## Correctness", 1)[1].split("\n## ", 1)[0]
+    section = page("correctness")
     reasons = {case["why"] for case in CASES if case["why"]}
     for kind in ("partial credit", "think_format", "None", "last", "substring", "value"):
-        assert kind in section, f"the README's Correctness section does not mention {kind!r}"
+        assert kind in section, f"docs/correctness.md does not mention {kind!r}"
     assert all(case["vlexp"] is not None for case in CASES if case["expected"] is None)
     assert len(reasons) >= 5
     differences = sum(1 for case in CASES if case["why"])

@@ -131,10 +131,10 @@ def test_the_message_points_at_the_reward_s_own_line_when_a_library_raises():
 def test_the_readme_own_reward_example_works(tmp_path, monkeypatch):
     import re
 
-    from tests.helpers import REPO
+    from tests.readme import page
 
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("**Your own reward**") :]
+    rewards = page("rewards")
+    section = rewards[rewards.index("**Your own reward**") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     conf = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
     (tmp_path / "my_rewards.py").write_text(code)

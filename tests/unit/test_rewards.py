@@ -256,12 +256,12 @@ def test_rewards_score_each_completion_against_its_own_record():
 
 
 def _readme_accuracy_rows() -> list[tuple[str, str, float]]:
-    """(answer, solution, score) for every example in the README's `accuracy` table."""
+    """(answer, solution, score) for every example in the `accuracy` table of docs/rewards.md."""
     import re
 
-    from tests.readme import README
+    from tests.readme import page
 
-    table = README.read_text().split("| completion's answer | solution | equal | why |", 1)[1]
+    table = page("rewards").split("| completion's answer | solution | equal | why |", 1)[1]
     rows = []
     for line in table.split("\n\n", 1)[0].splitlines()[2:]:
         answers, golds, equal = (re.findall(r"`([^`]+)`", cell) for cell in line.split(" | ")[:3])

@@ -1,6 +1,6 @@
 """How an answer is read from a completion and compared with a record's solution: the answer
 conventions of the data sets (`<answer>` tags, the text after `</think>`, `\\boxed{}`) and the
-equalities `accuracy` accepts (README, Rewards). The cases other projects' reward tests
+equalities `accuracy` accepts (docs/rewards.md). The cases other projects' reward tests
 assert are kept in `tests/reward_corpus.py`; `tests/unit/test_reward_corpus.py` runs them."""
 
 from __future__ import annotations
@@ -208,8 +208,8 @@ def looks_mathematical(text: str) -> bool:
 
 
 def answers_equal(answer: Answer, gold: Answer) -> bool:
-    """Whether a completion's answer equals one accepted answer of the record (README, the
-    table under Rewards): the same text, the same option letter, the same list or dict, or
+    """Whether a completion's answer equals one accepted answer of the record (the table in
+    docs/rewards.md): the same text, the same option letter, the same list or dict, or
     the same mathematical value (math-verify)."""
     if normalise(answer.text) == normalise(gold.text):
         return True

@@ -6,7 +6,7 @@ strings (vlexp's data loader encodes them) or as lists. Completions are plain st
 conversational prompts, `[{"role": "assistant", "content": "..."}]`; both are accepted.
 
 Add your own reward as a plain function in any importable module and point a YAML file at
-it (`_target_: my_module.my_reward`, `_partial_: true`); see the README.
+it (`_target_: my_module.my_reward`, `_partial_: true`); see docs/rewards.md.
 """
 
 from __future__ import annotations
