@@ -197,19 +197,19 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     """Check `run=` before Hydra: it decides the output dir, so Hydra would report a bad
-    path as an interpolation error with a traceback, after creating directories. A key the
-    config lacks stops with the one line `python -m vlexp` prints (Hydra's own is seven)."""
+    path as an interpolation error with a traceback, after creating directories. A bad
+    override stops with the one line `python -m vlexp` prints (vlexp.overrides)."""
     for arg in sys.argv[1:]:
         if arg.startswith("run=") and arg[4:] not in ("", "null"):
             try:
                 locate(arg[4:])
             except EvalError as err:
                 raise SystemExit(f"vlexp.evaluate: {err}") from None
-    from vlexp.app import misspelt_key_hint
+    from vlexp import overrides
 
-    hint = misspelt_key_hint(sys.argv[1:], "evaluate", "python -m vlexp.evaluate")
-    if hint:
-        raise SystemExit(hint)
+    line = overrides.problem(sys.argv[1:], "evaluate", "python -m vlexp.evaluate")
+    if line:
+        raise SystemExit(line)
     main()
 
 
