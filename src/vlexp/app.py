@@ -23,7 +23,7 @@ from vlexp.paths import config_dir, private_temp
 from vlexp.recipe import launch, redact, stops
 from vlexp.recipe.rundir import RunDirError, check_writable
 from vlexp.recipe.sweep import JobFailed, objective
-from vlexp.validate import ConfigError, validate
+from vlexp.validate import ConfigError, torch_stack, validate
 
 log = logging.getLogger("vlexp")
 
@@ -62,6 +62,9 @@ def main(cfg: DictConfig) -> float | None:
         validate(cfg)
     except ConfigError as err:
         raise stop(f"vlexp: config error: {err}") from None
+    mismatch = torch_stack.problem()  # before transformers imports torchvision and fails
+    if mismatch:
+        raise stop(mismatch)
     note = unused_reward_note(cfg, list(HydraConfig.get().overrides.task))
     if note:
         log.info(note)

@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vlexp.check_data: config error: {err}", file=sys.stderr)
         return 2
 
+    from vlexp.validate import torch_stack
+
+    mismatch = torch_stack.problem()  # before transformers imports torchvision and fails
+    if mismatch:
+        print(mismatch, file=sys.stderr)
+        return 1
     from vlexp.recipe.console import quiet_libraries
 
     quiet_libraries()  # no "Casting the dataset" bars between the summary and the records

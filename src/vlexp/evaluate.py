@@ -27,6 +27,7 @@ from vlexp.evaluation.gallery import wandb_table
 from vlexp.evaluation.generation import load_examples
 from vlexp.models.loading import load_model, load_processor, source_problem
 from vlexp.paths import config_dir
+from vlexp.validate import torch_stack
 
 log = logging.getLogger("vlexp")
 
@@ -163,6 +164,9 @@ def main(cfg: DictConfig) -> float | None:
         problem = source_problem(str(local_model_cfg(cfg, model_dir).name_or_path))
         if problem:  # in seconds, not after minutes of hub retries
             raise EvalError(problem)
+        mismatch = torch_stack.problem()  # before transformers imports torchvision and fails
+        if mismatch:
+            raise SystemExit(mismatch)
         from vlexp.recipe.console import quiet_libraries  # imports transformers: after the check
 
         quiet_libraries()  # the known-harmless warnings and loading bars, as in training
