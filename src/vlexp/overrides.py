@@ -34,8 +34,8 @@ def problem(
     from vlexp.paths import config_dir
 
     known = _hydra_args(args)
-    if known is None or not known.overrides:
-        return None
+    if known is None or not known.overrides or known.config_dir or known.config_path:
+        return None  # nothing to check, or a config tree of the user's: Hydra's own answer
     try:
         parsed = [_parse(text) for text in known.overrides]
         GlobalHydra.instance().clear()
@@ -52,9 +52,15 @@ def problem(
 
 
 def first_line(err: BaseException) -> str:
-    """Any other Hydra error as one vlexp line (Hydra's first line carries the message)."""
-    text = str(err).strip().splitlines()
-    return f"vlexp: config error: {text[0] if text else type(err).__name__}"
+    """Any other Hydra error as one vlexp line: its message's lines joined, without OmegaConf's
+    `full_key:`/`object_type=` detail lines or Hydra's search-path listing."""
+    text = str(err).split("\nConfig search path:")[0]
+    kept = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not re.match(r"\s*(full_key:|object_type=|reference_type=)", line)
+    ]
+    return f"vlexp: config error: {' '.join(kept) or type(err).__name__}"
 
 
 def _hydra_args(args: list[str]) -> Any:
@@ -128,7 +134,7 @@ def _compose_or_stop(config_name: str, overrides: list[str], command: str) -> Di
     try:
         return _compose(config_name, overrides)
     except MissingConfigException as err:
-        raise Stop(_missing_option(err, overrides)) from None
+        raise Stop(_missing_option(err, config_name, overrides)) from None
     except (HydraException, OmegaConfBaseException) as err:
         message = str(err)
         if re.match(r"Could not (override|delete from config\.) '", message):
@@ -136,14 +142,22 @@ def _compose_or_stop(config_name: str, overrides: list[str], command: str) -> Di
         raise Stop(_other_composition_error(message, overrides)) from None
 
 
-def _missing_option(err: Any, overrides: list[str]) -> str:
+def _missing_option(err: Any, config_name: str, overrides: list[str]) -> str:
     """`algo=grop`: the group's options and the closest one."""
     from hydra.core.global_hydra import GlobalHydra
 
     group, _, option = str(err.missing_cfg_file).rpartition("/")
     if not group:
         return first_line(err)
-    options = err.options or GlobalHydra.instance().config_loader().get_group_options(group)
+    # With the overrides: `hydra.searchpath=[...]` adds options of the user's own.
+    loader = GlobalHydra.instance().config_loader()
+    others = [o for o in overrides if _key(o).replace(".", "/") != group]
+    try:
+        options = err.options or loader.get_group_options(
+            group, config_name=config_name, overrides=others
+        )
+    except Exception:  # another override is wrong too: the shipped options still help
+        options = loader.get_group_options(group)
     typed = next((o for o in overrides if _key(o).replace(".", "/") == group), None)
     close = difflib.get_close_matches(option, options, n=1, cutoff=0.6)
     said = f"{typed}: " if typed else ""

@@ -115,3 +115,15 @@ def test_every_value_of_a_sweep_is_checked_and_good_ones_pass():
     assert overrides.problem(["-m", "algo.args.beta=interval(0.0,0.1)", "algo=glob(*)"]) is None
     assert overrides.problem(["--cfg", "job", "algo=sft", "train.learning_rate=1e-5"]) is None
     assert overrides.problem(["train.max_steps=${seed}", "train.eval_steps=null"]) is None
+
+
+def test_options_of_a_users_own_config_folder_count(tmp_path):
+    """`hydra.searchpath=[file://DIR]` (README, Rewards) adds options: suggested, and accepted."""
+    (tmp_path / "reward").mkdir()
+    (tmp_path / "reward" / "short_answer.yaml").write_text(
+        "# @package reward\nweights:\n  short_answer: 0.5\n"
+    )
+    searchpath = f"hydra.searchpath=[file://{tmp_path}]"
+    assert overrides.problem([searchpath, "reward=[think_format,short_answer]"]) is None
+    line = overrides.problem([searchpath, "reward=[think_format,short_answr]"])
+    assert "did you mean short_answer?" in line
