@@ -7,7 +7,6 @@ python -m vlexp --cfg job                         # print the composed config, i
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -19,11 +18,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from vlexp import overrides
 from vlexp.paths import config_dir, private_temp
 from vlexp.recipe import launch, redact, stops
 from vlexp.recipe.rundir import RunDirError, check_writable
 from vlexp.recipe.sweep import JobFailed, objective
-from vlexp.validate import ConfigError, validate
+from vlexp.validate import ConfigError, torch_stack, validate
 
 log = logging.getLogger("vlexp")
 
@@ -62,6 +62,9 @@ def main(cfg: DictConfig) -> float | None:
         validate(cfg)
     except ConfigError as err:
         raise stop(f"vlexp: config error: {err}") from None
+    mismatch = torch_stack.problem()  # before transformers imports torchvision and fails
+    if mismatch:
+        raise stop(mismatch)
     note = unused_reward_note(cfg, list(HydraConfig.get().overrides.task))
     if note:
         log.info(note)
@@ -117,71 +120,13 @@ def unused_reward_note(cfg: DictConfig, overrides: list[str]) -> str | None:
 
 
 def cli() -> None:
-    """`python -m vlexp`: Hydra's main, plus "did you mean" when an override names no key
-    (Hydra suggests `+key=...`, which adds a key the trainer then rejects)."""
-    try:
-        main()
-    except SystemExit as exit:
-        if exit.code == 1:
-            hint = misspelt_key_hint(sys.argv[1:])
-            if hint:
-                print(hint, file=sys.stderr)
-        raise
-
-
-def misspelt_key_hint(
-    args: list[str], config_name: str = "config", command: str = "python -m vlexp"
-) -> str | None:
-    """For an override of a key the composed config lacks: the closest existing keys, in the
-    one line every entry point prints (`command` is the one whose `--cfg job` lists them)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import ConfigCompositionException
-
-    if any(arg in ("-m", "--multirun") for arg in args):
-        return None  # sweep values (a=1,2) do not compose as one config
-    overrides = [a for a in args if "=" in a and not a.startswith(("-", "hydra."))]
-    unknown: list[str] = []  # every key the config lacks, dropped one at a time
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        while True:
-            try:
-                cfg = compose(config_name, overrides=overrides)
-                break
-            except ConfigCompositionException as err:
-                found = re.match(r"Could not override '([^']+)'", str(err))
-                if not found:
-                    return None  # another problem: Hydra's own message stands
-            except Exception:
-                return None
-            unknown.append(found.group(1))
-            overrides = [o for o in overrides if o.partition("=")[0].lstrip("~") != unknown[-1]]
-    if not unknown:
-        return None
-    key, also = unknown[0], "".join(f" (nor is {other})" for other in unknown[1:])
-    value = next(a.partition("=")[2] for a in args if a.partition("=")[0].lstrip("~") == key)
-    close = difflib.get_close_matches(key, dotted_keys(cfg), n=1, cutoff=0.75)
-    if not close:
-        return (
-            f"vlexp: {key} is not a key of the config{also} ({command} --cfg job prints them all)"
-        )
-    return f"vlexp: {key} is not a key of the config{also}: did you mean {close[0]}={value}?"
-
-
-def dotted_keys(cfg: DictConfig) -> list[str]:
-    """Every key of `cfg` as a dotted path, nodes included (`train`, `train.max_steps`)."""
-    from omegaconf import OmegaConf
-
-    def walk(node, prefix: str) -> list[str]:
-        if not isinstance(node, dict):
-            return []
-        keys = []
-        for key, value in node.items():
-            path = f"{prefix}{key}"
-            keys += [path, *walk(value, path + ".")]
-        return keys
-
-    return walk(OmegaConf.to_container(cfg, resolve=False), "")
+    """`python -m vlexp`: the overrides checked first (one line for a mistake, with "did you
+    mean"; Hydra's own answer is several lines and accepts `train.max_steps=abc`), then Hydra's
+    main."""
+    line = overrides.problem(sys.argv[1:])
+    if line:
+        raise SystemExit(line)
+    main()
 
 
 if __name__ == "__main__":

@@ -43,18 +43,28 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     from hydra.errors import HydraException
 
+    from vlexp import overrides
+
+    line = overrides.problem(args)  # the one line `python -m vlexp` prints for them
+    if line:
+        print(line, file=sys.stderr)
+        return 2
     try:
         cfg = compose(args)
         validate(cfg)
     except HydraException as err:
-        from vlexp.plan import config_error_line
-
-        print(config_error_line(err, args), file=sys.stderr)
+        print(overrides.first_line(err), file=sys.stderr)
         return 2
     except ConfigError as err:
         print(f"vlexp.check_data: config error: {err}", file=sys.stderr)
         return 2
 
+    from vlexp.validate import torch_stack
+
+    mismatch = torch_stack.problem()  # before transformers imports torchvision and fails
+    if mismatch:
+        print(mismatch, file=sys.stderr)
+        return 1
     from vlexp.recipe.console import quiet_libraries
 
     quiet_libraries()  # no "Casting the dataset" bars between the summary and the records

@@ -27,6 +27,7 @@ from vlexp.evaluation.gallery import wandb_table
 from vlexp.evaluation.generation import load_examples
 from vlexp.models.loading import load_model, load_processor, source_problem
 from vlexp.paths import config_dir
+from vlexp.validate import torch_stack
 
 log = logging.getLogger("vlexp")
 
@@ -163,6 +164,9 @@ def main(cfg: DictConfig) -> float | None:
         problem = source_problem(str(local_model_cfg(cfg, model_dir).name_or_path))
         if problem:  # in seconds, not after minutes of hub retries
             raise EvalError(problem)
+        mismatch = torch_stack.problem()  # before transformers imports torchvision and fails
+        if mismatch:
+            raise SystemExit(mismatch)
         from vlexp.recipe.console import quiet_libraries  # imports transformers: after the check
 
         quiet_libraries()  # the known-harmless warnings and loading bars, as in training
@@ -197,19 +201,19 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     """Check `run=` before Hydra: it decides the output dir, so Hydra would report a bad
-    path as an interpolation error with a traceback, after creating directories. A key the
-    config lacks stops with the one line `python -m vlexp` prints (Hydra's own is seven)."""
+    path as an interpolation error with a traceback, after creating directories. A bad
+    override stops with the one line `python -m vlexp` prints (vlexp.overrides)."""
     for arg in sys.argv[1:]:
         if arg.startswith("run=") and arg[4:] not in ("", "null"):
             try:
                 locate(arg[4:])
             except EvalError as err:
                 raise SystemExit(f"vlexp.evaluate: {err}") from None
-    from vlexp.app import misspelt_key_hint
+    from vlexp import overrides
 
-    hint = misspelt_key_hint(sys.argv[1:], "evaluate", "python -m vlexp.evaluate")
-    if hint:
-        raise SystemExit(hint)
+    line = overrides.problem(sys.argv[1:], "evaluate", "python -m vlexp.evaluate")
+    if line:
+        raise SystemExit(line)
     main()
 
 

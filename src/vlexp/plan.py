@@ -151,14 +151,6 @@ def render(cfg: Any, est: Estimate, plan: dict, memory: str) -> str:
     return "\n".join(lines)
 
 
-def config_error_line(err: Exception, overrides: list[str]) -> str:
-    """What `python -m vlexp` says about the same overrides: one line for a key the config
-    lacks (with the closest existing key), else Hydra's own message, without a traceback."""
-    from vlexp.app import misspelt_key_hint
-
-    return misspelt_key_hint(overrides) or f"vlexp: config error: {err}"
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Meta-device builds make transformers/PEFT warn about things that never run here.
@@ -168,14 +160,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from hydra.errors import HydraException
 
+    from vlexp import overrides as checked
+
     try:
         overrides, plan = split_args(argv)
-        cfg, est = plan_run(overrides, plan)
+        # The one line `python -m vlexp` prints for the same overrides.
+        line = checked.problem(overrides)
+        if line is None:
+            cfg, est = plan_run(overrides, plan)
     except ConfigError as err:
-        print(f"vlexp: config error: {err}", file=sys.stderr)
-        return 2
+        line = f"vlexp: config error: {err}"
     except HydraException as err:
-        print(config_error_line(err, overrides), file=sys.stderr)
+        line = checked.first_line(err)
+    if line is not None:
+        print(line, file=sys.stderr)
         return 2
     memory = memory_choice(overrides)
     print(render(cfg, est, plan, memory))

@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO if rank == "0" else logging.WARNING,
         format=f"[%(asctime)s][rank {rank}][%(name)s][%(levelname)s] - %(message)s",
     )
+    from vlexp.validate import torch_stack
+
+    mismatch = torch_stack.problem()  # before transformers imports torchvision and fails
+    if mismatch:
+        raise SystemExit(mismatch)
     import torch.distributed as dist
 
     from vlexp.recipe import console

@@ -56,7 +56,7 @@ def test_rewards_compose_with_weights():
 def test_unknown_option_lists_the_valid_ones():
     result = run_cli("model=nope")
     assert result.returncode != 0
-    assert "Could not find 'model/nope'" in result.stderr
+    assert result.stderr.startswith("vlexp: model=nope: nope is not an option of model")
     for option in _options("model"):
         assert option in result.stderr
 

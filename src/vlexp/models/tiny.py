@@ -230,8 +230,19 @@ def build(
     return out
 
 
-if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ensure()
-    if len(sys.argv) > 1:
-        build(target, name=sys.argv[2] if len(sys.argv) > 2 else "qwen2_5_vl")
+def main(argv: list[str]) -> None:
+    """`python -m vlexp.models.tiny [DIR [NAME]]`: build into DIR, or ensure the cached build."""
+    usage = "python -m vlexp.models.tiny [DIR [NAME]]"
+    if len(argv) > 2 or any("=" in arg or arg.startswith("-") for arg in argv):
+        raise SystemExit(f"vlexp.models.tiny: {' '.join(argv)}: takes no overrides; usage: {usage}")
+    try:
+        target = Path(argv[0]) if argv else ensure()
+        if argv:
+            build(target, name=argv[1] if len(argv) > 1 else "qwen2_5_vl")
+    except families.UnknownFamily as err:
+        raise SystemExit(f"vlexp.models.tiny: {err}") from None
     print(target)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -81,7 +81,7 @@ def render(cfg: DictConfig, run_dir: Path, summary: dict[str, Any]) -> str:
         "",
         "## Use",
         "",
-        *usage(base, adapter, str(Path(run_dir) / "final")),
+        *usage(loadable(base), adapter, str(Path(run_dir).resolve() / "final")),
         "",
     ]
     return "\n".join(lines)
@@ -138,6 +138,18 @@ def usage(base: str, adapter: bool, final: str) -> list[str]:
         f'processor = AutoProcessor.from_pretrained("{final}")',
         "```",
     ]
+
+
+def loadable(name_or_path: str) -> str:
+    """The base as `from_pretrained` takes it from any working directory: the tiny build's
+    folder for `tiny://NAME` (a vlexp scheme transformers does not know), a local folder as an
+    absolute path, a hub id as it is."""
+    from vlexp.models.loading import TINY_SCHEME, resolve_path
+
+    if name_or_path.startswith(TINY_SCHEME):
+        return resolve_path(name_or_path)
+    local = Path(name_or_path).expanduser()
+    return str(local.resolve()) if local.exists() else name_or_path
 
 
 def _is_hub_id(name: str) -> bool:

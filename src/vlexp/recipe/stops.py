@@ -25,7 +25,10 @@ PREFIXES: dict[type[BaseException], str] = {
 
 def message(err: BaseException) -> str | None:
     """`vlexp: ...` for an error that stops a run on purpose; None for any other error."""
+    from vlexp.validate import torch_stack
+
     for cls, prefix in PREFIXES.items():
         if isinstance(err, cls):
             return f"vlexp: {prefix}{err}"
-    return None
+    # A torchvision built for another torch, failing where transformers imports it.
+    return torch_stack.explain(err)
