@@ -21,10 +21,15 @@ from vlexp.recipe.summary import fmt
 
 # The few numbers a researcher watches. An algo file may declare its own list
 # (`headline: [objective/scores, ...]`, TRL's metric names); otherwise its record format decides.
+# Metrics a run did not log are left out where they are shown (bar, summary, card), so one
+# list serves a family: the preference trainers (DPO, KTO, ORPO, CPO/SimPO) log margins, DPO's
+# kind the accuracies, KTO its KL estimate.
+PREFERENCE = ["rewards/margins", "rewards/accuracies", "kl", "loss"]
 HEADLINES: dict[str, list[str]] = {
     "grpo": ["reward", "reward_std", "kl", "completions/mean_length"],
     "sft": ["loss", "mean_token_accuracy"],
-    "dpo": ["rewards/margins", "rewards/accuracies", "loss"],
+    "dpo": PREFERENCE,
+    "kto": PREFERENCE,
 }
 # Short names for the bar; any other metric shows as its last path part.
 LABELS = {
