@@ -185,7 +185,8 @@ def table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
 
 
 def objective_header(runs: list[Run]) -> str:
-    """`objective (reward, mean of last 10)` when every run has the same objective settings."""
+    """`objective (mean of last 10 reward)` when every run has the same objective settings
+    (no comma: the CSV's readers may split on commas)."""
     settings = {
         (str(o.get("metric", "reward")), str(o.get("last", 10)))
         for o in (run.config.get("objective") or {} for run in runs)
@@ -193,7 +194,7 @@ def objective_header(runs: list[Run]) -> str:
     if len(settings) != 1:
         return "objective"
     ((metric, last),) = settings
-    return f"objective ({metric}, mean of last {last})"
+    return f"objective (mean of last {last} {metric})"
 
 
 def cell(run: Run, metric: str, how: str) -> str:

@@ -110,7 +110,7 @@ def test_compare_shows_the_summarys_window_tokens_per_second_and_the_sweeps_obje
     reward = answer["metrics"]["reward"]
     assert cells["reward"] == f"{reward['first']:.4g} -> {reward['last']:.4g}"
     assert cells["tokens/s"] == "250" and answer["tokens_per_s"] == 250.0
-    objective = "objective (reward, mean of last 10)"
+    objective = "objective (mean of last 10 reward)"
     assert [dict(zip(header, b, strict=True))[objective] for b in body] == ["0.25", "1.25"]
 
 
