@@ -41,9 +41,11 @@ def grpo_rows(n: int, tokens_per_step: float = 100.0, start: int = 0) -> list[di
     ]
 
 
-def end_row(step: int, runtime: float, start: int | None = None) -> dict:
+def end_row(step: int, runtime: float, start: int | None = None, tokens: float = 0) -> dict:
     row = {"step": step, "train_runtime": runtime}
-    return row if start is None else {**row, "train_start_step": start}
+    return (
+        row if start is None else {**row, "train_start_step": start, "train_start_tokens": tokens}
+    )
 
 
 def test_tokens_per_second_is_the_sessions_tokens_over_its_runtime():
@@ -53,16 +55,18 @@ def test_tokens_per_second_is_the_sessions_tokens_over_its_runtime():
     assert numbers.throughput(fresh + speeds)["tokens_per_s"] == pytest.approx(3000 / 12.0)
     # Resumed at 20 by a trainer that restores its count (GRPO: num_input_tokens_seen):
     # the session counted 3000 - 2000 tokens in its 4 s.
-    resumed = [*grpo_rows(20), *grpo_rows(10, start=20), end_row(30, 4.0, 20)]
+    resumed = [*grpo_rows(20), *grpo_rows(10, start=20), end_row(30, 4.0, 20, 2000.0)]
     assert numbers.throughput(resumed) == {
         "tokens": 1000.0,
         "seconds": 4.0,
         "tokens_per_s": 250.0,
     }
-    # ... by one that counts again from 0 (TRL's SFT, DPO, KTO): 10 steps of 100 tokens.
-    restarted = [*grpo_rows(20), *[{**r, "num_tokens": 100.0 * (r["step"] - 20)}
-                                   for r in grpo_rows(10, start=20)], end_row(30, 4.0, 20)]  # fmt: skip
-    assert numbers.throughput(restarted)["tokens"] == 1000.0
+    # ... by one that counts again from 0 (TRL's SFT, DPO, KTO): 10 steps of 100 tokens,
+    # whatever the state's own count (include_num_input_tokens_seen) was.
+    again = [{**r, "num_tokens": 100.0 * (r["step"] - 20)} for r in grpo_rows(10, start=20)]
+    for state_count in (0.0, 2000.0):
+        restarted = [*grpo_rows(20), *again, end_row(30, 4.0, 20, state_count)]
+        assert numbers.throughput(restarted)["tokens"] == 1000.0
     assert numbers.throughput(grpo_rows(5)) is None  # not finished: no train_runtime
 
 

@@ -23,8 +23,10 @@ from typing import Any
 TOKENS = "num_tokens"
 RUNTIME = "train_runtime"
 # Written by vlexp.recipe.tracking.MetricsJsonl into the end-of-training row: the step the
-# session started from (0, or the checkpoint it resumed), so its tokens can be told apart.
+# session started from (0, or the checkpoint it resumed) and the trainer state's token count
+# then (`num_input_tokens_seen`, which TRL's GRPO-family trainers log as num_tokens).
 START_STEP = "train_start_step"
+START_TOKENS = "train_start_tokens"
 
 
 def window(count: int) -> int:
@@ -66,10 +68,10 @@ def tokens_per_second(tokens: float | None, seconds: float | None) -> float | No
 
 
 def session_tokens(count: float, before: float) -> float:
-    """Tokens of this training session from the trainer's cumulative `count`, given the count
-    when the session began. TRL's GRPO-family trainers restore their count from a checkpoint
-    (`state.num_input_tokens_seen`), the others start again from 0: a count below `before`
-    started again with the session."""
+    """Tokens of this training session from the trainer's cumulative `count`, given the
+    trainer state's count when the session began. TRL's GRPO-family trainers log that state
+    count, restored from a checkpoint; the others count again from 0 (a count below `before`
+    started again with the session)."""
     return count - before if count >= before else count
 
 
@@ -81,12 +83,10 @@ def throughput(rows: list[dict[str, Any]]) -> dict[str, float] | None:
     if end is None:
         return None
     start = end.get(START_STEP) or 0
-    counts = [(row.get("step") or 0, row[TOKENS]) for row in rows if _is_count(row)]
-    session = [count for step, count in counts if step > start]
-    if not session:
+    counts = [row[TOKENS] for row in rows if _is_count(row) and (row.get("step") or 0) > start]
+    if not counts:
         return None
-    before = next((count for step, count in reversed(counts) if step <= start), 0.0)
-    tokens = session_tokens(float(session[-1]), float(before))
+    tokens = session_tokens(float(counts[-1]), float(end.get(START_TOKENS) or 0))
     rate = tokens_per_second(tokens, end[RUNTIME])
     if rate is None:
         return None

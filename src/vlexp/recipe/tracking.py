@@ -239,17 +239,21 @@ def logger_callbacks(cfg: DictConfig) -> list[TrainerCallback]:
 class MetricsJsonl(TrainerCallback):
     """Appends every log event as one JSON line (TRL's metric names), on rank 0 only.
 
-    The end-of-training row also says the step its `train_runtime` started from
-    (`train_start_step`: 0, or the checkpoint a resumed run continued), so that tokens/s
-    counts the session's own tokens (vlexp.recipe.numbers.throughput)."""
+    The end-of-training row also says where its `train_runtime` started: the step
+    (`train_start_step`: 0, or the checkpoint a resumed run continued) and the state's token
+    count then (`train_start_tokens`), so that tokens/s counts the session's own tokens
+    (vlexp.recipe.numbers.throughput)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.last_train_logs: dict[str, Any] = {}
-        self.start_step = 0
+        self.start: dict[str, float] = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start_step = state.global_step
+        self.start = {
+            numbers.START_STEP: state.global_step,
+            numbers.START_TOKENS: getattr(state, "num_input_tokens_seen", 0) or 0,
+        }
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -258,7 +262,7 @@ class MetricsJsonl(TrainerCallback):
         logs = {f"eval/{k[5:]}" if k.startswith("eval_") else k: v for k, v in logs.items()}
         record = {"step": state.global_step, "epoch": state.epoch, **_jsonable(logs)}
         if numbers.RUNTIME in logs:
-            record[numbers.START_STEP] = self.start_step
+            record.update(self.start)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         if not any(key.startswith("eval/") for key in logs):
