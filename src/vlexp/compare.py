@@ -20,25 +20,29 @@ from typing import Any
 
 import yaml
 
+from vlexp.recipe import numbers
 from vlexp.recipe.plots import plot_runs
-from vlexp.recipe.sweep import SWEEP_LOG, Run, read_rows, read_sweep, train_rows
+from vlexp.recipe.sweep import SWEEP_LOG, Run, objective, read_rows, read_sweep, train_rows
 
 # (column, metric in metrics.jsonl, how to summarise it); columns of metrics no run logged
-# are left out, so a GRPO sweep shows no DPO columns and the other way round.
+# are left out, so a GRPO sweep shows no DPO columns and the other way round. Training
+# metrics show `first -> last`, the window of the run's summary (vlexp.recipe.numbers).
 COLUMNS = [
-    ("reward", "reward", "last"),
+    ("reward", "reward", "first_last"),
     ("best reward", "reward", "max"),
-    ("kl", "kl", "last"),
-    ("entropy", "entropy", "last"),
-    ("completion len", "completions/mean_length", "last"),
-    ("margin", "rewards/margins", "last"),
-    ("accuracy", "rewards/accuracies", "last"),
-    ("loss", "loss", "last"),
+    ("kl", "kl", "first_last"),
+    ("entropy", "entropy", "first_last"),
+    ("completion len", "completions/mean_length", "first_last"),
+    ("margin", "rewards/margins", "first_last"),
+    ("accuracy", "rewards/accuracies", "first_last"),
+    ("loss", "loss", "first_last"),
     # Generation-based evaluation (vlexp.evaluate): the last of train.eval_steps, or eval/.
     ("eval accuracy", "eval/accuracy", "last"),
     ("eval reward", "eval/reward", "last"),
     ("eval format", "eval/format_rate", "last"),
-    # Speed (vlexp.recipe.perf): medians over the steps after the first (warm-up).
+    # Speed: tokens/s as the summary defines it (vlexp.recipe.numbers: the trainer's tokens
+    # over train_runtime); then vlexp.recipe.perf's medians over the steps after the first.
+    ("tokens/s", numbers.TOKENS, "throughput"),
     ("tokens/s/GPU", "perf/tokens_per_second_per_gpu", "median"),
     ("MFU", "perf/mfu", "median"),
     ("s/step", "timing_s/step", "median"),
@@ -73,12 +77,25 @@ def load_run(path: Path, record: dict[str, Any] | None = None) -> Run:
         evals=[row for row in all_rows if any(k.startswith("eval/") for k in row)] + evaluated,
         status="completed" if summary else ("running or stopped" if all_rows else "no metrics"),
         wall_time_s=summary[-1]["train_runtime"] if summary else None,
+        throughput=numbers.throughput(all_rows),
     )
+    run.objective = objective_of(run, path, record)
     if record:
         # The whole job (loading included) when the sweep timed it, else the training loop.
         run.status = record.get("status", run.status)
         run.wall_time_s = record.get("wall_time_s") or run.wall_time_s
     return run
+
+
+def objective_of(run: Run, path: Path, record: dict[str, Any] | None) -> float | None:
+    """The sweep objective as the sweep reported it (sweep.jsonl); for a run outside a sweep,
+    what `python -m vlexp` returned for it: vlexp.recipe.sweep.objective with the run's own
+    `objective` settings (its config.resolved.yaml)."""
+    if record is not None:
+        return record.get("objective")
+    if not run.rows:
+        return None
+    return objective(path, **(run.config.get("objective") or {}))
 
 
 def eval_rows(path: Path) -> list[dict[str, Any]]:
@@ -98,8 +115,9 @@ def find_runs(dirs: list[Path]) -> list[Run]:
         if not folder.is_dir():
             raise SystemExit(f"vlexp.compare: {folder} is not a directory")
         if any((folder / p).exists() for p in ("metrics.jsonl", ".hydra", "eval/metrics.json")):
-            runs.append(load_run(folder))
+            runs += with_results([load_run(folder)])
         elif (folder / SWEEP_LOG).is_file():
+            # A sweep's failed jobs stay: their status and error are the sweep's answer.
             runs += [load_run(Path(r["run_dir"]), r) for r in read_sweep(folder)]
         else:
             found = sorted(p.parent for p in folder.rglob("metrics.jsonl"))
@@ -108,8 +126,29 @@ def find_runs(dirs: list[Path]) -> list[Run]:
                     f"vlexp.compare: {folder} holds no run (no metrics.jsonl, .hydra/ or "
                     f"{SWEEP_LOG}): pass run dirs or sweep dirs"
                 )
-            runs += [load_run(p) for p in sorted(found, key=_natural)]
+            runs += with_results([load_run(p) for p in sorted(found, key=_natural)])
+    if not runs:
+        raise SystemExit(
+            "vlexp.compare: no run to compare: every dir given stopped before logging a metric "
+            "(its app.log says why)"
+        )
     return runs
+
+
+def with_results(runs: list[Run]) -> list[Run]:
+    """The runs that logged something; one line on stderr for each left out (a run that
+    failed before training keeps its run dir, with app.log saying why, but has no row)."""
+    kept = []
+    for run in runs:
+        if run.rows or run.evals:
+            kept.append(run)
+        else:
+            print(
+                f"vlexp.compare: skipped {run.path}: no metrics (it stopped before training; "
+                f"see {run.path / 'app.log'})",
+                file=sys.stderr,
+            )
+    return kept
 
 
 def differing_keys(runs: list[Run]) -> list[str]:
@@ -127,18 +166,47 @@ def table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     for run in runs:
         run.label = " ".join(f"{_short(key, keys)}={run.value(key)}" for key in keys)
     columns = [c for c in COLUMNS if any(run.series(c[1])[1] for run in runs)]
-    header = ["run", *keys, "status", "steps", *[c[0] for c in columns], "wall time (s)"]
+    objective_column = (
+        [objective_header(runs)] if any(r.objective is not None for r in runs) else []
+    )
+    header = ["run", *keys, "status", "steps", *objective_column, *[c[0] for c in columns]]
+    header.append("wall time (s)")
     body = []
     for run in runs:
         steps = [row["step"] for row in run.rows]
         cells = [_run_name(run.path), *[run.value(key) for key in keys], run.status]
         cells.append(str(max(steps)) if steps else "-")
-        for _, metric, how in columns:
-            values = run.series(metric)[1]
-            cells.append(_fmt(summary(values, how) if values else None))
+        if objective_column:
+            cells.append(_fmt(run.objective))
+        cells += [cell(run, metric, how) for _, metric, how in columns]
         cells.append("-" if run.wall_time_s is None else f"{run.wall_time_s:.1f}")
         body.append(cells)
     return header, body
+
+
+def objective_header(runs: list[Run]) -> str:
+    """`objective (mean of last 10 reward)` when every run has the same objective settings
+    (no comma: the CSV's readers may split on commas)."""
+    settings = {
+        (str(o.get("metric", "reward")), str(o.get("last", 10)))
+        for o in (run.config.get("objective") or {} for run in runs)
+    }
+    if len(settings) != 1:
+        return "objective"
+    ((metric, last),) = settings
+    return f"objective (mean of last {last} {metric})"
+
+
+def cell(run: Run, metric: str, how: str) -> str:
+    """One run's summary of `metric`: `first -> last` (the run summary's window), the run's
+    tokens/s, or a `max`/`median`/`last` of its values."""
+    if how == "throughput":
+        return _fmt(run.throughput["tokens_per_s"] if run.throughput else None)
+    if how == "first_last":
+        values = numbers.first_last(run.rows, metric)
+        return "-" if values is None else f"{_fmt(values['first'])} -> {_fmt(values['last'])}"
+    values = run.series(metric)[1]
+    return _fmt(summary(values, how) if values else None)
 
 
 def summary(values: list[float], how: str) -> float:

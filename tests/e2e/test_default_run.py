@@ -83,10 +83,13 @@ def test_the_console_is_one_bar_and_ends_with_the_runs_answer(tmp_path, tiny_mod
     assert summary["paths"]["final"] == str(run_dir / "final")
 
     # The console ends with the answer: what ran, first -> last, where things are, what next.
-    tail = result.stdout.strip().splitlines()[-14:]
+    lines = result.stdout.strip().splitlines()
+    (start,) = [i for i, line in enumerate(lines) if line.startswith("vlexp: grpo on ")]
+    tail = lines[start:]
     assert tail[0].startswith("vlexp: grpo on tiny://qwen2_5_vl over shapes: 4 steps in ")
     reward = summary["metrics"]["reward"]
-    assert f"  reward      {reward['first']:.4g} -> {reward['last']:.4g}" in tail
+    shown = ["reward", f"{reward['first']:.4g}", "->", f"{reward['last']:.4g}"]
+    assert shown in [line.split() for line in tail]
     assert f"vlexp: done. run dir: {run_dir}" in tail
     assert tail[-2:] == [
         f"  python -m vlexp.evaluate run={run_dir}",

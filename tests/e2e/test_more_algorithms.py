@@ -5,6 +5,7 @@ distillation), each run through `python -m vlexp` on the tiny model: what the tr
 from __future__ import annotations
 
 import ast
+import json
 import math
 from pathlib import Path
 
@@ -104,6 +105,10 @@ def test_kto_runs_on_shapes_pairs_split_into_labelled_rows(tmp_path, tiny_model)
     finite(rows, *KTO_METRICS)  # chosen/rejected: desirable/undesirable rows of each batch
     assert rows[0]["rewards/margins"] == 0.0  # policy == reference at the first step
     assert (run_dir / "final" / "model.safetensors").is_file()
+    # The summary shows what KTO logs beside its loss: the margin and the KL estimate.
+    shown = json.loads((run_dir / "summary.json").read_text())["metrics"]
+    assert {"rewards/margins", "kl", "loss"} <= set(shown), shown
+    assert shown["kl"]["last"] == rows[-1]["kl"]  # 2 logged steps: a window of 1
 
 
 # What TRL's pairwise trainers (online DPO, ORPO, CPO/SimPO) log of a chosen/rejected pair.

@@ -27,6 +27,15 @@ def _losses(run_dir) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in read_metrics(run_dir)}
 
 
+def assert_session_throughput(run_dir, tokens: float) -> None:
+    """summary.json's tokens/s is the session's `tokens` over its train_runtime."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    (runtime,) = [json.loads(line)["train_runtime"] for line in lines if "train_runtime" in line]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert 0 < summary["tokens"] == tokens, (summary["tokens"], tokens)
+    assert summary["tokens_per_s"] == pytest.approx(tokens / runtime)
+
+
 @pytest.mark.slow
 def test_sft_resume_after_sigterm_matches_an_uninterrupted_run(tmp_path, tiny_model):
     args = ("algo=sft", "train.per_device_train_batch_size=2", "train.max_steps=6")
@@ -39,6 +48,8 @@ def test_sft_resume_after_sigterm_matches_an_uninterrupted_run(tmp_path, tiny_mo
     assert state["global_step"] == 6 and (run_dir / "final").is_dir()
     expected, got = _losses(tmp_path / "straight"), _losses(run_dir)
     assert sorted(got) == list(range(1, 7))  # each step logged once, no gap, no repeat
+    # TRL's SFT counts its tokens again from 0 after a resume: the last count is the session's.
+    assert_session_throughput(run_dir, read_metrics(run_dir)[-1]["num_tokens"])
     for step in range(stopped_at + 1, 7):  # after the resume point: same data, same state
         assert math.isclose(got[step], expected[step], rel_tol=1e-4, abs_tol=1e-6), (
             step,
@@ -63,6 +74,10 @@ def test_grpo_resume_after_sigterm_finishes_at_the_same_step(tmp_path, tiny_mode
     # With one generation per optimizer step (steps_per_generation = gradient accumulation =
     # 1, num_iterations = 1) nothing is buffered across steps: the restored RNG and data
     # order draw the same completions, so the resumed steps repeat the uninterrupted ones.
+    # tokens/s counts the resumed session only: TRL's GRPO restores its count
+    # (num_input_tokens_seen), so the session's tokens are the count's growth since the resume.
+    session = state["num_input_tokens_seen"] - got[stopped_at]["num_tokens"]
+    assert_session_throughput(run_dir, session)
     for step in range(stopped_at + 1, 5):
         for key in ("loss", "reward", "completions/mean_length"):
             assert math.isclose(got[step][key], expected[step][key], rel_tol=1e-4, abs_tol=1e-6), (

@@ -75,6 +75,9 @@ def test_compare_over_the_sweep(sweep_2x2, tmp_path):
     ]
     assert all(c["steps"] == "3" and c["status"] == "completed" for c in cells)
     assert [c["kl"] == "-" for c in cells] == [True, True, False, False]  # beta=0: no KL
+    # The objective as the sweep reported it (sweep.jsonl), under the settings it used.
+    objective = [f"{r['objective']:.4g}" for r in read_sweep(sweep_2x2)]
+    assert [c["objective (mean of last 10 reward)"] for c in cells] == objective
     image = Image.open(out / "compare.png")
     image.verify()
     assert image.size[0] >= 1000 and image.size[1] >= 600

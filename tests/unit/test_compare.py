@@ -70,8 +70,9 @@ def test_table_has_a_row_per_job_and_only_differing_overrides(sweep_dir):
     assert "train.max_steps" not in header  # the same in every run
     assert [row[0] for row in body] == ["sweep/0", "sweep/1", "sweep/2"]
     by_run = {row[0]: dict(zip(header, row, strict=True)) for row in body}
-    assert by_run["sweep/1"]["reward"] == "0.8" and by_run["sweep/1"]["best reward"] == "0.8"
-    assert by_run["sweep/1"]["kl"] == "0.03" and by_run["sweep/1"]["steps"] == "3"
+    # first -> last: the run summary's window (1 of 3 logged steps)
+    assert by_run["sweep/1"]["reward"] == "0.6 -> 0.8" and by_run["sweep/1"]["best reward"] == "0.8"
+    assert by_run["sweep/1"]["kl"] == "0.01 -> 0.03" and by_run["sweep/1"]["steps"] == "3"
     assert by_run["sweep/0"]["algo.args.beta"] == "0.0"
     assert by_run["sweep/2"]["status"] == "failed" and by_run["sweep/2"]["reward"] == "-"
     assert "margin" not in header  # no run logged DPO metrics

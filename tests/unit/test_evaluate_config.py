@@ -223,7 +223,7 @@ def test_compare_shows_eval_metrics_next_to_training_metrics(tmp_path, capsys):
     cells = [dict(zip(header, row, strict=True)) for row in body]
     assert [c["eval accuracy"] for c in cells] == ["0.125", "0.5"]  # after training: eval/
     assert [c["eval reward"] for c in cells] == ["1.125", "1.5"]
-    assert cells[1]["loss"] == "0.4" and cells[1]["steps"] == "4"  # eval rows are not steps
+    assert cells[1]["loss"] == "0.5 -> 0.4" and cells[1]["steps"] == "4"  # eval rows are not steps
     assert runs[1].series("eval/accuracy") == ([2, 4], [0.25, 0.5])  # training eval, then eval/
     assert objective(run, "reward") == 1.5
 

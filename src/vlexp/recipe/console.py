@@ -16,14 +16,20 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from vlexp.recipe import numbers
 from vlexp.recipe.summary import fmt
 
 # The few numbers a researcher watches. An algo file may declare its own list
 # (`headline: [objective/scores, ...]`, TRL's metric names); otherwise its record format decides.
+# Metrics a run did not log are left out where they are shown (bar, summary, card), so one
+# list serves a family: the preference trainers (DPO, KTO, ORPO, CPO/SimPO) log margins, DPO's
+# kind the accuracies, KTO its KL estimate.
+PREFERENCE = ["rewards/margins", "rewards/accuracies", "kl", "loss"]
 HEADLINES: dict[str, list[str]] = {
     "grpo": ["reward", "reward_std", "kl", "completions/mean_length"],
     "sft": ["loss", "mean_token_accuracy"],
-    "dpo": ["rewards/margins", "rewards/accuracies", "loss"],
+    "dpo": PREFERENCE,
+    "kto": PREFERENCE,
 }
 # Short names for the bar; any other metric shows as its last path part.
 LABELS = {
@@ -34,8 +40,6 @@ LABELS = {
     "objective/scores": "score",
     "objective/kl": "kl",
 }
-# Throughput: a perf/* metric when a callback logs one, else vlexp counts TRL's `num_tokens`.
-TOKENS_PER_S_KEYS = ("perf/tokens_per_s", "perf/tokens_per_second", "perf/train_tokens_per_s")
 
 # Warnings vlexp knows to be harmless: (category, start of the message). TRL and PEFT read the
 # deprecated `is_gradient_checkpointing`; the user cannot change that, so it only distracts.
@@ -89,20 +93,6 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
 
 
-def tokens_per_second(
-    logs: dict[str, Any], previous: tuple[float, float] | None, now: float
-) -> float | None:
-    """Tokens/s from a perf/* metric, else from TRL's cumulative `num_tokens` since the
-    previous log (`previous` = (time, num_tokens) then)."""
-    for key in TOKENS_PER_S_KEYS:
-        if isinstance(logs.get(key), int | float):
-            return float(logs[key])
-    tokens = logs.get("num_tokens")
-    if previous is None or not isinstance(tokens, int | float) or now <= previous[0]:
-        return None
-    return (float(tokens) - previous[1]) / (now - previous[0])
-
-
 def is_eval(logs: dict[str, Any]) -> bool:
     return any(key.startswith(("eval_", "eval/")) for key in logs)
 
@@ -115,7 +105,12 @@ class LiveView(TrainerCallback):
         self.metrics = metrics
         self.stream = stream
         self.bar: Any = None
-        self._tokens_at: tuple[float, float] | None = None
+        # tok/s is vlexp.recipe.numbers' definition so far: the session's tokens over the
+        # seconds since training began (time.time(), as transformers' train_runtime).
+        self._started = time.time()
+        self._tokens_before = 0.0
+        self._tokens: float | None = None
+        self._shown: list[str] = []  # the last training log's headline, kept at the end
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -129,7 +124,10 @@ class LiveView(TrainerCallback):
             dynamic_ncols=True,
             file=self.stream or sys.stderr,
         )
-        self._tokens_at = None
+        self._started = time.time()
+        # GRPO-family trainers restore their token count on resume (num_input_tokens_seen).
+        self._tokens_before = float(getattr(state, "num_input_tokens_seen", 0) or 0)
+        self._tokens = None
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
@@ -139,22 +137,30 @@ class LiveView(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         to_log_file(state.global_step, logs)
-        if self.bar is None or "train_runtime" in logs:  # the end-of-training summary row
+        if self.bar is None:
+            return
+        if numbers.RUNTIME in logs:  # the end of training: the run's tokens/s, as the summary's
+            self.bar.set_postfix_str(self.postfix({}, logs[numbers.RUNTIME]), refresh=True)
             return
         if is_eval(logs):
             self.bar.write(eval_line(state.global_step, logs), file=self.stream or sys.stderr)
             return
         self.bar.set_postfix_str(self.postfix(logs), refresh=True)
 
-    def postfix(self, logs: dict[str, Any]) -> str:
-        parts = [f"{label} {fmt(logs[key])}" for key, label in self.metrics if key in logs]
-        now = time.monotonic()
-        rate = tokens_per_second(logs, self._tokens_at, now)
-        if isinstance(logs.get("num_tokens"), int | float):
-            self._tokens_at = (now, float(logs["num_tokens"]))
-        if rate is not None:
-            parts.append(f"tok/s {fmt(rate)}")
-        return "  ".join(parts)
+    def postfix(self, logs: dict[str, Any], seconds: float | None = None) -> str:
+        """The headline numbers of `logs` and tok/s: the tokens so far over `seconds` (the
+        seconds since training began when not given). At the end of training `logs` is empty
+        and `seconds` is train_runtime: the last line keeps the last headline numbers."""
+        if logs:
+            self._shown = [
+                f"{label} {fmt(logs[key])}" for key, label in self.metrics if key in logs
+            ]
+        if isinstance(logs.get(numbers.TOKENS), int | float):
+            self._tokens = numbers.session_tokens(float(logs[numbers.TOKENS]), self._tokens_before)
+        elapsed = time.time() - self._started if seconds is None else seconds
+        rate = numbers.tokens_per_second(self._tokens, elapsed)
+        tail = [] if rate is None else [f"tok/s {fmt(rate)}"]
+        return "  ".join([*self._shown, *tail])
 
     def on_train_end(self, args, state, control, **kwargs):
         self.close()

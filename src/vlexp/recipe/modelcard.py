@@ -56,7 +56,7 @@ def render(cfg: DictConfig, run_dir: Path, summary: dict[str, Any]) -> str:
         f"Trained with vlexp from the base model `{base}` "
         f"(`model={cfg.model.name}`) with **{cfg.algo.name}** "
         f"({summary.get('trainer') or 'TRL'}), on the data `{cfg.data.name}` "
-        f"(train: `{summary['data']['train']}`, eval: `{summary['data']['eval']}`).",
+        f"({_splits(summary['data'])}).",
         "",
         "## Training",
         "",
@@ -168,6 +168,12 @@ def _memory(cfg: DictConfig) -> str:
     memory = OmegaConf.to_container(cfg.memory, resolve=True) if "memory" in cfg else {}
     on = [key for key, value in (memory or {}).items() if value not in (None, False)]
     return ", ".join(on) or "full fine-tuning, nothing special"
+
+
+def _splits(data: dict[str, Any]) -> str:
+    """`train: `X`, eval: `Y``, or `train: `X`, no eval split` when the run had none."""
+    evaluated = f"eval: `{data['eval']}`" if data.get("eval") else "no eval split"
+    return f"train: `{data['train']}`, {evaluated}"
 
 
 def _rate(tokens_per_s: float | None) -> str:

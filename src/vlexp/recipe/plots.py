@@ -47,12 +47,9 @@ def smooth(values: list[float], weight: float = SMOOTHING) -> list[float]:
 def reward_function_panels(metrics: set[str]) -> list[tuple[str, str]]:
     """One panel per reward function (`rewards/<name>/mean`), each on its own axis: their
     scales differ (a format reward in [0, 1], a length penalty in tokens)."""
-    names = sorted(
-        m[len("rewards/") : -len("/mean")]
-        for m in metrics
-        if m.startswith("rewards/") and m.endswith("/mean")
-    )
-    return [(f"rewards/{name}/mean", f"reward: {name}") for name in names]
+    from vlexp.recipe.numbers import reward_functions
+
+    return reward_functions(metrics)
 
 
 def choose_panels(logged: set[str]) -> list[tuple[str, str]]:
@@ -130,13 +127,27 @@ def plot_run(
     path: Path,
     title: str = "",
 ) -> Path | None:
-    """A run's curves.png: its headline metrics (and evaluation, when it logged any), each
-    panel smoothed with the raw points faint. None when nothing was logged."""
+    """A run's curves.png (see `run_figure`); None when nothing was logged."""
+    fig = run_figure(rows, metrics, title)
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
+def run_figure(rows: list[dict[str, Any]], metrics: list[tuple[str, str]], title: str = ""):
+    """A run's curves: its headline metrics, each reward function's mean reward (the parts of
+    the total, so a format reward cannot pass for the task's), and evaluation when it logged
+    any; each panel smoothed with the raw points faint. None when nothing was logged."""
+    logged = {key for row in rows for key in row}
+    wanted = [(m, m) for m, _ in metrics] + reward_function_panels(logged)
+    wanted += [(m, m) for m, _ in EVAL_PANELS]
     panels = []
-    for metric, _ in [*metrics, *EVAL_PANELS]:
+    for metric, label in dict(wanted).items():
         points = series(rows, metric)
         if points[0]:
-            panels.append((metric, metric, points))
+            panels.append((metric, label, points))
     if not panels:
         return None
     plt = _pyplot()
@@ -151,9 +162,7 @@ def plot_run(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def series(rows: list[dict[str, Any]], metric: str) -> tuple[list[int], list[float]]:

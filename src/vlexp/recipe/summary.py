@@ -8,15 +8,22 @@ a multi-process run's parent prints exactly what its rank 0 wrote.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
+from vlexp.recipe import numbers
+
 SUMMARY = "summary.json"
 EVAL_NAMES = ("accuracy", "reward", "format_rate", "completions/mean_length")
+# What the end-of-run block says final/ holds (summary.json's paths.final_holds).
+FINAL_HOLDS = {
+    "model": "model + processor (AutoModelForImageTextToText.from_pretrained)",
+    "adapter": "LoRA adapter + processor (PeftModel.from_pretrained on the base model: "
+    "README.md shows how)",
+}
 
 
 def fmt(value: Any) -> str:
@@ -28,29 +35,6 @@ def fmt(value: Any) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.4g}"
-
-
-def window(count: int) -> int:
-    """How many logged steps `first` and `last` average: a tenth of them, 1 to 10."""
-    return max(1, min(10, count // 10))
-
-
-def first_last(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
-    """Mean of the first and of the last few finite values of `metric` (one batch is noisy)."""
-    values = [
-        float(row[metric])
-        for row in rows
-        if isinstance(row.get(metric), int | float) and math.isfinite(row[metric])
-    ]
-    if not values:
-        return None
-    n = window(len(values))
-    return {
-        "first": sum(values[:n]) / n,
-        "last": sum(values[-n:]) / n,
-        "mean_of": n,
-        "logged": len(values),
-    }
 
 
 def last_eval(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -87,21 +71,14 @@ def build(
     from vlexp.recipe.sweep import train_rows
 
     training = train_rows(rows)
-    end = next((row for row in reversed(rows) if "train_runtime" in row), {})
-    runtime = end.get("train_runtime")
-    tokens = next((row["num_tokens"] for row in reversed(training) if "num_tokens" in row), None)
-    perf = [row[k] for row in training for k in row if k.startswith("perf/") and "tokens" in k]
-    # A perf/* throughput metric when a callback logged one, else TRL's token count / time.
-    tokens_per_s = None
-    if perf:
-        tokens_per_s = sum(perf) / len(perf)
-    elif tokens is not None and runtime:
-        tokens_per_s = tokens / runtime
+    end = next((row for row in reversed(rows) if numbers.RUNTIME in row), {})
+    speed = numbers.throughput(rows) or {}
     metrics = {}
-    for key, label in headline:
-        numbers = first_last(training, key)
-        if numbers is not None:
-            metrics[key] = {"label": label, **numbers}
+    logged = {key for row in training for key in row}
+    for key, label in [*headline, *numbers.reward_functions(logged)]:
+        values = numbers.first_last(training, key)
+        if values is not None:
+            metrics[key] = {"label": label, **values}
     run_dir = Path(run_dir)
     final = run_dir / "final"
     return {
@@ -115,10 +92,11 @@ def build(
         },
         "steps": max((row["step"] for row in training), default=end.get("step", 0)),
         "max_steps": int(cfg.train.max_steps),
-        "train_runtime_s": runtime,
+        "train_runtime_s": end.get(numbers.RUNTIME),
         "wall_time_s": round(wall_time_s, 2),
-        "tokens": tokens,
-        "tokens_per_s": tokens_per_s,
+        # vlexp.recipe.numbers defines both: the session's tokens over its train_runtime.
+        "tokens": speed.get("tokens"),
+        "tokens_per_s": speed.get("tokens_per_s"),
         "peak_memory_gb": round(memory["gb"], 3),
         "peak_memory_of": memory["of"],
         "metrics": metrics,
@@ -126,6 +104,7 @@ def build(
         "paths": {
             "run_dir": str(run_dir),
             "final": str(final) if final.is_dir() else None,
+            "final_holds": _final_holds(final),
             "metrics": str(run_dir / "metrics.jsonl"),
             "curves": str(run_dir / "curves.png"),
             "model_card": str(run_dir / "README.md"),
@@ -166,9 +145,11 @@ def to_wandb(summary: dict[str, Any]) -> None:
     }
     if summary["tokens_per_s"] is not None:
         flat["summary/tokens_per_s"] = summary["tokens_per_s"]
-    for key, numbers in summary["metrics"].items():
-        flat[f"summary/{key}/first"] = numbers["first"]
-        flat[f"summary/{key}/last"] = numbers["last"]
+        flat["summary/tokens"] = summary["tokens"]
+        flat["summary/train_runtime_s"] = summary["train_runtime_s"]
+    for key, values in summary["metrics"].items():
+        flat[f"summary/{key}/first"] = values["first"]
+        flat[f"summary/{key}/last"] = values["last"]
     for name, value in (summary["eval"] or {}).items():
         if name != "step":
             flat[f"summary/eval/{name}"] = value
@@ -193,14 +174,13 @@ def render(summary: dict[str, Any]) -> str:
     ]
     metrics = summary["metrics"]
     if metrics:
-        n = max(numbers["mean_of"] for numbers in metrics.values())
-        width = max(len(numbers["label"]) for numbers in metrics.values())
+        n = max(values["mean_of"] for values in metrics.values())
+        width = max(len(values["label"]) for values in metrics.values())
         each = "" if n == 1 else f"  (each a mean of {n} logged steps)"
         lines.append(f"  {''.ljust(width)}  first -> last{each}")
-        for numbers in metrics.values():
+        for values in metrics.values():
             lines.append(
-                f"  {numbers['label'].ljust(width)}  "
-                f"{fmt(numbers['first'])} -> {fmt(numbers['last'])}"
+                f"  {values['label'].ljust(width)}  {fmt(values['first'])} -> {fmt(values['last'])}"
             )
     if summary.get("eval"):
         shown = ", ".join(
@@ -209,8 +189,9 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"  eval at step {summary['eval']['step']}: {shown}")
     paths = summary["paths"]
     lines.append(f"vlexp: done. run dir: {paths['run_dir']}")
+    holds = paths.get("final_holds") or "model"
     for name, what in (
-        ("final", "model + processor (from_pretrained)"),
+        ("final", FINAL_HOLDS.get(holds, FINAL_HOLDS["model"])),
         ("metrics", "every logged step"),
         ("curves", "headline curves"),
         ("model_card", "model card"),
@@ -228,6 +209,13 @@ def read(run_dir: Path) -> dict[str, Any] | None:
         return json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def _final_holds(final: Path) -> str | None:
+    """What final/ holds: a PEFT adapter (adapter_config.json) or the whole model."""
+    if not final.is_dir():
+        return None
+    return "adapter" if (final / "adapter_config.json").is_file() else "model"
 
 
 def _duration(seconds: float | None) -> str:

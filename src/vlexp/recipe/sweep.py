@@ -192,6 +192,8 @@ class Run:
     status: str = "completed"
     wall_time_s: float | None = None
     label: str = ""
+    throughput: dict[str, float] | None = None  # vlexp.recipe.numbers.throughput
+    objective: float | None = None  # as the sweep reported it (sweep.jsonl), else `objective`
 
     def value(self, key: str) -> str:
         """What this run used for `key`: its override, else its group choice or config value."""

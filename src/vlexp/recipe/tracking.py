@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import TrainerCallback
 
-from vlexp.recipe import redact
+from vlexp.recipe import numbers, redact
 
 WANDB_ID_FILE = "wandb-run-id"
 _NAME_MAX = 120
@@ -237,11 +237,23 @@ def logger_callbacks(cfg: DictConfig) -> list[TrainerCallback]:
 
 
 class MetricsJsonl(TrainerCallback):
-    """Appends every log event as one JSON line (TRL's metric names), on rank 0 only."""
+    """Appends every log event as one JSON line (TRL's metric names), on rank 0 only.
+
+    The end-of-training row also says where its `train_runtime` started: the step
+    (`train_start_step`: 0, or the checkpoint a resumed run continued) and the state's token
+    count then (`train_start_tokens`), so that tokens/s counts the session's own tokens
+    (vlexp.recipe.numbers.throughput)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.last_train_logs: dict[str, Any] = {}
+        self.start: dict[str, float] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = {
+            numbers.START_STEP: state.global_step,
+            numbers.START_TOKENS: getattr(state, "num_input_tokens_seen", 0) or 0,
+        }
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -249,6 +261,8 @@ class MetricsJsonl(TrainerCallback):
         # `eval_x` is written as `eval/x`, the name W&B and TensorBoard show it under.
         logs = {f"eval/{k[5:]}" if k.startswith("eval_") else k: v for k, v in logs.items()}
         record = {"step": state.global_step, "epoch": state.epoch, **_jsonable(logs)}
+        if numbers.RUNTIME in logs:
+            record.update(self.start)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         if not any(key.startswith("eval/") for key in logs):
