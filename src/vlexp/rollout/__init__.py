@@ -1,0 +1,123 @@
+"""The generation seam: how algorithms that generate (GRPO family, RLOO, online DPO, PPO) and
+evaluation get their completions, chosen by the `rollout=` group (conf/rollout/).
+
+    rollout=hf             HF generate as TRL calls it (the default on CPU)
+    rollout=hf_fast        merged LoRA, static KV cache + torch.compile in buckets, one
+                           generate per unique prompt (vlexp.rollout.fast; default on CUDA)
+    rollout=vllm_colocate  TRL's vLLM modes (vlexp.rollout.vllm): the trainer args TRL reads
+    rollout=vllm_server
+
+Every trainer and the evaluation callback call their policy's `generate`; `install` puts the
+engine there (`FastGenerate`, a wrapper of that one public method), so a TRL trainer, vlexp's
+PPO and a user's subclass all go through it without knowing. Importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("vlexp")
+
+ENGINES = ("hf", "vllm")
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The settings of `cfg.rollout` (see conf/rollout/hf.yaml for each key)."""
+
+    name: str = "hf"
+    engine: str = "hf"
+    merge_lora: bool = False
+    static_cache: bool = False
+    compile: bool | str = False
+    cuda_graphs: bool = False
+    buckets: bool = False
+    min_bucket: int = 64
+    share_images: bool = False
+    vllm: dict | None = None
+
+    @property
+    def fast(self) -> bool:
+        """Whether the HF engine changes anything about plain `generate`."""
+        return self.engine == "hf" and any(
+            (self.merge_lora, self.static_cache, self.buckets, self.share_images)
+        )
+
+    @property
+    def fast_rows(self) -> bool:
+        """Whether generate calls are cut into rows (shared prompts, batch buckets)."""
+        return self.share_images or self.buckets
+
+    def compiles(self, cuda: bool) -> bool:
+        """Whether the decode step is compiled on this machine (`auto`: on CUDA only)."""
+        if not self.static_cache:
+            return False
+        return cuda if self.compile == "auto" else bool(self.compile)
+
+
+def of(cfg: Any) -> Rollout:
+    """The rollout settings of a run config (`hf` where the config has no `rollout` node)."""
+    from omegaconf import OmegaConf
+
+    node = cfg.get("rollout") if hasattr(cfg, "get") else None
+    if node is None:
+        return Rollout()
+    plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    known = set(Rollout.__dataclass_fields__)
+    return Rollout(**{k: v for k, v in plain.items() if k in known})
+
+
+def resolve_auto(cfg: Any, cuda: bool | None = None) -> str | None:
+    """Turn `rollout=auto` into `hf_fast` (CUDA visible) or `hf`, in place, before the config
+    is saved: config.resolved.yaml and the run's log then name the engine that ran. Returns the
+    name chosen, or None when the config names an engine itself."""
+    from omegaconf import OmegaConf, open_dict
+
+    from vlexp.paths import config_dir
+
+    node = cfg.get("rollout")
+    if node is None or node.get("name") != "auto":
+        return None
+    if cuda is None:
+        cuda = cuda_visible()
+    chosen = "hf_fast" if cuda else "hf"
+    own = OmegaConf.load(config_dir() / "rollout" / f"{chosen}.yaml")
+    own.pop("defaults", None)
+    with open_dict(cfg):
+        cfg.rollout = OmegaConf.merge(node, own)
+    log.info("rollout=auto: %s (%s)", chosen, "CUDA visible" if cuda else "no CUDA device")
+    return chosen
+
+
+def cuda_visible() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def trainer_args(cfg: Any, fields: set[str], planned_share: float | None = None) -> dict:
+    """TRL config arguments the rollout sets (vLLM's, for `engine: vllm`), restricted to the
+    `fields` the algorithm's config class has; `planned_share` fills a `gpu_memory_utilization`
+    of `auto` (vlexp.rollout.vllm.planned_share)."""
+    settings = of(cfg)
+    if settings.engine != "vllm":
+        return {}
+    from vlexp.rollout import vllm
+
+    return vllm.trainer_args(settings.vllm or {}, fields, planned_share)
+
+
+def install(model: Any, cfg: Any) -> Any:
+    """Put the rollout engine in front of `model.generate` (a no-op for `rollout=hf` and vLLM);
+    returns the engine (its `recompiles()` is perf/recompiles), or None."""
+    settings = of(cfg)
+    if not settings.fast:
+        return None
+    from vlexp.rollout.fast import FastGenerate
+
+    engine = FastGenerate(model, settings)
+    model.generate = engine
+    log.info("rollout=%s: %s", settings.name, engine.describe())
+    return engine

@@ -1,0 +1,373 @@
+"""`rollout=hf_fast`: HF generate for VLMs made fast without changing what it samples.
+
+`FastGenerate` stands in for a model's `generate` (the one method every trainer and the
+evaluation call) and, per call:
+
+1. share_images: rows that repeat one prompt (TRL's GRPO repeats each prompt num_generations
+   times, consecutively) are generated once with `num_return_sequences=k`: the prompt's
+   prefill and its image's vision-tower pass run once, not k times. transformers' own
+   `_expand_inputs_for_generation` copies the image features to the k rows;
+2. buckets: prompts are left-padded to a power-of-two length (>= min_bucket) and the batch
+   is filled up to a power of two with copies of its last row (dropped after), so a static
+   cache and the compiled decode step see a few shapes, each compiled once;
+3. static_cache / compile: `cache_implementation="static"` with a `CompileConfig`
+   (mode reduce-overhead = CUDA graphs on CUDA); transformers compiles the decode step;
+4. merge_lora: PEFT's `merge_adapter()` folds the LoRA adapters into the weights for the
+   call; after it `unmerge_adapter()` runs and the base weights are copied back from a saved
+   copy, bit for bit (unmerging in bf16 alone would leave rounding in the frozen weights at
+   every step).
+
+The greedy tokens and log-probabilities equal plain generate's (tests/unit/test_rollout.py,
+every tiny family). The training log-prob passes are TRL's own and still encode each row's
+image: TRL 1.16 builds one forward per chunk of rows with that chunk's pixel_values
+(`_get_per_token_logps_and_entropies`), with no seam for shared vision features.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("vlexp")
+
+# Per-token fields padded like input_ids (left, with 0).
+TOKEN_FIELDS = ("attention_mask", "mm_token_type_ids", "token_type_ids")
+# Image-like inputs: (pixel key, grid key, token-id attribute of the model config).
+VISUAL_INPUTS = (
+    ("pixel_values", "image_grid_thw", "image_token_id"),
+    ("pixel_values_videos", "video_grid_thw", "video_token_id"),
+)
+
+
+def bucket(n: int, smallest: int = 1) -> int:
+    """The power of two at or above n (at least `smallest`)."""
+    size = max(1, int(smallest))
+    while size < n:
+        size *= 2
+    return size
+
+
+def dynamo_graphs() -> int:
+    """Graphs Dynamo compiled in this process so far (each recompilation adds one)."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:  # a torch without Dynamo compiles nothing
+        return 0
+    return int(counters["stats"]["unique_graphs"])
+
+
+@dataclass
+class Rows:
+    """A generate call's inputs, cut into rows: each row's tensors and its own images."""
+
+    ids: Any  # (B, L)
+    token_fields: dict[str, Any]  # name -> (B, L)
+    images: dict[str, list[Any]] = field(default_factory=dict)  # pixel key -> per row (P_r, ...)
+    grids: dict[str, list[Any]] = field(default_factory=dict)  # grid key -> per row (n_r, 3)
+    other: dict[str, Any] = field(default_factory=dict)  # kwargs passed through as given
+
+    def pick(self, index: list[int]) -> Rows:
+        import torch
+
+        at = torch.tensor(index, device=self.ids.device)
+        return Rows(
+            self.ids[at],
+            {k: v[at] for k, v in self.token_fields.items()},
+            {k: [v[i] for i in index] for k, v in self.images.items()},
+            {k: [v[i] for i in index] for k, v in self.grids.items()},
+            self.other,
+        )
+
+    def same(self, a: int, b: int) -> bool:
+        import torch
+
+        if not torch.equal(self.ids[a], self.ids[b]):
+            return False
+        for value in self.token_fields.values():
+            if not torch.equal(value[a], value[b]):
+                return False
+        for rows in (*self.images.values(), *self.grids.values()):
+            if rows[a].shape != rows[b].shape or not torch.equal(rows[a], rows[b]):
+                return False
+        return True
+
+    def left_pad(self, length: int, pad_id: int) -> Rows:
+        import torch.nn.functional as F
+
+        extra = length - self.ids.shape[1]
+        if extra <= 0:
+            return self
+        fields = {k: F.pad(v, (extra, 0), value=0) for k, v in self.token_fields.items()}
+        return Rows(
+            F.pad(self.ids, (extra, 0), value=pad_id), fields, self.images, self.grids, self.other
+        )
+
+    def inputs(self) -> dict[str, Any]:
+        import torch
+
+        out = {"input_ids": self.ids, **self.token_fields, **self.other}
+        for key, rows in (*self.images.items(), *self.grids.items()):
+            out[key] = torch.cat(rows)
+        return out
+
+
+def split_rows(inputs: dict[str, Any], config: Any) -> Rows | None:
+    """`inputs` cut into rows, or None when their images cannot be assigned to rows (then the
+    call goes through unchanged). Each row's images are the next ones in the batch whose image
+    tokens add up to the row's count of the image token (grids: t*h*w / merge**2 tokens each;
+    fixed-size images as Gemma 3's: `mm_tokens_per_image`)."""
+    import torch
+
+    ids = inputs.get("input_ids")
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+        return None
+    token_fields = {k: inputs[k] for k in TOKEN_FIELDS if isinstance(inputs.get(k), torch.Tensor)}
+    used = {"input_ids", *token_fields}
+    rows = Rows(ids, token_fields)
+    for pixel_key, grid_key, token_attr in VISUAL_INPUTS:
+        pixels = inputs.get(pixel_key)
+        if pixels is None:
+            continue
+        token_id = getattr(config, token_attr, None)
+        grid = inputs.get(grid_key)
+        if token_id is None:
+            return None
+        if grid is not None:
+            merge = getattr(getattr(config, "vision_config", None), "spatial_merge_size", 1) or 1
+            per_image = (grid.prod(-1) // merge**2).tolist()
+            patches = grid.prod(-1).tolist()
+        elif pixels.dim() == 4 and getattr(config, "mm_tokens_per_image", None):
+            per_image = [int(config.mm_tokens_per_image)] * pixels.shape[0]
+            patches = [1] * pixels.shape[0]
+        else:
+            return None
+        cut = _assign(ids, token_id, per_image)
+        if cut is None:
+            return None
+        starts = [0, *torch.tensor(patches).cumsum(0).tolist()]
+        rows.images[pixel_key] = [pixels[starts[a] : starts[b]] for a, b in cut]
+        if grid is not None:
+            rows.grids[grid_key] = [grid[a:b] for a, b in cut]
+        used |= {pixel_key, grid_key}
+    rows.other = {k: v for k, v in inputs.items() if k not in used}
+    if any(isinstance(v, torch.Tensor) and v.dim() > 0 for v in rows.other.values()):
+        return None  # a batched input vlexp does not know how to cut: leave the call alone
+    return rows
+
+
+def _assign(ids: Any, token_id: int, per_image: list[int]) -> list[tuple[int, int]] | None:
+    """(first, past-last) image index of each row, or None if the counts do not add up."""
+    out, image = [], 0
+    for count in (ids == token_id).sum(-1).tolist():
+        first = image
+        while count > 0 and image < len(per_image):
+            count -= per_image[image]
+            image += 1
+        if count != 0:
+            return None
+        out.append((first, image))
+    return out if image == len(per_image) else None
+
+
+def groups_of_repeats(rows: Rows) -> int:
+    """k when the batch is consecutive groups of k identical rows (k > 1), else 1."""
+    n = rows.ids.shape[0]
+    k = 1
+    while k < n and rows.same(0, k):
+        k += 1
+    if k == 1 or n % k:
+        return 1
+    for start in range(0, n, k):
+        if not all(rows.same(start, start + j) for j in range(1, k)):
+            return 1
+    return k
+
+
+class FastGenerate:
+    """A model's `generate` with the hf_fast steps of the module docstring around it."""
+
+    def __init__(self, model: Any, settings: Any) -> None:
+        self.model = model
+        self.inner = model.generate
+        self.settings = settings
+        self.cuda = _device(model).type == "cuda"
+        self.compiled = settings.compiles(self.cuda)
+        self.graphs_at_start = dynamo_graphs()
+        self.graphs = 0  # graphs Dynamo compiled inside generate calls
+
+    def recompiles(self) -> float:
+        """`perf/recompiles`: graphs compiled for generation so far (flat once every bucket
+        has been seen; one that keeps rising means a shape escapes the buckets)."""
+        return float(self.graphs)
+
+    def describe(self) -> str:
+        s = self.settings
+        compile_how = "off"
+        if self.compiled:
+            compile_how = "CUDA graphs" if self.cuda and s.cuda_graphs else "no CUDA graphs"
+        return (
+            f"merge LoRA {s.merge_lora}, static cache {s.static_cache} (compile: {compile_how}), "
+            f"buckets {s.buckets} (min {s.min_bucket}), one generate per unique prompt "
+            f"{s.share_images}"
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args:  # generate(input_ids, ...) positional
+            kwargs["input_ids"] = args[0]
+            args = args[1:]
+        before = dynamo_graphs()
+        try:
+            with self.merged():
+                return self._generate(args, kwargs)
+        finally:
+            self.graphs += dynamo_graphs() - before
+
+    def _generate(self, args: tuple, kwargs: dict) -> Any:
+        config = getattr(self.model, "config", None)
+        inputs = {k: v for k, v in kwargs.items() if not _is_setting(k, v)}
+        settings = {k: v for k, v in kwargs.items() if k not in inputs}
+        settings.update(self.cache_settings())
+        if settings.get("generation_config") is not None:
+            # Our settings go into a copy of the caller's config: transformers deprecates
+            # passing a generation_config together with loose generation arguments.
+            settings = _into_config(settings)
+        rows = split_rows(inputs, config) if self.settings.fast_rows else None
+        if rows is None:
+            return self.inner(*args, **inputs, **settings)
+        batch, length = rows.ids.shape
+        kept = batch * _returns(settings, self.model)  # the rows the caller asked for
+        k = groups_of_repeats(rows) if self.settings.share_images else 1
+        if k > 1 and kept == batch:
+            rows = rows.pick(list(range(0, batch, k)))
+            settings = _into_config({**settings, "num_return_sequences": k})
+        unique = rows.ids.shape[0]
+        if self.settings.buckets:
+            rows = rows.left_pad(
+                bucket(length, self.settings.min_bucket), _pad_id(settings, self.model)
+            )
+            fill = bucket(unique) - unique
+            rows = rows.pick(list(range(unique)) + [unique - 1] * fill)
+        output = self.inner(*args, **rows.inputs(), **settings)
+        extra = rows.ids.shape[1] - length
+        return _trim(output, kept, extra)
+
+    def cache_settings(self) -> dict[str, Any]:
+        if not self.settings.static_cache:
+            return {}
+        out: dict[str, Any] = {"cache_implementation": "static"}
+        if not self.compiled:
+            out["disable_compile"] = True
+            return out
+        from transformers import CompileConfig
+
+        mode = "reduce-overhead" if self.cuda and self.settings.cuda_graphs else "default"
+        compile_config = CompileConfig(fullgraph=False, dynamic=False, mode=mode)
+        if not self.cuda:
+            compile_config._compile_all_devices = True  # transformers compiles on CUDA only
+        out["compile_config"] = compile_config
+        return out
+
+    @contextmanager
+    def merged(self):
+        """LoRA adapters folded into the weights for the call; the base weights restored."""
+        layers = _lora_layers(self.model) if self.settings.merge_lora else []
+        if not layers:
+            yield
+            return
+        import torch
+
+        with torch.no_grad():
+            saved = [
+                (w, w.detach().clone()) for w in (layer.get_base_layer().weight for layer in layers)
+            ]
+            self.model.merge_adapter()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                self.model.unmerge_adapter()
+                for weight, copy in saved:
+                    weight.copy_(copy)  # unmerging in bf16 would leave rounding behind
+
+
+def _into_config(settings: dict) -> dict:
+    """Loose generation settings folded into a copy of settings["generation_config"]."""
+    import copy
+
+    config = settings.get("generation_config")
+    if config is None:
+        return settings
+    loose = {k: v for k, v in settings.items() if k != "generation_config"}
+    config = copy.deepcopy(config)
+    unused = config.update(**loose)  # what is not a generation setting goes to the model
+    return {"generation_config": config, **unused}
+
+
+def _device(model: Any):
+    import torch
+
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")
+
+
+def _is_setting(key: str, value: Any) -> bool:
+    """Generation settings (passed through untouched) as opposed to model inputs."""
+    import torch
+
+    if key in ("input_ids", "inputs_embeds") or key in TOKEN_FIELDS:
+        return False
+    return not isinstance(value, torch.Tensor)
+
+
+def _returns(settings: dict, model: Any) -> int:
+    if settings.get("num_return_sequences") is not None:
+        return int(settings["num_return_sequences"])
+    config = settings.get("generation_config") or getattr(model, "generation_config", None)
+    return int(getattr(config, "num_return_sequences", 1) or 1)
+
+
+def _pad_id(settings: dict, model: Any) -> int:
+    config = settings.get("generation_config") or getattr(model, "generation_config", None)
+    for source in (settings, config):
+        pad = (
+            source.get("pad_token_id")
+            if isinstance(source, dict)
+            else getattr(source, "pad_token_id", None)
+        )
+        if pad is not None:
+            return int(pad)
+    return 0  # masked out by the attention mask whatever it is
+
+
+def _trim(output: Any, rows: int, extra: int) -> Any:
+    """The first `rows` rows without the `extra` left padding columns vlexp added."""
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return output[:rows, extra:]
+    sequences = getattr(output, "sequences", None)
+    if sequences is not None:
+        output.sequences = sequences[:rows, extra:]
+    return output
+
+
+def _lora_layers(model: Any) -> list:
+    """The LoRA layers of a PEFT model (none for a plain model or QLoRA's 4-bit layers, whose
+    merge would dequantize and round the weights)."""
+    if not callable(getattr(model, "merge_adapter", None)):
+        return []
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    if any(
+        getattr(layer.get_base_layer(), "quant_state", None) is not None
+        or type(layer.get_base_layer().weight).__name__ == "Params4bit"
+        for layer in layers
+    ):
+        log.info("rollout: 4-bit LoRA layers generate unmerged (a merge would round the weights)")
+        return []
+    return layers
