@@ -239,9 +239,13 @@ class FastGenerate:
         batch, length = rows.ids.shape
         kept = batch * _returns(settings, self.model)  # the rows the caller asked for
         k = groups_of_repeats(rows) if self.settings.share_images else 1
+        repeat = 1
         if k > 1 and kept == batch:
             rows = rows.pick(list(range(0, batch, k)))
-            settings = _into_config({**settings, "num_return_sequences": k})
+            if _samples(settings, self.model):
+                settings = _into_config({**settings, "num_return_sequences": k})
+            else:  # greedy: the k copies of a prompt get the same completion; copy it
+                repeat = k
         unique = rows.ids.shape[0]
         if self.settings.buckets:
             rows = rows.left_pad(
@@ -251,7 +255,7 @@ class FastGenerate:
             rows = rows.pick(list(range(unique)) + [unique - 1] * fill)
         output = self.inner(*args, **rows.inputs(), **settings)
         extra = rows.ids.shape[1] - length
-        return _trim(output, kept, extra)
+        return _trim(output, kept, extra, repeat)
 
     def cache_settings(self) -> dict[str, Any]:
         if not self.settings.static_cache:
@@ -343,16 +347,32 @@ def _pad_id(settings: dict, model: Any) -> int:
     return 0  # masked out by the attention mask whatever it is
 
 
-def _trim(output: Any, rows: int, extra: int) -> Any:
-    """The first `rows` rows without the `extra` left padding columns vlexp added."""
+def _trim(output: Any, rows: int, extra: int, repeat: int = 1) -> Any:
+    """The caller's `rows` rows (each row `repeat`ed first) without the `extra` left padding
+    columns vlexp added; per-step scores/logits of a dict output likewise."""
     import torch
 
+    def cut(tensor: Any, columns: bool) -> Any:
+        tensor = tensor.repeat_interleave(repeat, dim=0) if repeat > 1 else tensor
+        return tensor[:rows, extra:] if columns else tensor[:rows]
+
     if isinstance(output, torch.Tensor):
-        return output[:rows, extra:]
-    sequences = getattr(output, "sequences", None)
-    if sequences is not None:
-        output.sequences = sequences[:rows, extra:]
+        return cut(output, True)
+    if getattr(output, "sequences", None) is not None:
+        output.sequences = cut(output.sequences, True)
+    for name in ("scores", "logits"):
+        steps = getattr(output, name, None)
+        if steps is not None:
+            setattr(output, name, tuple(cut(step, False) for step in steps))
     return output
+
+
+def _samples(settings: dict, model: Any) -> bool:
+    """Whether the call samples (do_sample), as generate will decide it."""
+    if settings.get("do_sample") is not None:
+        return bool(settings["do_sample"])
+    config = settings.get("generation_config") or getattr(model, "generation_config", None)
+    return bool(getattr(config, "do_sample", False))
 
 
 def _lora_layers(model: Any) -> list:
