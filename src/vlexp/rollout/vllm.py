@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import logging
 from typing import Any
 from urllib.parse import urlparse
+
+log = logging.getLogger("vlexp")
 
 # The vLLM versions TRL 1.16 accepts (trl/import_utils.py, is_vllm_available); contract:
 # tests/unit/test_rollout.py reads them back from TRL's source.
@@ -66,6 +69,14 @@ def planned_share(cfg: Any, gpu_bytes: int | None = None) -> float:
     est = estimate(training, plan)
     kv_cache = est.parts.get("generation KV cache", 0)  # vLLM holds the rollouts' cache
     left = USABLE - (est.total - kv_cache) / gpu_bytes
+    if left < SHARE_RANGE[0]:
+        log.warning(
+            "rollout.vllm.gpu_memory_utilization=auto: the planner leaves %.0f%% of the GPU to "
+            "vLLM; it gets %.0f%%, which may not fit. Free memory for it (memory=lora, "
+            "memory=grad_ckpt) or set the share yourself",
+            max(left, 0.0) * 100,
+            SHARE_RANGE[0] * 100,
+        )
     return round(min(max(left, SHARE_RANGE[0]), SHARE_RANGE[1]), 2)
 
 
