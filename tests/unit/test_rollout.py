@@ -378,3 +378,47 @@ def test_rollout_vllm_share_from_the_planner():
     for cfg in (lora, full):
         for size in (24, 80, 141):
             assert vllm.SHARE_RANGE[0] <= vllm.planned_share(cfg, size * gib) <= vllm.SHARE_RANGE[1]
+
+
+# --- the micro-batch, decoupled from the generation batch -----------------------------------
+def test_rollout_micro_batch_auto_fits_the_planner_and_keeps_the_generation_batch():
+    from vlexp import rollout
+    from vlexp.plan import PLAN_DEFAULTS, fits, plan_run
+
+    gib = 1024**3
+    overrides = ["model=qwen2_5_vl_3b", "rollout=hf_fast", "train.per_device_train_batch_size=64",
+                 "algo.args.num_generations=8", "algo.args.max_completion_length=512"]  # fmt: skip
+    cfg = compose(overrides)
+    change = rollout.micro_batch(cfg, 80 * gib)
+    micro = change["per_device_train_batch_size"]
+    assert micro < 64 and 64 % micro == 0
+    assert micro * change["gradient_accumulation_steps"] == 64  # rows per optimizer step
+    # What `python -m vlexp.plan` says: the chosen micro-batch fits, the next larger does not.
+    plan = {**PLAN_DEFAULTS, "gpu_mem_gb": 80}
+    bigger = next(m for m in range(micro + 1, 65) if 64 % m == 0)
+    for rows, expected in ((micro, True), (bigger, False)):
+        accumulate = f"train.gradient_accumulation_steps={64 // rows}"
+        pinned = [*overrides[:-3], f"train.per_device_train_batch_size={rows}", accumulate,
+                  *overrides[-2:], "rollout.micro_batch=null"]  # fmt: skip
+        assert fits(plan_run(pinned, plan)[1], plan) is expected
+    assert rollout.micro_batch(cfg, None) == {}  # no GPU: as configured
+    assert rollout.micro_batch(compose(["rollout=hf_fast"]), 80 * gib) == {}  # fits already
+
+
+def test_rollout_micro_batch_number_scales_accumulation_and_steps_per_generation(tmp_path):
+    from vlexp.recipe.run import build_args
+
+    cfg = compose(["rollout.micro_batch=2", "train.gradient_accumulation_steps=2",
+                   "+algo.args.steps_per_generation=3"])  # fmt: skip
+    args = build_args(cfg, tmp_path)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 8)
+    assert args.steps_per_generation == 12  # each generation still makes 8 x 3 rows
+    assert args.generation_batch_size == 24
+
+
+@pytest.mark.parametrize("value", ["3", "0", "many"])
+def test_rollout_micro_batch_refusals(value):
+    from vlexp.validate import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=rf"rollout.micro_batch={value}: null, auto, or"):
+        validate(compose([f"rollout.micro_batch={value}"]), machine=False)

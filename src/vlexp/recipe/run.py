@@ -201,6 +201,10 @@ def build_args(cfg: DictConfig, run_dir: Path):
         shared["use_cpu"] = not torch.cuda.is_available()
     if shared.get("bf16") is None:
         shared["bf16"] = cfg.model.dtype == "bfloat16" and not shared["use_cpu"]
+    gpu_bytes = None if shared["use_cpu"] else torch.cuda.get_device_properties(0).total_memory
+    micro = rollout.micro_batch(cfg, gpu_bytes)  # rollout.micro_batch: sized by the planner
+    per_step = {k: micro.pop(k) for k in list(micro) if k in shared}
+    shared.update(per_step)
     extra: dict[str, Any] = {"report_to": tracking.configure(cfg.logger, run_dir)}
     if algorithm.of(cfg).rewards:
         extra["reward_weights"] = list(reward_config.weights(cfg).values())
@@ -216,6 +220,7 @@ def build_args(cfg: DictConfig, run_dir: Path):
     if held.deepspeed is not None:
         extra["deepspeed"] = held.deepspeed
     extra.update(rollout.trainer_args(cfg, args_fields(cfg), vllm_share(cfg)))
+    extra.update(micro)  # steps_per_generation, scaled with the micro-batch when set
     # Keyword arguments win over the node's keys: memory.optim over algo.args.optim.
     return instantiate(cfg.algo.args, output_dir=str(run_dir), **shared, **extra)
 

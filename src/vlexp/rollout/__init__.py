@@ -36,6 +36,7 @@ class Rollout:
     buckets: bool = False
     min_bucket: int = 64
     share_images: bool = False
+    micro_batch: int | str | None = None
     vllm: dict | None = None
 
     @property
@@ -121,3 +122,68 @@ def install(model: Any, cfg: Any) -> Any:
     model.generate = engine
     log.info("rollout=%s: %s", settings.name, engine.describe())
     return engine
+
+
+def micro_batch(cfg: Any, gpu_bytes: int | None) -> dict[str, int]:
+    """`rollout.micro_batch`: the optimizer's micro-batch decoupled from the generation batch.
+
+    The rows one optimizer step learns from (train.per_device_train_batch_size x
+    train.gradient_accumulation_steps, which TRL generates in one batch) stay as configured:
+    the same algorithm, on-policy. Only the rows of each forward/backward shrink, with
+    gradient accumulation making up the difference. `auto` takes the largest divisor of the
+    configured micro-batch whose planner estimate (vlexp.recipe.estimate) fits `gpu_bytes`
+    (no change without a GPU, or when the configured one fits); an int sets it. Returns the
+    train.* / algo.args values to change (none when nothing changes)."""
+    wanted = (cfg.get("rollout") or {}).get("micro_batch")
+    if wanted is None or (wanted == "auto" and gpu_bytes is None):
+        return {}
+    rows = int(cfg.train.per_device_train_batch_size)
+    chosen = _fitting_micro_batch(cfg, rows, gpu_bytes) if wanted == "auto" else int(wanted)
+    if chosen == rows:
+        return {}
+    if chosen < 1 or rows % chosen:
+        raise ValueError(
+            f"rollout.micro_batch={wanted}: must divide train.per_device_train_batch_size={rows}"
+        )
+    factor = rows // chosen
+    out = {
+        "per_device_train_batch_size": chosen,
+        "gradient_accumulation_steps": int(cfg.train.gradient_accumulation_steps) * factor,
+    }
+    steps = (cfg.algo.get("args") or {}).get("steps_per_generation")
+    if steps is not None:  # keep the rows each generation makes
+        out["steps_per_generation"] = int(steps) * factor
+    log.info(
+        "rollout.micro_batch=%s: %d rows per forward x %d accumulation steps (generation batch "
+        "unchanged: %d rows)",
+        wanted,
+        chosen,
+        out["gradient_accumulation_steps"],
+        rows * int(cfg.train.gradient_accumulation_steps),
+    )
+    return out
+
+
+def _fitting_micro_batch(cfg: Any, rows: int, gpu_bytes: int) -> int:
+    from omegaconf import OmegaConf
+
+    from vlexp.plan import PLAN_DEFAULTS, USABLE
+    from vlexp.recipe.estimate import GIB, estimate
+
+    plan = {**PLAN_DEFAULTS, "gpu_mem_gb": gpu_bytes / GIB}
+    accumulate = int(cfg.train.gradient_accumulation_steps)
+    divisors = [m for m in range(rows, 0, -1) if rows % m == 0]
+    for m in divisors:
+        trial = OmegaConf.merge(
+            cfg,
+            {
+                "train": {
+                    "per_device_train_batch_size": m,
+                    "gradient_accumulation_steps": accumulate * rows // m,
+                }
+            },
+        )
+        if estimate(trial, plan).total <= USABLE * gpu_bytes:
+            return m
+    log.warning("rollout.micro_batch=auto: even 1 row per forward does not fit the planner")
+    return 1

@@ -298,6 +298,12 @@ def check_rollout(cfg: DictConfig) -> list[str]:
             "rollout.compile=true needs rollout.static_cache=true: transformers compiles the "
             "decode step only with a static KV cache"
         )
+    micro, rows = settings.micro_batch, cfg.train.per_device_train_batch_size
+    if micro not in (None, "auto") and (not isinstance(micro, int) or micro < 1 or rows % micro):
+        found.append(
+            f"rollout.micro_batch={micro}: null, auto, or a number of rows that divides "
+            f"train.per_device_train_batch_size={rows}"
+        )
     if settings.engine == "vllm":
         if not algorithm.of(cfg).generates:
             return found  # nothing generates: the rollout is never used
