@@ -422,3 +422,44 @@ def test_rollout_micro_batch_refusals(value):
 
     with pytest.raises(ConfigError, match=rf"rollout.micro_batch={value}: null, auto, or"):
         validate(compose([f"rollout.micro_batch={value}"]), machine=False)
+
+
+# --- the compiled decode step: once per bucket ---------------------------------------------
+def test_rollout_compiled_decode_equals_generate_and_compiles_once_per_bucket(tiny_models):
+    # Dynamo's graph capture (backend eager: no C++ build on CPU) through transformers'
+    # static-cache compile path; perf/recompiles counts the graphs.
+    from dataclasses import replace
+
+    from vlexp.rollout.fast import FastGenerate
+
+    model, processor = _load(tiny_models["qwen2_5_vl"])
+    engine = FastGenerate(model, replace(HF_FAST, compile=True, compile_backend="eager"))
+    assert engine.compiled
+    inputs = _grpo_batch(processor, repeats=3)
+    _assert_same(_greedy(model.generate, inputs, model), _greedy(engine, inputs, model))
+    first = engine.recompiles()
+    assert first >= 1  # the decode step was compiled
+    _greedy(engine, _grpo_batch(processor, repeats=5), model)  # 2 unique prompts again
+    assert engine.recompiles() == first  # same buckets: no new graph
+
+
+def test_rollout_compile_failure_falls_back_to_eager_generation(tiny_models, caplog):
+    from dataclasses import replace
+
+    from vlexp.rollout.fast import FastGenerate
+
+    model, processor = _load(tiny_models["qwen2_5_vl"])
+    engine = FastGenerate(model, replace(HF_FAST, compile=True, compile_backend="eager"))
+    inner = engine.inner
+
+    def fails_compiled(*args, **kwargs):
+        config = kwargs.get("generation_config")
+        if kwargs.get("compile_config") or getattr(config, "compile_config", None):
+            raise RuntimeError("Dynamo failed to run FX node")
+        return inner(*args, **kwargs)
+
+    engine.inner = fails_compiled
+    inputs = _grpo_batch(processor, repeats=2)
+    _assert_same(_greedy(model.generate, inputs, model), _greedy(engine, inputs, model))
+    assert not engine.compiled
+    assert "generating without torch.compile from now on" in caplog.text

@@ -33,6 +33,7 @@ class Rollout:
     static_cache: bool = False
     compile: bool | str = False
     cuda_graphs: bool = False
+    compile_backend: str = "inductor"
     buckets: bool = False
     min_bucket: int = 64
     share_images: bool = False

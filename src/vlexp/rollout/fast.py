@@ -220,7 +220,21 @@ class FastGenerate:
         before = dynamo_graphs()
         try:
             with self.merged():
-                return self._generate(args, kwargs)
+                try:
+                    return self._generate(args, kwargs)
+                except Exception as err:
+                    if not self.compiled or _out_of_memory(err):
+                        raise
+                    # A model or torch version whose decode step does not compile must not
+                    # stop training: the same rollout, uncompiled, from here on.
+                    log.warning(
+                        "rollout: the compiled decode step failed (%s: %s); generating without "
+                        "torch.compile from now on (set rollout.compile=false to skip the try)",
+                        type(err).__name__,
+                        str(err).splitlines()[0][:300] if str(err) else "",
+                    )
+                    self.compiled = False
+                    return self._generate(args, kwargs)
         finally:
             self.graphs += dynamo_graphs() - before
 
@@ -267,7 +281,8 @@ class FastGenerate:
         from transformers import CompileConfig
 
         mode = "reduce-overhead" if self.cuda and self.settings.cuda_graphs else "default"
-        compile_config = CompileConfig(fullgraph=False, dynamic=False, mode=mode)
+        backend = self.settings.compile_backend
+        compile_config = CompileConfig(fullgraph=False, dynamic=False, mode=mode, backend=backend)
         if not self.cuda:
             compile_config._compile_all_devices = True  # transformers compiles on CUDA only
         out["compile_config"] = compile_config
@@ -294,6 +309,10 @@ class FastGenerate:
                 self.model.unmerge_adapter()
                 for weight, copy in saved:
                     weight.copy_(copy)  # unmerging in bf16 would leave rounding behind
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    return "out of memory" in str(err).lower() or type(err).__name__ == "OutOfMemoryError"
 
 
 def _into_config(settings: dict) -> dict:
