@@ -463,3 +463,32 @@ def test_rollout_compile_failure_falls_back_to_eager_generation(tiny_models, cap
     _assert_same(_greedy(model.generate, inputs, model), _greedy(engine, inputs, model))
     assert not engine.compiled
     assert "generating without torch.compile from now on" in caplog.text
+
+
+# --- evaluation generates through the engine ------------------------------------------------
+@pytest.mark.parametrize(("temperature", "samples"), [(0.0, 1), (1.0, 3)])
+def test_rollout_evaluation_generation_through_hf_fast_equals_plain(
+    temperature, samples, tiny_models, tmp_path
+):
+    # vlexp.evaluation.generation.generate calls model.generate; with the engine installed
+    # (python -m vlexp.evaluate, the in-training eval callback) the completions are the same:
+    # greedy, and pass@k sampling from the top-1 token (num_return_sequences from the caller).
+    from PIL import Image
+
+    from vlexp import rollout
+    from vlexp.evaluation.generation import generate
+
+    model, processor = _load(tiny_models["qwen2_5_vl"])
+    examples = []
+    for i, (size, colour) in enumerate((((56, 56), "red"), ((84, 56), "blue"), ((56, 84), "red"))):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", size, colour).save(path)
+        prompt = [{"role": "user", "content": f"What is in picture {i}?"}]
+        examples.append({"prompt": prompt, "images": [str(path)]})
+    kwargs = {"max_new_tokens": 6, "num_samples": samples, "temperature": temperature,
+              "top_k": 1, "progress": False}  # fmt: skip
+    plain = generate(model, processor, examples, **kwargs)
+    assert rollout.install(model, compose(["rollout=hf_fast"])) is not None
+    fast = generate(model, processor, examples, **kwargs)
+    assert [[c.ids for c in cs] for cs in fast] == [[c.ids for c in cs] for cs in plain]
+    assert all(len(cs) == samples for cs in fast)

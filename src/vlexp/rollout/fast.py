@@ -409,4 +409,8 @@ def _lora_layers(model: Any) -> list:
     ):
         log.info("rollout: 4-bit LoRA layers generate unmerged (a merge would round the weights)")
         return []
+    if any(layer.get_base_layer().weight.numel() == 0 for layer in layers):
+        # ZeRO-3 with ds3_gather_for_generation=false: each rank holds an empty shard.
+        log.info("rollout: partitioned (ZeRO-3) weights generate with LoRA unmerged")
+        return []
     return layers
