@@ -319,6 +319,9 @@ def test_rollout_vllm_machine_refusals(monkeypatch, version, cuda, expected):
         return
     with pytest.raises(ConfigError, match=expected):
         validate(cfg)
+    if version is not None and cuda:  # out of TRL's range: TRL only warns, so may be tried
+        unchecked = compose(["rollout=vllm_colocate", "rollout.vllm.check_version=false"])
+        assert machine.check_rollout_machine(unchecked) == []
 
 
 @pytest.mark.parametrize(

@@ -123,8 +123,9 @@ def _server_problems(vllm_cfg: Any) -> list[str]:
     return []
 
 
-def machine_problems(name: str, cuda: bool) -> list[str]:
-    """What this machine lacks for vLLM: the package, in TRL's range, and a CUDA device."""
+def machine_problems(name: str, cuda: bool, check_version: bool = True) -> list[str]:
+    """What this machine lacks for vLLM: the package, in TRL's range (unless `check_version`
+    is off: TRL itself only warns), and a CUDA device."""
     from packaging.version import Version
 
     low, high = VLLM_RANGE
@@ -132,10 +133,10 @@ def machine_problems(name: str, cuda: bool) -> list[str]:
     if importlib.util.find_spec("vllm") is None:
         return [f"rollout={name} needs the vllm package, which is not installed: {fix}"]
     version = Version(Version(importlib.metadata.version("vllm")).base_version)
-    if not Version(low) <= version <= Version(high):
+    if check_version and not Version(low) <= version <= Version(high):
         return [
             f"rollout={name}: vllm {version} is installed; TRL 1.16 supports vllm {low} to "
-            f"{high}: {fix}"
+            f"{high}: {fix} (or rollout.vllm.check_version=false to try it anyway)"
         ]
     if not cuda:
         return [f"rollout={name} needs a CUDA GPU and none is visible: use rollout=hf_fast"]

@@ -91,7 +91,8 @@ def check_rollout_machine(cfg: DictConfig) -> list[str]:
 
     settings = rollout.of(cfg)
     if settings.engine == "vllm":
-        return vllm.machine_problems(settings.name, _cuda_available())
+        check_version = (settings.vllm or {}).get("check_version", True)
+        return vllm.machine_problems(settings.name, _cuda_available(), bool(check_version))
     if settings.static_cache and settings.compile is True and not _has_compiler():
         return [
             "rollout.compile=true needs a C/C++ compiler for torch inductor and none is on PATH: "
