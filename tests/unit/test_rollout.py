@@ -495,3 +495,41 @@ def test_rollout_evaluation_generation_through_hf_fast_equals_plain(
     fast = generate(model, processor, examples, **kwargs)
     assert [[c.ids for c in cs] for cs in fast] == [[c.ids for c in cs] for cs in plain]
     assert all(len(cs) == samples for cs in fast)
+
+
+# --- one vision pass per unique image in the log-prob / loss forwards -----------------------
+@pytest.mark.parametrize("family", TINY)
+def test_rollout_shared_image_features_equal_the_models_forward(family, tiny_models):
+    # TRL's log-prob passes forward k copies of each prompt's image; with the images shared,
+    # the logits and the gradients equal the model's own forward, and the tower sees each
+    # distinct image once.
+    import torch
+
+    from vlexp.rollout.fast import share_image_features
+
+    model, processor = _load(tiny_models[family])
+    inputs = _grpo_batch(processor, repeats=3)
+    inputs = {k: v for k, v in inputs.items()}
+
+    def logits_and_grads():
+        model.zero_grad()
+        out = model(**inputs).logits
+        out.float().pow(2).mean().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return out.detach(), grads
+
+    reference, ref_grads = logits_and_grads()
+    seen = []
+    tower = next((m for m in model.modules() if hasattr(m, "visual")), None)
+    if share_image_features(model) == 0:
+        assert tower is None or "image_grid_thw" not in inputs  # no per-image grids: untouched
+        return
+    hook = tower.visual.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    shared, grads = logits_and_grads()
+    hook.remove()
+    torch.testing.assert_close(shared, reference, atol=1e-5, rtol=1e-5)
+    assert grads.keys() == ref_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, ref_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+    patches = inputs["image_grid_thw"].prod(-1).tolist()
+    assert seen == [patches[0] + patches[3]]  # the two distinct images, once each
