@@ -50,12 +50,13 @@ def test_rollout_hf_fast_lora_grpo_logs_recompiles(tmp_path, shapes_dir, tiny_mo
     assert not any(getattr(m, "merged", False) for m in trainer.model.modules())
 
 
-@pytest.mark.parametrize("algo", ["rloo", "ppo"])
+@pytest.mark.parametrize("algo", ["rloo", "online_dpo", "ppo"])
 def test_rollout_hf_fast_serves_other_generating_trainers(
     algo, tmp_path, shapes_dir, tiny_model, engine_calls
 ):
+    batch = ["train.per_device_train_batch_size=2"] if algo == "online_dpo" else []
     trainer, _ = build_trainer(
-        [*SMALL, f"algo={algo}", "rollout=hf_fast", "train.max_steps=1"], tmp_path
+        [*SMALL, f"algo={algo}", "rollout=hf_fast", "train.max_steps=1", *batch], tmp_path
     )
     trainer.train()
     assert engine_calls, f"algo={algo} generated without the rollout engine"

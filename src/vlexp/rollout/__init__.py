@@ -143,7 +143,13 @@ def micro_batch(cfg: Any, gpu_bytes: int | None) -> dict[str, int]:
     if wanted is None or (wanted == "auto" and gpu_bytes is None):
         return {}
     rows = int(cfg.train.per_device_train_batch_size)
-    chosen = _fitting_micro_batch(cfg, rows, gpu_bytes) if wanted == "auto" else int(wanted)
+    try:
+        chosen = _fitting_micro_batch(cfg, rows, gpu_bytes) if wanted == "auto" else int(wanted)
+    except Exception as err:  # a model the planner cannot price: train as configured
+        if wanted != "auto":
+            raise
+        log.warning("rollout.micro_batch=auto: the planner failed (%s); keeping %d rows", err, rows)
+        return {}
     if chosen == rows:
         return {}
     if chosen < 1 or rows % chosen:

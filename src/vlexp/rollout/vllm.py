@@ -66,7 +66,11 @@ def planned_share(cfg: Any, gpu_bytes: int | None = None) -> float:
     plan = {**PLAN_DEFAULTS, "gpu_mem_gb": gpu_bytes / GIB}
     # The estimate of training alone: vLLM's reservation is what this function decides.
     training = OmegaConf.merge(cfg, {"algo": {"args": {"use_vllm": False}}})
-    est = estimate(training, plan)
+    try:
+        est = estimate(training, plan)
+    except Exception as err:  # a model the planner cannot price: TRL's default share
+        log.warning("rollout.vllm.gpu_memory_utilization=auto: the planner failed (%s); 0.3", err)
+        return 0.3
     kv_cache = est.parts.get("generation KV cache", 0)  # vLLM holds the rollouts' cache
     left = USABLE - (est.total - kv_cache) / gpu_bytes
     if left < SHARE_RANGE[0]:
