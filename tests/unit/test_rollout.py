@@ -250,7 +250,7 @@ def test_rollout_shared_image_features_equal_the_models_forward(family, tiny_mod
     # distinct image once.
     import torch
 
-    from vlexp.rollout.fast import share_image_features
+    from vlexp.rollout.images import share_image_features
 
     model, processor = _load(tiny_models[family])
     inputs = _grpo_batch(processor, repeats=3)

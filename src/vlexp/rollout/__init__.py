@@ -122,7 +122,7 @@ def install(model: Any, cfg: Any) -> Any:
     engine = FastGenerate(model, settings)
     model.generate = engine
     if settings.share_images:
-        from vlexp.rollout.fast import share_image_features
+        from vlexp.rollout.images import share_image_features
 
         share_image_features(model)  # the log-prob and loss passes encode each image once
     log.info("rollout=%s: %s", settings.name, engine.describe())
