@@ -3,7 +3,9 @@
     python bench/gpu.py                           # Qwen2.5-VL 3B and 7B, at most --budget s
     python bench/gpu.py --plan qwen3              # Qwen3-VL-8B and Qwen3-VL-30B-A3B (issue 16)
     python bench/gpu.py --runs 3b:grpo_ckpt 3b:sft_full 7b:sft_lora
+    python bench/gpu.py --plan rollout            # rollout=hf vs hf_fast side by side (issue 27)
     python bench/gpu.py --smoke-cpu               # the same code on CPU at toy sizes (tested)
+    python bench/gpu.py --smoke-cpu --plan rollout
 
 Nothing is downloaded. For each model the bench writes a random-weight checkpoint of the
 config.json bundled with vlexp (its special-token ids moved to the tiny tokenizer's of the
@@ -29,6 +31,11 @@ Cases (steps: the first is warm-up and not counted):
     grpo_liger  the same with memory=[grad_ckpt,liger] (liger-kernel installed only)
     grpo_lora_ckpt  the same with memory=[lora,grad_ckpt] (the 7B case)
     grpo_fast   the same with speed=rl_gpu (checkpointing + Liger + static KV cache)
+    (these GRPO cases pin rollout=hf: plain HF generate, comparable with earlier results)
+    <case>_hf, <case>_hf_fast  (--plan rollout, issue 27) the same run under rollout=hf and
+                rollout=hf_fast: grpo_ckpt (3B full weights), grpo_lora_ckpt (Qwen3-VL-8B),
+                and their _big versions: 8 prompts x 8 completions x 512 tokens per step,
+                the update in micro-batches of 16 rows; a second table compares the engines
 A case the planner prices above the card's memory is not started (recorded as skipped): it
 would only run out of memory. An out-of-memory, a crash or a timeout ends that case only.
 
@@ -94,13 +101,19 @@ class Sizes:
     completion: int = 256
     grpo_steps: int = 3
     rows: int = 64  # records written per data set
+    # Issue 27's realistic rollout: 8 prompts x 8 completions x 512 tokens per step (64 rows,
+    # one generate call), the update in micro-batches of `big_micro` rows.
+    big_prompts: int = 8
+    big_completion: int = 512
+    big_micro: int = 16
+    big_steps: int = 2
 
     @classmethod
     def smoke(cls) -> Sizes:
         return cls(
             sft_image=56, sft_text=24, sft_batch=2, lora_batch=2, dpo_batch=2, sft_steps=2,
             grpo_image=56, grpo_text=8, prompts=1, generations=2, completion=8, grpo_steps=2,
-            rows=8,
+            rows=8, big_prompts=2, big_completion=12, big_micro=2, big_steps=2,
         )  # fmt: skip
 
 
@@ -126,7 +139,34 @@ def cases(sizes: Sizes, eos_ids: list[int]) -> dict[str, Case]:
         f"train.max_steps={sizes.grpo_steps}",
     ]
     sft = [f"train.max_steps={sizes.sft_steps}"]
+    # Issue 27: the same GRPO runs under each HF rollout engine, side by side.
+    replaced = (
+        "train.per_device_train_batch_size",
+        "algo.args.max_completion_length",
+        "train.max_steps",
+    )
+    big = [
+        *(o for o in grpo if not o.startswith(replaced)),
+        f"train.per_device_train_batch_size={sizes.big_micro}",
+        f"train.gradient_accumulation_steps={sizes.big_prompts * sizes.generations // sizes.big_micro}",
+        f"algo.args.max_completion_length={sizes.big_completion}",
+        "rollout.micro_batch=null",  # the same update layout under both engines
+        f"train.max_steps={sizes.big_steps}",
+    ]
+    rollout_cases = [
+        Case(f"{name}_{engine}", "grpo", [*base, f"rollout={engine}", *memory_of], "grpo")
+        for name, base, memory_of in (
+            ("grpo_ckpt", grpo, ["memory=grad_ckpt"]),
+            ("grpo_big_ckpt", big, ["memory=grad_ckpt"]),
+            ("grpo_lora_ckpt", grpo, ["memory=[lora,grad_ckpt]"]),
+            ("grpo_big_lora_ckpt", big, ["memory=[lora,grad_ckpt]"]),
+        )
+        for engine in ROLLOUT_ENGINES
+    ]
+    # The cases measured before the rollout engines pin plain HF generate (comparable runs).
+    grpo = [*grpo, "rollout=hf"]
     table = [
+        *rollout_cases,
         Case("grpo", "grpo", [*grpo, "memory=none"], "grpo"),
         Case("grpo_ckpt", "grpo", [*grpo, "memory=grad_ckpt"], "grpo"),
         Case("grpo_liger", "grpo", [*grpo, "memory=[grad_ckpt,liger]"], "grpo", "liger_kernel"),
@@ -192,8 +232,28 @@ QWEN3_PLAN = [
     ("q3_8b", "sft_full"),
     ("q3_8b", "grpo_ckpt"),
 ]
-PLANS = {"default": DEFAULT_PLAN, "qwen3": QWEN3_PLAN}
+# Issue 27: each case under rollout=hf and rollout=hf_fast, in one run on one card (the
+# 3B with full weights, the Qwen3-VL-8B with LoRA; today's 2 x 8 x 256 and 8 x 8 x 512).
+ROLLOUT_ENGINES = ("hf", "hf_fast")
+ROLLOUT_PLAN = [
+    (model, f"{case}_{engine}")
+    for model, case in (
+        ("3b", "grpo_ckpt"),
+        ("3b", "grpo_big_ckpt"),
+        ("q3_8b", "grpo_lora_ckpt"),
+        ("q3_8b", "grpo_big_lora_ckpt"),
+    )
+    for engine in ("hf_fast", "hf")
+]
+PLANS = {"default": DEFAULT_PLAN, "qwen3": QWEN3_PLAN, "rollout": ROLLOUT_PLAN}
 SMOKE_PLAN = [("smoke", "sft_full"), ("smoke", "dpo_lora"), ("smoke", "grpo_ckpt")]
+SMOKE_PLANS = {
+    "rollout": [
+        (model, f"{case}_{engine}")
+        for model, case in (("smoke", "grpo_ckpt"), ("smoke", "grpo_big_lora_ckpt"))
+        for engine in ROLLOUT_ENGINES
+    ]
+}
 SMOKE_MODELS = {"smoke": "qwen2_5_vl", "smoke_moe": "qwen3_vl_moe"}  # tiny builds
 
 
@@ -536,6 +596,42 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def engine_table(results: list[Result]) -> str:
+    """Issue 27's comparison: each case under rollout=hf and rollout=hf_fast, side by side:
+    tokens/s, the share of the step spent generating, recompiles, and hf_fast / hf."""
+
+    def num(value, fmt="{:.0f}"):
+        return "-" if value is None else fmt.format(value)
+
+    pairs: dict[tuple[str, str], dict[str, Result]] = {}
+    for r in results:
+        base, _, engine = r.case.rpartition("_hf")
+        if base and engine in ("", "_fast"):
+            pairs.setdefault((r.model, base), {})["hf" + engine] = r
+    lines = [
+        "| model | case | engine | status | tokens/s/GPU | s/step | generate s (share) | recompiles | card peak GiB | planner GiB | hf_fast / hf |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (model, base), by_engine in pairs.items():
+        speed = {e: r.metrics.get("perf/tokens_per_second_per_gpu") for e, r in by_engine.items()}
+        ratio = speed["hf_fast"] / speed["hf"] if speed.get("hf") and speed.get("hf_fast") else None
+        for engine in ROLLOUT_ENGINES:
+            r = by_engine.get(engine)
+            if r is None:
+                continue
+            m = r.metrics
+            step, generate = m.get("timing_s/step"), m.get("timing_s/generate")
+            share = f" ({100 * generate / step:.0f}%)" if step and generate is not None else ""
+            lines.append(
+                f"| {model} | {base} | {engine} | {r.status}{' (' + r.note + ')' if r.note else ''} "
+                f"| {num(speed[engine])} | {num(step, '{:.2f}')} | {num(generate, '{:.1f}')}{share} "
+                f"| {num(m.get('perf/recompiles'))} | {num(r.nvidia_smi_peak_gib, '{:.1f}')} "
+                f"| {num(r.planner_gib, '{:.1f}')} "
+                f"| {num(ratio if engine == 'hf_fast' else None, '{:.2f}x')} |"
+            )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 # --- driver ---------------------------------------------------------------------------------
 
 
@@ -623,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     began = time.perf_counter()
     plan = parse_runs(opts.runs, opts.smoke_cpu) if opts.runs else None
-    plan = plan or (SMOKE_PLAN if opts.smoke_cpu else PLANS[opts.plan])
+    smoke_plan = SMOKE_PLANS.get(opts.plan, SMOKE_PLAN)
+    plan = plan or (smoke_plan if opts.smoke_cpu else PLANS[opts.plan])
     sizes = Sizes.smoke() if opts.smoke_cpu else Sizes()
     work = Path(opts.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -714,6 +811,12 @@ def main(argv: list[str] | None = None) -> int:
     (out / f"{stem}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     markdown = table(results)
     (out / f"{stem}.md").write_text(f"{gpu}, {stamp} UTC, `{record['command']}`\n\n{markdown}\n")
+    compared = engine_table(results)
+    if compared:
+        markdown += "\n\n" + compared
+        (out / f"{stem}.md").write_text(
+            f"{gpu}, {stamp} UTC, `{record['command']}`\n\n{markdown}\n"
+        )
     print(markdown)
     print(f"wrote {out / stem}.json and .md")
     return 0 if all(r.status in ("ok", "skipped", "oom") for r in results) else 1

@@ -58,6 +58,9 @@ def stop(message: str) -> BaseException:
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     redact.scrub_argv()  # Hydra has read the overrides; W&B would copy them into its files
+    from vlexp import rollout
+
+    rollout.resolve_auto(cfg)  # rollout=auto: hf_fast on CUDA, hf on CPU, recorded as such
     try:
         validate(cfg)
     except ConfigError as err:

@@ -20,7 +20,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import families
+from vlexp import families, rollout
 from vlexp.data import DataError
 from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
 from vlexp.evaluation.gallery import wandb_table
@@ -175,8 +175,10 @@ def main(cfg: DictConfig) -> float | None:
         examples = load_examples(cfg, processor, cfg.eval.get("limit"))
     except (EvalError, DataError, ValueError) as err:  # UnknownFamily is a ValueError
         raise SystemExit(f"vlexp.evaluate: {err}") from None
+    rollout.resolve_auto(cfg)  # the run's engine (hf_fast, hf), or auto's choice here
     (out_dir / RESOLVED).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     model = load_weights(cfg, model_dir)
+    rollout.install(model, cfg)  # evaluation generates through the run's rollout engine
     log.info("evaluating %s on %d records of %s", model_dir or cfg.model.name_or_path,
              len(examples), cfg.data.eval)  # fmt: skip
     metrics, samples = evaluate(

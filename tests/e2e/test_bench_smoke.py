@@ -42,3 +42,27 @@ def test_smoke_cpu_runs_the_real_command_and_reads_its_metrics(runs, tmp_path, t
     checkpoint = tmp_path / "work" / "models" / "random-smoke"
     assert (checkpoint / "config.json").is_file() and (checkpoint / "tokenizer.json").is_file()
     assert report.with_suffix(".md").read_text().count("| smoke |") == len(runs)
+
+
+@pytest.mark.slow  # two `python -m vlexp` runs: 1-2.5 minutes on 2 shared cores
+def test_rollout_bench_smoke_runs_both_engines_side_by_side(tmp_path, tiny_model):
+    # bench/gpu.py --plan rollout at toy sizes on CPU: each case under rollout=hf and
+    # rollout=hf_fast in one run, and the comparison table written last.
+    out = tmp_path / "results"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu.py"), "--smoke-cpu", "--plan", "rollout",
+         "--runs", "smoke:grpo_ckpt_hf", "smoke:grpo_ckpt_hf_fast",
+         "--work", str(tmp_path / "work"), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (report,) = out.glob("gpu-cpu-*-smoke.json")
+    entries = {r["case"]: r for r in json.loads(report.read_text())["results"]}
+    assert {case: e["status"] for case, e in entries.items()} == {
+        "grpo_ckpt_hf": "ok", "grpo_ckpt_hf_fast": "ok"
+    }  # fmt: skip
+    assert "perf/recompiles" in entries["grpo_ckpt_hf_fast"]["metrics"]
+    assert "perf/recompiles" not in entries["grpo_ckpt_hf"]["metrics"]
+    markdown = report.with_suffix(".md").read_text()
+    assert "| smoke | grpo_ckpt | hf_fast | ok |" in markdown and "x |" in markdown
+    assert result.stdout.rstrip().splitlines()[-2].startswith("| smoke | grpo_ckpt | hf_fast")

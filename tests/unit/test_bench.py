@@ -85,3 +85,46 @@ def test_runs_are_model_case_pairs():
     ]
     with pytest.raises(SystemExit, match="MODEL:CASE"):
         gpu.parse_runs(["13b:grpo"], smoke=False)
+
+
+def test_rollout_engine_table_sets_hf_fast_beside_hf():
+    gpu = _gpu_module()
+    hf = gpu.Result("3b", "grpo_ckpt_hf", "ok", planner_gib=41.0)
+    hf.metrics = {"perf/tokens_per_second_per_gpu": 600.0, "timing_s/step": 20.0,
+                  "timing_s/generate": 17.0}  # fmt: skip
+    fast = gpu.Result("3b", "grpo_ckpt_hf_fast", "ok", planner_gib=41.0)
+    fast.metrics = {"perf/tokens_per_second_per_gpu": 1800.0, "timing_s/step": 6.0,
+                    "timing_s/generate": 3.0, "perf/recompiles": 2.0}  # fmt: skip
+    other = gpu.Result("3b", "sft_full", "ok")
+    lines = gpu.engine_table([hf, fast, other]).splitlines()
+    assert len(lines) == 4  # header, rule, one row per engine; sft_full is not a pair
+    assert "| 3b | grpo_ckpt | hf | ok | 600 | 20.00 | 17.0 (85%) | - |" in lines[2]
+    assert "| 3b | grpo_ckpt | hf_fast | ok | 1800 | 6.00 | 3.0 (50%) | 2 |" in lines[3]
+    assert lines[3].endswith("| 3.00x |")
+    assert gpu.engine_table([other]) == ""
+
+
+def test_rollout_bench_plan_pairs_every_case_and_composes():
+    # The GPU call must not die on a config error: every case of --plan rollout composes and
+    # validates as the bench runs it, under both engines.
+    from tests.helpers import compose
+    from vlexp.validate import validate
+
+    gpu = _gpu_module()
+    sizes = gpu.Sizes()
+    table = gpu.cases(sizes, eos_ids=[1, 2])
+    names = {case for _, case in gpu.ROLLOUT_PLAN}
+    bases = {name.rpartition("_hf")[0] for name in names}
+    assert names == {f"{b}_{e}" for b in bases for e in gpu.ROLLOUT_ENGINES}
+    for model, name in gpu.ROLLOUT_PLAN:
+        case = table[name]
+        cfg = compose([f"model={gpu.MODEL_OPTIONS[model]}", "data=jsonl", "data.train=x.jsonl",
+                       *case.overrides])  # fmt: skip
+        validate(cfg, machine=False)
+        assert cfg.rollout.name == ("hf_fast" if name.endswith("_hf_fast") else "hf")
+        rows = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps
+        if "_big_" in name:  # 8 prompts x 8 completions x 512 tokens in one generation
+            assert rows == sizes.big_prompts * sizes.generations == 64
+            assert cfg.algo.args.max_completion_length == 512
+        else:
+            assert rows == 16 and cfg.algo.args.max_completion_length == 256

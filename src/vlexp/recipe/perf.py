@@ -217,10 +217,15 @@ class PerfCallback(TrainerCallback):
         self._step_start: float | None = None
         self._hooks: list = []
         self.in_step = False  # phase timers count only inside the trainer's training steps
+        self.gauges: dict[str, Any] = {}  # name -> callable: its value, logged every step
 
     # Phase timers (vlexp.patches.time_rollout_phases) report here.
     def add_phase(self, name: str, seconds: float) -> None:
         self.interval.phases[name] = self.interval.phases.get(name, 0.0) + seconds
+
+    def add_gauge(self, name: str, read: Any) -> None:
+        """Log `read()` as `name` at every training log (e.g. perf/recompiles)."""
+        self.gauges[name] = read
 
     def sync(self) -> None:
         if self.cuda:
@@ -303,6 +308,7 @@ class PerfCallback(TrainerCallback):
             out["timing_s/step"] = done.seconds / done.steps
             for name, seconds in sorted(done.phases.items()):
                 out[f"timing_s/{name}"] = seconds / done.steps
+        out.update({name: float(read()) for name, read in self.gauges.items()})
         if self.cuda:
             import torch
 

@@ -16,7 +16,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import evaluation, families, patches
+from vlexp import evaluation, families, patches, rollout
 from vlexp.algorithms import account, video
 from vlexp.config import algo as algorithm
 from vlexp.config import memory
@@ -79,6 +79,7 @@ def write_answers(cfg: DictConfig, run_dir: Path, wall_time_s: float) -> None:
 def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     """Every part of the run, checked and loaded, and the trainer built on them."""
     console.quiet_libraries()  # before TRL is imported: DeepSpeed warns at import
+    rollout.resolve_auto(cfg)  # done by the entry point already, unless built directly
     # The TRL args carry the DeepSpeed config: under ZeRO-3, transformers shards weights
     # while loading only if that config is already live, so args come first.
     args = build_args(cfg, run_dir)
@@ -143,9 +144,19 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     for callback in in_training_eval:
         callback.bind(trainer)  # generation needs the trainer's accelerator and wrapped model
     account.log_algorithm(trainer)  # the algorithm as the trainer holds it (TRL trainers)
-    perf.attach(trainer, generates=algorithm.of(cfg).generates)  # perf/*, timing_s/* per log
+    # The rollout engine (rollout=hf_fast) goes in before the phase timers wrap generate, so
+    # timing_s/generate includes its LoRA merge and unmerge.
+    engine = rollout.install(policy_of(trainer), cfg) if algorithm.of(cfg).generates else None
+    timers = perf.attach(trainer, generates=algorithm.of(cfg).generates)  # perf/*, timing_s/*
+    if engine is not None:
+        timers.add_gauge("perf/recompiles", engine.recompiles)
     console.use_live_view(trainer, cfg.algo)  # one bar with the headline, not every log dict
     return Built(trainer, processor, checkpoint, metrics, preemption)
+
+
+def policy_of(trainer: Any) -> Any:
+    """The module whose `generate` the trainer calls: vlexp's PPO wraps it as `.policy`."""
+    return getattr(trainer.model, "policy", trainer.model)
 
 
 def data_check_once_per_node(cfg: DictConfig, processor: Any, run_dir: Path):
@@ -190,6 +201,10 @@ def build_args(cfg: DictConfig, run_dir: Path):
         shared["use_cpu"] = not torch.cuda.is_available()
     if shared.get("bf16") is None:
         shared["bf16"] = cfg.model.dtype == "bfloat16" and not shared["use_cpu"]
+    gpu_bytes = None if shared["use_cpu"] else torch.cuda.get_device_properties(0).total_memory
+    micro = rollout.micro_batch(cfg, gpu_bytes)  # rollout.micro_batch: sized by the planner
+    per_step = {k: micro.pop(k) for k in list(micro) if k in shared}
+    shared.update(per_step)
     extra: dict[str, Any] = {"report_to": tracking.configure(cfg.logger, run_dir)}
     if algorithm.of(cfg).rewards:
         extra["reward_weights"] = list(reward_config.weights(cfg).values())
@@ -204,8 +219,32 @@ def build_args(cfg: DictConfig, run_dir: Path):
         extra["optim"] = held.optim
     if held.deepspeed is not None:
         extra["deepspeed"] = held.deepspeed
+    extra.update(rollout.trainer_args(cfg, args_fields(cfg), vllm_share(cfg)))
+    extra.update(micro)  # steps_per_generation, scaled with the micro-batch when set
     # Keyword arguments win over the node's keys: memory.optim over algo.args.optim.
     return instantiate(cfg.algo.args, output_dir=str(run_dir), **shared, **extra)
+
+
+def args_fields(cfg: DictConfig) -> set[str]:
+    """The fields of the TRL config class `algo.args` builds."""
+    import dataclasses
+
+    from hydra.utils import get_class
+
+    cls = get_class(cfg.algo.args._target_)
+    return {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+
+
+def vllm_share(cfg: DictConfig) -> float | None:
+    """vLLM colocate's GPU share when `rollout.vllm.gpu_memory_utilization=auto`: what the
+    planner leaves free on this GPU (vlexp.rollout.vllm.planned_share)."""
+    settings = rollout.of(cfg)
+    vllm_cfg = settings.vllm or {}
+    if settings.engine != "vllm" or vllm_cfg.get("gpu_memory_utilization") != "auto":
+        return None
+    from vlexp.rollout import vllm
+
+    return vllm.planned_share(cfg)
 
 
 def keep_placeholders_out(args: Any, model_config: Any) -> None:

@@ -83,6 +83,28 @@ def check_vllm(cfg: DictConfig) -> list[str]:
     return []
 
 
+def check_rollout_machine(cfg: DictConfig) -> list[str]:
+    """rollout=vllm_*: vllm installed, in the range TRL supports, on a CUDA machine;
+    rollout.compile=true: a C/C++ compiler for torch inductor."""
+    from vlexp import rollout
+    from vlexp.rollout import vllm
+
+    settings = rollout.of(cfg)
+    if settings.engine == "vllm":
+        check_version = (settings.vllm or {}).get("check_version", True)
+        return vllm.machine_problems(settings.name, _cuda_available(), bool(check_version))
+    if settings.static_cache and settings.compile is True and not _has_compiler():
+        return [
+            "rollout.compile=true needs a C/C++ compiler for torch inductor and none is on PATH: "
+            "install one (e.g. `apt-get install g++`) or set rollout.compile=auto (CUDA only)"
+        ]
+    return []
+
+
+def _has_compiler() -> bool:
+    return any(shutil.which(cc) for cc in ("cc", "gcc", "c++", "clang"))
+
+
 ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 FLASH_PACKAGE = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}

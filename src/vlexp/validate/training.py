@@ -278,6 +278,39 @@ def check_generation_kwargs(cfg: DictConfig) -> list[str]:
     return []
 
 
+def check_rollout(cfg: DictConfig) -> list[str]:
+    """The `rollout` node: a known engine and settings that go together; vLLM's arguments
+    (vlexp.rollout.vllm.problems) for algorithms whose TRL config has them."""
+    from vlexp import rollout
+    from vlexp.rollout import vllm
+
+    node = cfg.get("rollout")
+    if node is None:
+        return []
+    settings = rollout.of(cfg)
+    if settings.engine not in rollout.ENGINES:
+        return [f"rollout.engine={settings.engine}: must be one of {', '.join(rollout.ENGINES)}"]
+    found = []
+    if settings.compile not in (True, False, "auto"):
+        found.append(f"rollout.compile={settings.compile}: must be true, false or auto")
+    elif settings.compile is True and not settings.static_cache:
+        found.append(
+            "rollout.compile=true needs rollout.static_cache=true: transformers compiles the "
+            "decode step only with a static KV cache"
+        )
+    micro, rows = settings.micro_batch, cfg.train.per_device_train_batch_size
+    if micro not in (None, "auto") and (not isinstance(micro, int) or micro < 1 or rows % micro):
+        found.append(
+            f"rollout.micro_batch={micro}: null, auto, or a number of rows that divides "
+            f"train.per_device_train_batch_size={rows}"
+        )
+    if settings.engine == "vllm":
+        if not algorithm.of(cfg).generates:
+            return found  # nothing generates: the rollout is never used
+        found += vllm.problems(cfg, _fields_of(cfg.algo.args))
+    return found
+
+
 # transformers 5 renamed these; the algo files set the new names, which win over the old.
 RENAMED_ARGS = {
     "gradient_checkpointing": "activation_checkpointing",
