@@ -398,6 +398,44 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
         "runs on a lent GPU machine; checked with `bash -n`, and bench/gpu.py (which gets the "
         "extra arguments) accepts them"
     ),
+    "BENCH_BUDGET=480 bash bench/device_run.sh --plan rollout --timeout 200 --runs "
+    "3b:grpo_ckpt_hf_fast 3b:grpo_ckpt_hf 3b:grpo_big_ckpt_hf_fast 3b:grpo_big_ckpt_hf": Elsewhere(
+        "runs on a lent GPU machine; checked with `bash -n`, and bench/gpu.py (which gets the "
+        "extra arguments) accepts them"
+    ),
+    "BENCH_BUDGET=480 bash bench/device_run.sh --plan rollout --timeout 200 --runs "
+    "q3_8b:grpo_lora_ckpt_hf_fast q3_8b:grpo_lora_ckpt_hf q3_8b:grpo_big_lora_ckpt_hf_fast "
+    "q3_8b:grpo_big_lora_ckpt_hf": Elsewhere(
+        "runs on a lent GPU machine; checked with `bash -n`, and bench/gpu.py (which gets the "
+        "extra arguments) accepts them"
+    ),
+    # --- Rollouts
+    "python -m vlexp rollout=hf_fast memory=lora train.max_steps=4": ByTest(
+        "tests/e2e/test_rollout_runs.py::test_rollout_hf_fast_lora_grpo_logs_recompiles"
+    ),
+    "python -m vlexp model=qwen2_5_vl_3b rollout=hf_fast memory=grad_ckpt": Elsewhere(
+        f"Qwen2.5-VL-3B: {HUB}; compiled decoding needs a GPU", machine=NOT_CACHED
+    ),
+    "python -m vlexp model=qwen2_5_vl_3b rollout=vllm_colocate": Elsewhere(
+        f"Qwen2.5-VL-3B: {HUB}, and vLLM on a GPU", machine="vllm"
+    ),
+    "python -m vlexp model=qwen2_5_vl_3b rollout=vllm_colocate "
+    "rollout.vllm.gpu_memory_utilization=0.4": Elsewhere(
+        f"Qwen2.5-VL-3B: {HUB}, and vLLM on a GPU", machine="vllm"
+    ),
+    "CUDA_VISIBLE_DEVICES=1 trl vllm-serve --model Qwen/Qwen2.5-VL-3B-Instruct --port 8000 &": Elsewhere(
+        "starts TRL's vLLM server: needs vLLM, a GPU and the hub"
+    ),
+    "CUDA_VISIBLE_DEVICES=0 python -m vlexp model=qwen2_5_vl_3b rollout=vllm_server": Elsewhere(
+        f"Qwen2.5-VL-3B: {HUB}, and a vLLM server on a GPU", machine="vllm"
+    ),
+    "python -m vlexp model=qwen2_5_vl_3b rollout=vllm_server "
+    "rollout.vllm.base_url=http://gpu-node-7:8000": Elsewhere(
+        f"Qwen2.5-VL-3B: {HUB}, and a vLLM server on a GPU", machine="vllm"
+    ),
+    'pip install -e ".[gpu]"': Elsewhere(
+        "installs the GPU extra (vLLM, bitsandbytes, Liger): CUDA wheels"
+    ),
     # --- Development
     'pip install -e ".[dev]"': Elsewhere("installs from the network; the extra is declared"),
     'python -m pytest -m "not slow"': Elsewhere(
