@@ -164,6 +164,9 @@ def test_rollout_dapo_command_logs_the_kept_fraction(tmp_path, tiny_model):
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    held = (tmp_path / "app.log").read_text()
+    assert "'dynamic_sampling': 'on (3x prompts per generation)'" in held
+    assert "'steps_per_generation': 16" in held
     generated = [row for row in read_metrics(tmp_path) if "frac_reward_zero_std" in row]
     assert generated, "no generation was logged"
     for row in generated:
