@@ -217,8 +217,33 @@ class VideoGRPOMixin:
         return super()._get_per_token_logps_and_entropies(model, input_ids, *args, **kwargs)
 
 
+# --- TRL GRPOTrainer: DAPO's dynamic sampling --------------------------------------------
+class DynamicSamplingMixin:
+    """TRL 1.16's GRPOTrainer generates and scores one generation batch in the private
+    `_generate_and_score_completions(inputs)` and computes the rewards of every process's rows
+    in `_calculate_rewards` (returns (completions, functions)). The mixin hands the first more
+    prompts and cuts its output back to the batch; the second is only read. Which prompts and
+    what is kept is `dynamic_sampling`'s (vlexp.algorithms.dynamic_sampling.DynamicSampling)."""
+
+    dynamic_sampling: Any = None  # vlexp.algorithms.dynamic_sampling.DynamicSampling
+
+    def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
+        self._vlexp_rewards = super()._calculate_rewards(*args, **kwargs)
+        return self._vlexp_rewards
+
+    def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
+        if not self.model.training:  # evaluation scores every prompt it is given
+            return super()._generate_and_score_completions(inputs)
+        sampling = self.dynamic_sampling
+        output = super()._generate_and_score_completions([*inputs, *sampling.more(self, inputs)])
+        return sampling.keep(self, output, len(inputs))
+
+
 def grpo_trainer_class(
-    trainer_cls: type, prompt_as_text: Callable[[Any], str], video_carrier: Any = None
+    trainer_cls: type,
+    prompt_as_text: Callable[[Any], str],
+    video_carrier: Any = None,
+    dynamic_sampling: Any = None,
 ) -> type:
     """`trainer_cls` (GRPOTrainer or a subclass) with vlexp's mixins in front."""
     mixins: tuple[type, ...] = (TextPromptsMixin,)
@@ -228,6 +253,9 @@ def grpo_trainer_class(
         mixins = (VideoGRPOMixin, *mixins)
         namespace["video_carrier"] = video_carrier
         name = f"Video{name}"  # says in the log which trainers carry videos
+    if dynamic_sampling is not None:  # outermost: the video mixin processes every row it adds
+        mixins = (DynamicSamplingMixin, *mixins)
+        namespace["dynamic_sampling"] = dynamic_sampling
     return type(name, (*mixins, trainer_cls), namespace)
 
 

@@ -92,7 +92,8 @@ def test_grpo_runs_on_a_mixed_batch_of_images_and_videos(tmp_path, tiny_model):
     overrides = ["algo=gspo", "data=jsonl", f"data.train={path}", *BUDGET]
     overrides += ["train.max_steps=1", "train.per_device_train_batch_size=4"]
     overrides += ["algo.args.num_generations=2", "algo.args.max_completion_length=8"]
-    overrides += ["data.image_cache=false"]
+    # One generation per step (gspo's file takes 4 per generation; 4 records hold 2 batches).
+    overrides += ["data.image_cache=false", "algo.args.steps_per_generation=1"]
     trainer, calls, _, rows = build_and_train(overrides, tmp_path / "run", tiny_model)
     assert [r["step"] for r in rows] == [1] and math.isfinite(rows[0]["loss"])
     # Each pass embeds the 2 images (1x4x4 patches each), then the 2 clips (2x4x4 each).

@@ -44,12 +44,21 @@ def describe(trainer: Any) -> dict[str, Any]:
         "top_entropy_quantile": trainer.top_entropy_quantile,
         "mask_truncated_completions": trainer.mask_truncated_completions,
         "num_iterations": trainer.num_iterations,
+        # Micro-batches per generation: above gradient_accumulation_steps the steps after the
+        # first of a generation are off-policy (the ratio leaves 1).
+        "steps_per_generation": trainer.args.steps_per_generation,
+        "dynamic_sampling": _dynamic_sampling(trainer),
         "reference": reference_model(trainer),
         "generation": f"vllm ({trainer.vllm_mode})" if trainer.use_vllm else "transformers",
         "rewards": dict(
             zip(trainer.reward_func_names, trainer.reward_weights.tolist(), strict=True)
         ),
     }
+
+
+def _dynamic_sampling(trainer: Any) -> str:
+    sampling = getattr(trainer, "dynamic_sampling", None)  # vlexp.patches.DynamicSamplingMixin
+    return f"on ({sampling.oversample}x prompts per generation)" if sampling else "off"
 
 
 def describe_rloo(trainer: Any) -> dict[str, Any]:

@@ -349,9 +349,15 @@ def _generation(cfg, text, prompt: int, completion: int, d: int, plan: dict) -> 
             return {"vLLM (colocate) reservation": int(share * plan["gpu_mem_gb"] * GIB)}
         return {}  # a separate vLLM server holds its own GPUs
     steps = args.get("steps_per_generation") or cfg.train.gradient_accumulation_steps
-    rows = int(cfg.train.per_device_train_batch_size) * int(steps)
+    rows = int(cfg.train.per_device_train_batch_size) * int(steps) * _oversample(cfg.algo)
     per_token = 2 * attention_layers(text) * text.num_key_value_heads * head_dim(text) * d
     return {"generation KV cache": rows * (prompt + completion) * per_token}
+
+
+def _oversample(algo: Any) -> int:
+    """DAPO's dynamic sampling generates this many times the batch's prompts at once."""
+    node = algo.get("dynamic_sampling")
+    return int(node.get("oversample", 3)) if node and node.get("enabled", False) else 1
 
 
 def head_dim(text: Any) -> int:

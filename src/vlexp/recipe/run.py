@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vlexp import evaluation, families, patches, rollout
 from vlexp.algorithms import account, video
+from vlexp.algorithms.dynamic_sampling import DynamicSampling
 from vlexp.config import algo as algorithm
 from vlexp.config import memory
 from vlexp.config import reward as reward_config
@@ -169,8 +170,9 @@ def data_check_once_per_node(cfg: DictConfig, processor: Any, run_dir: Path):
 
 def trainer_factory(cfg: DictConfig, trainer_cls: type, train_set: Any) -> Any:
     """`algo.trainer`'s class with what vlexp adds: GRPO-family trainers (a GRPOTrainer or
-    any subclass) get the mixins of vlexp.patches, SFT/DPO-style trainers on videos the
-    video collator. Other keyword arguments of `algo.trainer` are kept."""
+    any subclass) get the mixins of vlexp.patches (videos, `algo.dynamic_sampling`),
+    SFT/DPO-style trainers on videos the video collator. Other keyword arguments of
+    `algo.trainer` are kept."""
     import functools
 
     from trl import GRPOTrainer
@@ -178,10 +180,18 @@ def trainer_factory(cfg: DictConfig, trainer_cls: type, train_set: Any) -> Any:
     factory = instantiate(cfg.algo.trainer)
     keywords = factory.keywords if isinstance(factory, functools.partial) else {}
     carrier = video.carrier_for(cfg, train_set)
+    sampling = DynamicSampling.from_config(cfg.algo.get("dynamic_sampling"))
+    if sampling is not None and not issubclass(trainer_cls, GRPOTrainer):
+        raise ValueError(
+            f"algo.dynamic_sampling is implemented for GRPOTrainer and its subclasses; "
+            f"{trainer_cls.__name__} is not one: set algo.dynamic_sampling.enabled=false"
+        )
     if issubclass(trainer_cls, GRPOTrainer):
         if carrier is not None:
             log.info("videos: %s with the video mixin (budget %s)", trainer_cls.__name__, carrier)
-        cls = patches.grpo_trainer_class(trainer_cls, prompt_text, carrier)
+        if sampling is not None:
+            log.info("DAPO dynamic sampling: %dx the prompts per generation", sampling.oversample)
+        cls = patches.grpo_trainer_class(trainer_cls, prompt_text, carrier, sampling)
         return functools.partial(cls, **keywords)
     if carrier is not None:
         return video.with_video_collator(factory, carrier.budget)

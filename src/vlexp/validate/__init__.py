@@ -37,6 +37,7 @@ from vlexp.validate.rewards import (
 from vlexp.validate.training import (
     check_available,
     check_choices,
+    check_dynamic_sampling,
     check_eval,
     check_generation_batch,
     check_generation_kwargs,
@@ -129,6 +130,7 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_model_family,
     check_grpo_reward,
     check_generation_batch,
+    check_dynamic_sampling,
     check_rewards,
     check_quantization,
     check_optimizer,

@@ -94,6 +94,30 @@ def check_generation_batch(cfg: DictConfig) -> list[str]:
     return []
 
 
+def check_dynamic_sampling(cfg: DictConfig) -> list[str]:
+    """`algo.dynamic_sampling` (DAPO): a sound node, and each process's share of the generation
+    batch made of whole groups, so that groups are kept or dropped on the process that holds
+    them (vlexp.algorithms.dynamic_sampling)."""
+    from vlexp.algorithms import dynamic_sampling
+
+    node = cfg.algo.get("dynamic_sampling")
+    found = dynamic_sampling.problems(node, algorithm.of(cfg).groups)
+    if found or not node or not node.get("enabled", False):
+        return found
+    args, batch = cfg.algo.args, cfg.train.per_device_train_batch_size
+    generations = args.get("num_generations") or 8
+    spg = args.get("steps_per_generation") or cfg.train.gradient_accumulation_steps
+    if args.get("generation_batch_size") is not None:
+        spg = args.generation_batch_size // (batch * cfg.launcher.get("num_processes", 1))
+    if (batch * spg) % generations:
+        return [
+            f"algo.dynamic_sampling needs whole groups on each process: "
+            f"train.per_device_train_batch_size x algo.args.steps_per_generation = {batch * spg} "
+            f"is not a multiple of algo.args.num_generations = {generations}: change one of them"
+        ]
+    return []
+
+
 def check_choices(cfg: DictConfig) -> list[str]:
     """Keys with a closed set of values."""
     problems = []
