@@ -409,6 +409,12 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
         "runs on a lent GPU machine; checked with `bash -n`, and bench/gpu.py (which gets the "
         "extra arguments) accepts them"
     ),
+    # --- GRPO family: DAPO's dynamic sampling
+    "python -m vlexp algo=dapo train.max_steps=3": ByTest(
+        "tests/unit/test_rollout_dynamic_sampling.py::test_rollout_dapo_command_logs_the_kept_fraction"
+    ),
+    "python -m vlexp algo=dapo algo.dynamic_sampling.oversample=5": Run(),
+    "python -m vlexp algo=dapo algo.dynamic_sampling.enabled=false": Run(),
     # --- Rollouts
     "python -m vlexp rollout=hf_fast memory=lora train.max_steps=4": ByTest(
         "tests/e2e/test_rollout_runs.py::test_rollout_hf_fast_lora_grpo_logs_recompiles"
