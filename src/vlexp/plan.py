@@ -24,18 +24,17 @@ from typing import Any
 
 from vlexp.config import algo as algorithm
 from vlexp.paths import config_dir
-from vlexp.recipe.estimate import GIB, Estimate, estimate, gib, world_size
+from vlexp.recipe.estimate import (
+    GIB,
+    PLAN_DEFAULTS,
+    USABLE,
+    Estimate,
+    estimate,
+    gib,
+    world_size,
+)
 from vlexp.validate import ConfigError, validate
 
-PLAN_DEFAULTS: dict[str, float] = {
-    "gpu_mem_gb": 80,
-    "text_tokens": 256,
-    "image_height": 1080,
-    "image_width": 1920,
-    "images_per_sample": 1,
-}
-# Allocator fragmentation and transient buffers: plan to fill at most this share of the card.
-USABLE = 0.92
 # Presets to try when a run does not fit, least intrusive first (missing ones are skipped).
 PREFERENCE = ("grad_ckpt", "liger", "zero2", "zero3", "lora", "zero3_offload", "qlora")
 

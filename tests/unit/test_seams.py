@@ -122,8 +122,8 @@ LAYERS = [
     {"data"},
     {"models", "rewards"},
     {"algorithms", "evaluation"},
-    {"recipe", "validate"},
-    {"app", "worker", "plan", "evaluate", "compare", "check_data", "__main__"},
+    {"recipe", "validate", "rollout"},
+    {"app", "worker", "plan", "evaluate", "compare", "check_data", "overrides", "__main__"},
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 

@@ -18,6 +18,16 @@ from vlexp.config import memory
 from vlexp.models.loading import freeze_vision, peft_config, resolve_path
 
 GIB = 1024**3
+# The planner's assumptions where `plan.*` does not say (python -m vlexp.plan shows them).
+PLAN_DEFAULTS: dict[str, float] = {
+    "gpu_mem_gb": 80,
+    "text_tokens": 256,
+    "image_height": 1080,
+    "image_width": 1920,
+    "images_per_sample": 1,
+}
+# Allocator fragmentation and transient buffers: plan to fill at most this share of the card.
+USABLE = 0.92
 # CUDA context, cuBLAS/cuDNN workspaces and NCCL buffers: not tensors, but on the card.
 CUDA_OVERHEAD = 1.0 * GIB
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}

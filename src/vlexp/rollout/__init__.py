@@ -178,8 +178,7 @@ def micro_batch(cfg: Any, gpu_bytes: int | None) -> dict[str, int]:
 def _fitting_micro_batch(cfg: Any, rows: int, gpu_bytes: int) -> int:
     from omegaconf import OmegaConf
 
-    from vlexp.plan import PLAN_DEFAULTS, USABLE
-    from vlexp.recipe.estimate import GIB, estimate
+    from vlexp.recipe.estimate import GIB, PLAN_DEFAULTS, USABLE, estimate
 
     plan = {**PLAN_DEFAULTS, "gpu_mem_gb": gpu_bytes / GIB}
     accumulate = int(cfg.train.gradient_accumulation_steps)

@@ -56,8 +56,7 @@ def planned_share(cfg: Any, gpu_bytes: int | None = None) -> float:
     vLLM's own reservation) leaves of the usable memory, clamped to SHARE_RANGE."""
     from omegaconf import OmegaConf
 
-    from vlexp.plan import PLAN_DEFAULTS, USABLE
-    from vlexp.recipe.estimate import GIB, estimate
+    from vlexp.recipe.estimate import GIB, PLAN_DEFAULTS, USABLE, estimate
 
     if gpu_bytes is None:
         import torch
