@@ -35,7 +35,9 @@ COLUMNS = [
     ("accuracy", "rewards/accuracies", "last"),
     ("loss", "loss", "last"),
     # Generation-based evaluation (vlexp.evaluate): the last of train.eval_steps, or eval/.
+    # accuracy is the accuracy reward's verdict (math-verify); exact match the strict one.
     ("eval accuracy", "eval/accuracy", "last"),
+    ("eval exact match", "eval/exact_match", "last"),
     ("eval reward", "eval/reward", "last"),
     ("eval format", "eval/format_rate", "last"),
     # Speed (vlexp.recipe.perf): medians over the steps after the first (warm-up).
