@@ -37,7 +37,9 @@ COLUMNS = [
     ("accuracy", "rewards/accuracies", "first_last"),
     ("loss", "loss", "first_last"),
     # Generation-based evaluation (vlexp.evaluate): the last of train.eval_steps, or eval/.
+    # accuracy is the accuracy reward's verdict (math-verify); exact match the strict one.
     ("eval accuracy", "eval/accuracy", "last"),
+    ("eval exact match", "eval/exact_match", "last"),
     ("eval reward", "eval/reward", "last"),
     ("eval format", "eval/format_rate", "last"),
     # Speed: tokens/s as the summary defines it (vlexp.recipe.numbers: the trainer's tokens

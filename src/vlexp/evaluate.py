@@ -195,7 +195,8 @@ def main(cfg: DictConfig) -> float | None:
     write_outputs(out_dir, metrics, samples, meta, cfg.eval.gallery)
     if "wandb" in (cfg.logger.get("report_to") or []):
         log_wandb(cfg, out_dir, {**metrics, **meta}, samples)
-    headline = [k for k in ("accuracy", "reward", "format_rate") if metrics.get(k) is not None]
+    names = ("accuracy", "exact_match", "reward", "format_rate")
+    headline = [k for k in names if metrics.get(k) is not None]
     shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in headline)
     print(f"vlexp.evaluate: {shown} over {metrics['num_prompts']} prompts -> {out_dir}")
     return metrics.get("accuracy")

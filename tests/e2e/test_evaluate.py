@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, read_metrics, run_cli
+from vlexp.rewards import accuracy
 
 # Small and fast: the tiny model's answers are ~18 tokens, so 24 new tokens never clip them.
 EVAL = ["eval.max_new_tokens=24", "eval.batch_size=8"]
-HEADLINE = ("accuracy", "reward", "format_rate", "completions/mean_length")
+HEADLINE = ("accuracy", "exact_match", "reward", "format_rate", "completions/mean_length")
 
 
 def run_eval(*args: str) -> subprocess.CompletedProcess:
@@ -60,11 +61,16 @@ def check_eval_dir(eval_dir: Path, num_prompts: int) -> dict:
     assert len(samples) == num_prompts
     for sample in samples:
         assert Path(sample["images"][0]).is_file() and sample["prompt"] and "rewards" in sample
-        assert sample["correct"] == (
+        assert sample["exact_match"] == (
             re.sub(r".*<answer>(.*?)</answer>.*", r"\1", sample["completion"], flags=re.S).strip()
             == sample["solution"]
         )  # tiny answers are lower-case words or digits: exact match is this simple here
+        # accuracy is the accuracy reward's verdict, whatever the run's reward config holds
+        verdict = accuracy([sample["completion"]], solution=[sample["solution"]])[0]
+        assert sample["correct"] == (verdict == 1.0)
     assert metrics["accuracy"] == pytest.approx(sum(s["correct"] for s in samples) / len(samples))
+    exact = sum(s["exact_match"] for s in samples) / len(samples)
+    assert metrics["exact_match"] == pytest.approx(exact)
     page = (eval_dir / "samples.html").read_text()
     assert len(re.findall(r'<img src="data:image/png;base64,', page)) == num_prompts
     return metrics

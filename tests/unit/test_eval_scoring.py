@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -90,14 +91,17 @@ def test_summary_of_a_hand_checked_batch():
         (2, "<think>c</think><answer>2</answer>", "2", 4, False),
     ]
     samples = _samples(rows, {"think_format": 1.0, "accuracy": 2.0})
-    assert [s["correct"] for s in samples] == [True, False, False, False, False, True]
+    # correct: the accuracy reward's verdict (2.0 equals 2); exact_match: the strict one.
+    assert [s["correct"] for s in samples] == [True, False, False, False, True, True]
+    assert [s["exact_match"] for s in samples] == [True, False, False, False, False, True]
     assert [s["format"] for s in samples] == [True, True, True, False, True, True]
     assert [s["rewards"]["accuracy"] for s in samples] == [1, 0, 0, 0, 1, 1]
     assert [s["reward"] for s in samples] == [3.0, 1.0, 1.0, 0.0, 3.0, 3.0]
 
     metrics = summarise(samples, num_samples=2)
     assert metrics["num_prompts"] == 3 and metrics["num_completions"] == 6
-    assert metrics["accuracy"] == pytest.approx(2 / 6)
+    assert metrics["accuracy"] == pytest.approx(3 / 6)
+    assert metrics["exact_match"] == pytest.approx(2 / 6)
     assert metrics["pass@2"] == pytest.approx(2 / 3)  # prompts 0 and 2 have a right answer
     assert metrics["reward"] == pytest.approx(11 / 6)
     assert metrics["rewards/accuracy/mean"] == pytest.approx(3 / 6)
@@ -185,3 +189,45 @@ def test_ranks_share_the_records_and_the_gathered_summary_counts_each_once(monke
     assert [s["index"] for s in samples] == [0, 1, 2, 3, 4]
     assert metrics["num_prompts"] == 5 and metrics["accuracy"] == pytest.approx(3 / 5)
     assert metrics["rewards/accuracy/mean"] == pytest.approx(3 / 5)
+
+
+def test_accuracy_is_the_accuracy_rewards_verdict_and_exact_match_the_strict_one(
+    monkeypatch, tmp_path
+):
+    """Through the evaluation `python -m vlexp.evaluate` runs (generation faked): `0.5` for
+    the solution `1/2` is right by the accuracy reward (math-verify) but not an exact match,
+    and pass@k follows accuracy. The verdicts come from the reward itself, not from vlexp's
+    evaluation code."""
+    from omegaconf import OmegaConf
+
+    from vlexp.evaluation import core
+    from vlexp.evaluation.generation import Completion
+    from vlexp.rewards import accuracy as accuracy_reward
+
+    answers = {"1/2": ["<answer>0.5</answer>", "<answer>3</answer>"],
+               "red": ["<answer>blue</answer>", "<answer>red</answer>"]}  # fmt: skip
+
+    def fake_generate(model, processor, examples, **kwargs):
+        return [[Completion(t, [1, 2], False) for t in answers[ex["solution"]]] for ex in examples]
+
+    monkeypatch.setattr(core, "generate", fake_generate)
+    examples = [{"prompt": [], "images": [], "solution": s} for s in answers]
+    eval_cfg = OmegaConf.create({"max_new_tokens": 4, "num_samples": 2, "temperature": 1.0, "top_p": 1.0, "batch_size": 2})  # fmt: skip
+    reward_cfg = OmegaConf.create(
+        {"funcs": {"think_format": {"_target_": "vlexp.rewards.think_format", "_partial_": True}}}
+    )  # no accuracy reward configured: evaluation's accuracy must not depend on it
+    metrics, samples = core.evaluate(None, None, examples, eval_cfg, reward_cfg, progress=False)
+
+    texts = [t for solution in answers for t in answers[solution]]
+    verdicts = accuracy_reward(texts, solution=[s for s in answers for _ in range(2)])
+    assert verdicts == [1.0, 0.0, 0.0, 1.0]  # the reward's own judgement
+    assert [s["correct"] for s in samples] == [v == 1.0 for v in verdicts]
+    assert [s["exact_match"] for s in samples] == [False, False, False, True]
+    assert metrics["accuracy"] == pytest.approx(2 / 4)
+    assert metrics["exact_match"] == pytest.approx(1 / 4)
+    assert metrics["pass@2"] == pytest.approx(1.0)  # each prompt has an accepted answer
+
+    core.write_outputs(tmp_path, metrics, samples, {}, OmegaConf.create({}))
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert (written["accuracy"], written["exact_match"]) == (0.5, 0.25)
+    assert "not an exact match" in (tmp_path / "samples.html").read_text()

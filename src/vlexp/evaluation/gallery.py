@@ -57,6 +57,9 @@ def _chips(sample: dict) -> str:
     if sample["correct"] is not None:
         cls, word = ("ok", "correct") if sample["correct"] else ("bad", "wrong")
         chips.append(f'<span class="chip {cls}">{word}</span>')
+        if sample["correct"] and sample.get("exact_match") is False:
+            # Right by the accuracy reward (math-verify), not character for character.
+            chips.append('<span class="chip">not an exact match</span>')
     chips.append(f'<span class="chip">reward {_fmt(sample["reward"])}</span>')
     chips += [
         f'<span class="chip">{html.escape(name)} {_fmt(value)}</span>'
@@ -130,7 +133,8 @@ def wandb_table(samples: list[dict], gallery_cfg: Any):
 
     groups = group_by_prompt(samples, gallery_cfg.get("max_prompts"))
     names = list(samples[0]["rewards"]) if samples else []
-    columns = ["id", "image", "prompt", "solution", "completion", "correct", "reward", *names]
+    columns = ["id", "image", "prompt", "solution", "completion", "correct", "exact_match"]
+    columns += ["reward", *names]
     table = wandb.Table(columns=columns)
     max_side = int(gallery_cfg.get("image_max_side", 256))
     for group in groups:
@@ -148,6 +152,6 @@ def wandb_table(samples: list[dict], gallery_cfg: Any):
             rewards = [s["rewards"][n] for n in names]
             table.add_data(
                 label, image, s["prompt"], s["solution"], s["completion"], s["correct"],
-                s["reward"], *rewards,
+                s.get("exact_match"), s["reward"], *rewards,
             )  # fmt: skip
     return table

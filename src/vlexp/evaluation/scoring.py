@@ -1,4 +1,9 @@
-"""Score generated completions: reward functions, exact-answer accuracy, pass@k, summary.
+"""Score generated completions: reward functions, accuracy, exact match, pass@k, summary.
+
+`accuracy` is the `accuracy` reward's verdict (vlexp.rewards.accuracy: math-verify for numbers
+and LaTeX, so `0.5` is right for the solution `1/2`), the same judge training is rewarded by;
+`exact_match` is the strict string comparison after `normalise_answer`. pass@k follows
+`accuracy`.
 
 Pure Python (no torch), so the numbers can be checked by hand in unit tests. The reward
 functions are called exactly as TRL's GRPOTrainer calls them (`prompts=`, `completions=`,
@@ -13,7 +18,7 @@ from collections.abc import Callable, Sequence
 from math import comb
 from typing import Any
 
-from vlexp.rewards import completion_text, extract_answer, think_format
+from vlexp.rewards import accuracy, completion_text, extract_answer, think_format
 
 # Columns that are inputs to generation, not per-record facts a reward could need.
 _NOT_REWARD_KWARGS = ("prompt", "completion", "completion_ids")
@@ -32,8 +37,8 @@ def exact_match(completion: Any, solution: Any) -> bool:
     """True when the completion's answer equals the solution after `normalise_answer`.
 
     The answer is the text of the last `<answer>…</answer>`, or the whole completion when it
-    has none (so a bare "2" counts). No math-verify here: this is the strict metric; the
-    `accuracy` reward is the lenient one.
+    has none (so a bare "2" counts). No math-verify here: this is the strict metric
+    (`exact_match`); `is_correct`, the `accuracy` reward's verdict, is the lenient one.
 
     >>> exact_match("<think>..</think><answer> Red </answer>", "red")
     True
@@ -42,6 +47,15 @@ def exact_match(completion: Any, solution: Any) -> bool:
     """
     answer = extract_answer(completion_text(completion))
     return normalise_answer(answer) == normalise_answer(solution)
+
+
+def is_correct(completion: Any, solution: Any) -> bool:
+    """The `accuracy` reward's verdict on one completion: what evaluation calls `accuracy`.
+
+    >>> is_correct("<answer>0.5</answer>", "1/2"), exact_match("<answer>0.5</answer>", "1/2")
+    (True, False)
+    """
+    return accuracy([completion], solution=[solution])[0] == 1.0
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -106,10 +120,12 @@ def weighted_reward(rewards: dict[str, float], weights: dict[str, float]) -> flo
 
 
 def annotate(sample: dict, weights: dict[str, float]) -> dict:
-    """Add `reward`, `correct` (exact answer; None without a solution) and `format` to a sample."""
+    """Add `reward`, `correct` (the accuracy reward's verdict), `exact_match` (strict; both
+    None without a solution) and `format` to a sample."""
     sample["reward"] = weighted_reward(sample["rewards"], weights)
-    solution = sample.get("solution")
-    sample["correct"] = None if solution is None else exact_match(sample["completion"], solution)
+    solution, completion = sample.get("solution"), sample["completion"]
+    sample["correct"] = None if solution is None else is_correct(completion, solution)
+    sample["exact_match"] = None if solution is None else exact_match(completion, solution)
     sample["format"] = think_format([sample["completion"]])[0] == 1.0
     return sample
 
@@ -122,7 +138,8 @@ def _mean(values: list[float]) -> float | None:
 def summarise(samples: list[dict], num_samples: int) -> dict[str, float | int | None]:
     """The evaluation metrics of annotated samples (`num_samples` completions per prompt).
 
-    accuracy (exact answer, mean over all completions = pass@1), pass@k for k = 2, 4, ... n,
+    accuracy (the accuracy reward's verdict, mean over all completions = pass@1), exact_match
+    (strict string match, same mean), pass@k for k = 2, 4, ... n (by the accuracy verdict),
     reward (weighted, TRL's name), reward_std, rewards/<name>/mean, format_rate,
     completions/mean_length and completions/clipped_ratio (tokens, TRL's names).
     """
@@ -133,6 +150,7 @@ def summarise(samples: list[dict], num_samples: int) -> dict[str, float | int | 
     graded = [s for s in samples if s["correct"] is not None]
     if graded:
         metrics["accuracy"] = _mean([float(s["correct"]) for s in graded])
+        metrics["exact_match"] = _mean([float(s["exact_match"]) for s in graded])
         by_prompt: dict[int, list[bool]] = {}
         for s in graded:
             by_prompt.setdefault(s["index"], []).append(s["correct"])
