@@ -141,11 +141,13 @@ def test_ppo_under_zero3_partitions_actor_and_critic_and_saves_both(tmp_path, ti
     assert report["zero_stage"] == 3
     for row in report["ranks"]:  # policy and critic: twice the tiny model, half on each rank
         assert row["local_param_numel"] * 2 >= row["param_numel"] > row["local_param_numel"]
-    check = load_without_deepspeed(
+    count = (
         "from transformers import AutoModelForImageTextToText as M\n"
-        f"a = M.from_pretrained({str(run_dir / 'final')!r})\n"
-        "print(sum(p.numel() for p in a.parameters()))\n"
+        "print(sum(p.numel() for p in M.from_pretrained({!r}).parameters()))\n"
     )
-    assert check.returncode == 0, check.stderr[-3000:]
-    assert int(check.stdout.split()[-1]) == 363_840  # the tiny model, gathered whole
+    check = load_without_deepspeed(count.format(str(run_dir / "final")))
+    built = load_without_deepspeed(count.format(str(tiny_model)))  # the model before training
+    assert check.returncode == 0 and built.returncode == 0, check.stderr[-3000:]
+    # final/ is the tiny model gathered whole: as many parameters as the build it started from.
+    assert int(check.stdout.split()[-1]) == int(built.stdout.split()[-1])
     assert (run_dir / "final" / "critic" / "model.safetensors").is_file()
