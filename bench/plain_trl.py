@@ -26,7 +26,7 @@ from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 CACHE = Path(os.environ.get("VLEXP_CACHE", Path.home() / ".cache" / "vlexp")).expanduser()
 MODEL = CACHE / "models" / "tiny-qwen2_5_vl-v1"
-DATA = CACHE / "data" / "shapes-v2-n512-e64-s0"
+DATA = CACHE / "data" / "shapes-v1-n512-e64-s0"
 SHARED = dict(  # conf/config.yaml `train:` as vlexp resolves it on a CPU machine
     num_train_epochs=1,
     learning_rate=1.0e-3,

@@ -1,14 +1,14 @@
-"""The embedded default learns the task, not only the format (issue 25).
+"""The embedded default learns the task, not only the format (issue 25; NOT met yet).
 
 Run as a user runs it: `python -m vlexp`, then `python -m vlexp.evaluate run=<run dir>` and
 `python -m vlexp.evaluate model=tiny data=shapes` (the model before training). The goals are
-the issue's: evaluation accuracy after training at least 0.25 above before (met: 0.344 ->
-0.67-0.69 on seeds 42, 1, 2, 3), and the accuracy reward's mean over the last 10 logged steps
-at least 0.3 above the first 10. The second is NOT met yet (issue 25 stays open for it): the
-default seed rises 0.312 -> 0.550, seeds 2 and 3 by 0.33 and 0.28, seed 1 not at all, since
-each window holds only 20 sampled prompts and the rise is mostly done by step 20. This test
-holds what is met: the eval goal, and a training-window rise of at least RISE (main before
-issue 25: 0.075 -> 0.113, eval 0.219 -> 0.219, failed both). Numbers: docs/quickstart.md.
+the issue's: the accuracy reward's mean over the last 10 logged steps at least 0.3 above the
+first 10, and evaluation accuracy after training at least 0.25 above before. Today's default
+(tiny v1, shapes v1) gives 0.075 -> 0.113 and 0.219 -> 0.219: strict xfail, so the test
+turns red the day the goals hold and the marker must go. A redesign (shapes v2: colour
+questions about one large shape; a two-stage warm-up with a stock-answer teacher) reached
+eval 0.344 -> 0.688 on four seeds but a training rise of only +0.24 on the default seed, and
+changed the starting point of every other learning test; it was not merged.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ import pytest
 
 from tests.helpers import REPO, read_metrics, run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xfail(strict=True, reason="issue 25: the default does not learn the task yet"),
+]
 
 WINDOW = 10  # logged steps at each end of the run (the summary's first/last window)
-# The issue asks 0.3; the default seed measures 0.238 (see the module docstring).
-RISE = 0.15
+RISE = 0.3  # the issue's goal
 
 
 def evaluate(*args: str) -> dict:

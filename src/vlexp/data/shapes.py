@@ -39,34 +39,24 @@ BACKGROUNDS = ((255, 255, 255), (235, 235, 235))
 # (width, height): 56x56 is below the tiny model's min_pixels, 224x168 above its max_pixels.
 SIZES = ((56, 56), (84, 84), (112, 84), (84, 112), (112, 112), (168, 112), (224, 168))
 GRID = 3  # shapes sit in distinct cells of a 3x3 grid, so they never touch
-# Three colour questions to one counting question. A colour question's scene is one large
-# shape: the tiny model's vision tower (4-16 tokens of 28x28 px) sees colours but hardly
-# outlines or small shapes, and a task it can learn is what lets the default run show RL
-# learning the task rather than only the format.
-TASKS = ("colour", "colour", "colour", "count")
-VERSION = 2  # bump when the drawing or the record format changes: it names the cache dir
+VERSION = 1  # bump when the drawing or the record format changes: it names the cache dir
 
 
-def draw_scene(rng: random.Random, one_shape: bool = False) -> tuple[object, list[dict]]:
-    """Draw one image; return it with the list of shapes (kind, colour, pixel box).
-
-    `one_shape`: one large shape (the colour questions' scenes); otherwise 1-4 shapes of any
-    kind and colour in distinct cells of a 3x3 grid (the counting questions')."""
+def draw_scene(rng: random.Random) -> tuple[object, list[dict]]:
+    """Draw one image; return it with the list of shapes (kind, colour, pixel box)."""
     from PIL import Image, ImageDraw
 
     width, height = rng.choice(SIZES)
     image = Image.new("RGB", (width, height), rng.choice(BACKGROUNDS))
     draw = ImageDraw.Draw(image)
-    grid = 1 if one_shape else GRID
-    cell_w, cell_h = width // grid, height // grid
-    count = 1 if one_shape else rng.randint(1, 4)
-    cells = rng.sample(range(grid * grid), k=count)
+    cell_w, cell_h = width // GRID, height // GRID
+    cells = rng.sample(range(GRID * GRID), k=rng.randint(1, 4))
     shapes = []
     for cell in cells:
         shape, colour = rng.choice(KINDS), rng.choice(list(COLOURS))
         side = int(min(cell_w, cell_h) * rng.uniform(0.55, 0.8))
-        x0 = (cell % grid) * cell_w + rng.randint(1, cell_w - side - 1)
-        y0 = (cell // grid) * cell_h + rng.randint(1, cell_h - side - 1)
+        x0 = (cell % GRID) * cell_w + rng.randint(1, cell_w - side - 1)
+        y0 = (cell // GRID) * cell_h + rng.randint(1, cell_h - side - 1)
         box = [x0, y0, x0 + side, y0 + side]
         fill = COLOURS[colour]
         if shape == "circle":
@@ -79,17 +69,18 @@ def draw_scene(rng: random.Random, one_shape: bool = False) -> tuple[object, lis
     return image, shapes
 
 
-def ask(rng: random.Random, task: str, shapes: list[dict]) -> tuple[str, str, str]:
-    """The question of `task` about `shapes`, with a verifiable answer: (question, answer,
-    wrong answer). A colour question's scene has one shape, the one it asks about."""
-    if task == "colour":
-        shape = rng.choice(shapes)
-        wrong = rng.choice([c for c in COLOURS if c != shape["colour"]])
-        return f"What colour is the {shape['kind']}?", shape["colour"], wrong
+def ask(rng: random.Random, shapes: list[dict]) -> tuple[str, str, str, str]:
+    """Pick a question with a verifiable answer: (task, question, answer, wrong answer)."""
+    unique_kinds = [k for k in KINDS if sum(s["kind"] == k for s in shapes) == 1]
+    if unique_kinds and rng.random() < 0.5:
+        kind = rng.choice(unique_kinds)
+        answer = next(s["colour"] for s in shapes if s["kind"] == kind)
+        wrong = rng.choice([c for c in COLOURS if c != answer])
+        return "colour", f"What colour is the {kind}?", answer, wrong
     colour = rng.choice(list(COLOURS))
     count = sum(s["colour"] == colour for s in shapes)
     wrong = rng.choice([n for n in range(5) if n != count])
-    return f"How many {colour} shapes are there?", str(count), str(wrong)
+    return "count", f"How many {colour} shapes are there?", str(count), str(wrong)
 
 
 def think_answer(task: str, question: str, answer: str) -> str:
@@ -102,9 +93,8 @@ def think_answer(task: str, question: str, answer: str) -> str:
 
 
 def make_record(rng: random.Random, split: str, index: int, image_dir: Path) -> dict:
-    task = rng.choice(TASKS)
-    image, shapes = draw_scene(rng, one_shape=task == "colour")
-    question, answer, wrong = ask(rng, task, shapes)
+    image, shapes = draw_scene(rng)
+    task, question, answer, wrong = ask(rng, shapes)
     name = f"{split}-{index:05d}"
     image.save(image_dir / f"{name}.png")
     return {

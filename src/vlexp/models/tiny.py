@@ -8,15 +8,9 @@ them, and a byte-level BPE is trained here on the `shapes` texts with the family
 tokens.
 
 A randomly initialised model never emits EOS, so every GRPO reward would be 0 and the loss
-exactly 0. The build therefore ends with a deterministic SFT warm-up on `shapes` answers in
-the think/answer format, in two stages. First it learns the task from the true answers
-(`WARMUP["steps"]`); then a teacher that looks at the image for only some of the questions
-(`WARMUP["looked"]`) and otherwise gives the question's stock answer (`STOCK`, as a model
-answering from the words alone would) retrains it briefly (`WARMUP["habit_steps"]`). The
-warmed-up model writes the format and can still sample the right answer, but its most
-likely answer is the stock one: the state in which RL with a verifiable reward turns what a
-model can sample into what it answers, so the default GRPO run shows the task reward rise,
-not only the format.
+exactly 0. The build therefore ends with a short, deterministic SFT warm-up on `shapes`
+answers in the think/answer format: enough for the format to appear in some samples, not
+enough to saturate it, so GRPO starts with reward variance and has room to improve.
 
     python -m vlexp.models.tiny /tmp/tiny [NAME]   # build into a directory (normally automatic)
 """
@@ -38,17 +32,10 @@ from vlexp.paths import cache_dir, cache_problem, write_manifest
 
 log = logging.getLogger("vlexp")
 
-VERSION = 2  # bump when the architecture, tokenizer or warm-up changes: it names the cache dir
+VERSION = 1  # bump when the architecture, tokenizer or warm-up changes: it names the cache dir
 VOCAB_SIZE = 640
 SYSTEM_PROMPT = "You are a helpful assistant."
-# 300 steps x 8 records on the true answers (~5 passes over the 512 `shapes` records), then
-# habit_steps on the teacher's, of which a `looked` share answer from the image and the rest
-# are STOCK answers. About 20 s on one core.
-WARMUP = dict(
-    steps=300, habit_steps=100, batch_size=8, learning_rate=3e-3, num_records=512, looked=0.2
-)
-# A stock answer per shapes task, the same whatever the image shows.
-STOCK = {"colour": "red", "count": "0"}
+WARMUP = dict(steps=60, batch_size=8, learning_rate=3e-3, num_records=256)
 
 
 def default_path(name: str = "qwen2_5_vl") -> Path:
@@ -170,26 +157,8 @@ def turn_end(processor) -> str:
     return text[text.rindex(marker) + len(marker) :]
 
 
-def teacher_targets(records: list[dict], looked: float, seed: int) -> list[dict]:
-    """The records with the warm-up teacher's answers: the true `suffix` for a seeded `looked`
-    share, the task's STOCK answer (in the same think/answer form) for the rest."""
-    import random
-
-    rng = random.Random(seed)
-    taught = []
-    for record in records:
-        if rng.random() >= looked:
-            stock = shapes.think_answer(record["task"], record["prefix"], STOCK[record["task"]])
-            record = {**record, "suffix": stock}
-        taught.append(record)
-    return taught
-
-
-def warm_up(
-    model, processor, records: list[dict], image_dir: Path, seed: int, steps: int | None = None
-) -> list[float]:
-    """`steps` (default `WARMUP["steps"]`) SFT steps on think/answer targets; loss on the
-    answer tokens only."""
+def warm_up(model, processor, records: list[dict], image_dir: Path, seed: int) -> list[float]:
+    """A few SFT steps on think/answer targets; loss on the answer tokens only."""
     import torch
     from PIL import Image
 
@@ -199,7 +168,7 @@ def warm_up(
     model.train()
     losses = []
     batch_size = WARMUP["batch_size"]
-    for step in range(WARMUP["steps"] if steps is None else steps):
+    for step in range(WARMUP["steps"]):
         start = (step * batch_size) % len(records)
         batch = records[start : start + batch_size]
         images = [Image.open(image_dir / r["image"]).convert("RGB") for r in batch]
@@ -245,11 +214,7 @@ def build(
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            records = records[: WARMUP["num_records"]]
-            losses = warm_up(model, processor, records, data_dir, seed)
-            taught = teacher_targets(records, WARMUP["looked"], seed)
-            habit = warm_up(model, processor, taught, data_dir, seed + 1, WARMUP["habit_steps"])
-            losses += habit
+            losses = warm_up(model, processor, records[: WARMUP["num_records"]], data_dir, seed)
         finally:
             torch.set_num_threads(threads)
     model.save_pretrained(out)
