@@ -125,6 +125,10 @@ class Elsewhere:
 
 HUB = "needs a download from the hub (no network here)"
 NOT_CACHED = "not in the local cache and the hub is unreachable"
+DEVICE_BENCH = (
+    "runs on a lent GPU machine; checked with `bash -n`, and bench/gpu.py (which gets the "
+    "extra arguments) accepts them"
+)
 LF = {"/LLaMA-Factory/data": "{data}/llamafactory"}
 TRAIN = {"/data/train.jsonl": "{data}/shapes/train.jsonl"}
 
@@ -394,21 +398,14 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     # --- Performance
     "bash bench/fetch_wheels.sh": Elsewhere("downloads wheels from PyPI; checked with `bash -n`"),
     "bash bench/device_run.sh": Elsewhere("runs on a lent GPU machine; checked with `bash -n`"),
-    "bash bench/device_run.sh --plan qwen3 --timeout 230": Elsewhere(
-        "runs on a lent GPU machine; checked with `bash -n`, and bench/gpu.py (which gets the "
-        "extra arguments) accepts them"
-    ),
+    "bash bench/device_run.sh --plan qwen3 --timeout 230": Elsewhere(DEVICE_BENCH),
     "BENCH_BUDGET=480 bash bench/device_run.sh --plan rollout --timeout 200 --runs "
     "3b:grpo_ckpt_hf_fast 3b:grpo_ckpt_hf 3b:grpo_big_ckpt_hf_fast 3b:grpo_big_ckpt_hf": Elsewhere(
-        "runs on a lent GPU machine; checked with `bash -n`, and bench/gpu.py (which gets the "
-        "extra arguments) accepts them"
+        DEVICE_BENCH
     ),
     "BENCH_BUDGET=480 bash bench/device_run.sh --plan rollout --timeout 200 --runs "
     "q3_8b:grpo_lora_ckpt_hf_fast q3_8b:grpo_lora_ckpt_hf q3_8b:grpo_big_lora_ckpt_hf_fast "
-    "q3_8b:grpo_big_lora_ckpt_hf": Elsewhere(
-        "runs on a lent GPU machine; checked with `bash -n`, and bench/gpu.py (which gets the "
-        "extra arguments) accepts them"
-    ),
+    "q3_8b:grpo_big_lora_ckpt_hf": Elsewhere(DEVICE_BENCH),
     # --- GRPO family: DAPO's dynamic sampling
     "python -m vlexp algo=dapo train.max_steps=3": ByTest(
         "tests/unit/test_rollout_dynamic_sampling.py::test_rollout_dapo_command_logs_the_kept_fraction"
