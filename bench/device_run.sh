@@ -4,8 +4,8 @@
 #   here:   bash bench/fetch_wheels.sh          (once; .whl/ is git-ignored)
 #   device: run(command="bash bench/device_run.sh", carry=[".whl"], timeout_s=600)
 #   device: run(command="BENCH_BUDGET=440 bash bench/device_run.sh --plan qwen3 --timeout 240", ...)
-#   device: run(command="BENCH_BUDGET=480 bash bench/device_run.sh --plan rollout --timeout 200 --runs 3b:grpo_ckpt_hf_fast ...", ...)
-#           (rollout=hf vs hf_fast, issue 27: bench/README.md lists the two calls)
+#   device: run(command="BENCH_BUDGET=500 bash bench/device_run.sh --plan rollout --timeout 200", ...)
+#           (rollout=hf vs hf_fast, issue 27: the realistic-batch pairs first; bench/README.md)
 # Budget (one H100 or H200): ~30 s install, bench/gpu.py's own budget (BENCH_BUDGET, default
 # 440 s, each case with its own timeout), then the GPU-marked tests (at most 70 s). Extra
 # arguments go to bench/gpu.py.

@@ -399,13 +399,9 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     "bash bench/fetch_wheels.sh": Elsewhere("downloads wheels from PyPI; checked with `bash -n`"),
     "bash bench/device_run.sh": Elsewhere("runs on a lent GPU machine; checked with `bash -n`"),
     "bash bench/device_run.sh --plan qwen3 --timeout 230": Elsewhere(DEVICE_BENCH),
-    "BENCH_BUDGET=480 bash bench/device_run.sh --plan rollout --timeout 200 --runs "
-    "3b:grpo_ckpt_hf_fast 3b:grpo_ckpt_hf 3b:grpo_big_ckpt_hf_fast 3b:grpo_big_ckpt_hf": Elsewhere(
+    "BENCH_BUDGET=500 bash bench/device_run.sh --plan rollout --timeout 200": Elsewhere(
         DEVICE_BENCH
     ),
-    "BENCH_BUDGET=480 bash bench/device_run.sh --plan rollout --timeout 200 --runs "
-    "q3_8b:grpo_lora_ckpt_hf_fast q3_8b:grpo_lora_ckpt_hf q3_8b:grpo_big_lora_ckpt_hf_fast "
-    "q3_8b:grpo_big_lora_ckpt_hf": Elsewhere(DEVICE_BENCH),
     # --- GRPO family: DAPO's dynamic sampling
     "python -m vlexp algo=dapo train.max_steps=3": ByTest(
         "tests/unit/test_rollout_dynamic_sampling.py::test_rollout_dapo_command_logs_the_kept_fraction"

@@ -128,3 +128,13 @@ def test_rollout_bench_plan_pairs_every_case_and_composes():
             assert cfg.algo.args.max_completion_length == 512
         else:
             assert rows == 16 and cfg.algo.args.max_completion_length == 256
+
+
+def test_rollout_plan_measures_the_issue_targets_first():
+    # One device call must measure issue 27's targets (the realistic 8 x 8 x 512 batch, both
+    # engines, 3B and 8B) before the budget runs out: the big pairs lead the plan.
+    gpu = _gpu_module()
+    first = gpu.ROLLOUT_PLAN[:4]
+    assert {model for model, _ in first} == {"3b", "q3_8b"}
+    assert all("_big_" in name for _, name in first)
+    assert {name.rsplit("_hf", 1)[-1] for _, name in first} == {"", "_fast"}
