@@ -1,0 +1,195 @@
+"""Standard benchmarks through lmms-eval: `bench=[mathvista_testmini,mmmu_val]`.
+
+One file per benchmark in conf/bench/ names lmms-eval's task, its data set and split and the
+metric to headline. `python -m vlexp.evaluate run=RUN bench=[...]` and `train.eval_steps`
+call `run`, which hands the loaded model to lmms-eval (vlexp.evaluation.bench_backend) and
+calls `lmms_eval.evaluator.simple_evaluate`: lmms-eval owns the prompts and the scoring.
+
+lmms-eval is the optional extra `bench` (pip install -e ".[bench]"); `check` says so before
+anything loads. Importing this module is cheap: lmms-eval loads inside `run`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+log = logging.getLogger("vlexp")
+
+INSTALL = 'pip install -e ".[bench]"'
+SUMMARY = "summary.json"
+# A benchmark's entry in conf/bench/<name>.yaml (under bench.tasks.<name>).
+KEYS = ("task", "dataset", "split", "metric", "limit")
+
+
+class BenchError(ValueError):
+    """A benchmark that cannot run; the message names it and what to do."""
+
+
+def chosen(cfg: Any) -> dict[str, dict[str, Any]]:
+    """The benchmarks `bench=` chose, by their conf/bench/ name (none: {})."""
+    node = cfg.get("bench") if cfg is not None else None
+    tasks = node.get("tasks") if node is not None else None
+    return OmegaConf.to_container(tasks, resolve=True) if tasks else {}
+
+
+def check(cfg: Any) -> None:
+    """Stop before any model loads: lmms-eval missing, an entry without its keys, or a
+    benchmark whose data is not in the cache while the hub is offline."""
+    tasks = chosen(cfg)
+    if not tasks:
+        return
+    if importlib.util.find_spec("lmms_eval") is None:
+        raise BenchError(
+            f"bench={','.join(tasks)} needs lmms-eval, which is not installed: {INSTALL}"
+        )
+    for name, spec in tasks.items():
+        missing = [key for key in ("task", "metric") if not spec.get(key)]
+        if missing:
+            raise BenchError(
+                f"bench.tasks.{name}: no {' or '.join(missing)}: each benchmark names "
+                "lmms-eval's task and the metric to headline (see conf/bench/*.yaml)"
+            )
+    problem = not_cached(tasks)
+    if problem:
+        raise BenchError(problem)
+
+
+def offline() -> bool:
+    """True when the Hugging Face hub may not be reached (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)."""
+    flags = (os.environ.get(k, "") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(flag.strip().lower() in ("1", "true", "yes", "on") for flag in flags)
+
+
+def not_cached(tasks: dict[str, dict[str, Any]]) -> str | None:
+    """Offline only: the first benchmark whose hub data set is in neither the hub cache
+    (`hf download`) nor the datasets cache (an earlier online load), as one line."""
+    if not offline():
+        return None
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    datasets_cache = Path(
+        os.environ.get("HF_DATASETS_CACHE")
+        or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "datasets"
+    )
+    for name, spec in tasks.items():
+        repo = spec.get("dataset")
+        if not repo:  # a task of the user's own (bench.include_path) reads local files
+            continue
+        snapshots = Path(HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}" / "snapshots"
+        prefix = repo.replace("/", "___").lower()
+        loaded = datasets_cache.is_dir() and any(
+            p.name.lower().startswith(prefix) for p in datasets_cache.iterdir()
+        )
+        if not loaded and not (snapshots.is_dir() and any(snapshots.iterdir())):
+            return (
+                f"bench={name}: its data set {repo} is not in the Hugging Face cache "
+                f"({HF_HUB_CACHE}) and the hub is offline (HF_HUB_OFFLINE): download it once "
+                f"where there is network: hf download --repo-type dataset {repo}"
+            )
+    return None
+
+
+def limits(tasks: dict[str, dict[str, Any]], default: int | None) -> dict[Any, list[str]]:
+    """Benchmark names grouped by the row limit they run with (simple_evaluate takes one)."""
+    groups: dict[Any, list[str]] = {}
+    for name, spec in tasks.items():
+        limit = spec.get("limit") if spec.get("limit") is not None else default
+        groups.setdefault(limit, []).append(name)
+    return groups
+
+
+def run(model: Any, processor: Any, cfg: Any, out_dir: Path) -> dict[str, Any]:
+    """Evaluate `model` on the chosen benchmarks; lmms-eval's results and samples files go
+    to `out_dir`, with vlexp's summary.json beside them. Returns {name: headline score}."""
+    from lmms_eval.tasks import TaskManager
+
+    from vlexp.evaluation.bench_backend import backend
+
+    tasks = chosen(cfg)
+    bench = cfg.bench
+    lm = backend(model, processor, cfg.model, bench.get("batch_size") or 1)
+    manager = TaskManager(
+        "WARNING",
+        include_path=bench.get("include_path"),
+        include_defaults=not bench.get("only_include_path"),
+    )
+    unknown = [s["task"] for s in tasks.values() if s["task"] not in manager.all_tasks]
+    if unknown:
+        raise BenchError(
+            f"lmms-eval has no task {', '.join(unknown)} (bench.tasks.*.task); "
+            "`lmms-eval tasks list` shows its tasks"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {}
+    for limit, names in limits(tasks, bench.get("limit")).items():
+        results = evaluate_group(lm, [tasks[n]["task"] for n in names], limit, bench, manager, out_dir)
+        for name in names:
+            report[name] = headline(results, name, tasks[name], limit)
+    (out_dir / SUMMARY).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def evaluate_group(
+    lm: Any, task_names: list[str], limit: Any, bench: Any, manager: Any, out_dir: Path
+) -> dict[str, Any]:
+    """One simple_evaluate call; its results and samples saved the way lmms-eval's CLI does
+    (EvaluationTracker: <date>_results.json, <date>_samples_<task>.jsonl)."""
+    from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval.loggers import EvaluationTracker
+    from lmms_eval.utils import get_datetime_str
+
+    stamp = get_datetime_str()
+    tracker = EvaluationTracker(output_path=str(out_dir))
+    results = simple_evaluate(
+        model=lm,
+        tasks=task_names,
+        limit=limit,
+        batch_size=bench.get("batch_size") or 1,
+        gen_kwargs=bench.get("gen_kwargs"),
+        task_manager=manager,
+        evaluation_tracker=tracker,
+        log_samples=True,
+        datetime_str=stamp,
+    )
+    samples = results.pop("samples", {})
+    tracker.save_results_aggregated(results=results, samples=samples, datetime_str=stamp)
+    for task in results.get("configs", {}):
+        tracker.save_results_samples(task_name=task, samples=samples[task])
+    return results
+
+
+def headline(results: dict[str, Any], name: str, spec: dict[str, Any], limit: Any) -> dict:
+    """One benchmark's line of summary.json: its headline score and every number lmms-eval
+    reported for the task (keys as `metric`, lmms-eval's `,none` filter suffix dropped)."""
+    task = spec["task"]
+    numbers = {
+        key.split(",")[0]: value
+        for key, value in results["results"].get(task, {}).items()
+        if "_stderr" not in key and isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    if spec["metric"] not in numbers:
+        raise BenchError(
+            f"bench.tasks.{name}.metric={spec['metric']}: lmms-eval's {task} reported "
+            f"{', '.join(numbers) or 'no numbers'}; name one of them"
+        )
+    samples = results.get("n-samples", {}).get(task, {})
+    return {
+        "task": task,
+        "metric": spec["metric"],
+        "score": numbers[spec["metric"]],
+        "n": samples.get("effective"),
+        "limit": limit,
+        "metrics": numbers,
+    }
+
+
+def scores(report: dict[str, Any]) -> dict[str, float]:
+    """{`bench/<name>`: headline score}: the names metrics.jsonl, W&B and compare show."""
+    return {f"bench/{name}": line["score"] for name, line in report.items()}
