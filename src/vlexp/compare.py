@@ -55,6 +55,9 @@ COLUMNS = [
 ]
 
 
+BENCH = "eval/bench/"  # benchmark scores' prefix: metrics.jsonl rows and eval/bench/summary.json
+
+
 def load_run(path: Path, record: dict[str, Any] | None = None) -> Run:
     """A run dir as a Run; `record` is its sweep.jsonl line when it came from a sweep."""
     hydra_dir = path / ".hydra"
@@ -101,13 +104,26 @@ def objective_of(run: Run, path: Path, record: dict[str, Any] | None) -> float |
 
 
 def eval_rows(path: Path) -> list[dict[str, Any]]:
-    """`python -m vlexp.evaluate`'s eval/metrics.json as an eval/* row (after training)."""
-    try:
-        record = json.loads((path / "eval" / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return []
-    row = {f"eval/{k}": v for k, v in record.items() if isinstance(v, int | float)}
-    return [{**row, "step": record.get("step"), "overrides": record.get("overrides", [])}]
+    """`python -m vlexp.evaluate`'s eval/metrics.json and eval/bench/summary.json (bench=)
+    as eval/* rows (after training); benchmarks as eval/bench/<name>."""
+    rows = []
+    for name in ("metrics.json", "bench/summary.json"):
+        try:
+            record = json.loads((path / "eval" / name).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        row = {f"eval/{k}": v for k, v in record.items() if isinstance(v, int | float)}
+        for bench, line in (record.get("bench") or {}).items():
+            row[f"eval/bench/{bench}"] = line["score"]
+        rows.append({**row, "step": record.get("step"), "overrides": record.get("overrides", [])})
+    return rows
+
+
+def bench_columns(runs: list[Run]) -> list[tuple[str, str, str]]:
+    """One column per benchmark any run was scored on (`bench=`, during or after training):
+    the last score, headed by the benchmark's conf/bench/ name."""
+    keys = {key for run in runs for row in run.evals for key in row if key.startswith(BENCH)}
+    return [(key[len(BENCH) :], key, "last") for key in sorted(keys)]
 
 
 def find_runs(dirs: list[Path]) -> list[Run]:
@@ -116,7 +132,8 @@ def find_runs(dirs: list[Path]) -> list[Run]:
     for folder in dirs:
         if not folder.is_dir():
             raise SystemExit(f"vlexp.compare: {folder} is not a directory")
-        if any((folder / p).exists() for p in ("metrics.jsonl", ".hydra", "eval/metrics.json")):
+        evaluated = ("eval/metrics.json", "eval/bench/summary.json")
+        if any((folder / p).exists() for p in ("metrics.jsonl", ".hydra", *evaluated)):
             runs += with_results([load_run(folder)])
         elif (folder / SWEEP_LOG).is_file():
             # A sweep's failed jobs stay: their status and error are the sweep's answer.
@@ -168,6 +185,7 @@ def table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     for run in runs:
         run.label = " ".join(f"{_short(key, keys)}={run.value(key)}" for key in keys)
     columns = [c for c in COLUMNS if any(run.series(c[1])[1] for run in runs)]
+    columns += bench_columns(runs)
     objective_column = (
         [objective_header(runs)] if any(r.objective is not None for r in runs) else []
     )

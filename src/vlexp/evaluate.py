@@ -3,6 +3,7 @@
 python -m vlexp.evaluate run=outputs/2026-11-22/00-10-00           # -> RUN/eval/metrics.json
 python -m vlexp.evaluate run=outputs/.../checkpoint-100 eval=pass_at_k
 python -m vlexp.evaluate model=tiny data=shapes                    # baseline: untrained model
+python -m vlexp.evaluate run=outputs/... bench=[mathvista_testmini,mmmu_val]  # -> RUN/eval/bench/
 
 Writes metrics.json, samples.jsonl, samples.html and the config.resolved.yaml it ran into
 the eval dir, and prints where.
@@ -22,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vlexp import families, rollout
 from vlexp.data import DataError
+from vlexp.evaluation import bench
 from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
 from vlexp.evaluation.gallery import wandb_table
 from vlexp.evaluation.generation import load_examples
@@ -33,7 +35,7 @@ log = logging.getLogger("vlexp")
 
 RESOLVED = "config.resolved.yaml"
 # Nodes a run fixes but the command line may replace (group) or adjust (key).
-REPLACEABLE = ("data", "reward", "eval", "logger")
+REPLACEABLE = ("data", "reward", "eval", "logger", "bench")
 
 
 class EvalError(ValueError):
@@ -148,7 +150,35 @@ def log_wandb(cfg: DictConfig, out_dir: Path, record: dict, samples: list[dict])
     name = f"eval-{Path(record['run']).name}" if record.get("run") else "eval-base"
     with wandb.init(project=cfg.logger.project, job_type="eval", name=name, config=record) as run:
         numbers = {f"eval/{k}": v for k, v in record.items() if isinstance(v, int | float)}
-        run.log({**numbers, "eval/samples": wandb_table(samples, cfg.eval.gallery)})
+        table = {"eval/samples": wandb_table(samples, cfg.eval.gallery)} if samples else {}
+        run.log({**numbers, **table})
+
+
+def run_benchmarks(
+    cfg: DictConfig, processor, model_dir: Path | None, run_dir: Path | None, out_dir: Path
+) -> float | None:
+    """bench=[...]: lmms-eval on the loaded model -> OUT/bench/ (lmms-eval's own files and
+    summary.json), the scores in the run's summary.json and, with logger=wandb, in W&B."""
+    (out_dir / RESOLVED).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    model = load_weights(cfg, model_dir)
+    log.info(
+        "benchmarks %s on %s", ", ".join(bench.chosen(cfg)), model_dir or cfg.model.name_or_path
+    )
+    report = bench.run(model, processor, cfg, out_dir / "bench")
+    meta = {
+        "model": str(model_dir or cfg.model.name_or_path),
+        "run": str(run_dir) if run_dir else None,
+        "step": trained_step(run_dir, model_dir) if run_dir else 0,
+        "overrides": list(HydraConfig.get().overrides.task),
+    }
+    bench.write_summary(out_dir / "bench", meta, report)
+    if run_dir is not None and model_dir == run_dir / "final":
+        bench.into_run_summary(run_dir, report)
+    if "wandb" in (cfg.logger.get("report_to") or []):
+        log_wandb(cfg, out_dir, {**meta, **bench.scores(report)}, [])
+    shown = ", ".join(f"{n} {line['metric']} {line['score']:.3f}" for n, line in report.items())
+    print(f"vlexp.evaluate: {shown} -> {out_dir / 'bench'}")
+    return next(iter(report.values()))["score"] if report else None
 
 
 @hydra.main(config_path=str(config_dir()), config_name="evaluate", version_base="1.3")
@@ -161,6 +191,7 @@ def main(cfg: DictConfig) -> float | None:
         # a run dir of this vlexp already records it in model.family.
         families.resolve(cfg.model)
         check(cfg.eval)
+        bench.check(cfg)  # lmms-eval installed, data cached when offline: before any loading
         problem = source_problem(str(local_model_cfg(cfg, model_dir).name_or_path))
         if problem:  # in seconds, not after minutes of hub retries
             raise EvalError(problem)
@@ -172,6 +203,8 @@ def main(cfg: DictConfig) -> float | None:
         quiet_libraries()  # the known-harmless warnings and loading bars, as in training
         # The processor (the run's own, saved with its weights) is needed to check records.
         processor = load_processor(local_model_cfg(cfg, model_dir))
+        if bench.chosen(cfg):  # benchmarks instead of data.eval
+            return run_benchmarks(cfg, processor, model_dir, run_dir, out_dir)
         examples = load_examples(cfg, processor, cfg.eval.get("limit"))
     except (EvalError, DataError, ValueError) as err:  # UnknownFamily is a ValueError
         raise SystemExit(f"vlexp.evaluate: {err}") from None

@@ -72,9 +72,24 @@ CASES = {
         split="test",
         rows=[
             {"type": "human_test", "question": "M0 Peak value?", "answer": "40", "image": image(3)},
-            {"type": "augmented_test", "question": "M1 Share?", "answer": "12.5", "image": image(4)},
-            {"type": "human_test", "question": "M2 Which year?", "answer": "2019", "image": image(5)},
-            {"type": "augmented_test", "question": "M3 Label?", "answer": "Asia", "image": image(6)},
+            {
+                "type": "augmented_test",
+                "question": "M1 Share?",
+                "answer": "12.5",
+                "image": image(4),
+            },
+            {
+                "type": "human_test",
+                "question": "M2 Which year?",
+                "answer": "2019",
+                "image": image(5),
+            },
+            {
+                "type": "augmented_test",
+                "question": "M3 Label?",
+                "answer": "Asia",
+                "image": image(6),
+            },
         ],
         # relaxed accuracy: 41 is within 5% of 40, 11 is 12% off 12.5; text matches exactly.
         answers={"M0": "41", "M1": "11", "M2": "2019", "M3": "asia"},
@@ -89,7 +104,9 @@ def bench_cfg(tmp_path_factory, tiny_model):
     folder = tmp_path_factory.mktemp("lmms-tasks")
     tasks = {}
     for name, case in CASES.items():
-        local_task(folder, f"local_{name}", lmms_task_yaml(*case["real"]), case["split"], case["rows"])
+        local_task(
+            folder, f"local_{name}", lmms_task_yaml(*case["real"]), case["split"], case["rows"]
+        )
         tasks[name] = {"task": f"local_{name}", "metric": case["metric"], "limit": None}
     model = OmegaConf.load(REPO / "conf" / "model" / "tiny.yaml")
     model.name_or_path = str(tiny_model)

@@ -129,10 +129,11 @@ def run(model: Any, processor: Any, cfg: Any, out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {}
     for limit, names in limits(tasks, bench.get("limit")).items():
-        results = evaluate_group(lm, [tasks[n]["task"] for n in names], limit, bench, manager, out_dir)
+        results = evaluate_group(
+            lm, [tasks[n]["task"] for n in names], limit, bench, manager, out_dir
+        )
         for name in names:
             report[name] = headline(results, name, tasks[name], limit)
-    (out_dir / SUMMARY).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 
 
@@ -188,6 +189,25 @@ def headline(results: dict[str, Any], name: str, spec: dict[str, Any], limit: An
         "limit": limit,
         "metrics": numbers,
     }
+
+
+def write_summary(out_dir: Path, meta: dict[str, Any], report: dict[str, Any]) -> Path:
+    """OUT/summary.json: what was evaluated (meta) and each benchmark's line."""
+    path = out_dir / SUMMARY
+    path.write_text(json.dumps({**meta, "bench": report}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def into_run_summary(run_dir: Path, report: dict[str, Any]) -> None:
+    """The run's own summary.json gains (or replaces) its `bench` section: final/'s scores."""
+    path = run_dir / SUMMARY
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        summary = {}  # a run stopped before writing one: the scores still belong to it
+    keep = ("task", "metric", "score", "n", "limit")
+    summary["bench"] = {name: {k: line[k] for k in keep} for name, line in report.items()}
+    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
 
 def scores(report: dict[str, Any]) -> dict[str, float]:

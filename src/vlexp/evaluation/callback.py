@@ -94,3 +94,48 @@ def log_wandb_table(samples: list[dict], gallery_cfg: Any, step: int) -> None:
 
     if wandb.run is not None:
         wandb.log({"eval/samples": wandb_table(samples, gallery_cfg), "train/global_step": step})
+
+
+class BenchCallback(TrainerCallback):
+    """`bench=[...]` with `train.eval_steps`: lmms-eval on the benchmarks (a `bench.limit`
+    slice) every N steps, logged as eval/bench/<name> at the training step; lmms-eval's
+    files go to <run dir>/eval/bench/step-N/."""
+
+    def __init__(self, cfg: Any, run_dir: Path) -> None:
+        self.trainer = None
+        self.cfg = cfg
+        self.every = int(cfg.train.eval_steps)
+        self.out_dir = Path(run_dir) / "eval" / "bench"
+
+    def bind(self, trainer) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            self.run(args, state, control)
+
+    def run(self, args, state, control) -> dict[str, Any]:
+        from trl.models import unwrap_model_for_generation
+
+        from vlexp.evaluation import bench
+
+        trainer = self.trainer
+        gather = getattr(args, "ds3_gather_for_generation", True)
+        report: dict[str, Any] = {}
+        with unwrap_model_for_generation(
+            trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=gather
+        ) as model:
+            was_training = model.training
+            model.eval()
+            try:  # lmms-eval runs in one process: rank 0 scores, the others wait
+                if state.is_world_process_zero:
+                    step_dir = self.out_dir / f"step-{state.global_step}"
+                    report = bench.run(model, trainer.processing_class, self.cfg, step_dir)
+                    bench.write_summary(step_dir, {"step": state.global_step}, report)
+            finally:
+                model.train(was_training)
+        if report:
+            logs = {f"eval_{k}": v for k, v in bench.scores(report).items()}
+            patches.log_row(trainer, args, state, control, logs)
+            log.info("bench @ step %d: %s", state.global_step, logs)
+        return report

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from vlexp import families
 from vlexp.config import algo as algorithm
 from vlexp.data.videos import Budget, budget_problems
+from vlexp.evaluation import bench
 from vlexp.evaluation.core import check
 
 
@@ -163,18 +164,27 @@ def check_ppo(cfg: DictConfig) -> list[str]:
 
 
 def check_eval(cfg: DictConfig) -> list[str]:
-    """train.eval_steps: an eval split, and decoding settings that mean what they say."""
+    """train.eval_steps: an eval split (or benchmarks), and decoding settings that mean what
+    they say; bench=: lmms-eval installed and the data cached when offline."""
+    benchmarks = bench.chosen(cfg)
     if not cfg.train.get("eval_steps"):
+        if benchmarks:
+            return [
+                f"bench={','.join(benchmarks)} runs every train.eval_steps during training, "
+                "which is not set: give train.eval_steps=N (a slice: bench.limit=50), or "
+                "evaluate after training: python -m vlexp.evaluate run=RUN bench=..."
+            ]
         return []
 
     problems = []
-    if not cfg.data.get("eval"):
+    if not cfg.data.get("eval") and not benchmarks:
         problems.append(
             f"train.eval_steps={cfg.train.eval_steps} needs an eval split, but data.eval is not "
             "set: give data.eval=/path/to/eval.jsonl or drop train.eval_steps"
         )
     try:
         check(cfg.eval)
+        bench.check(cfg)
     except ValueError as err:
         problems.append(str(err))
     return problems
