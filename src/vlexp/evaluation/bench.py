@@ -25,7 +25,7 @@ log = logging.getLogger("vlexp")
 INSTALL = 'pip install -e ".[bench]"'
 SUMMARY = "summary.json"
 # A benchmark's entry in conf/bench/<name>.yaml (under bench.tasks.<name>).
-KEYS = ("task", "dataset", "split", "metric", "limit")
+KEYS = ("task", "dataset", "split", "metric", "judge", "limit")
 
 
 class BenchError(ValueError):
@@ -50,11 +50,23 @@ def check(cfg: Any) -> None:
             f"bench={','.join(tasks)} needs lmms-eval, which is not installed: {INSTALL}"
         )
     for name, spec in tasks.items():
+        unknown = sorted(set(spec) - set(KEYS))
+        if unknown:
+            raise BenchError(
+                f"bench.tasks.{name}.{unknown[0]}: not a key of a benchmark (keys: {', '.join(KEYS)})"
+            )
         missing = [key for key in ("task", "metric") if not spec.get(key)]
         if missing:
             raise BenchError(
                 f"bench.tasks.{name}: no {' or '.join(missing)}: each benchmark names "
                 "lmms-eval's task and the metric to headline (see conf/bench/*.yaml)"
+            )
+    for name, spec in tasks.items():
+        if spec.get("judge") and not os.environ.get(spec["judge"]):
+            raise BenchError(
+                f"bench={name}: lmms-eval scores {spec['task']} with an OpenAI judge and "
+                f"needs {spec['judge']} set (API_TYPE=azure and AZURE_ENDPOINT for Azure); "
+                "see docs/benchmarks.md"
             )
     problem = not_cached(tasks)
     if problem:
