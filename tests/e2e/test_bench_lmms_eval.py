@@ -274,3 +274,53 @@ def test_bench_keeps_lmms_eval_output(report):
         results = list((out / name).rglob("*_results.json"))
         samples = list((out / name).rglob(f"*_samples_local_{name}.jsonl"))
         assert results and samples, sorted((out / name).rglob("*"))
+
+
+def test_bench_cli_run_dir_to_summary_and_compare(bench_cfg, tiny_model, tmp_path):
+    """`python -m vlexp.evaluate run=RUN bench=countbench` as a user runs it, on the tiny
+    model's own (unscripted) answers: RUN/eval/bench/ keeps lmms-eval's files, and the score
+    in summary.json, the run's summary.json and `vlexp.compare` is lmms-eval's own mean of
+    its per-sample `acc`."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.helpers import compose
+    from vlexp import compare
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run / "final")
+    cfg = compose([f"model.name_or_path={tiny_model}"])
+    (run / "config.resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run / "summary.json").write_text(json.dumps({"steps": 3}))
+    args = [
+        f"run={run}",
+        "bench=countbench",
+        "bench.tasks.countbench.task=local_countbench",
+        "bench.tasks.countbench.dataset=null",
+        f"bench.include_path={bench_cfg.bench.include_path}",
+        "bench.only_include_path=true",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "vlexp.evaluate", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = run / "eval" / "bench"
+    (samples,) = out.rglob("*_samples_local_countbench.jsonl")
+    per_sample = [json.loads(line)["acc"] for line in samples.read_text().splitlines()]
+    assert len(per_sample) == len(CASES["countbench"]["rows"])
+    expected = sum(per_sample) / len(per_sample)
+    assert json.loads((out / "summary.json").read_text())["bench"]["countbench"]["score"] == (
+        pytest.approx(expected)
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["bench"]["countbench"]["score"] == pytest.approx(
+        expected
+    )
+    header, body = compare.table(compare.find_runs([run]))
+    assert float(body[0][header.index("countbench")]) == pytest.approx(expected, abs=1e-3)

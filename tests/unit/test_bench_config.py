@@ -1,0 +1,165 @@
+"""bench=: the conf/bench/ presets against lmms-eval's own task YAMLs, and the mistakes that
+must stop before anything loads (unknown name, no extra, data not cached offline, no
+judge key, a run dir without final/), plus the results' way into compare."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from tests.helpers import REPO, compose
+from vlexp import compare, overrides
+from vlexp.evaluation import bench
+
+PRESETS = sorted(p.stem for p in (REPO / "conf" / "bench").glob("*.yaml"))
+
+
+def evaluate(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vlexp.evaluate", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def lmms_tasks():
+    """lmms-eval's own index of its shipped tasks (TaskManager), name -> entry."""
+    pytest.importorskip("lmms_eval", reason='the bench extra: pip install -e ".[bench]"')
+    from lmms_eval.tasks import TaskManager
+
+    return TaskManager("ERROR").task_index
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_bench_preset_matches_lmms_eval_task(name, lmms_tasks, monkeypatch):
+    """Each preset names a real lmms-eval task, its data set and split, a metric the task
+    reports, and loads with lmms-eval's full YAML loader (its scoring code imports)."""
+    from lmms_eval.utils import load_yaml_config
+
+    spec = compose([f"bench={name}"]).bench.tasks[name]
+    entry = lmms_tasks.get(spec.task)
+    assert entry is not None and entry["type"] == "task", f"{spec.task}: not an lmms-eval task"
+    if spec.get("judge"):  # OpenAI clients built at import need a key, never used here
+        monkeypatch.setenv(spec.judge, "unused")
+    task = load_yaml_config(entry["yaml_path"], mode="full")
+    assert task["dataset_path"] == spec.dataset
+    assert task["test_split"] == spec.split
+    assert spec.metric in [m["metric"] for m in task["metric_list"]]
+
+
+def test_bench_presets_compose_together():
+    cfg = compose(["bench=[mathvista_testmini,mmmu_val,chartqa]"])
+    assert list(cfg.bench.tasks) == ["mathvista_testmini", "mmmu_val", "chartqa"]
+    assert all(cfg.bench.tasks[n].limit is None for n in cfg.bench.tasks)
+
+
+def test_bench_unknown_name_lists_options_and_a_guess():
+    line = overrides.problem(["bench=[mathvista_testmini,mmmu_vall]"], "evaluate", "x")
+    assert "mmmu_vall is not an option of bench: did you mean mmmu_val?" in line
+    assert all(name in line for name in PRESETS)
+
+
+def test_bench_without_extra_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "lmms_eval" else real(n, *a)
+    )
+    with pytest.raises(bench.BenchError, match=r'pip install -e "\.\[bench\]"'):
+        bench.check(compose(["bench=countbench"]))
+
+
+def test_bench_judge_key_checked_first(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(bench.BenchError, match="mathvista_testmini.*OPENAI_API_KEY"):
+        bench.check(compose(["bench=mathvista_testmini"]))
+
+
+def test_bench_offline_and_not_cached_stops_in_one_line_before_loading(tmp_path):
+    done = evaluate(
+        "model=tiny",
+        "bench=[countbench,chartqa]",
+        env={
+            "HF_HUB_OFFLINE": "1",
+            "HF_HUB_CACHE": str(tmp_path / "hub"),
+            "HF_DATASETS_CACHE": str(tmp_path / "datasets"),
+            "VLEXP_CACHE": str(tmp_path / "vlexp"),  # a model load would build tiny here
+        },
+    )
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.startswith("vlexp.evaluate:")]
+    assert len(lines) == 1, done.stderr[-2000:]
+    assert "vikhyatk/CountBenchQA" in lines[0]
+    assert "hf download --repo-type dataset vikhyatk/CountBenchQA" in lines[0]
+    assert not (tmp_path / "vlexp").exists()
+
+
+def test_bench_offline_accepts_a_downloaded_data_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    snapshot = tmp_path / "datasets--vikhyatk--CountBenchQA" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    tasks = bench.chosen(compose(["bench=countbench"]))
+    assert bench.not_cached(tasks) is None
+    assert "lmms-lab-encoder/ChartQA" in bench.not_cached(bench.chosen(compose(["bench=chartqa"])))
+
+
+def test_bench_run_dir_without_final(tmp_path):
+    (tmp_path / "config.resolved.yaml").write_text("{}")
+    done = evaluate(f"run={tmp_path}", "bench=countbench")
+    assert done.returncode != 0
+    assert "final" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bench_in_training_needs_eval_steps_not_data_eval(monkeypatch):
+    from vlexp.validate.training import check_eval
+
+    pytest.importorskip("lmms_eval", reason='the bench extra: pip install -e ".[bench]"')
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # conftest's; the data check is above
+    (problem,) = check_eval(compose(["bench=countbench"]))
+    assert "train.eval_steps" in problem
+    assert check_eval(compose(["bench=countbench", "train.eval_steps=5", "data.eval=null"])) == []
+
+
+def test_bench_scores_become_compare_columns(tmp_path):
+    """Two runs scored on benchmarks (one during training, one after): one column each."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    for run, lr in ((one, "0.1"), (two, "0.2")):
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"train.lr={lr}"]))
+    rows = [{"step": 5, "loss": 1.0}, {"step": 5, "eval/bench/countbench": 0.25}]
+    (one / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (two / "eval" / "bench").mkdir(parents=True)
+    report = {"countbench": {"score": 0.5}, "mmmu_val": {"score": 0.125}}
+    bench.write_summary(two / "eval" / "bench", {"step": 9}, report)
+    header, body = compare.table(compare.find_runs([one, two]))
+    assert {"countbench", "mmmu_val"} <= set(header)
+    col = header.index("countbench")
+    assert [row[col] for row in body] == ["0.25", "0.5"]
+    assert body[0][header.index("mmmu_val")] == "-"
+
+
+def test_bench_scores_join_the_run_summary(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"steps": 3}))
+    line = {"task": "countbench", "metric": "acc", "score": 0.5, "n": 4, "limit": None}
+    bench.into_run_summary(tmp_path, {"countbench": {**line, "metrics": {"acc": 0.5}}})
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == {"steps": 3, "bench": {"countbench": line}}
+
+
+def test_bench_limits_group_by_slice():
+    tasks = OmegaConf.to_container(compose(["bench=[countbench,chartqa]"]).bench.tasks)
+    tasks["chartqa"]["limit"] = 5
+    assert bench.limits(tasks, 20) == {20: ["countbench"], 5: ["chartqa"]}
+    assert bench.limits(tasks, None) == {None: ["countbench"], 5: ["chartqa"]}
