@@ -132,6 +132,19 @@ def test_bench_in_training_needs_eval_steps_not_data_eval(monkeypatch):
     assert check_eval(compose(["bench=countbench", "train.eval_steps=5", "data.eval=null"])) == []
 
 
+def test_bench_in_training_checks_this_machine_before_loading(tmp_path, monkeypatch):
+    from vlexp.validate import ConfigError, validate
+
+    pytest.importorskip("lmms_eval", reason='the bench extra: pip install -e ".[bench]"')
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path))
+    cfg = compose(["bench=countbench", "bench.limit=8", "train.eval_steps=5"])
+    validate(cfg, machine=False)  # the config is fine; this machine lacks the data
+    with pytest.raises(ConfigError, match="hf download --repo-type dataset vikhyatk/CountBenchQA"):
+        validate(cfg)
+
+
 def test_bench_scores_become_compare_columns(tmp_path):
     """Two runs scored on benchmarks (one during training, one after): one column each."""
     one, two = tmp_path / "one", tmp_path / "two"

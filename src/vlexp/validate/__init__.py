@@ -19,6 +19,7 @@ from vlexp.config.reward import columns as reward_columns
 from vlexp.validate.distributed import check_deepspeed, check_launcher
 from vlexp.validate.machine import (
     check_attention,
+    check_bench_machine,
     check_bf16,
     check_liger,
     check_model_source,
@@ -154,6 +155,7 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_video,
     check_video_backend,
     check_model_source,
+    check_bench_machine,
 ]
 # What this machine has (packages, CUDA, a compiler), not what the config says.
 MACHINE_CHECKS = {
@@ -167,4 +169,5 @@ MACHINE_CHECKS = {
     check_torch_compile,
     check_video_backend,
     check_model_source,
+    check_bench_machine,
 }

@@ -196,3 +196,17 @@ def check_model_source(cfg: DictConfig) -> list[str]:
 
     problem = source_problem(str(cfg.model.name_or_path))
     return [problem] if problem else []
+
+
+def check_bench_machine(cfg: DictConfig) -> list[str]:
+    """bench= with train.eval_steps: lmms-eval installed, a judge's key set, the data cached
+    when the hub is offline (vlexp.evaluation.bench.check), before the model loads."""
+    from vlexp.evaluation import bench
+
+    if not cfg.train.get("eval_steps"):
+        return []
+    try:
+        bench.check(cfg)
+    except bench.BenchError as err:
+        return [str(err)]
+    return []
