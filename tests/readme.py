@@ -129,6 +129,11 @@ DEVICE_BENCH = (
     "runs on a lent GPU machine; checked with `bash -n`, and bench/gpu.py (which gets the "
     "extra arguments) accepts them"
 )
+BENCH_DATA = (
+    "needs the benchmarks' data sets from the hub (no network here) and, for MathVista's "
+    "judge, OPENAI_API_KEY"
+)
+BENCH_CLI = "tests/e2e/test_bench_lmms_eval.py::test_bench_cli_run_dir_to_summary_and_compare"
 LF = {"/LLaMA-Factory/data": "{data}/llamafactory"}
 TRAIN = {"/data/train.jsonl": "{data}/shapes/train.jsonl"}
 
@@ -448,6 +453,31 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     ),
     "ruff check src tests && ruff format --check src tests": ByTest(
         "tests/unit/test_readme_commands.py::test_the_readme_lint_command_passes"
+    ),
+    # --- Evaluation: benchmarks through lmms-eval (docs/benchmarks.md)
+    'pip install -e ".[bench]"': Elsewhere(
+        "installs from the network (lmms-eval and its dependencies); the extra is declared"
+    ),
+    "python -m vlexp.evaluate run=outputs/2026-11-22/00-10-00 "
+    "bench=[mathvista_testmini,mmmu_val,chartqa]": Elsewhere(
+        f"{BENCH_DATA}; the same command on local tasks runs in {BENCH_CLI}"
+    ),
+    "python -m vlexp.compare outputs/2026-11-22/10-00-00 outputs/2026-11-22/11-30-00": Elsewhere(
+        "compares run dirs scored on hub benchmarks; benchmark columns are built in "
+        "tests/unit/test_bench_config.py::test_bench_scores_become_compare_columns and from a "
+        f"real evaluation in {BENCH_CLI}"
+    ),
+    "python -m vlexp bench=[mathvista_testmini] bench.limit=50 train.eval_steps=100": Elsewhere(
+        f"{BENCH_DATA}; composes and passes the config checks here",
+        machine="needs OPENAI_API_KEY set",
+    ),
+    "hf download --repo-type dataset AI4Math/MathVista": Elsewhere(HUB),
+    "hf download --repo-type dataset lmms-lab-encoder/MMMU": Elsewhere(HUB),
+    "HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python -m vlexp.evaluate "
+    "run=outputs/2026-11-22/00-10-00 bench=[mathvista_testmini,mmmu_val]": Elsewhere(
+        f"{BENCH_DATA} (downloaded beforehand); the offline stop is tested in "
+        "tests/unit/test_bench_config.py::"
+        "test_bench_offline_and_not_cached_stops_in_one_line_before_loading"
     ),
 }
 

@@ -114,7 +114,8 @@ def eval_rows(path: Path) -> list[dict[str, Any]]:
             continue
         row = {f"eval/{k}": v for k, v in record.items() if isinstance(v, int | float)}
         for bench, line in (record.get("bench") or {}).items():
-            row[f"eval/bench/{bench}"] = line["score"]
+            if line.get("score") is not None:
+                row[f"eval/bench/{bench}"] = line["score"]
         rows.append({**row, "step": record.get("step"), "overrides": record.get("overrides", [])})
     return rows
 

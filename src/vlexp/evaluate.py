@@ -176,9 +176,12 @@ def run_benchmarks(
         bench.into_run_summary(run_dir, report)
     if "wandb" in (cfg.logger.get("report_to") or []):
         log_wandb(cfg, out_dir, {**meta, **bench.scores(report)}, [])
-    shown = ", ".join(f"{n} {line['metric']} {line['score']:.3f}" for n, line in report.items())
+    shown = ", ".join(
+        f"{name} {line['metric']} {'-' if line['score'] is None else format(line['score'], '.4g')}"
+        for name, line in report.items()
+    )
     print(f"vlexp.evaluate: {shown} -> {out_dir / 'bench'}")
-    return next(iter(report.values()))["score"] if report else None
+    return next(iter(report.values()))["score"]
 
 
 @hydra.main(config_path=str(config_dir()), config_name="evaluate", version_base="1.3")

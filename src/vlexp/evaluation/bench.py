@@ -182,21 +182,29 @@ def headline(results: dict[str, Any], name: str, spec: dict[str, Any], limit: An
     """One benchmark's line of summary.json: its headline score and every number lmms-eval
     reported for the task (keys as `metric`, lmms-eval's `,none` filter suffix dropped)."""
     task = spec["task"]
-    numbers = {
+    reported = {
         key.split(",")[0]: value
         for key, value in results["results"].get(task, {}).items()
-        if "_stderr" not in key and isinstance(value, int | float) and not isinstance(value, bool)
+        if "_stderr" not in key and key != "alias"
     }
-    if spec["metric"] not in numbers:
+    if spec["metric"] not in reported:
         raise BenchError(
             f"bench.tasks.{name}.metric={spec['metric']}: lmms-eval's {task} reported "
-            f"{', '.join(numbers) or 'no numbers'}; name one of them"
+            f"{', '.join(reported) or 'nothing'}; name one of them"
+        )
+    numbers = {
+        k: v for k, v in reported.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    score = numbers.get(spec["metric"])
+    if score is None:  # e.g. lmms-eval's MathVista aggregation returns None for 0 correct
+        log.warning(
+            "bench %s: lmms-eval reported %s=%r", name, spec["metric"], reported[spec["metric"]]
         )
     samples = results.get("n-samples", {}).get(task, {})
     return {
         "task": task,
         "metric": spec["metric"],
-        "score": numbers[spec["metric"]],
+        "score": score,
         "n": samples.get("effective"),
         "limit": limit,
         "metrics": numbers,
@@ -224,4 +232,6 @@ def into_run_summary(run_dir: Path, report: dict[str, Any]) -> None:
 
 def scores(report: dict[str, Any]) -> dict[str, float]:
     """{`bench/<name>`: headline score}: the names metrics.jsonl, W&B and compare show."""
-    return {f"bench/{name}": line["score"] for name, line in report.items()}
+    return {
+        f"bench/{name}": line["score"] for name, line in report.items() if line["score"] is not None
+    }
