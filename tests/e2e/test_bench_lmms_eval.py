@@ -301,6 +301,8 @@ def test_bench_cli_run_dir_to_summary_and_compare(bench_cfg, tiny_model, tmp_pat
         "bench.tasks.countbench.dataset=null",
         f"bench.include_path={bench_cfg.bench.include_path}",
         "bench.only_include_path=true",
+        "logger=wandb",
+        "logger.mode=offline",
     ]
     done = subprocess.run(
         [sys.executable, "-m", "vlexp.evaluate", *args],
@@ -324,3 +326,53 @@ def test_bench_cli_run_dir_to_summary_and_compare(bench_cfg, tiny_model, tmp_pat
     )
     header, body = compare.table(compare.find_runs([run]))
     assert float(body[0][header.index("countbench")]) == pytest.approx(expected, abs=1e-3)
+    (logged,) = [row for row in wandb_history(run / "eval") if "eval/bench/countbench" in row]
+    assert logged["eval/bench/countbench"] == pytest.approx(expected)
+
+
+@pytest.mark.slow  # a training run plus lmms-eval in a fresh interpreter: ~50 s on 2 cores
+def test_bench_every_eval_steps_during_training(bench_cfg, tmp_path):
+    """`train.eval_steps` with bench=: lmms-eval at each eval step, its score in
+    metrics.jsonl as eval/bench/<name> at that step, its files in eval/bench/step-N/."""
+    import json
+
+    from tests.helpers import read_metrics, run_cli
+
+    run = tmp_path / "run"
+    done = run_cli(
+        "algo=sft",
+        "train.max_steps=2",
+        "train.eval_steps=2",
+        "data.eval=null",
+        "bench=countbench",
+        "bench.tasks.countbench.task=local_countbench",
+        "bench.tasks.countbench.dataset=null",
+        f"bench.include_path={bench_cfg.bench.include_path}",
+        "bench.only_include_path=true",
+        "bench.limit=2",
+        f"hydra.run.dir={run}",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (samples,) = (run / "eval" / "bench" / "step-2").rglob("*_samples_local_countbench.jsonl")
+    per_sample = [json.loads(line)["acc"] for line in samples.read_text().splitlines()]
+    assert len(per_sample) == 2  # bench.limit
+    (row,) = [r for r in read_metrics(run) if "eval/bench/countbench" in r]
+    assert row["step"] == 2
+    assert row["eval/bench/countbench"] == pytest.approx(sum(per_sample) / 2)
+
+
+def wandb_history(folder: Path) -> list[dict]:
+    """History rows of the offline W&B run under `folder`, read with wandb's own reader."""
+    import json
+    import subprocess
+    import sys
+
+    (path,) = folder.rglob("offline-run-*/run-*.wandb")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return [r["history"]["item"] for r in records if r.get("type") == "history"]
