@@ -119,6 +119,11 @@ def build(conf: Path | None = None) -> str:
         ),  # fmt: skip
         ("loggers (`logger=`)", _names(_options(conf, "logger")), "logging.md"),
         ("evaluation decoding (`eval=`)", _names(_options(conf, "eval")), "evaluation.md"),
+        (
+            "benchmarks (`bench=`, lmms-eval, several compose)",
+            _names(_options(conf, "bench")),
+            "benchmarks.md",
+        ),
     ]
     lines = [BEGIN, "| what | options | manual |", "|---|---|---|"]
     lines += [f"| {what} | {cell} | [{page[:-3]}](docs/{page}) |" for what, cell, page in rows]
