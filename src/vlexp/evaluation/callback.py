@@ -8,6 +8,7 @@ samples.jsonl, samples.html) and, with logger=wandb, logged as the `eval/samples
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,8 @@ class BenchCallback(TrainerCallback):
             try:  # lmms-eval runs in one process: rank 0 scores, the others wait
                 if state.is_world_process_zero:
                     step_dir = self.out_dir / f"step-{state.global_step}"
-                    report = bench.run(model, trainer.processing_class, self.cfg, step_dir)
+                    with rng_kept():
+                        report = bench.run(model, trainer.processing_class, self.cfg, step_dir)
                     bench.write_summary(step_dir, {"step": state.global_step}, report)
             finally:
                 model.train(was_training)
@@ -139,3 +141,24 @@ class BenchCallback(TrainerCallback):
             patches.log_row(trainer, args, state, control, logs)
             log.info("bench @ step %d: %s", state.global_step, logs)
         return report
+
+
+@contextlib.contextmanager
+def rng_kept():
+    """simple_evaluate seeds python, numpy and torch (lmms-eval's fixed seeds); training's
+    random streams (sampling, dropout, data order) go on afterwards as if it had not run."""
+    import random
+
+    import numpy as np
+    import torch
+
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
