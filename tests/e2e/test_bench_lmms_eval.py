@@ -21,7 +21,8 @@ from omegaconf import OmegaConf
 pytest.importorskip("lmms_eval", reason='lmms-eval is the bench extra: pip install -e ".[bench]"')
 
 from tests.helpers import REPO  # noqa: E402
-from vlexp.evaluation import bench  # noqa: E402
+from vlexp import families  # noqa: E402
+from vlexp.evaluation import bench, bench_backend  # noqa: E402
 
 
 def image(seed: int, side: int = 56):
@@ -259,6 +260,35 @@ def report(bench_cfg, tmp_path_factory):
         scripted(model, processor.tokenizer, case["answers"])
         found.update(bench.run(model, processor, cfg, out / name))
     return found, out
+
+
+# The tiny build of every model preset whose family has an lmms-eval backend wired but the
+# default `tiny` (which `report` runs on every benchmark above).
+TINY_FAMILIES = sorted(
+    p.stem
+    for p in (REPO / "conf" / "model").glob("tiny_*.yaml")
+    if bench_backend.problem(
+        families.of_tiny(OmegaConf.load(p).name_or_path[len("tiny://") :]).model_types[0]
+    )
+    is None
+)
+
+
+@pytest.mark.parametrize("preset", TINY_FAMILIES)
+def test_bench_scores_countbench_on_each_family(preset, bench_cfg, tmp_path):
+    """lmms-eval's chat class for the family (Qwen3_VL for Qwen3-VL, its MoE, Qwen3.5) on
+    that family's tiny build and processor, countbench's rows scored as for `tiny`."""
+    from vlexp.models.loading import load_model, load_processor
+
+    cfg = OmegaConf.merge(
+        bench_cfg, {"model": OmegaConf.load(REPO / "conf/model" / f"{preset}.yaml")}
+    )
+    cfg.bench.tasks = {"countbench": bench_cfg.bench.tasks["countbench"]}
+    processor = load_processor(cfg.model)
+    model = load_model(cfg.model, {}).eval()
+    scripted(model, processor.tokenizer, CASES["countbench"]["answers"])
+    found = bench.run(model, processor, cfg, tmp_path)
+    assert found["countbench"]["score"] == pytest.approx(CASES["countbench"]["expected"])
 
 
 @pytest.mark.parametrize("name", list(CASES))

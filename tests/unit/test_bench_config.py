@@ -57,6 +57,25 @@ def test_bench_preset_matches_lmms_eval_task(name, lmms_tasks, monkeypatch):
     assert spec.metric in [m["metric"] for m in task["metric_list"]]
 
 
+MODELS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_bench_takes_every_qwen_family_and_names_the_others(model):
+    """From the model presets: a family with an lmms-eval backend wired passes the check; any
+    other stops before loading, naming its model_type and where backends are wired."""
+    from vlexp import families
+    from vlexp.evaluation.bench_backend import BACKENDS
+
+    cfg = compose([f"model={model}", "bench=countbench"])
+    family = families.of_model_cfg(cfg.model)
+    if any(t in BACKENDS for t in family.model_types):
+        bench.check_family(cfg.model)
+    else:
+        with pytest.raises(bench.BenchError, match=f"{family.model_types[0]!r}.*BACKENDS"):
+            bench.check_family(cfg.model)
+
+
 def test_bench_presets_compose_together():
     cfg = compose(["bench=[mathvista_testmini,mmmu_val,chartqa]"])
     assert list(cfg.bench.tasks) == ["mathvista_testmini", "mmmu_val", "chartqa"]

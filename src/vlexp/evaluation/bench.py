@@ -49,6 +49,7 @@ def check(cfg: Any) -> None:
         raise BenchError(
             f"bench={','.join(tasks)} needs lmms-eval, which is not installed: {INSTALL}"
         )
+    check_family(cfg.model)
     for name, spec in tasks.items():
         unknown = sorted(set(spec) - set(KEYS))
         if unknown:
@@ -71,6 +72,16 @@ def check(cfg: Any) -> None:
     problem = not_cached(tasks)
     if problem:
         raise BenchError(problem)
+
+
+def check_family(model_cfg: Any) -> None:
+    """The model's family has an lmms-eval backend wired (vlexp.evaluation.bench_backend)."""
+    from vlexp import families
+    from vlexp.evaluation.bench_backend import problem
+
+    model_types = families.of_model_cfg(model_cfg).model_types
+    if all(problem(t) for t in model_types):
+        raise BenchError(problem(model_types[0]))
 
 
 def offline() -> bool:
