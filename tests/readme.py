@@ -471,8 +471,13 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
         f"{BENCH_DATA}; composes and passes the config checks here",
         machine="needs OPENAI_API_KEY set",
     ),
-    "hf download --repo-type dataset AI4Math/MathVista": Elsewhere(HUB),
-    "hf download --repo-type dataset lmms-lab-encoder/MMMU": Elsewhere(HUB),
+    "export LMMS_EVAL_DATASETS_CACHE=/shared/lmms-eval-datasets": Elsewhere(
+        "sets a cluster's shared folder; the variable is read by "
+        "tests/unit/test_bench_config.py::test_bench_offline_finds_what_datasets_itself_would_load"
+    ),
+    "python -m vlexp.evaluate model=tiny bench=[mathvista_testmini,mmmu_val] bench.limit=1": (
+        Elsewhere(f"{BENCH_DATA}; the same path on local tasks runs in {BENCH_CLI}")
+    ),
     "HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python -m vlexp.evaluate "
     "run=outputs/2026-11-22/00-10-00 bench=[mathvista_testmini,mmmu_val]": Elsewhere(
         f"{BENCH_DATA} (downloaded beforehand); the offline stop is tested in "

@@ -111,26 +111,35 @@ def test_bench_offline_and_not_cached_stops_in_one_line_before_loading(tmp_path)
         "bench=[countbench,chartqa]",
         env={
             "HF_HUB_OFFLINE": "1",
-            "HF_HUB_CACHE": str(tmp_path / "hub"),
             "HF_DATASETS_CACHE": str(tmp_path / "datasets"),
+            "LMMS_EVAL_DATASETS_CACHE": "",
             "VLEXP_CACHE": str(tmp_path / "vlexp"),  # a model load would build tiny here
         },
     )
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.startswith("vlexp.evaluate:")]
     assert len(lines) == 1, done.stderr[-2000:]
-    assert "vikhyatk/CountBenchQA" in lines[0]
-    assert "hf download --repo-type dataset vikhyatk/CountBenchQA" in lines[0]
+    assert "vikhyatk/CountBenchQA" in lines[0] and str(tmp_path / "datasets") in lines[0]
+    assert "python -m vlexp.evaluate model=tiny bench=countbench bench.limit=1" in lines[0]
     assert not (tmp_path / "vlexp").exists()
 
 
-def test_bench_offline_accepts_a_downloaded_data_set(tmp_path, monkeypatch):
+def test_bench_offline_finds_what_datasets_itself_would_load(tmp_path, monkeypatch):
+    """The layout an online load_dataset leaves (<namespace>___<snake_case name>/<config>/
+    <version>/<hash>/) counts; a hub-cache copy (`hf download`) alone does not, because
+    datasets 5 reads only this cache offline."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
-    snapshot = tmp_path / "datasets--vikhyatk--CountBenchQA" / "snapshots" / "abc"
-    snapshot.mkdir(parents=True)
-    tasks = bench.chosen(compose(["bench=countbench"]))
-    assert bench.not_cached(tasks) is None
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    monkeypatch.delenv("LMMS_EVAL_DATASETS_CACHE", raising=False)
+    hub = tmp_path / "hub" / "datasets--vikhyatk--CountBenchQA" / "snapshots" / "abc"
+    hub.mkdir(parents=True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    countbench = bench.chosen(compose(["bench=countbench"]))
+    assert "vikhyatk/CountBenchQA" in bench.not_cached(countbench)
+    (tmp_path / "datasets" / "vikhyatk___count_bench_qa" / "default" / "0.0.0" / "f00d").mkdir(
+        parents=True
+    )
+    assert bench.not_cached(countbench) is None
     assert "lmms-lab-encoder/ChartQA" in bench.not_cached(bench.chosen(compose(["bench=chartqa"])))
 
 
@@ -156,11 +165,11 @@ def test_bench_in_training_checks_this_machine_before_loading(tmp_path, monkeypa
 
     pytest.importorskip("lmms_eval", reason='the bench extra: pip install -e ".[bench]"')
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path))
+    monkeypatch.delenv("LMMS_EVAL_DATASETS_CACHE", raising=False)
     cfg = compose(["bench=countbench", "bench.limit=8", "train.eval_steps=5"])
     validate(cfg, machine=False)  # the config is fine; this machine lacks the data
-    with pytest.raises(ConfigError, match="hf download --repo-type dataset vikhyatk/CountBenchQA"):
+    with pytest.raises(ConfigError, match="vikhyatk/CountBenchQA is not in lmms-eval's"):
         validate(cfg)
 
 

@@ -90,31 +90,36 @@ def offline() -> bool:
     return any(flag.strip().lower() in ("1", "true", "yes", "on") for flag in flags)
 
 
+def datasets_cache() -> Path:
+    """The datasets cache lmms-eval loads benchmarks into (lmms_eval.api.task's own order;
+    on a network filesystem lmms-eval moves to node-local scratch unless the first is set)."""
+    home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    chosen = os.environ.get("LMMS_EVAL_DATASETS_CACHE") or os.environ.get("HF_DATASETS_CACHE")
+    return Path(chosen or home / "datasets").expanduser()
+
+
 def not_cached(tasks: dict[str, dict[str, Any]]) -> str | None:
-    """Offline only: the first benchmark whose hub data set is in neither the hub cache
-    (`hf download`) nor the datasets cache (an earlier online load), as one line."""
+    """Offline only: the first benchmark whose hub data set is not in lmms-eval's datasets
+    cache, as one line. Offline, `datasets` 5 reads that cache and never the hub cache, so a
+    repo fetched with `hf download` alone does not count: loading it once online does."""
     if not offline():
         return None
-    from huggingface_hub.constants import HF_HUB_CACHE
+    # datasets' own lookup of a cached hub data set, the one load_dataset falls back to
+    from datasets.load import CachedDatasetModuleFactory
 
-    datasets_cache = Path(
-        os.environ.get("HF_DATASETS_CACHE")
-        or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "datasets"
-    )
+    cache = datasets_cache()
     for name, spec in tasks.items():
         repo = spec.get("dataset")
         if not repo:  # a task of the user's own (bench.include_path) reads local files
             continue
-        snapshots = Path(HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}" / "snapshots"
-        prefix = repo.replace("/", "___").lower()
-        loaded = datasets_cache.is_dir() and any(
-            p.name.lower().startswith(prefix) for p in datasets_cache.iterdir()
-        )
-        if not loaded and not (snapshots.is_dir() and any(snapshots.iterdir())):
+        try:
+            CachedDatasetModuleFactory(repo, cache_dir=str(cache)).get_module()
+        except FileNotFoundError:
             return (
-                f"bench={name}: its data set {repo} is not in the Hugging Face cache "
-                f"({HF_HUB_CACHE}) and the hub is offline (HF_HUB_OFFLINE): download it once "
-                f"where there is network: hf download --repo-type dataset {repo}"
+                f"bench={name}: its data set {repo} is not in lmms-eval's datasets cache "
+                f"({cache}) and the hub is offline (HF_HUB_OFFLINE): load it once where there "
+                f"is network, into the same cache: python -m vlexp.evaluate model=tiny "
+                f"bench={name} bench.limit=1"
             )
     return None
 
