@@ -206,11 +206,14 @@ def main(cfg: DictConfig) -> float | None:
         quiet_libraries()  # the known-harmless warnings and loading bars, as in training
         # The processor (the run's own, saved with its weights) is needed to check records.
         processor = load_processor(local_model_cfg(cfg, model_dir))
-        if bench.chosen(cfg):  # benchmarks instead of data.eval
-            return run_benchmarks(cfg, processor, model_dir, run_dir, out_dir)
-        examples = load_examples(cfg, processor, cfg.eval.get("limit"))
+        if bench.chosen(cfg):  # benchmarks instead of data.eval: lmms-eval knows the tasks
+            bench.check_tasks(cfg)
+        else:
+            examples = load_examples(cfg, processor, cfg.eval.get("limit"))
     except (EvalError, DataError, ValueError) as err:  # UnknownFamily is a ValueError
         raise SystemExit(f"vlexp.evaluate: {err}") from None
+    if bench.chosen(cfg):
+        return run_benchmarks(cfg, processor, model_dir, run_dir, out_dir)
     rollout.resolve_auto(cfg)  # the run's engine (hf_fast, hf), or auto's choice here
     (out_dir / RESOLVED).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     model = load_weights(cfg, model_dir)

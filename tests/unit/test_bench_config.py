@@ -35,9 +35,7 @@ def evaluate(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
 def lmms_tasks():
     """lmms-eval's own index of its shipped tasks (TaskManager), name -> entry."""
     pytest.importorskip("lmms_eval", reason='the bench extra: pip install -e ".[bench]"')
-    from lmms_eval.tasks import TaskManager
-
-    return TaskManager("ERROR").task_index
+    return bench.task_manager(compose(["bench=countbench"])).task_index  # cached: one index
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -74,6 +72,14 @@ def test_bench_takes_every_qwen_family_and_names_the_others(model):
     else:
         with pytest.raises(bench.BenchError, match=f"{family.model_types[0]!r}.*BACKENDS"):
             bench.check_family(cfg.model)
+
+
+def test_bench_unknown_lmms_eval_task_gets_a_guess(lmms_tasks):
+    cfg = compose(["bench=countbench", "bench.tasks.countbench.task=countbnch"])
+    with pytest.raises(
+        bench.BenchError, match="countbnch: lmms-eval has no such task; did you mean countbench"
+    ):
+        bench.check_tasks(cfg)
 
 
 def test_bench_presets_compose_together():

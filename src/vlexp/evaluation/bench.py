@@ -11,6 +11,8 @@ anything loads. Importing this module is cheap: lmms-eval loads inside `run`.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import importlib.util
 import json
 import logging
@@ -133,27 +135,46 @@ def limits(tasks: dict[str, dict[str, Any]], default: int | None) -> dict[Any, l
     return groups
 
 
-def run(model: Any, processor: Any, cfg: Any, out_dir: Path) -> dict[str, Any]:
-    """Evaluate `model` on the chosen benchmarks; lmms-eval's results and samples files go
-    to `out_dir`, with vlexp's summary.json beside them. Returns {name: headline score}."""
+@functools.cache
+def _task_manager(include_path: str | None, only_include_path: bool) -> Any:
+    """lmms-eval's TaskManager, once per process: indexing its ~2,000 task YAMLs takes
+    seconds, and train.eval_steps asks for it at every evaluation."""
     from lmms_eval.tasks import TaskManager
 
+    return TaskManager("WARNING", include_path=include_path, include_defaults=not only_include_path)
+
+
+def task_manager(cfg: Any) -> Any:
+    """The TaskManager for `bench.include_path` / `bench.only_include_path`."""
+    path = cfg.bench.get("include_path")
+    return _task_manager(str(path) if path else None, bool(cfg.bench.get("only_include_path")))
+
+
+def check_tasks(cfg: Any) -> None:
+    """Every chosen benchmark's `task` is one lmms-eval knows (its own tasks and
+    bench.include_path's): checked before the model loads."""
+    known = task_manager(cfg).all_tasks
+    unknown = {n: s["task"] for n, s in chosen(cfg).items() if s["task"] not in known}
+    if unknown:
+        name, task = next(iter(unknown.items()))
+        close = difflib.get_close_matches(task, known, n=1)
+        guess = f"; did you mean {close[0]}?" if close else ""
+        raise BenchError(
+            f"bench.tasks.{name}.task={task}: lmms-eval has no such task{guess} "
+            "(`lmms-eval tasks list` shows them; bench.include_path adds your own)"
+        )
+
+
+def run(model: Any, processor: Any, cfg: Any, out_dir: Path) -> dict[str, Any]:
+    """Evaluate `model` on the chosen benchmarks; lmms-eval's results and samples files go
+    to `out_dir`. Returns {name: its summary.json line (`headline`)}."""
     from vlexp.evaluation.bench_backend import backend
 
+    check_tasks(cfg)
     tasks = chosen(cfg)
     bench = cfg.bench
     lm = backend(model, processor, cfg.model, bench.get("batch_size") or 1)
-    manager = TaskManager(
-        "WARNING",
-        include_path=bench.get("include_path"),
-        include_defaults=not bench.get("only_include_path"),
-    )
-    unknown = [s["task"] for s in tasks.values() if s["task"] not in manager.all_tasks]
-    if unknown:
-        raise BenchError(
-            f"lmms-eval has no task {', '.join(unknown)} (bench.tasks.*.task); "
-            "`lmms-eval tasks list` shows its tasks"
-        )
+    manager = task_manager(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {}
     for limit, names in limits(tasks, bench.get("limit")).items():
