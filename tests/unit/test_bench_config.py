@@ -164,6 +164,10 @@ def test_bench_in_training_needs_eval_steps_not_data_eval(monkeypatch):
     (problem,) = check_eval(compose(["bench=countbench"]))
     assert "train.eval_steps" in problem
     assert check_eval(compose(["bench=countbench", "train.eval_steps=5", "data.eval=null"])) == []
+    (ranks,) = check_eval(
+        compose(["bench=countbench", "train.eval_steps=5", "launcher.num_processes=2"])
+    )
+    assert "launcher.num_processes=2" in ranks and "checkpoint-N bench=" in ranks
 
 
 def test_bench_in_training_checks_this_machine_before_loading(tmp_path, monkeypatch):

@@ -177,6 +177,15 @@ def check_eval(cfg: DictConfig) -> list[str]:
         return []
 
     problems = []
+    processes = (cfg.get("launcher") or {}).get("num_processes") or 1
+    if benchmarks and processes > 1:
+        # lmms-eval's simple_evaluate waits at a barrier for every rank and shards its rows
+        # by rank; the benchmark callback runs on rank 0 only, so it would hang there.
+        problems.append(
+            f"bench={','.join(benchmarks)} with train.eval_steps runs in one process, and "
+            f"launcher.num_processes={processes}: drop train.eval_steps and evaluate the "
+            "checkpoints after training: python -m vlexp.evaluate run=RUN/checkpoint-N bench=..."
+        )
     if not cfg.data.get("eval") and not benchmarks:
         problems.append(
             f"train.eval_steps={cfg.train.eval_steps} needs an eval split, but data.eval is not "
