@@ -467,9 +467,9 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
         "tests/unit/test_bench_config.py::test_bench_scores_become_compare_columns and from a "
         f"real evaluation in {BENCH_CLI}"
     ),
-    "python -m vlexp bench=[mathvista_testmini] bench.limit=50 train.eval_steps=100": Elsewhere(
+    "python -m vlexp bench=[mmmu_val] bench.limit=50 train.eval_steps=100": Elsewhere(
         f"{BENCH_DATA}; composes and passes the config checks here",
-        machine="needs OPENAI_API_KEY set",
+        machine="is not in lmms-eval's datasets cache",
     ),
     "export LMMS_EVAL_DATASETS_CACHE=/shared/lmms-eval-datasets": Elsewhere(
         "sets a cluster's shared folder; the variable is read by "

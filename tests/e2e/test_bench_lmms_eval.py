@@ -246,19 +246,19 @@ def scripted(model, tokenizer, answers: dict[str, str]) -> None:
 def report(bench_cfg, tmp_path_factory):
     from vlexp.models.loading import load_model, load_processor
 
-    # lmms-eval's MathVista module builds its OpenAI judge client on import; these rows are
-    # all scored without calling it (a call would fail: no network, and score 0).
-    os.environ.setdefault("OPENAI_API_KEY", "unused-by-these-rows")
-
     processor = load_processor(bench_cfg.model)
     model = load_model(bench_cfg.model, {}).eval()
     out = tmp_path_factory.mktemp("bench-out")
     found = {}
-    for name, case in CASES.items():
-        cfg = OmegaConf.merge(bench_cfg, {"bench": {"tasks": {}}})
-        cfg.bench.tasks = {name: bench_cfg.bench.tasks[name]}
-        scripted(model, processor.tokenizer, case["answers"])
-        found.update(bench.run(model, processor, cfg, out / name))
+    with pytest.MonkeyPatch.context() as env:
+        # lmms-eval's MathVista module builds its OpenAI judge client on import; these rows
+        # are all scored without calling it (a call would fail: no network, and score 0).
+        env.setenv("OPENAI_API_KEY", os.environ.get("OPENAI_API_KEY", "unused-by-these-rows"))
+        for name, case in CASES.items():
+            cfg = OmegaConf.merge(bench_cfg, {"bench": {"tasks": {}}})
+            cfg.bench.tasks = {name: bench_cfg.bench.tasks[name]}
+            scripted(model, processor.tokenizer, case["answers"])
+            found.update(bench.run(model, processor, cfg, out / name))
     return found, out
 
 
