@@ -106,12 +106,14 @@ def test_bench_without_extra_names_the_install_command(monkeypatch):
 
 
 def test_bench_judge_key_checked_first(monkeypatch):
+    pytest.importorskip("lmms_eval", reason='the bench extra: pip install -e ".[bench]"')
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(bench.BenchError, match="mathvista_testmini.*OPENAI_API_KEY"):
         bench.check(compose(["bench=mathvista_testmini"]))
 
 
 def test_bench_offline_and_not_cached_stops_in_one_line_before_loading(tmp_path):
+    pytest.importorskip("lmms_eval", reason='the bench extra: pip install -e ".[bench]"')
     done = evaluate(
         "model=tiny",
         "bench=[countbench,chartqa]",
