@@ -5,13 +5,12 @@ processor's own image-token count and TRL's masks, never from vlexp's helpers.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.helpers import build_trainer, compose, read_metrics
 from vlexp import families
 from vlexp.paths import config_dir
+
 
 def _tiny_models() -> list:
     """Every tiny model config; the mixture-of-experts ones (their dense twin runs the same
@@ -22,6 +21,8 @@ def _tiny_models() -> list:
         marks = [pytest.mark.slow] if family.expert_parameters else []
         out.append(pytest.param(path.stem, marks=marks))
     return out
+
+
 ANSWER = "<think>I see it.</think><answer>circle</answer>"
 # Per rollout (4 = 1 prompt x 4 generations): 0 answers at once, 1 sends a malformed box,
 # 2 and 3 zoom on the shape's box.
@@ -34,7 +35,11 @@ def call_text(processor, box: list) -> str:
 
     call = {"name": "image_zoom_in_tool", "arguments": {"bbox_2d": box}}
     user = [{"role": "user", "content": "q"}]
-    turn = {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": call}]}
+    turn = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"type": "function", "function": call}],
+    }
     prefix = processor.apply_chat_template(
         prepare_multimodal_messages(user), add_generation_prompt=True, tokenize=False
     )
