@@ -84,6 +84,21 @@ def factory(cfg: Any) -> Any:
     return made
 
 
+def tools_of(cfg: Any) -> list | None:
+    """The tools one environment instance offers, picked as TRL picks them (public functions
+    of the class but `reset` and `get_reward`), bound: what the chat template renders into
+    every prompt (the data check counts them). None without an environment."""
+    if of(cfg) is None:
+        return None
+    instance = factory(cfg)()
+    names = [
+        name
+        for name, _ in inspect.getmembers(type(instance), predicate=inspect.isfunction)
+        if name not in ("reset", "get_reward") and not name.startswith("_")
+    ]
+    return [getattr(instance, name) for name in names]
+
+
 def max_turns(cfg: Any) -> int | None:
     """TRL's `max_tool_calling_iterations`: model turns after the first (None: no env)."""
     env = of(cfg)
@@ -178,9 +193,7 @@ class ToolCalls:
         width, height = fitted_size(image.size, self.limits)
         tokens = (width // self.limits.pixels_per_token) * (height // self.limits.pixels_per_token)
         if self.image_tokens + tokens > self.limits.max_image_tokens:
-            return (
-                f"the image budget of this answer ({self.limits.max_image_tokens} tokens) is spent"
-            )
+            return f"image budget spent ({self.limits.max_image_tokens} tokens)"
         self.image_tokens += tokens
         image = image.convert("RGB") if image.mode != "RGB" else image
         return image if image.size == (width, height) else image.resize((width, height))

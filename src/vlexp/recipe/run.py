@@ -177,7 +177,13 @@ def data_check_once_per_node(cfg: DictConfig, processor: Any, run_dir: Path):
     """The data check, run by local rank 0 of each machine (it fetches remote images into
     the machine's cache); the machine's other ranks read its result (`recipe.per_node`), and
     only rank 0 writes bad_records.jsonl into the shared run dir."""
-    check = DataCheck(cfg, processor, run_dir, writes_report=per_node.this_process().rank == 0)
+    check = DataCheck(
+        cfg,
+        processor,
+        run_dir,
+        writes_report=per_node.this_process().rank == 0,
+        tools=environments.tools_of(cfg),
+    )
     return lambda files: per_node.once_per_node("data-check", run_dir, lambda: check(files))
 
 
