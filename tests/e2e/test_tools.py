@@ -11,7 +11,7 @@ from tests.helpers import build_trainer, compose, read_metrics
 from vlexp import families
 from vlexp.paths import config_dir
 
-# Fast set: the two Done-when models' families' first tiny builds and Gemma 3's refusal; the
+# Fast set: Qwen2.5-VL (the default tiny) and Gemma 3's refusal (no tool template); the
 # rest (Qwen3.5's reference linear-attention kernels, the MoE twins) ~1 min each, in the slow set.
 FAST = {"tiny", "tiny_gemma3"}
 
