@@ -204,3 +204,27 @@ def test_the_data_check_counts_the_tool_schema_the_trainer_renders_into_each_pro
     reported = check.stats["train"]["prompt_tokens"]
     assert max(reported) == len(ids) and len(ids) > 300  # the schema is most of it
     assert not math.isnan(len(ids))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["algo.args.max_completion_length=32"], "algo.args.max_completion_length=32 cannot hold"),
+        (["env.max_turns=0"], "env.max_turns=0: must be at least 1"),
+        (["env.deadline_s=0"], "env.deadline_s=0: must be a positive number"),
+    ],
+)
+def test_limits_that_cannot_work_stop_before_anything_loads(overrides, message):
+    from vlexp.validate import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(compose(["env=zoom", *overrides]), machine=False)
+
+
+def test_a_trainer_without_tools_is_named_before_the_model_loads():
+    from trl import DPOTrainer, GRPOTrainer
+
+    cfg = compose(["env=zoom", "algo=dpo"])
+    with pytest.raises(ValueError, match="algo=dpo trains with DPOTrainer, which takes no tools"):
+        environments.check_trainer(cfg, DPOTrainer)
+    environments.check_trainer(cfg, GRPOTrainer)  # and the GRPO family passes

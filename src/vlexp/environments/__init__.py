@@ -99,6 +99,53 @@ def tools_of(cfg: Any) -> list | None:
     return [getattr(instance, name) for name in names]
 
 
+def check_trainer(cfg: Any, trainer_cls: type) -> None:
+    """Tools run inside GRPOTrainer's rollouts (TRL 1.16: only it takes
+    `environment_factory`); any other trainer stops here, before the model loads."""
+    from trl import GRPOTrainer
+
+    env = of(cfg)
+    if env is not None and not issubclass(trainer_cls, GRPOTrainer):
+        raise ValueError(
+            f"env={env.name} runs tools inside GRPOTrainer's rollouts, and algo={cfg.algo.name} "
+            f"trains with {trainer_cls.__name__}, which takes no tools: use env=none or a "
+            f"GRPO-family algo (grpo, dapo, dr_grpo, gspo, ...)"
+        )
+
+
+# Tokens a tool result costs besides its image tokens: the turn's scaffolding (role markers,
+# <tool_response> tags) and a short message, on the Qwen templates.
+RESULT_SCAFFOLDING = 24
+
+
+def problems(cfg: Any) -> list[str]:
+    """Limits that cannot work, said before anything loads: a completion budget (TRL counts
+    tool turns inside algo.args.max_completion_length and drops a result that does not fit)
+    too small for one tool result, non-positive limits."""
+    env = of(cfg)
+    if env is None:
+        return []
+    out = [
+        f"env.{key}={env.get(key)}: must be at least {least}"
+        for key, least in (("max_turns", 1), ("max_tool_calls", 0))
+        if env.get(key) is None or int(env.get(key)) < least
+    ]
+    if env.get("deadline_s") is None or float(env.deadline_s) <= 0:
+        out.append(f"env.deadline_s={env.get('deadline_s')}: must be a positive number of seconds")
+    if out or int(env.max_turns) < 2 or int(env.max_tool_calls) == 0:
+        return out
+    need = limits(cfg).max_image_tokens_per_turn + RESULT_SCAFFOLDING
+    budget = int(cfg.algo.args.get("max_completion_length") or 0)
+    if budget < need:
+        out.append(
+            f"algo.args.max_completion_length={budget} cannot hold one tool result "
+            f"({limits(cfg).max_image_tokens_per_turn} image tokens + ~{RESULT_SCAFFOLDING} of "
+            f"scaffolding): TRL would drop every result; raise it (conf/env/{env.name}.yaml "
+            f"sets 384) or lower env.max_image_tokens_per_turn"
+        )
+    return out
+
+
 def max_turns(cfg: Any) -> int | None:
     """TRL's `max_tool_calling_iterations`: model turns after the first (None: no env)."""
     env = of(cfg)

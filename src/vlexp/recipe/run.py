@@ -108,6 +108,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     video.check_supported(cfg, train_set, eval_set)
 
     trainer_cls = algorithm.trainer_class(cfg)
+    environments.check_trainer(cfg, trainer_cls)  # before the model loads
     model = load_model(cfg.model, cfg.memory)
     if algorithm.of(cfg).generates:
         keep_placeholders_out(args, model.config)
@@ -206,11 +207,6 @@ def trainer_factory(cfg: DictConfig, trainer_cls: type, train_set: Any) -> Any:
             f"{trainer_cls.__name__} is not one: set algo.dynamic_sampling.enabled=false"
         )
     env = environments.of(cfg)
-    if env is not None and not issubclass(trainer_cls, GRPOTrainer):
-        raise ValueError(
-            f"env={env.name} runs tools inside GRPOTrainer's rollouts; {trainer_cls.__name__} "
-            f"is not a GRPOTrainer: use env=none or a GRPO-family algo"
-        )
     if issubclass(trainer_cls, GRPOTrainer):
         if env is not None:
             keywords["environment_factory"] = environments.factory(cfg)
