@@ -3,9 +3,10 @@ the tool-call rate and the accuracy reward rise, and the same run without the to
 
 Not met yet (strict xfail, so it is noticed when it starts passing): the tiny builds' warm-up
 (vlexp.models.tiny) never showed them a tool call, so they emit none and GRPO has nothing to
-reinforce. Measured 2026-12-07 on this machine (CPU, 6 steps of 8 rollouts): tools/call_frequency
-0 at every step on model=tiny and on model=tiny_qwen3_vl, rewards/accuracy/mean 0 throughout,
-with and without the tool. docs/agentic.md says the same."""
+reinforce. Measured 2026-12-07 on this machine (CPU, 6 steps of 8 rollouts, `python -m vlexp
+env=zoom data=shapes_zoom train.max_steps=6`): tools/call_frequency 0 at every step on model=tiny
+(3m46s) and on model=tiny_qwen3_vl (4m38s); rewards/accuracy/mean and rewards/think_format/mean
+0 at every step, with the tool and without it (env=none, 77 s). docs/agentic.md says the same."""
 
 from __future__ import annotations
 
