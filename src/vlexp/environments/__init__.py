@@ -184,7 +184,7 @@ class ToolCalls:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.calls = self.failures = self.image_tokens = 0
-        self.turns: list[dict] = []  # what each call returned (evaluation gallery)
+        self.turns: list[dict] = []  # what each call returned, in order (tests, inspection)
 
     def reset(self) -> None:
         self.calls = self.failures = self.image_tokens = 0

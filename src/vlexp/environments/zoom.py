@@ -38,7 +38,7 @@ class ZoomEnv:
 
     @property
     def turns(self) -> list[dict]:
-        """What each call of this rollout returned, in order (the evaluation gallery)."""
+        """What each call of this rollout returned, in order (tests, inspection)."""
         return self._calls.turns
 
     def image_zoom_in_tool(self, bbox_2d: list[float], label: str = "") -> list[dict] | str:
