@@ -228,3 +228,24 @@ def test_a_trainer_without_tools_is_named_before_the_model_loads():
     with pytest.raises(ValueError, match="algo=dpo trains with DPOTrainer, which takes no tools"):
         environments.check_trainer(cfg, DPOTrainer)
     environments.check_trainer(cfg, GRPOTrainer)  # and the GRPO family passes
+
+
+def test_the_rewarded_zoom_adds_one_reward_column_as_trl_reads_it():
+    """TRL 1.16 takes an environment's reward from a `get_reward` function of its class (and
+    exposes every other public function as a tool): the rewarded variant has one, zoom stays
+    its only tool, and the bonus follows a successful zoom only."""
+    import inspect
+
+    cfg = compose(["env=zoom", "env.factory._target_=vlexp.environments.zoom.RewardedZoomEnv"])
+    env = environments.factory(cfg)()
+    members = dict(inspect.getmembers(type(env), predicate=inspect.isfunction))
+    assert "get_reward" in members and [t.__name__ for t in environments.tools_of(cfg)] == [
+        "image_zoom_in_tool"
+    ]
+    env.reset(images=[canvas()])
+    assert env.get_reward() == 0.0
+    env.image_zoom_in_tool([1, 2])  # an error message earns nothing
+    assert env.get_reward() == 0.0
+    env.image_zoom_in_tool([0, 0, 200, 200])
+    assert env.get_reward() == pytest.approx(0.1)
+    assert not hasattr(environments.factory(compose(["env=zoom"]))(), "get_reward")

@@ -62,6 +62,25 @@ class ZoomEnv:
         return [{"type": "image", "image": crop}]
 
 
+class RewardedZoomEnv(ZoomEnv):
+    """`ZoomEnv` that also rewards looking: `bonus` for a rollout with at least one zoom that
+    returned an image (DeepEyes' tool bonus, without its condition on a right answer, which
+    the environment does not see). TRL adds `get_reward` as one more reward column, weight 1,
+    logged as rewards/RewardedZoomEnv/mean, beside `reward=`'s functions.
+
+        python -m vlexp env=zoom env.factory._target_=vlexp.environments.zoom.RewardedZoomEnv
+    """
+
+    def __init__(self, limits: Limits | None = None, bonus: float = 0.1) -> None:
+        super().__init__(limits)
+        self._bonus = bonus
+
+    def get_reward(self) -> float:
+        """`bonus` when this rollout zoomed successfully at least once, else 0."""
+        looked = any("parts" in turn for turn in self.turns)
+        return self._bonus if looked else 0.0
+
+
 def _four_numbers(value: Any) -> list[float]:
     """The box as four floats, or a ValueError saying what was wrong with it."""
     if isinstance(value, str):  # some models quote the list
