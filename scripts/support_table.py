@@ -111,6 +111,7 @@ def build(conf: Path | None = None) -> str:
         ),  # fmt: skip
         ("DeepSpeed ZeRO (`memory=`)", _names(zero), "multi-gpu.md"),
         ("generation speed (`speed=`)", _names(_options(conf, "speed")), "memory-and-speed.md"),
+        ("tool environments (`env=`, agentic RL)", _names(_options(conf, "env")), "agentic.md"),
         ("launchers (`launcher=`)", _names(_options(conf, "launcher")), "multi-gpu.md"),
         (
             "sweep launchers (`hydra/launcher=`)",

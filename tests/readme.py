@@ -225,6 +225,14 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     "python -m vlexp.check_data data=jsonl data.train=/data/mllm_demo.json algo=sft --show 2": Run(
         files={"/data/": "{data}/llamafactory/"}, cheap=()
     ),
+    # --- Agentic RL (README, docs/agentic.md)
+    "python -m vlexp env=zoom data=shapes_zoom train.max_steps=6": Run(
+        cheap=(*STEPS, "train.per_device_train_batch_size=4")
+    ),
+    "python -m vlexp env=zoom data=shapes_zoom train.max_steps=6 model=tiny_qwen3_vl": Run(
+        cheap=(*STEPS, "train.per_device_train_batch_size=4")
+    ),
+    "python -m vlexp.check_data env=zoom data=shapes_zoom": Run(cheap=()),
     # --- Algorithms
     "python -m vlexp algo=sapo reward=[think_format,accuracy]": Run(),
     "python -m vlexp algo=kto": Run(),

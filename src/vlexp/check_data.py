@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from vlexp import environments, families
 from vlexp.data import build_datasets
 from vlexp.data.check import DataCheck
 from vlexp.data.records import DataError
@@ -68,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     from vlexp.recipe.console import quiet_libraries
 
     quiet_libraries()  # no "Casting the dataset" bars between the summary and the records
-    check = DataCheck(cfg, load_processor(cfg.model))
+    processor = load_processor(cfg.model)
+    if environments.of(cfg) is not None:  # prompts carry the tools' schema (env=)
+        environments.speak_tools(processor, families.of_model_cfg(cfg.model))
+    check = DataCheck(cfg, processor, tools=environments.tools_of(cfg))
     check.max_listed = None  # a checking tool lists every bad record
     try:
         # The train batch as the run cuts it: KTO lays its rows out for it (vlexp.data.unpaired).

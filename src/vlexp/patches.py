@@ -239,14 +239,32 @@ class DynamicSamplingMixin:
         return sampling.keep(self, output, len(inputs))
 
 
+# --- TRL GRPOTrainer: tool failures that came back as messages ----------------------------
+class ToolFailuresMixin:
+    """TRL 1.16's `_tool_call_loop` counts a call as failed (`tools/failure_frequency`) only
+    when the tool raises. vlexp's tools turn every failure into a message to the model
+    (vlexp.environments.ToolCalls) and count it in the environment's `failures`; this adds
+    those of the batch to the count TRL returns (its sixth value)."""
+
+    def _tool_call_loop(self, *args: Any, **kwargs: Any) -> Any:
+        environments = self.environments or []
+        before = sum(getattr(env, "failures", 0) for env in environments)
+        out = list(super()._tool_call_loop(*args, **kwargs))
+        out[5] += sum(getattr(env, "failures", 0) for env in environments) - before
+        return tuple(out)
+
+
 def grpo_trainer_class(
     trainer_cls: type,
     prompt_as_text: Callable[[Any], str],
     video_carrier: Any = None,
     dynamic_sampling: Any = None,
+    tools: bool = False,
 ) -> type:
     """`trainer_cls` (GRPOTrainer or a subclass) with vlexp's mixins in front."""
     mixins: tuple[type, ...] = (TextPromptsMixin,)
+    if tools:
+        mixins = (ToolFailuresMixin, *mixins)
     namespace: dict[str, Any] = {"prompt_as_text": staticmethod(prompt_as_text)}
     name = trainer_cls.__name__
     if video_carrier is not None:

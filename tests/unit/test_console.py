@@ -31,6 +31,10 @@ GRPO_LOG = {
 }
 
 
+GRPO_HEADLINE = ["reward", "reward_std", "kl", "completions/mean_length"]
+TOOLS = ["tools/call_frequency", "tools/failure_frequency"]  # logged by TRL only with tools
+
+
 def state(step: int = 0, max_steps: int = 4, rank0: bool = True):
     return types.SimpleNamespace(
         global_step=step, max_steps=max_steps, is_world_process_zero=rank0, epoch=0.0
@@ -40,8 +44,8 @@ def state(step: int = 0, max_steps: int = 4, rank0: bool = True):
 @pytest.mark.parametrize(
     ("algo", "metrics"),
     [
-        ("grpo", ["reward", "reward_std", "kl", "completions/mean_length"]),
-        ("dapo", ["reward", "reward_std", "kl", "completions/mean_length"]),
+        ("grpo", [*GRPO_HEADLINE, *TOOLS]),
+        ("dapo", [*GRPO_HEADLINE, *TOOLS]),
         ("sft", ["loss", "mean_token_accuracy"]),
         ("dpo", ["rewards/margins", "rewards/accuracies", "kl", "loss"]),
         ("kto", ["rewards/margins", "rewards/accuracies", "kl", "loss"]),
@@ -76,6 +80,19 @@ def test_the_bar_shows_the_headline_and_the_log_file_gets_the_whole_dict(tmp_pat
     assert "grad_norm" not in shown and "rewards/think_format" not in shown and "{" not in shown
     logged = log_file.read_text()
     assert logged.count("step ") == 3 and '"grad_norm": 1.39' in logged
+
+
+def test_the_bar_shows_tool_calls_only_when_the_run_logs_them():
+    stream = io.StringIO()
+    view = console.LiveView(console.headline(compose(["env=zoom"]).algo), stream=stream)
+    view.on_train_begin(None, state(0), None)
+    view.on_step_end(None, state(1), None)
+    view.on_log(None, state(1), None, logs=dict(GRPO_LOG))
+    assert "tool_calls" not in stream.getvalue()  # a run without tools: nothing to show
+    tools = {"tools/call_frequency": 0.75, "tools/failure_frequency": 0.25}
+    view.on_log(None, state(1), None, logs={**GRPO_LOG, **tools})
+    view.on_train_end(None, state(1), None)
+    assert "tool_calls 0.75  tool_fails 0.25" in stream.getvalue()
 
 
 def test_a_stopped_training_ends_the_bar_line_before_its_message():

@@ -175,6 +175,31 @@ def test_grpo_trainer_class_keeps_the_user_class_and_adds_the_mixins():
     assert with_video.__name__ == "VideoMine"
 
 
+def test_grpo_tool_loop_returns_the_failure_count_where_the_tool_mixin_adds_to_it():
+    """ToolFailuresMixin adds the environments' message failures to the sixth value
+    `_tool_call_loop` returns (TRL 1.16: tool_mask, completions, completion_ids, logprobs,
+    tool_call_count, tool_failure_count, tool_images)."""
+    from trl import GRPOTrainer
+
+    source = inspect.getsource(GRPOTrainer._tool_call_loop)
+    returned = source[source.rindex("return ") :].split("\n")[0]
+    names = [n.strip() for n in returned[len("return ") :].split(",")]
+    _contract(
+        len(names) == 7 and names[5] == "tool_failure_count",
+        "ToolFailuresMixin",
+        f"GRPOTrainer._tool_call_loop now returns ({', '.join(names)})",
+    )
+    generate = inspect.getsource(GRPOTrainer._generate)
+    _contract(
+        "tools/failure_frequency" in generate
+        and "self.environments" in inspect.getsource(GRPOTrainer),
+        "ToolFailuresMixin",
+        "TRL no longer logs tools/failure_frequency or keeps self.environments",
+    )
+    mixed = patches.grpo_trainer_class(GRPOTrainer, str, tools=True)
+    assert mixed.__mro__[1] is patches.ToolFailuresMixin
+
+
 def test_qwen_vl_utils_reader_globals_exist():
     from qwen_vl_utils import vision_process
 

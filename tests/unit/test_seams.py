@@ -120,7 +120,7 @@ def test_value_heads_keep_their_saved_class_names():
 LAYERS = [
     {"paths", "patches", "config", "families", "__init__"},
     {"data"},
-    {"models", "rewards"},
+    {"models", "rewards", "environments"},
     {"algorithms", "evaluation"},
     {"recipe", "validate", "rollout"},
     {"app", "worker", "plan", "evaluate", "compare", "check_data", "overrides", "__main__"},

@@ -54,14 +54,18 @@ class DataCheck:
         run_dir: Path | None = None,
         model_dir: str | None = None,
         writes_report: bool = True,
+        tools: list | None = None,
     ) -> None:
         """`model_dir`: where the model's config.json is (its context length); by default
         where the processor was loaded from, which is the model's own directory or hub id.
         `writes_report`: write RUN_DIR/bad_records.jsonl (off on every node of a multi-node
-        run but the first, whose check writes it for all: the run dir is shared)."""
+        run but the first, whose check writes it for all: the run dir is shared).
+        `tools`: the environment's tools (env=), whose schema the chat template writes into
+        every prompt; counted in its length."""
         algo = algorithm.of(cfg)
         self.cfg, self.data, self.kind = cfg, cfg.data, algo.kind
         self.processor, self.run_dir, self.writes_report = processor, run_dir, writes_report
+        self.tools = tools
         # Columns the rewards read, for algorithms whose completions the rewards score.
         self.needs = reward_config.columns(cfg) if algo.rewards else {}
         self.record_check = RECORD_CHECKS.get(algo.kind)
@@ -238,7 +242,9 @@ class DataCheck:
                 problems[index] = BadRecord(record.source, key, "video unreadable", str(err))
                 continue
             try:
-                prompt, total = count_tokens(self.processor, examples[index], tokens + frame_tokens)
+                prompt, total = count_tokens(
+                    self.processor, examples[index], tokens + frame_tokens, self.tools
+                )
             except Exception as err:  # the chat template rejects the messages: name the record
                 detail = f"the chat template cannot render it ({type(err).__name__}: {err})"
                 problems[index] = BadRecord(record.source, "prompt", "chat template", detail)

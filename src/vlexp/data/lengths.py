@@ -78,13 +78,16 @@ def model_context(cfg: Any, model_dir: str) -> tuple[int | None, str]:
     return context, key
 
 
-def count_tokens(processor: Any, example: dict, image_tokens: list[int]) -> tuple[int, int]:
+def count_tokens(
+    processor: Any, example: dict, image_tokens: list[int], tools: list | None = None
+) -> tuple[int, int]:
     """(prompt, longest full sequence) in tokens, each image's and video's one placeholder
-    replaced by the tokens it costs (`image_tokens`, in any order: only their sum counts)."""
+    replaced by the tokens it costs (`image_tokens`, in any order: only their sum counts);
+    `tools` rendered into the prompt as the trainer renders them (env=)."""
 
     def length(messages: list, generation_prompt: bool) -> int:
         text = processor.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=generation_prompt
+            messages, tokenize=False, add_generation_prompt=generation_prompt, tools=tools or None
         )
         # verbose=False: a prompt over the model's length is reported here, not warned about.
         ids = processor.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]

@@ -75,6 +75,9 @@ class Family:
     # for a family without videos.
     image_tokens: str = "vlexp.families.qwen2_vl:image_tokens"
     video_tokens: str | None = "vlexp.families.qwen2_vl:video_tokens"
+    # Chat template for tool calls (`module:function` -> template text) when the family's own
+    # renders none (Qwen2.5-VL's); None: the checkpoint's own template renders them (env=).
+    tool_template: str | None = None
 
     @property
     def pixels_per_token(self) -> int:
@@ -123,6 +126,7 @@ QWEN2_5_VL = Family(
     weight_layout="Qwen2VLForConditionalGeneration",
     tiny="vlexp.families.qwen2_vl:tiny_qwen2_5_vl",
     special_tokens=_QWEN_TOKENS,
+    tool_template="vlexp.families.qwen2_vl:tool_chat_template",
 )
 
 
@@ -159,6 +163,7 @@ _VIDEO_TIMESTAMPS = "vlexp.families.qwen3:video_tokens"  # `<t seconds>` per tem
 QWEN3_VL = _variant(
     QWEN2_5_VL, "qwen3_vl", _QWEN3_VL, "Qwen3VL", tiny=f"{_TINY3}qwen3_vl", patch_size=16,
     box_frame="relative_1000", weight_layout=None, video_tokens=_VIDEO_TIMESTAMPS,
+    tool_template=None,
 )  # fmt: skip
 QWEN3_VL_MOE = _variant(
     QWEN3_VL, "qwen3_vl_moe", _QWEN3_VL_MOE, "Qwen3VLMoe", tiny=f"{_TINY3}qwen3_vl_moe",

@@ -20,6 +20,22 @@ def chat_template() -> str:
     return (files("trl") / "chat_templates" / "qwen2_5_vl.jinja").read_text(encoding="utf-8")
 
 
+def tool_chat_template() -> str:
+    """Qwen2.5-VL's chat template with tool calls. Its own renders none, but the model family
+    writes them as Qwen2.5 and Qwen3-VL do (`<tool_call>{"name": .., "arguments": ..}
+    </tool_call>`, results in `<tool_response>` inside a user turn; DeepEyes trains
+    Qwen2.5-VL-7B on this format): TRL's Qwen3-VL template, with Qwen2.5-VL's default system
+    prompt when a conversation has none. TRL parses the calls with its Qwen3 response template."""
+    from importlib.resources import files
+
+    qwen3_vl = (files("trl") / "chat_templates" / "qwen3_vl.jinja").read_text(encoding="utf-8")
+    default_system = (
+        "{%- if messages[0].role != 'system' %}{%- set messages = "
+        "[{'role': 'system', 'content': 'You are a helpful assistant.'}] + messages %}{%- endif %}"
+    )
+    return default_system + qwen3_vl
+
+
 def tiny_qwen2_5_vl(tokenizer: Any, seed: int) -> tuple[Any, Any]:
     """(processor, model) of the tiny Qwen2.5-VL for `tokenizer`, weights seeded by `seed`."""
     return _processor(tokenizer), _model(tokenizer, seed)

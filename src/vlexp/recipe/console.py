@@ -26,7 +26,15 @@ from vlexp.recipe.summary import fmt
 # kind the accuracies, KTO its KL estimate.
 PREFERENCE = ["rewards/margins", "rewards/accuracies", "kl", "loss"]
 HEADLINES: dict[str, list[str]] = {
-    "grpo": ["reward", "reward_std", "kl", "completions/mean_length"],
+    # tools/*: TRL logs them only with tools (env=zoom), so other runs leave them out.
+    "grpo": [
+        "reward",
+        "reward_std",
+        "kl",
+        "completions/mean_length",
+        "tools/call_frequency",
+        "tools/failure_frequency",
+    ],
     "sft": ["loss", "mean_token_accuracy"],
     "dpo": PREFERENCE,
     "kto": PREFERENCE,
@@ -39,6 +47,8 @@ LABELS = {
     "rewards/accuracies": "acc",
     "objective/scores": "score",
     "objective/kl": "kl",
+    "tools/call_frequency": "tool_calls",
+    "tools/failure_frequency": "tool_fails",
 }
 
 # Warnings vlexp knows to be harmless: (category, start of the message). TRL and PEFT read the

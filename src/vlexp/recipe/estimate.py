@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vlexp import families
+from vlexp import environments, families
 from vlexp.config import algo as algorithm
 from vlexp.config import memory
 from vlexp.models.loading import freeze_vision, peft_config, resolve_path
@@ -196,8 +196,13 @@ def estimate(cfg: Any, plan: dict) -> Estimate:
     completion = algo.completion_budget()
     out.seq_len = prompt + completion
     rows = int(cfg.train.per_device_train_batch_size) * algo.sequences_per_record()
+    # env=: the images the tools return sit inside the completion budget (TRL cuts there) but
+    # go through the vision tower too, at most env.max_image_tokens of them per row.
+    tool_images = environments.limits(cfg).max_image_tokens if environments.of(cfg) else 0
+    if tool_images:
+        out.notes.append(f"tool images: up to {tool_images} image tokens per row (env)")
     out.parts["activations"] = _activations(
-        cfg, text, vision, rows, out.seq_len, out.image_tokens, d
+        cfg, text, vision, rows, out.seq_len, out.image_tokens + tool_images, d
     )
     if algo.kind == "kto":
         out.parts["no-grad passes (KL, reference)"] = no_grad_passes(

@@ -16,7 +16,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import evaluation, families, patches, rollout
+from vlexp import environments, evaluation, families, patches, rollout
 from vlexp.algorithms import account, video
 from vlexp.algorithms.dynamic_sampling import DynamicSampling
 from vlexp.config import algo as algorithm
@@ -85,12 +85,15 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     # while loading only if that config is already live, so args come first.
     args = build_args(cfg, run_dir)
     processor = load_processor(cfg.model)
+    if environments.of(cfg) is not None:
+        # TRL renders the tools into the prompt and parses the calls with this processor.
+        environments.speak_tools(processor, families.of_model_cfg(cfg.model))
     # Every record is checked before the model loads: bad data fails in seconds, not at step N.
     train_set, eval_set = build_datasets(
         cfg.data,
         cfg.algo.kind,
         data_check_once_per_node(cfg, processor, run_dir),
-        image_cache.for_run(cfg, processor),
+        image_cache_for_run(cfg, processor),
         {"train": args.per_device_train_batch_size, "eval": args.per_device_eval_batch_size},
     )
     log.info(
@@ -105,6 +108,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     video.check_supported(cfg, train_set, eval_set)
 
     trainer_cls = algorithm.trainer_class(cfg)
+    environments.check_trainer(cfg, trainer_cls)  # before the model loads
     model = load_model(cfg.model, cfg.memory)
     if algorithm.of(cfg).generates:
         keep_placeholders_out(args, model.config)
@@ -155,6 +159,16 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     return Built(trainer, processor, checkpoint, metrics, preemption)
 
 
+def image_cache_for_run(cfg: DictConfig, processor: Any):
+    """`data.image_cache`'s row transform, unless the environment's tools need the original
+    images (env=zoom crops them; the cache holds the downscaled copy)."""
+    env = environments.of(cfg)
+    if env is not None and env.get("needs_original_images"):
+        log.info("env=%s: images are read as they are (its tools use the originals)", env.name)
+        return None
+    return image_cache.for_run(cfg, processor)
+
+
 def policy_of(trainer: Any) -> Any:
     """The module whose `generate` the trainer calls: vlexp's PPO wraps it as `.policy`."""
     return getattr(trainer.model, "policy", trainer.model)
@@ -164,7 +178,13 @@ def data_check_once_per_node(cfg: DictConfig, processor: Any, run_dir: Path):
     """The data check, run by local rank 0 of each machine (it fetches remote images into
     the machine's cache); the machine's other ranks read its result (`recipe.per_node`), and
     only rank 0 writes bad_records.jsonl into the shared run dir."""
-    check = DataCheck(cfg, processor, run_dir, writes_report=per_node.this_process().rank == 0)
+    check = DataCheck(
+        cfg,
+        processor,
+        run_dir,
+        writes_report=per_node.this_process().rank == 0,
+        tools=environments.tools_of(cfg),
+    )
     return lambda files: per_node.once_per_node("data-check", run_dir, lambda: check(files))
 
 
@@ -186,12 +206,18 @@ def trainer_factory(cfg: DictConfig, trainer_cls: type, train_set: Any) -> Any:
             f"algo.dynamic_sampling is implemented for GRPOTrainer and its subclasses; "
             f"{trainer_cls.__name__} is not one: set algo.dynamic_sampling.enabled=false"
         )
+    env = environments.of(cfg)
     if issubclass(trainer_cls, GRPOTrainer):
+        if env is not None:
+            keywords["environment_factory"] = environments.factory(cfg)
+            log.info("env=%s: tools %s", env.name, env.factory._target_)
         if carrier is not None:
             log.info("videos: %s with the video mixin (budget %s)", trainer_cls.__name__, carrier)
         if sampling is not None:
             log.info("DAPO dynamic sampling: %dx the prompts per generation", sampling.oversample)
-        cls = patches.grpo_trainer_class(trainer_cls, prompt_text, carrier, sampling)
+        cls = patches.grpo_trainer_class(
+            trainer_cls, prompt_text, carrier, sampling, tools=env is not None
+        )
         return functools.partial(cls, **keywords)
     if carrier is not None:
         return video.with_video_collator(factory, carrier.budget)
@@ -231,6 +257,8 @@ def build_args(cfg: DictConfig, run_dir: Path):
         extra["deepspeed"] = held.deepspeed
     extra.update(rollout.trainer_args(cfg, args_fields(cfg), vllm_share(cfg)))
     extra.update(micro)  # steps_per_generation, scaled with the micro-batch when set
+    if environments.max_turns(cfg) is not None:
+        extra["max_tool_calling_iterations"] = environments.max_turns(cfg)
     # Keyword arguments win over the node's keys: memory.optim over algo.args.optim.
     return instantiate(cfg.algo.args, output_dir=str(run_dir), **shared, **extra)
 

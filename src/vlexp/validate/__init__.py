@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig
 
+from vlexp import environments
 from vlexp.config import algo as algorithm
 from vlexp.config.reward import columns as reward_columns
 from vlexp.validate.distributed import check_deepspeed, check_launcher
@@ -156,6 +157,7 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_video_backend,
     check_model_source,
     check_bench_machine,
+    environments.problems,
 ]
 # What this machine has (packages, CUDA, a compiler), not what the config says.
 MACHINE_CHECKS = {
