@@ -204,9 +204,47 @@ GEMMA3 = Family(
     video_tokens=None,
 )
 
+_INTERNVL = "transformers.models.internvl.modeling_internvl"
+# InternVL3 / 3.5 (`-HF` checkpoints): InternViT patch 14 at 448-px tiles, pixel shuffle 0.5
+# (2x2 patches per LLM token: 256 tokens a tile), up to 12 tiles + a thumbnail per image
+# (vlexp.families.internvl). Boxes are 0..1000 of the image, `<ref>x</ref><box>[[x1, y1, x2,
+# y2]]</box>` (InternVL's grounding data format); the tower and projector are the vision modules.
+INTERNVL = Family(
+    name="internvl",
+    model_types=("internvl",),
+    patch_size=14,
+    merge_size=2,
+    temporal_patch_size=1,
+    box_frame="relative_1000",
+    vision_modules=r"(.*\.)?(vision_tower|multi_modal_projector)(\..*)?",
+    language_module="language_model",
+    backbone=f"{_INTERNVL}:InternVLModel",
+    pretrained_base=f"{_INTERNVL}:InternVLPreTrainedModel",
+    weight_layout=None,
+    tiny="vlexp.families.internvl:tiny_internvl",
+    special_tokens=_QWEN_TOKENS
+    + ("<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>")
+    + ("</box>", "<video>"),
+    pixel_budget=False,
+    # InternVLProcessor takes videos (one tile per frame, `FrameN:` labels), but vlexp does not
+    # count those tokens yet: video data stops before loading.
+    video=False,
+    image_tokens="vlexp.families.internvl:image_tokens",
+    video_tokens=None,
+)
+
 FAMILIES: dict[str, Family] = {
     family.name: family
-    for family in (QWEN2_5_VL, QWEN2_VL, QWEN3_VL, QWEN3_VL_MOE, QWEN3_5, QWEN3_5_MOE, GEMMA3)
+    for family in (
+        QWEN2_5_VL,
+        QWEN2_VL,
+        QWEN3_VL,
+        QWEN3_VL_MOE,
+        QWEN3_5,
+        QWEN3_5_MOE,
+        GEMMA3,
+        INTERNVL,
+    )
 }
 
 
