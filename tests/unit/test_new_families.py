@@ -17,10 +17,15 @@ BOX_ANSWERS = {
     # InternVL's grounding data (InternVL-doc, get_started/chat_data_format.md, RefCOCO example):
     # `<ref>name</ref><box>[[x1, y1, x2, y2]]</box>`, 0..1000 of the image.
     "tiny_internvl": "<ref>the square</ref><box>[[250, 250, 500, 500]]</box>",
+    # GLM-4.1V/4.5V answer between its box tokens, 0..1000 of the image (GLM-V's README).
+    "tiny_glm4v": "<|begin_of_box|>[250, 250, 500, 500]<|end_of_box|>",
 }
 # (tiny preset, the model's vision modules: the attributes transformers' backbone feeds images
 # through before the language model).
-VISION = {"tiny_internvl": ("vision_tower", "multi_modal_projector")}
+VISION = {
+    "tiny_internvl": ("vision_tower", "multi_modal_projector"),
+    "tiny_glm4v": ("visual",),  # the tower holds its merger and downsampling
+}
 
 
 @pytest.mark.parametrize("preset", list(BOX_ANSWERS))
@@ -82,7 +87,7 @@ def test_the_processors_image_token_is_kept_out_of_generation(preset):
     assert processor.image_token_id in families.placeholder_token_ids(model.config)
 
 
-@pytest.mark.parametrize("preset", ["tiny_internvl"])
+@pytest.mark.parametrize("preset", ["tiny_internvl", "tiny_glm4v"])
 def test_video_data_stops_before_loading_where_vlexp_cannot_count_it(preset, tmp_path):
     result = run_cli(f"model={preset}", "data=shapes_video", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 1, result.stderr[-2000:]

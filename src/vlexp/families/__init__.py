@@ -233,6 +233,43 @@ INTERNVL = Family(
     video_tokens=None,
 )
 
+_GLM4V = "transformers.models.glm4v.modeling_glm4v"
+_GLM4V_MOE = "transformers.models.glm4v_moe.modeling_glm4v_moe"
+# GLM's control tokens (GLM-4.1V's tokenizer), the box markers its answers use.
+_GLM_TOKENS = (
+    "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
+    "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>",
+    "<|begin_of_video|>", "<|end_of_video|>", "<|image|>", "<|video|>", "<|begin_of_box|>",
+    "<|end_of_box|>",
+)  # fmt: skip
+# GLM-4.1V / 4.5V: a Qwen2.5-VL-style tower (patch 14, 2x2 merge, temporal patch 2) whose
+# processor resizes an image as a 2-frame clip (vlexp.families.glm4v); boxes 0..1000 of the
+# image, the answer between `<|begin_of_box|>` and `<|end_of_box|>`. The tower (`visual`) holds
+# its merger and downsampling; GLM-4.5V's language model is a MoE (128 routed experts).
+GLM4V = Family(
+    name="glm4v",
+    model_types=("glm4v",),
+    patch_size=14,
+    merge_size=2,
+    temporal_patch_size=2,
+    box_frame="relative_1000",
+    vision_modules=r"(.*\.)?visual(\..*)?",
+    language_module="language_model",
+    backbone=f"{_GLM4V}:Glm4vModel",
+    pretrained_base=f"{_GLM4V}:Glm4vPreTrainedModel",
+    weight_layout=None,
+    tiny="vlexp.families.glm4v:tiny_glm4v",
+    special_tokens=_GLM_TOKENS,
+    # Glm4vProcessor takes videos (per frame `<|begin_of_image|>` + pads + `<|end_of_image|>` +
+    # the second), but vlexp does not count those tokens yet: video data stops before loading.
+    video=False,
+    image_tokens="vlexp.families.glm4v:image_tokens",
+    video_tokens=None,
+)
+GLM4V_MOE = _variant(
+    GLM4V, "glm4v_moe", _GLM4V_MOE, "Glm4vMoe", expert_parameters=_EXPERTS,
+)  # fmt: skip
+
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
@@ -244,6 +281,8 @@ FAMILIES: dict[str, Family] = {
         QWEN3_5_MOE,
         GEMMA3,
         INTERNVL,
+        GLM4V,
+        GLM4V_MOE,
     )
 }
 
