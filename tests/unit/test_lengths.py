@@ -163,4 +163,4 @@ def test_an_unknown_family_stops_the_check_instead_of_guessing(tmp_path):
         image_processor=SimpleNamespace(patch_size=14, merge_size=2, size={"height": 64})
     )
     with pytest.raises(ValueError, match="set model.min_pixels and model.max_pixels"):
-        processor_geometry(unbudgeted)
+        processor_geometry(unbudgeted, families.FAMILIES["qwen2_5_vl"])

@@ -69,12 +69,23 @@ class Family:
     tiny_tokenizer: str | None = None
     # Tokens one image / one video costs in the prompt, counted as the processor expands the
     # one placeholder the chat template writes (the data check's lengths; `module:function`):
-    # `image_tokens(family, processor) -> (width, height) -> int` and
+    # `image_tokens(family, processor) -> (width, height, images_in_prompt) -> int` (LLaVA-
+    # OneVision tiles a lone image but not one of several) and
     # `video_tokens(family, processor, loaded: vlexp.data.videos.Loaded) -> int`. Qwen3-VL
     # and Qwen3.5 add a `<t seconds>` marker and vision start/end per temporal patch; None
     # for a family without videos.
     image_tokens: str = "vlexp.families.qwen2_vl:image_tokens"
     video_tokens: str | None = "vlexp.families.qwen2_vl:video_tokens"
+    # How the processor resizes one image: `resize(family, processor) -> (width, height) ->
+    # (width, height)` the vision tower sees (`check_data --show`; the "pixels" box frame).
+    resize: str = "vlexp.families.qwen2_vl:resize"
+    # Image tokens from the model's config.json alone, for the planner (no processor loaded):
+    # `config_image_tokens(model_cfg, config, width, height) -> int`.
+    config_image_tokens: str = "vlexp.families.qwen2_vl:config_image_tokens"
+    # What the chat template writes for one image / video, which the processor expands
+    # (`check_data --show` prints it once with its count).
+    image_placeholder: str = "<|image_pad|>"
+    video_placeholder: str = "<|video_pad|>"
 
     @property
     def pixels_per_token(self) -> int:
@@ -202,6 +213,10 @@ GEMMA3 = Family(
     tiny_tokenizer="vlexp.families.gemma3:tiny_tokenizer",
     image_tokens="vlexp.families.gemma3:image_tokens",
     video_tokens=None,
+    resize="vlexp.families.gemma3:resize",
+    config_image_tokens="vlexp.families.gemma3:config_image_tokens",
+    image_placeholder="<start_of_image>",
+    video_placeholder="",
 )
 
 FAMILIES: dict[str, Family] = {

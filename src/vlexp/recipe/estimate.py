@@ -125,16 +125,10 @@ def _idle_expert_numel(model: Any) -> int:
 
 
 def image_tokens(model_cfg: Any, config: Any, height: int, width: int) -> int:
-    """LLM tokens for one image after `smart_resize` at the configured pixel budget (or the
-    fixed count of a family without one: Gemma 3's `mm_tokens_per_image`)."""
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-    if not families.of_model_type(config.model_type).pixel_budget:
-        return int(config.mm_tokens_per_image)
-    vision = config.vision_config
-    factor = vision.patch_size * vision.spatial_merge_size
-    h, w = smart_resize(height, width, factor, model_cfg.min_pixels, model_cfg.max_pixels)
-    return (h // factor) * (w // factor)
+    """LLM tokens for one image, as the model's family counts them from its config (Qwen:
+    `smart_resize` at the configured pixel budget; Gemma 3: its fixed `mm_tokens_per_image`)."""
+    family = families.of_model_type(config.model_type)
+    return int(family.load("config_image_tokens")(model_cfg, config, width, height))
 
 
 def world_size(launcher: Any) -> int:
