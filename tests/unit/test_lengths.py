@@ -74,7 +74,9 @@ def check_and_reference(family: families.Family, records: list[dict], folder, *o
         )
         media = {}
         if example.get("images"):
-            media["images"] = [Image.open(p).convert("RGB") for p in example["images"]]
+            # One list per text, as TRL's trainers pass them: LLaVA-OneVision counts a prompt's
+            # images together (one of several costs one tile, a lone one is tiled).
+            media["images"] = [[Image.open(p).convert("RGB") for p in example["images"]]]
         if example.get("videos"):
             loaded = [videos.load(video, budget) for video in example["videos"]]
             media.update(videos.processor_inputs(loaded))

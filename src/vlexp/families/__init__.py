@@ -9,7 +9,8 @@ the family (`of_model_type`, `of_model`, `of_model_cfg`), never test a model's n
 Importing this package is cheap (no torch, no transformers): the family modules import
 their libraries inside the functions that need them.
 
-Where do I add a model family? One module here (see `qwen2_vl.py`, `qwen3.py`, `gemma3.py`)
+Where do I add a model family? One module here (see `qwen2_vl.py`, `qwen3.py`, `gemma3.py`,
+`llava_onevision.py`)
 and one `Family` row in `FAMILIES` below; its bundled configs under
 `configs/<hub id>/config.json`; a `conf/model/tiny_<name>.yaml` for its tiny build.
 """
@@ -219,10 +220,45 @@ GEMMA3 = Family(
     video_placeholder="",
 )
 
+# LLaVA-OneVision: SigLIP tower (384 px tiles, patch 14: 729 tokens per tile) + projector +
+# Qwen2. AnyRes: a lone image is tiled on the best grid resolution plus one base tile, each
+# image of several is one tile (vlexp.families.llava_onevision counts both as the processor
+# does); no pixel budget. No box convention on its model card or in its processor: boxes stay
+# in the record's pixels. No video through vlexp: its video path samples frames at a Qwen
+# patch geometry that LLaVA-OneVision's video processor does not use.
+_LLAVA_OV = "transformers.models.llava_onevision.modeling_llava_onevision"
+_LLAVA_OV_FUNCTIONS = "vlexp.families.llava_onevision:"
+LLAVA_ONEVISION = Family(
+    name="llava_onevision",
+    model_types=("llava_onevision",),
+    patch_size=14,
+    merge_size=1,
+    temporal_patch_size=1,
+    box_frame="original",
+    vision_modules=r"(.*\.)?(vision_tower|multi_modal_projector)(\..*)?",
+    language_module="language_model",
+    backbone=f"{_LLAVA_OV}:LlavaOnevisionModel",
+    pretrained_base=f"{_LLAVA_OV}:LlavaOnevisionPreTrainedModel",
+    weight_layout=None,  # transformers converts the llava-hf layout by model_type
+    tiny=f"{_LLAVA_OV_FUNCTIONS}tiny_llava_onevision",
+    special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"),
+    pixel_budget=False,
+    video=False,
+    image_tokens=f"{_LLAVA_OV_FUNCTIONS}image_tokens",
+    video_tokens=None,
+    resize=f"{_LLAVA_OV_FUNCTIONS}resize",
+    config_image_tokens=f"{_LLAVA_OV_FUNCTIONS}config_image_tokens",
+    image_placeholder="<image>",
+    video_placeholder="",
+)
+
 FAMILIES: dict[str, Family] = {
     family.name: family
-    for family in (QWEN2_5_VL, QWEN2_VL, QWEN3_VL, QWEN3_VL_MOE, QWEN3_5, QWEN3_5_MOE, GEMMA3)
-}
+    for family in (
+        QWEN2_5_VL, QWEN2_VL, QWEN3_VL, QWEN3_VL_MOE, QWEN3_5, QWEN3_5_MOE, GEMMA3,
+        LLAVA_ONEVISION,
+    )
+}  # fmt: skip
 
 
 class UnknownFamily(ValueError):
