@@ -92,3 +92,34 @@ def test_video_data_stops_before_loading_where_vlexp_cannot_count_it(preset, tmp
     result = run_cli(f"model={preset}", "data=shapes_video", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 1, result.stderr[-2000:]
     assert "family reads images only" in result.stderr
+
+
+# Each new real preset and what its plan line must say: the model card's size (InternVL3.5-8B:
+# "8.5B" = 0.3B vision + 8.2B language; GLM-4.5V: 106B language model, ~12B active, of which
+# transformers builds all but the multi-token-prediction layer).
+PLANS = {
+    "internvl3_5_8b": "(8.53B params,",
+    "glm4_1v_9b_thinking": "(10.3B params,",
+    "glm4_5v": "(104B params, 10.9B active per token,",
+}
+
+
+@pytest.mark.parametrize("preset", list(PLANS))
+def test_each_new_preset_plans_offline_from_its_bundled_config(preset, capsys, monkeypatch):
+    from vlexp.plan import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = main([f"model={preset}", "algo=grpo"])
+    out = capsys.readouterr().out
+    assert code in (0, 1) and PLANS[preset] in out, out
+    assert "per GPU:" in out
+
+
+def test_lora_dropout_on_glm45v_stops_before_loading_with_the_fix():
+    """PEFT turns LoRA on GLM-4.5V's MLP names into adapters on the experts' stacked
+    parameters, whose ParamWrapper raises on any dropout: said before loading, with the key."""
+    from vlexp.validate import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=r"set memory.peft.lora_dropout=0"):
+        validate(compose(["model=glm4_5v", "memory=lora"]), machine=False)
+    validate(compose(["model=glm4_5v", "memory=lora", "memory.peft.lora_dropout=0"]), machine=False)
