@@ -4,8 +4,10 @@ evaluation with its gallery, and resume, on every new family.
 
 Each case is a short real run (`vlexp.recipe.run.train`, what `python -m vlexp` calls) that
 must log its algorithm's numbers, log the router's load-balancing loss on the
-mixture-of-experts builds, and leave a `final/` that reloads. The matrix is slow (89 tests
-of short runs, about 9 minutes on 2 cores); test_family_runs.py keeps a cheap GRPO run per
+mixture-of-experts builds, and leave a `final/` that reloads. The matrix is slow (104 tests
+of short runs with LLaVA-OneVision's 14: about 9 minutes on 2 cores before them, its 14 took
+12 minutes on 2 shared cores); the families come from the family table (every tiny build but
+the default model's). test_family_runs.py keeps a cheap GRPO run per
 family in the fast set, and this file one fast check: PPO stops on video data before loading.
 """
 

@@ -24,6 +24,9 @@ BUNDLED = {
     "google/gemma-3-4b-it": ("gemma3", 4_300_079_472),
     "google/gemma-3-12b-it": ("gemma3", 12_187_325_040),
     "google/gemma-3-27b-it": ("gemma3", 27_432_406_640),
+    # The Hub page gives 8.03B (rounded); Qwen2-7B-Instruct's 7,615,616,512 + 64 x 3584 x 2
+    # for the two added tokens padded to 64 + SigLIP (26 layers, no head) + projector + newline.
+    "llava-hf/llava-onevision-qwen2-7b-ov-hf": ("llava_onevision", 8_030_807_584),
 }
 OPTIONS = {
     "qwen3_vl_2b": "Qwen/Qwen3-VL-2B-Instruct",
@@ -35,6 +38,7 @@ OPTIONS = {
     "gemma3_4b": "google/gemma-3-4b-it",
     "gemma3_12b": "google/gemma-3-12b-it",
     "gemma3_27b": "google/gemma-3-27b-it",
+    "llava_onevision_7b": "llava-hf/llava-onevision-qwen2-7b-ov-hf",
 }
 
 
@@ -65,7 +69,7 @@ def test_model_options_name_a_bundled_config(option):
     assert family.name == BUNDLED[OPTIONS[option]][0] == model_type
     if family.pixel_budget:
         assert cfg.model.max_pixels == 1280 * 32 * 32
-    else:  # Gemma 3: one fixed size, nothing for the run's budget to set
+    else:  # Gemma 3, LLaVA-OneVision: the processor decides the size, no budget to set
         assert cfg.model.min_pixels is None and cfg.model.max_pixels is None
 
 
@@ -134,6 +138,34 @@ def test_gemma3_presets_plan_offline_with_the_fixed_image_tokens(option, capsys)
     out = capsys.readouterr().out
     assert "256 text + 256 image tokens (1080x1920 px)" in out, out
     assert "per GPU:" in out and "total" in out
+
+
+def test_llava_onevision_plan_counts_anyres_as_the_real_processor(capsys):
+    """The 7B preset's planned image tokens for a 1080x1920 image equal what a
+    LlavaOnevisionProcessor with the checkpoint's settings (384 px tiles, 729 tokens each, the
+    default 36-grid, anyres_max_9, "full" features) says through its own
+    `_get_num_multimodal_tokens`."""
+    from transformers import (
+        AutoTokenizer,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
+
+    from vlexp.models import tiny
+    from vlexp.plan import main
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny.ensure("llava_onevision"))
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(),
+        video_processor=LlavaOnevisionVideoProcessor(),
+        tokenizer=tokenizer,
+        num_image_tokens=729,
+        vision_feature_select_strategy="full",
+    )
+    real = processor._get_num_multimodal_tokens(image_sizes=[(1080, 1920)])["num_image_tokens"]
+    main(["model=llava_onevision_7b", "algo=sft"])
+    assert f"256 text + {real[0]} image tokens (1080x1920 px)" in capsys.readouterr().out
 
 
 def test_gemma3_has_no_pixel_budget_to_check():

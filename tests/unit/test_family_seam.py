@@ -118,3 +118,19 @@ def test_show_prints_the_familys_placeholder_with_its_count(family, capsys):
     out = capsys.readouterr().out
     tokens = re.search(r"image 0: \d+x\d+ px, .*: (\d+) tokens", out).group(1)
     assert f"{FAMILIES[family].image_placeholder}x{tokens}" in out, out
+
+
+@pytest.mark.parametrize("family", tiny_families())
+def test_generation_keeps_out_the_placeholders_the_processor_writes(family):
+    """The image (and video) token the family's processor expands is among the ids
+    generation suppresses (`placeholder_token_ids` of the model's config)."""
+    from transformers import AutoConfig
+
+    from vlexp.families import placeholder_token_ids
+    from vlexp.models import tiny
+
+    processor = _processor(family)
+    suppressed = placeholder_token_ids(AutoConfig.from_pretrained(tiny.ensure(family)))
+    assert processor.image_token_id in suppressed
+    if FAMILIES[family].video:
+        assert processor.video_token_id in suppressed
