@@ -51,3 +51,31 @@ def build_trainer(overrides: list[str], run_dir: Path, **trainer_kwargs):
     validate(cfg)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     return build(cfg, Path(run_dir), **trainer_kwargs).trainer, cfg
+
+
+def tiny_preset(family: str) -> str:
+    """The conf/model file of a family's tiny build (its name_or_path is tiny://<family>)."""
+    for path in sorted((REPO / "conf" / "model").glob("*.yaml")):
+        if f"name_or_path: tiny://{family}\n" in path.read_text():
+            return path.stem
+    raise AssertionError(f"no conf/model file builds tiny://{family}: add conf/model/tiny_{family}")
+
+
+def tiny_families(video: bool | None = None, default: bool = True) -> list[str]:
+    """Names of the families with a tiny build, read from the family table (a new row is
+    covered without editing a list): `video` keeps those that take videos (True) or not
+    (False); `default=False` leaves out the default model's family (`model: tiny`), which
+    the rest of the suite runs everywhere."""
+    from vlexp.families import FAMILIES
+
+    skip = _default_tiny_family() if not default else None
+    return [
+        f.name
+        for f in FAMILIES.values()
+        if f.tiny and f.name != skip and (video is None or f.video == video)
+    ]
+
+
+def _default_tiny_family() -> str:
+    text = (REPO / "conf" / "model" / "tiny.yaml").read_text()
+    return text.split("name_or_path: tiny://", 1)[1].split()[0]

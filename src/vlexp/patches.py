@@ -254,6 +254,32 @@ class ToolFailuresMixin:
         return tuple(out)
 
 
+# --- TRL GRPOTrainer / RLOOTrainer: LLaVA-OneVision's images per prompt ---------------------
+class ImageCountMixin:
+    """TRL 1.16's GRPO and RLOO trainers hand every processor output but `input_ids` and
+    `attention_mask` to `_get_per_token_logps_and_entropies`, whose fixed signature has no
+    `batch_num_images` (LlavaOnevisionProcessor's images per prompt): a TypeError at the first
+    step. Without it the model tiles every image (AnyRes), which is what the processor wrote
+    for a prompt with one image; a prompt with several (one tile each) stops with the reason
+    instead of a feature/token mismatch. Contract: tests/unit/test_patches.py."""
+
+    def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
+        counts = kwargs.pop("batch_num_images", None)
+        if counts is not None and any(int(n) > 1 for n in counts):
+            raise ValueError(
+                f"{type(self).__name__}: a prompt with {max(int(n) for n in counts)} images on "
+                "LLaVA-OneVision: TRL 1.16's GRPO/RLOO trainers drop the processor's "
+                "batch_num_images, so the model would tile images the processor did not; use "
+                "one image per prompt with these trainers (SFT and DPO take several)"
+            )
+        return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+
+
+def image_count_class(trainer_cls: type) -> type:
+    """`trainer_cls` (TRL's RLOOTrainer, ...) with `ImageCountMixin` in front."""
+    return type(trainer_cls.__name__, (ImageCountMixin, trainer_cls), {})
+
+
 def grpo_trainer_class(
     trainer_cls: type,
     prompt_as_text: Callable[[Any], str],
@@ -262,7 +288,7 @@ def grpo_trainer_class(
     tools: bool = False,
 ) -> type:
     """`trainer_cls` (GRPOTrainer or a subclass) with vlexp's mixins in front."""
-    mixins: tuple[type, ...] = (TextPromptsMixin,)
+    mixins: tuple[type, ...] = (TextPromptsMixin, ImageCountMixin)
     if tools:
         mixins = (ToolFailuresMixin, *mixins)
     namespace: dict[str, Any] = {"prompt_as_text": staticmethod(prompt_as_text)}

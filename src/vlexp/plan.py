@@ -122,12 +122,9 @@ def render(cfg: Any, est: Estimate, plan: dict, memory: str) -> str:
         + f", {counts.trainable_numel / 1e9:.3g}B trainable, {cfg.model.dtype}) "
         f"algo={cfg.algo.name} memory={memory}, {world} GPU(s)",
         f"sequence: {int(plan['text_tokens'])} text + {est.image_tokens} image tokens "
-        + (
-            f"({int(plan['image_height'])}x{int(plan['image_width'])} px at "
-            f"max_pixels={cfg.model.max_pixels})"
-            if cfg.model.max_pixels is not None
-            else "(a fixed image size)"
-        )
+        + f"({int(plan['image_height'])}x{int(plan['image_width'])} px"
+        # Gemma 3 and LLaVA-OneVision have no pixel budget: their family counts the tokens.
+        + (f" at max_pixels={cfg.model.max_pixels})" if cfg.model.max_pixels is not None else ")")
         + f" = {est.seq_len} tokens per row"
         + (" incl. the completion" if algorithm.of(cfg).generates else "")
         + f"; micro-batch {rows} rows",

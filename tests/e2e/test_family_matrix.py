@@ -4,8 +4,10 @@ evaluation with its gallery, and resume, on every new family.
 
 Each case is a short real run (`vlexp.recipe.run.train`, what `python -m vlexp` calls) that
 must log its algorithm's numbers, log the router's load-balancing loss on the
-mixture-of-experts builds, and leave a `final/` that reloads. The matrix is slow (89 tests
-of short runs, about 9 minutes on 2 cores); test_family_runs.py keeps a cheap GRPO run per
+mixture-of-experts builds, and leave a `final/` that reloads. The matrix is slow (104 tests
+of short runs with LLaVA-OneVision's 14: about 9 minutes on 2 cores before them, its 14 took
+12 minutes on 2 shared cores); the families come from the family table (every tiny build but
+the default model's). test_family_runs.py keeps a cheap GRPO run per
 family in the fast set, and this file one fast check: PPO stops on video data before loading.
 """
 
@@ -19,11 +21,14 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO, compose, read_metrics, run_cli
+from tests.helpers import REPO, compose, read_metrics, run_cli, tiny_families, tiny_preset
+from vlexp.families import FAMILIES as TABLE
 
-FAMILIES = ["qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe", "gemma3"]
-VIDEO_FAMILIES = [f for f in FAMILIES if f != "gemma3"]  # Gemma 3 stops before loading
-MOE = {"qwen3_vl_moe", "qwen3_5_moe"}
+# Every family with a tiny build but the default model's (run everywhere else), from the
+# family table: a new row joins the matrix by itself.
+FAMILIES = tiny_families(default=False)
+VIDEO_FAMILIES = tiny_families(video=True, default=False)  # the others stop before loading
+MOE = {name for name in FAMILIES if TABLE[name].expert_parameters}
 ONE_STEP = ["train.max_steps=1", "train.save_steps=1000", "data.prepare.num_train=64"]
 RULES = "reward=[think_format,accuracy]"
 # algo: (extra overrides, a number it must log, the MoE router-loss metrics it must log)
@@ -81,7 +86,13 @@ def reload(final, algo: str, family: str) -> None:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_algorithm_on_every_family(family, algo, memory, tmp_path, shapes_dir):
     extra, number, router = ALGOS[algo]
-    overrides = [f"model=tiny_{family}", f"algo={algo}", f"memory={memory}", *extra, *ONE_STEP]
+    overrides = [
+        f"model={tiny_preset(family)}",
+        f"algo={algo}",
+        f"memory={memory}",
+        *extra,
+        *ONE_STEP,
+    ]
     rows = train_run(overrides, tmp_path)
     assert [row["step"] for row in rows] == [1]
     assert math.isfinite(rows[0][number]), rows[0]
@@ -112,14 +123,16 @@ GRPO_FAMILY = {
     "qwen3_5_moe": ["reinforce_pp", "luspo", "vespo"],
     "gemma3": ["dapo", "rloo"],
 }
+GRPO_FAMILY_OTHERS = ["dapo", "rloo"]  # a family not named above (a new row)
 
 
 @pytest.mark.slow  # 12 one-step runs
 @pytest.mark.parametrize(
-    "family, algo", [(f, a) for f, algos in GRPO_FAMILY.items() for a in algos]
+    "family, algo",
+    [(f, a) for f in FAMILIES for a in GRPO_FAMILY.get(f, GRPO_FAMILY_OTHERS)],
 )
 def test_the_grpo_family_on_every_family(family, algo, tmp_path, shapes_dir):
-    rows = train_run([f"model=tiny_{family}", f"algo={algo}", RULES, *ONE_STEP], tmp_path)
+    rows = train_run([f"model={tiny_preset(family)}", f"algo={algo}", RULES, *ONE_STEP], tmp_path)
     assert [row["step"] for row in rows] == [1]
     assert math.isfinite(rows[0]["reward"]) and "rewards/accuracy/mean" in rows[0]
     assert ("aux_loss" in rows[0]) == (family in MOE), rows[0]
@@ -131,7 +144,13 @@ def test_the_grpo_family_on_every_family(family, algo, tmp_path, shapes_dir):
 @pytest.mark.parametrize("family", VIDEO_FAMILIES)
 def test_videos_on_every_video_family(family, algo, tmp_path):
     extra, number, _ = ALGOS[algo]
-    overrides = [f"model=tiny_{family}", f"algo={algo}", "data=shapes_video", *extra, *ONE_STEP]
+    overrides = [
+        f"model={tiny_preset(family)}",
+        f"algo={algo}",
+        "data=shapes_video",
+        *extra,
+        *ONE_STEP,
+    ]
     rows = train_run(overrides, tmp_path)
     assert [row["step"] for row in rows] == [1]
     assert math.isfinite(rows[0]["loss"]) and math.isfinite(rows[0][number]), rows[0]
@@ -165,7 +184,7 @@ def check_gallery(eval_dir, prompts: int) -> None:
 def test_evaluation_and_gallery_on_every_family(family, tmp_path, shapes_dir):
     """LoRA SFT evaluated at its step (in training) and afterwards (base model + adapter)."""
     run_dir = tmp_path / "run"
-    overrides = [f"model=tiny_{family}", "algo=sft", "memory=lora", "train.eval_steps=1"]
+    overrides = [f"model={tiny_preset(family)}", "algo=sft", "memory=lora", "train.eval_steps=1"]
     overrides += ["eval.limit=4", "eval.max_new_tokens=16", *ONE_STEP]
     # The command, which also writes the config.resolved.yaml that vlexp.evaluate reads.
     result = run_cli(*overrides, f"hydra.run.dir={run_dir}")
@@ -188,7 +207,12 @@ def test_evaluation_and_gallery_on_every_family(family, tmp_path, shapes_dir):
 @pytest.mark.slow  # 4 x 2 runs (the MoE GRPO resume is in test_family_runs.py)
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f != "qwen3_vl_moe"])
 def test_resume_on_every_family(family, tmp_path, shapes_dir):
-    base = [f"model=tiny_{family}", "algo=sft", "train.save_steps=1", "data.prepare.num_train=64"]
+    base = [
+        f"model={tiny_preset(family)}",
+        "algo=sft",
+        "train.save_steps=1",
+        "data.prepare.num_train=64",
+    ]
     train_run([*base, "train.max_steps=2"], tmp_path)
     assert (tmp_path / "checkpoint-2").is_dir()
     rows = train_run([*base, "train.max_steps=3", "resume=auto"], tmp_path)

@@ -1,4 +1,4 @@
-"""Every new model family (Qwen3-VL, Qwen3-VL-MoE, Qwen3.5, Qwen3.5-MoE, Gemma 3) through the
+"""Every model family with a tiny build (from the family table) through the
 command a user runs: GRPO with rewards on its tiny build; final/ reloads with from_pretrained
 and generates from an image; MoE runs log the router's load-balancing loss; LoRA presets adapt
 what they say (experts included or not) and never the vision tower; the Qwen3-VL presets with
@@ -11,10 +11,19 @@ import math
 
 import pytest
 
-from tests.helpers import build_trainer, compose, read_metrics, run_cli
+from tests.helpers import (
+    build_trainer,
+    compose,
+    read_metrics,
+    run_cli,
+    tiny_families,
+    tiny_preset,
+)
+from vlexp.families import FAMILIES as TABLE
 
-FAMILIES = ["qwen3_vl", "qwen3_vl_moe", "qwen3_5", "gemma3"]
-MOE = {"qwen3_vl_moe", "qwen3_5_moe"}
+# Every family with a tiny build but the default model's, from the family table.
+FAMILIES = tiny_families(default=False)
+MOE = {name for name in FAMILIES if TABLE[name].expert_parameters}
 SMALL = ["train.max_steps=2", "train.save_steps=1000", "data.prepare.num_train=64"]
 
 
@@ -37,11 +46,11 @@ def reload_and_generate(final) -> str:
     return processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :])
 
 
-@pytest.mark.parametrize("family", [*FAMILIES, "qwen3_5_moe"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_grpo_command_on_each_family(family, tmp_path, shapes_dir):
     run_dir = tmp_path / "run"
     result = run_cli(
-        f"model=tiny_{family}",
+        f"model={tiny_preset(family)}",
         "algo=grpo",
         "reward=[think_format,accuracy]",
         "train.max_steps=2",
@@ -74,7 +83,7 @@ def test_grpo_command_on_each_family(family, tmp_path, shapes_dir):
 def test_lora_presets_adapt_experts_only_when_asked(family, memory, experts, tmp_path, shapes_dir):
     from vlexp import families
 
-    overrides = [f"model=tiny_{family}", "algo=sft", f"memory={memory}", *SMALL]
+    overrides = [f"model={tiny_preset(family)}", "algo=sft", f"memory={memory}", *SMALL]
     trainer, _ = build_trainer(overrides, tmp_path)
     adapted = {n.split(".lora_")[0] for n, _ in trainer.model.named_parameters() if ".lora_" in n}
     vision = families.FAMILIES[family].vision_modules
@@ -181,14 +190,19 @@ def test_reward_model_then_ppo_on_a_new_family(family, tmp_path, shapes_dir):
     from vlexp.recipe.run import train
 
     reward_dir = tmp_path / "rm"
-    train(compose([f"model=tiny_{family}", "algo=reward_model", *SMALL]), reward_dir)
+    train(compose([f"model={tiny_preset(family)}", "algo=reward_model", *SMALL]), reward_dir)
     config = json.loads((reward_dir / "final" / "config.json").read_text())
     assert config["architectures"][0].endswith("ForRewardModel")
     rows = read_metrics(reward_dir)
     assert all(math.isfinite(row["loss"]) for row in rows)
 
     ppo_dir = tmp_path / "ppo"
-    overrides = [f"model=tiny_{family}", "algo=ppo", "reward=[think_format,accuracy]", *SMALL]
+    overrides = [
+        f"model={tiny_preset(family)}",
+        "algo=ppo",
+        "reward=[think_format,accuracy]",
+        *SMALL,
+    ]
     train(compose([*overrides, f"algo.args.critic_init={reward_dir}"]), ppo_dir)
     rows = read_metrics(ppo_dir)
     assert [row["step"] for row in rows] == [1, 2]
@@ -198,10 +212,12 @@ def test_reward_model_then_ppo_on_a_new_family(family, tmp_path, shapes_dir):
         assert all(row["aux_loss"] > 0 and row["val/aux_loss"] > 0 for row in rows)
 
 
-def test_gemma3_refuses_video_data_before_loading(tmp_path):
-    result = run_cli("model=tiny_gemma3", "data=shapes_video", f"hydra.run.dir={tmp_path}")
+@pytest.mark.parametrize("family", tiny_families(video=False))
+def test_a_family_without_video_refuses_video_data_before_loading(family, tmp_path):
+    preset = f"model={tiny_preset(family)}"
+    result = run_cli(preset, "data=shapes_video", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 1, result.stderr[-2000:]
-    assert "the gemma3 family reads images only" in result.stderr
+    assert f"the {family} family reads images only" in result.stderr
 
 
 @pytest.mark.parametrize("family, algo", [("qwen3_vl_moe", "sft"), ("gemma3", "grpo")])
@@ -209,7 +225,12 @@ def test_in_training_evaluation_generates_on_a_new_family(family, algo, tmp_path
     """Batched generation mid-run: on the MoE right after TRL turned router logits on."""
     from vlexp.recipe.run import train
 
-    overrides = [f"model=tiny_{family}", f"algo={algo}", "train.eval_steps=2", "eval.limit=8"]
+    overrides = [
+        f"model={tiny_preset(family)}",
+        f"algo={algo}",
+        "train.eval_steps=2",
+        "eval.limit=8",
+    ]
     if algo == "grpo":
         overrides.append("reward=[think_format,accuracy]")
     train(compose([*overrides, *SMALL]), tmp_path)

@@ -110,7 +110,9 @@ def test_token_count_equals_the_processor(corpus, processor):
     from vlexp.data.sources import Reader
 
     records = [r for r in Reader().read(corpus.parent / "eval.jsonl")]
-    geometry = processor_geometry(processor)
+    from vlexp.families import FAMILIES
+
+    geometry = processor_geometry(processor, FAMILIES["qwen2_5_vl"])
     assert geometry == (28, 3136, 12544)
     for size in ((56, 56), (224, 168), (30, 200), (500, 40)):
         example = to_example(records[0], "grpo", "{question}", "Answer briefly.")

@@ -19,6 +19,14 @@ BUNDLED = {
     "Qwen/Qwen3-VL-30B-A3B-Instruct": ("qwen3_vl_moe", 31_070_754_032),
     "Qwen/Qwen3.5-27B": ("qwen3_5", 27_356_728_560),
     "Qwen/Qwen3.5-35B-A3B": ("qwen3_5_moe", 35_107_181_936),
+    # Gemma 3: the totals keras-hub's Gemma 3 presets publish for the same weights (medgemma
+    # 4b/27b `params`), also the Hub's safetensors counts of google/gemma-3-*-it.
+    "google/gemma-3-4b-it": ("gemma3", 4_300_079_472),
+    "google/gemma-3-12b-it": ("gemma3", 12_187_325_040),
+    "google/gemma-3-27b-it": ("gemma3", 27_432_406_640),
+    # The Hub page gives 8.03B (rounded); Qwen2-7B-Instruct's 7,615,616,512 + 64 x 3584 x 2
+    # for the two added tokens padded to 64 + SigLIP (26 layers, no head) + projector + newline.
+    "llava-hf/llava-onevision-qwen2-7b-ov-hf": ("llava_onevision", 8_030_807_584),
 }
 OPTIONS = {
     "qwen3_vl_2b": "Qwen/Qwen3-VL-2B-Instruct",
@@ -27,6 +35,10 @@ OPTIONS = {
     "qwen3_vl_30b_a3b": "Qwen/Qwen3-VL-30B-A3B-Instruct",
     "qwen3_5_27b": "Qwen/Qwen3.5-27B",
     "qwen3_5_35b_a3b": "Qwen/Qwen3.5-35B-A3B",
+    "gemma3_4b": "google/gemma-3-4b-it",
+    "gemma3_12b": "google/gemma-3-12b-it",
+    "gemma3_27b": "google/gemma-3-27b-it",
+    "llava_onevision_7b": "llava-hf/llava-onevision-qwen2-7b-ov-hf",
 }
 
 
@@ -53,8 +65,12 @@ def test_model_options_name_a_bundled_config(option):
     path = families.bundled_config(cfg.model.name_or_path)
     assert path is not None, option
     model_type = json.loads(path.read_text())["model_type"]
-    assert families.of_model_cfg(cfg.model).name == BUNDLED[OPTIONS[option]][0] == model_type
-    assert cfg.model.max_pixels == 1280 * 32 * 32
+    family = families.of_model_cfg(cfg.model)
+    assert family.name == BUNDLED[OPTIONS[option]][0] == model_type
+    if family.pixel_budget:
+        assert cfg.model.max_pixels == 1280 * 32 * 32
+    else:  # Gemma 3, LLaVA-OneVision: the processor decides the size, no budget to set
+        assert cfg.model.min_pixels is None and cfg.model.max_pixels is None
 
 
 @pytest.mark.parametrize("hub_id", list(BUNDLED))
@@ -110,6 +126,46 @@ def test_planner_reads_head_dim_experts_and_linear_attention():
     assert routed_experts_saved(hybrid, 2) == 2 * 8 * (2 * hybrid.hidden_size + 4 * 512)
     dense = meta_model(compose(["model=qwen3_vl_8b"])).config.get_text_config()
     assert routed_experts_saved(dense, 2) == 0
+
+
+@pytest.mark.parametrize("option", ["gemma3_4b", "gemma3_12b", "gemma3_27b"])
+def test_gemma3_presets_plan_offline_with_the_fixed_image_tokens(option, capsys):
+    """The bundled config answers the planner with no hub: 256 image tokens per image, the
+    config's `mm_tokens_per_image`, and Gemma's sliding/global attention layers (5:1)."""
+    from vlexp.plan import main
+
+    main([f"model={option}", "algo=sft"])
+    out = capsys.readouterr().out
+    assert "256 text + 256 image tokens (1080x1920 px)" in out, out
+    assert "per GPU:" in out and "total" in out
+
+
+def test_llava_onevision_plan_counts_anyres_as_the_real_processor(capsys):
+    """The 7B preset's planned image tokens for a 1080x1920 image equal what a
+    LlavaOnevisionProcessor with the checkpoint's settings (384 px tiles, 729 tokens each, the
+    default 36-grid, anyres_max_9, "full" features) says through its own
+    `_get_num_multimodal_tokens`."""
+    from transformers import (
+        AutoTokenizer,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
+
+    from vlexp.models import tiny
+    from vlexp.plan import main
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny.ensure("llava_onevision"))
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(),
+        video_processor=LlavaOnevisionVideoProcessor(),
+        tokenizer=tokenizer,
+        num_image_tokens=729,
+        vision_feature_select_strategy="full",
+    )
+    real = processor._get_num_multimodal_tokens(image_sizes=[(1080, 1920)])["num_image_tokens"]
+    main(["model=llava_onevision_7b", "algo=sft"])
+    assert f"256 text + {real[0]} image tokens (1080x1920 px)" in capsys.readouterr().out
 
 
 def test_gemma3_has_no_pixel_budget_to_check():

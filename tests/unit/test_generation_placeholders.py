@@ -21,6 +21,7 @@ def _config(model_type: str):
         ("qwen3_vl", [151652, 151653, 151655, 151656]),
         ("gemma3", [255999, 256000, 262144]),  # start/end of image, image soft token
         ("llava", [32000]),
+        ("llava_onevision", [151646, 151647]),  # <image>, <video> (the llava-hf checkpoints')
     ],
 )
 def test_placeholders_are_the_configs_non_text_special_tokens(model_type, expected):

@@ -74,7 +74,9 @@ def check_and_reference(family: families.Family, records: list[dict], folder, *o
         )
         media = {}
         if example.get("images"):
-            media["images"] = [Image.open(p).convert("RGB") for p in example["images"]]
+            # One list per text, as TRL's trainers pass them: LLaVA-OneVision counts a prompt's
+            # images together (one of several costs one tile, a lone one is tiled).
+            media["images"] = [[Image.open(p).convert("RGB") for p in example["images"]]]
         if example.get("videos"):
             loaded = [videos.load(video, budget) for video in example["videos"]]
             media.update(videos.processor_inputs(loaded))
@@ -163,4 +165,4 @@ def test_an_unknown_family_stops_the_check_instead_of_guessing(tmp_path):
         image_processor=SimpleNamespace(patch_size=14, merge_size=2, size={"height": 64})
     )
     with pytest.raises(ValueError, match="set model.min_pixels and model.max_pixels"):
-        processor_geometry(unbudgeted)
+        processor_geometry(unbudgeted, families.FAMILIES["qwen2_5_vl"])

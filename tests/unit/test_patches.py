@@ -331,3 +331,32 @@ def test_save_checkpoint_writes_under_get_output_dir_and_rotation_takes_our_keyw
         name,
         "transformers.trainer_utils.rotate_checkpoints changed its keywords",
     )
+
+
+@pytest.mark.parametrize("path", ["trl.GRPOTrainer", "trl.RLOOTrainer"])
+def test_trl_log_prob_passes_still_lack_batch_num_images(path):
+    """ImageCountMixin exists because TRL 1.16's log-prob pass has a fixed signature without
+    LlavaOnevisionProcessor's `batch_num_images` (a TypeError at the first GRPO step without
+    the mixin); when TRL takes it, the mixin is due for removal."""
+    from importlib import import_module
+
+    module, _, name = path.rpartition(".")
+    method = getattr(import_module(module), name)._get_per_token_logps_and_entropies
+    params = inspect.signature(method).parameters
+    assert "batch_num_images" not in params and "image_sizes" in params
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def test_image_count_mixin_drops_one_image_per_prompt_and_refuses_several():
+    class Base:
+        def _get_per_token_logps_and_entropies(self, model, ids, **kwargs):
+            return kwargs
+
+    cls = patches.image_count_class(Base)
+    trainer = cls()
+    assert trainer._get_per_token_logps_and_entropies(None, None, batch_num_images=[1, 1]) == {}
+    assert trainer._get_per_token_logps_and_entropies(None, None, image_sizes=1) == {
+        "image_sizes": 1
+    }
+    with pytest.raises(ValueError, match="a prompt with 2 images on LLaVA-OneVision"):
+        trainer._get_per_token_logps_and_entropies(None, None, batch_num_images=[1, 2])

@@ -83,7 +83,9 @@ def load_critic(policy, critic_init: str | None):
     return critic
 
 
-def split_rows(batch: dict, grid: torch.Tensor | None, images: list[list]) -> dict:
+def split_rows(
+    batch: dict, grid: torch.Tensor | None, images: list[list], image_token_id: int | None = None
+) -> dict:
     """Per-row views of the processor output: pixel_values is flat over all images."""
     out = {k: v for k, v in batch.items() if k not in ("pixel_values", "image_grid_thw")}
     if "pixel_values" not in batch:
@@ -92,6 +94,12 @@ def split_rows(batch: dict, grid: torch.Tensor | None, images: list[list]) -> di
     if grid is None:
         # One pixel tensor per image (Gemma 3: (images, 3, H, W)). Dropping them here made
         # PPO's training forward see the image tokens without the images.
+        pixel_rows = batch["pixel_values"].shape[0]
+        if pixel_rows != sum(counts) and image_token_id is not None:
+            # Tiles of varying count per image (InternVL), each tile the same number of image
+            # tokens: a row's share of the tiles is its share of the image tokens.
+            tokens = (batch["input_ids"] == image_token_id).sum(1)  # (B,)
+            counts = (tokens * pixel_rows // tokens.sum()).tolist()
         out["pixel_values"] = list(batch["pixel_values"].split(counts))
         return out
     patches = grid.prod(-1).split(counts)  # per row: patches of each image

@@ -247,7 +247,9 @@ class PPOTrainer(Trainer):
             }
         )
         return {
-            **split_rows(batch, prompt.get("image_grid_thw"), images),
+            **split_rows(
+                batch, prompt.get("image_grid_thw"), images, getattr(processor, "image_token_id", None)
+            ),
             "completion_ids": completion_ids, "mask": mask, "logp": logp,
             "values": values, "advantages": advantages, "returns": returns,
         }  # fmt: skip

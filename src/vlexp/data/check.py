@@ -234,7 +234,7 @@ class DataCheck:
                 key = "video" if "video" in record.fields else "videos"
                 problems[index] = BadRecord(record.source, key, "video unreadable", str(broken[0]))
                 continue
-            tokens = [self.image_tokens(*size) for size in record_sizes]
+            tokens = [self.image_tokens(*size, len(record_sizes)) for size in record_sizes]
             try:
                 frame_tokens = [self.video_tokens(v) for v in loaded]
             except ValueError as err:
@@ -288,8 +288,8 @@ class DataCheck:
         if not family.video or family.video_tokens is None:
             raise DataError(
                 f"data.train: records with videos and model {self.cfg.model.name}: the "
-                f"{family.name} family reads images only; use a Qwen2.5-VL, Qwen3-VL or Qwen3.5 "
-                "model for video data"
+                f"{family.name} family reads images only; use a model of a family that takes "
+                f"videos ({', '.join(f.name for f in families.FAMILIES.values() if f.video)})"
             )
 
     def _load_videos(self, records: list[Record]) -> dict[str, Any]:

@@ -202,19 +202,18 @@ def image_tokens(width: int, height: int, factor: int, min_pixels: int, max_pixe
     return (h // factor) * (w // factor)
 
 
-def token_counter(processor: Any, family: Family) -> Callable[[int, int], int]:
-    """`(width, height) -> tokens` one image adds to the prompt, as `processor` expands it.
-
-    The family answers (`Family.image_tokens`): Qwen-style processors resize within a pixel
-    budget (`smart_resize`), fixed-size ones (Gemma 3) expand every image to one sequence.
+def token_counter(processor: Any, family: Family) -> Callable[..., int]:
+    """`(width, height, images_in_prompt=1) -> tokens` one image adds to the prompt, as
+    `processor` expands it. The family answers (`Family.image_tokens`): Qwen-style processors
+    resize within a pixel budget (`smart_resize`), fixed-size ones (Gemma 3) expand every image
+    to one sequence, LLaVA-OneVision tiles a lone image (AnyRes) and not one of several.
     """
     return family.load("image_tokens")(family, processor)
 
 
-def processor_geometry(processor: Any) -> tuple[int, int, int]:
-    """(factor, min_pixels, max_pixels) a pixel-budget (Qwen-style) processor resizes with."""
+def processor_geometry(processor: Any, family: Family) -> tuple[int, int, int]:
+    """(factor, min_pixels, max_pixels) a pixel-budget (Qwen-style) processor resizes with:
+    the family's pixels per token and the processor's pixel limits (the "pixels" box frame)."""
     from vlexp.families.qwen2_vl import pixel_limits
 
-    image_processor = processor.image_processor
-    factor = image_processor.patch_size * image_processor.merge_size
-    return (factor, *pixel_limits(processor))
+    return (family.pixels_per_token, *pixel_limits(processor))

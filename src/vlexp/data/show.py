@@ -13,13 +13,8 @@ import re
 from typing import Any
 
 from vlexp.data import schema, videos
-from vlexp.data.boxes import resized_size
-from vlexp.data.images import processor_geometry, token_counter
+from vlexp.data.images import token_counter
 from vlexp.families import Family
-
-PAD = "<|image_pad|>"
-VIDEO_PAD = "<|video_pad|>"
-PADS = re.compile(re.escape(PAD) + "|" + re.escape(VIDEO_PAD))
 
 
 def show(
@@ -56,7 +51,7 @@ def describe(
     images = row.get("images") or []
     sizes = [image.size for image in images]
     count = token_counter(processor, family)
-    tokens = [count(w, h) for w, h in sizes]
+    tokens = [count(w, h, len(sizes)) for w, h in sizes]
     lines = []
     for number, ((w, h), n) in enumerate(zip(sizes, tokens, strict=True)):
         lines.append(f"image {number}: {w}x{h} px, {resized(processor, family, w, h)}: {n} tokens")
@@ -67,7 +62,7 @@ def describe(
         lines.append(f"video {number}: {video_line(video, loaded)}: {video_tokens[-1]} tokens")
 
     def render(turns: list, generation: bool) -> str:
-        return compact(template(processor, turns, generation), tokens, video_tokens)
+        return compact(template(processor, turns, generation), family, tokens, video_tokens)
 
     if schema.of(kind).rewards:
         lines.append(render(row["prompt"], True))
@@ -100,23 +95,21 @@ def received(row: dict, needs: dict[str, list[str]], reads: dict[str, list[str]]
 
 
 def resized(processor: Any, family: Family, width: int, height: int) -> str:
-    """'resized to WxH': within the pixel budget (Qwen), or the processor's one size (Gemma 3)."""
-    if not family.pixel_budget:
-        size = processor.image_processor.size
-        return f"resized to {size['width']}x{size['height']}"
-    factor, low, high = processor_geometry(processor)
-    return "resized to {}x{}".format(*resized_size(width, height, low, high, factor))
+    """'resized to WxH': the size the family's processor gives the image (`Family.resize`)."""
+    return "resized to {}x{}".format(*family.load("resize")(family, processor)(width, height))
 
 
 def template(processor: Any, turns: list, generation: bool) -> str:
     return processor.apply_chat_template(turns, tokenize=False, add_generation_prompt=generation)
 
 
-def compact(text: str, tokens: list[int], video_tokens: list[int] = ()) -> str:
-    """Each image's and video's one pad placeholder, followed by the count the processor
-    expands it to (images and videos numbered apart, in the order the text has them)."""
-    counts = {PAD: iter(tokens), VIDEO_PAD: iter(video_tokens)}
-    return PADS.sub(lambda m: f"{m.group()}x{next(counts[m.group()], '?')}", text)
+def compact(text: str, family: Family, tokens: list[int], video_tokens: list[int] = ()) -> str:
+    """Each image's and video's one placeholder (the family's: `<|image_pad|>`, Gemma 3's
+    `<start_of_image>`, ...), followed by the count the processor expands it to (images and
+    videos numbered apart, in the order the text has them)."""
+    counts = {family.image_placeholder: iter(tokens), family.video_placeholder: iter(video_tokens)}
+    marks = "|".join(re.escape(mark) for mark in counts if mark)
+    return re.sub(marks, lambda m: f"{m.group()}x{next(counts[m.group()], '?')}", text)
 
 
 def video_line(video: dict, loaded: videos.Loaded) -> str:

@@ -9,7 +9,8 @@ the family (`of_model_type`, `of_model`, `of_model_cfg`), never test a model's n
 Importing this package is cheap (no torch, no transformers): the family modules import
 their libraries inside the functions that need them.
 
-Where do I add a model family? One module here (see `qwen2_vl.py`, `qwen3.py`, `gemma3.py`)
+Where do I add a model family? One module here (see `qwen2_vl.py`, `qwen3.py`, `gemma3.py`,
+`llava_onevision.py`)
 and one `Family` row in `FAMILIES` below; its bundled configs under
 `configs/<hub id>/config.json`; a `conf/model/tiny_<name>.yaml` for its tiny build.
 """
@@ -62,6 +63,10 @@ class Family:
     # Linear layers): what memory=lora_experts adapts with PEFT's `target_parameters`.
     # Empty for dense families, where that preset stops before loading.
     expert_parameters: tuple[str, ...] = ()
+    # True where PEFT itself turns LoRA on the MLP names (`gate_proj`, `up_proj`, `down_proj`)
+    # into adapters on the routed experts' stacked parameters (PEFT 0.21's transformers-v4
+    # layout conversion, by model_type: GLM-4.5V), which take no LoRA dropout.
+    lora_adapts_experts: bool = False
     # Whether the processor and model take videos (Gemma 3's take images only).
     video: bool = True
     # Tokenizer of the tiny build (`module:function(corpus, special_tokens, vocab_size)`);
@@ -69,12 +74,23 @@ class Family:
     tiny_tokenizer: str | None = None
     # Tokens one image / one video costs in the prompt, counted as the processor expands the
     # one placeholder the chat template writes (the data check's lengths; `module:function`):
-    # `image_tokens(family, processor) -> (width, height) -> int` and
+    # `image_tokens(family, processor) -> (width, height, images_in_prompt) -> int` (LLaVA-
+    # OneVision tiles a lone image but not one of several) and
     # `video_tokens(family, processor, loaded: vlexp.data.videos.Loaded) -> int`. Qwen3-VL
     # and Qwen3.5 add a `<t seconds>` marker and vision start/end per temporal patch; None
     # for a family without videos.
     image_tokens: str = "vlexp.families.qwen2_vl:image_tokens"
     video_tokens: str | None = "vlexp.families.qwen2_vl:video_tokens"
+    # How the processor resizes one image: `resize(family, processor) -> (width, height) ->
+    # (width, height)` the vision tower sees (`check_data --show`; the "pixels" box frame).
+    resize: str = "vlexp.families.qwen2_vl:resize"
+    # Image tokens from the model's config.json alone, for the planner (no processor loaded):
+    # `config_image_tokens(model_cfg, config, width, height) -> int`.
+    config_image_tokens: str = "vlexp.families.qwen2_vl:config_image_tokens"
+    # What the chat template writes for one image / video, which the processor expands
+    # (`check_data --show` prints it once with its count).
+    image_placeholder: str = "<|image_pad|>"
+    video_placeholder: str = "<|video_pad|>"
     # Chat template for tool calls (`module:function` -> template text) when the family's own
     # renders none (Qwen2.5-VL's); None: the checkpoint's own template renders them (env=).
     tool_template: str | None = None
@@ -207,12 +223,126 @@ GEMMA3 = Family(
     tiny_tokenizer="vlexp.families.gemma3:tiny_tokenizer",
     image_tokens="vlexp.families.gemma3:image_tokens",
     video_tokens=None,
+    resize="vlexp.families.gemma3:resize",
+    config_image_tokens="vlexp.families.gemma3:config_image_tokens",
+    image_placeholder="<start_of_image>",
+    video_placeholder="",
 )
+
+# LLaVA-OneVision: SigLIP tower (384 px tiles, patch 14: 729 tokens per tile) + projector +
+# Qwen2. AnyRes: a lone image is tiled on the best grid resolution plus one base tile, each
+# image of several is one tile (vlexp.families.llava_onevision counts both as the processor
+# does); no pixel budget. No box convention on its model card or in its processor: boxes stay
+# in the record's pixels. No video through vlexp: its video path samples frames at a Qwen
+# patch geometry that LLaVA-OneVision's video processor does not use.
+_LLAVA_OV = "transformers.models.llava_onevision.modeling_llava_onevision"
+_LLAVA_OV_FUNCTIONS = "vlexp.families.llava_onevision:"
+LLAVA_ONEVISION = Family(
+    name="llava_onevision",
+    model_types=("llava_onevision",),
+    patch_size=14,
+    merge_size=1,
+    temporal_patch_size=1,
+    box_frame="original",
+    vision_modules=r"(.*\.)?(vision_tower|multi_modal_projector)(\..*)?",
+    language_module="language_model",
+    backbone=f"{_LLAVA_OV}:LlavaOnevisionModel",
+    pretrained_base=f"{_LLAVA_OV}:LlavaOnevisionPreTrainedModel",
+    weight_layout=None,  # transformers converts the llava-hf layout by model_type
+    tiny=f"{_LLAVA_OV_FUNCTIONS}tiny_llava_onevision",
+    special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"),
+    pixel_budget=False,
+    video=False,
+    image_tokens=f"{_LLAVA_OV_FUNCTIONS}image_tokens",
+    video_tokens=None,
+    resize=f"{_LLAVA_OV_FUNCTIONS}resize",
+    config_image_tokens=f"{_LLAVA_OV_FUNCTIONS}config_image_tokens",
+    image_placeholder="<image>",
+    video_placeholder="",
+)
+
+_INTERNVL = "transformers.models.internvl.modeling_internvl"
+# InternVL3 / 3.5 (`-HF` checkpoints): InternViT patch 14 at 448-px tiles, pixel shuffle 0.5
+# (2x2 patches per LLM token: 256 tokens a tile), up to 12 tiles + a thumbnail per image
+# (vlexp.families.internvl). Boxes are 0..1000 of the image, `<ref>x</ref><box>[[x1, y1, x2,
+# y2]]</box>` (InternVL's grounding data format); the tower and projector are the vision modules.
+INTERNVL = Family(
+    name="internvl",
+    model_types=("internvl",),
+    patch_size=14,
+    merge_size=2,
+    temporal_patch_size=1,
+    box_frame="relative_1000",
+    vision_modules=r"(.*\.)?(vision_tower|multi_modal_projector)(\..*)?",
+    language_module="language_model",
+    backbone=f"{_INTERNVL}:InternVLModel",
+    pretrained_base=f"{_INTERNVL}:InternVLPreTrainedModel",
+    weight_layout=None,
+    tiny="vlexp.families.internvl:tiny_internvl",
+    special_tokens=_QWEN_TOKENS
+    + ("<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>")
+    + ("</box>", "<video>"),
+    pixel_budget=False,
+    # InternVLProcessor takes videos (one tile per frame, `FrameN:` labels), but vlexp does not
+    # count those tokens yet: video data stops before loading.
+    video=False,
+    image_tokens="vlexp.families.internvl:image_tokens",
+    video_tokens=None,
+    resize="vlexp.families.internvl:resize",
+    config_image_tokens="vlexp.families.internvl:config_image_tokens",
+    image_placeholder="<IMG_CONTEXT>",
+    video_placeholder="",
+)
+
+_GLM4V = "transformers.models.glm4v.modeling_glm4v"
+_GLM4V_MOE = "transformers.models.glm4v_moe.modeling_glm4v_moe"
+# GLM's control tokens (GLM-4.1V's tokenizer), the box markers its answers use.
+_GLM_TOKENS = (
+    "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
+    "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>",
+    "<|begin_of_video|>", "<|end_of_video|>", "<|image|>", "<|video|>", "<|begin_of_box|>",
+    "<|end_of_box|>",
+)  # fmt: skip
+# GLM-4.1V / 4.5V: a Qwen2.5-VL-style tower (patch 14, 2x2 merge, temporal patch 2) whose
+# processor resizes an image as a 2-frame clip (vlexp.families.glm4v); boxes 0..1000 of the
+# image, the answer between `<|begin_of_box|>` and `<|end_of_box|>`. The tower (`visual`) holds
+# its merger and downsampling; GLM-4.5V's language model is a MoE (128 routed experts).
+GLM4V = Family(
+    name="glm4v",
+    model_types=("glm4v",),
+    patch_size=14,
+    merge_size=2,
+    temporal_patch_size=2,
+    box_frame="relative_1000",
+    vision_modules=r"(.*\.)?visual(\..*)?",
+    language_module="language_model",
+    backbone=f"{_GLM4V}:Glm4vModel",
+    pretrained_base=f"{_GLM4V}:Glm4vPreTrainedModel",
+    weight_layout=None,
+    tiny="vlexp.families.glm4v:tiny_glm4v",
+    special_tokens=_GLM_TOKENS,
+    # Glm4vProcessor takes videos (per frame `<|begin_of_image|>` + pads + `<|end_of_image|>` +
+    # the second), but vlexp does not count those tokens yet: video data stops before loading.
+    video=False,
+    image_tokens="vlexp.families.glm4v:image_tokens",
+    video_tokens=None,
+    resize="vlexp.families.glm4v:resize",
+    config_image_tokens="vlexp.families.glm4v:config_image_tokens",
+    image_placeholder="<|image|>",
+    video_placeholder="",
+)
+GLM4V_MOE = _variant(
+    GLM4V, "glm4v_moe", _GLM4V_MOE, "Glm4vMoe", expert_parameters=_EXPERTS,
+    lora_adapts_experts=True,
+)  # fmt: skip
 
 FAMILIES: dict[str, Family] = {
     family.name: family
-    for family in (QWEN2_5_VL, QWEN2_VL, QWEN3_VL, QWEN3_VL_MOE, QWEN3_5, QWEN3_5_MOE, GEMMA3)
-}
+    for family in (
+        QWEN2_5_VL, QWEN2_VL, QWEN3_VL, QWEN3_VL_MOE, QWEN3_5, QWEN3_5_MOE, GEMMA3,
+        LLAVA_ONEVISION, INTERNVL, GLM4V, GLM4V_MOE,
+    )
+}  # fmt: skip
 
 
 class UnknownFamily(ValueError):

@@ -125,8 +125,8 @@ def tiny_gemma3(tokenizer: Any, seed: int) -> tuple[Any, Any]:
     return processor, model
 
 
-def image_tokens(family: Family, processor: Any) -> Callable[[int, int], int]:
-    """`(width, height) -> tokens`: the same for every image, `Gemma3Processor`'s
+def image_tokens(family: Family, processor: Any) -> Callable[..., int]:
+    """`(width, height, images_in_prompt=1) -> tokens`: the same for every image, `Gemma3Processor`'s
     `full_image_sequence` (blank lines, start, `image_seq_length` soft tokens, end), which
     replaces the chat template's image placeholder whatever the image's size."""
     if getattr(processor.image_processor, "do_pan_and_scan", False):
@@ -137,4 +137,16 @@ def image_tokens(family: Family, processor: Any) -> Callable[[int, int], int]:
     sequence = processor.tokenizer(
         processor.full_image_sequence, add_special_tokens=False, verbose=False
     )["input_ids"]
-    return lambda width, height: len(sequence)
+    return lambda width, height, images_in_prompt=1: len(sequence)
+
+
+def resize(family: Family, processor: Any) -> Callable[[int, int], tuple[int, int]]:
+    """`(width, height) -> (width, height)`: every image to the image processor's one size."""
+    size = processor.image_processor.size
+    return lambda width, height: (int(size["width"]), int(size["height"]))
+
+
+def config_image_tokens(model_cfg: Any, config: Any, width: int, height: int) -> int:
+    """The planner's image tokens: the config's fixed `mm_tokens_per_image` (256 for the real
+    models), whatever the image's size."""
+    return int(config.mm_tokens_per_image)

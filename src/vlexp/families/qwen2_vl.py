@@ -116,19 +116,43 @@ def pixel_limits(processor: Any) -> tuple[int, int]:
     return int(low), int(high)
 
 
-def image_tokens(family: Family, processor: Any) -> Callable[[int, int], int]:
-    """`(width, height) -> tokens`: one image pad per merged patch of the image as the processor
-    resizes it (transformers' `smart_resize` to multiples of the family's pixels per token)."""
+def image_tokens(family: Family, processor: Any) -> Callable[..., int]:
+    """`(width, height, images_in_prompt=1) -> tokens`: one image pad per merged patch of the
+    image as the processor resizes it (`resize`); the same however many images the prompt has."""
+    size = resize(family, processor)
+    factor = family.pixels_per_token
+
+    def count(width: int, height: int, images_in_prompt: int = 1) -> int:
+        w, h = size(width, height)
+        return (h // factor) * (w // factor)
+
+    return count
+
+
+def resize(family: Family, processor: Any) -> Callable[[int, int], tuple[int, int]]:
+    """`(width, height) -> (width, height)` after the processor's resize: transformers'
+    `smart_resize` to multiples of the family's pixels per token, within the pixel budget."""
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
     factor = family.pixels_per_token
     low, high = pixel_limits(processor)
 
-    def count(width: int, height: int) -> int:
+    def size(width: int, height: int) -> tuple[int, int]:
         h, w = smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
-        return (h // factor) * (w // factor)
+        return w, h
 
-    return count
+    return size
+
+
+def config_image_tokens(model_cfg: Any, config: Any, width: int, height: int) -> int:
+    """Image tokens of a `width`x`height` image for the planner: `smart_resize` with the
+    config's vision geometry and the run's pixel budget (`model.min_pixels` / `max_pixels`)."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    vision = config.vision_config
+    factor = vision.patch_size * vision.spatial_merge_size
+    h, w = smart_resize(height, width, factor, model_cfg.min_pixels, model_cfg.max_pixels)
+    return (h // factor) * (w // factor)
 
 
 def video_tokens(family: Family, processor: Any, loaded: Any) -> int:

@@ -162,7 +162,10 @@ def warm_up(model, processor, records: list[dict], image_dir: Path, seed: int) -
     import torch
     from PIL import Image
 
-    end = turn_end(processor)
+    # A template that writes nothing after an answer (GLM-4.1V's: the next role tag ends a
+    # turn) gets the tokenizer's end token, one of the model's generation stops, so the
+    # warmed tiny learns to stop as the real model does.
+    end = turn_end(processor) or processor.tokenizer.eos_token
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=WARMUP["learning_rate"])
     model.train()

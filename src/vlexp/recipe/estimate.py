@@ -114,10 +114,12 @@ def _idle_expert_numel(model: Any) -> int:
     """Routed-expert parameters a token does not use: (1 - top_k / experts) of them.
 
     transformers keeps each MoE layer's routed experts as stacked tensors in a module named
-    `experts` (Qwen3-VL-MoE, Qwen3.5-MoE); shared experts live elsewhere and always run.
+    `experts` (Qwen3-VL-MoE, Qwen3.5-MoE, GLM-4.5V); shared experts live elsewhere and always run.
     """
     text = model.config.get_text_config()
-    experts, top_k = getattr(text, "num_experts", None), getattr(text, "num_experts_per_tok", None)
+    # Qwen's configs say `num_experts`; DeepSeek-style ones (GLM-4.5V) `n_routed_experts`.
+    experts = getattr(text, "num_experts", None) or getattr(text, "n_routed_experts", None)
+    top_k = getattr(text, "num_experts_per_tok", None)
     if not experts or not top_k:
         return 0
     routed = sum(p.numel() for name, p in model.named_parameters() if ".experts." in f".{name}")
@@ -125,16 +127,10 @@ def _idle_expert_numel(model: Any) -> int:
 
 
 def image_tokens(model_cfg: Any, config: Any, height: int, width: int) -> int:
-    """LLM tokens for one image after `smart_resize` at the configured pixel budget (or the
-    fixed count of a family without one: Gemma 3's `mm_tokens_per_image`)."""
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-    if not families.of_model_type(config.model_type).pixel_budget:
-        return int(config.mm_tokens_per_image)
-    vision = config.vision_config
-    factor = vision.patch_size * vision.spatial_merge_size
-    h, w = smart_resize(height, width, factor, model_cfg.min_pixels, model_cfg.max_pixels)
-    return (h // factor) * (w // factor)
+    """LLM tokens for one image, as the model's family counts them from its config (Qwen:
+    `smart_resize` at the configured pixel budget; Gemma 3: its fixed `mm_tokens_per_image`)."""
+    family = families.of_model_type(config.model_type)
+    return int(family.load("config_image_tokens")(model_cfg, config, width, height))
 
 
 def world_size(launcher: Any) -> int:

@@ -107,7 +107,9 @@ def flop_model(model: Any) -> FlopModel:
     out = FlopModel()
     vision_cfg = _find_vision_config(model)
     routing = _routing(model)
-    visual = re.compile(r"(^|.*\.)(visual|vision_tower|vision_model)(\.|$)")
+    # The tower and what maps its features into the text model: Qwen's `visual` (its merger
+    # inside), or a tower plus a `multi_modal_projector` (InternVL, LLaVA-OneVision, Gemma 3).
+    visual = re.compile(r"(^|.*\.)(visual|vision_tower|vision_model|multi_modal_projector)(\.|$)")
     for name, module in model.named_modules():
         in_vision = bool(visual.match(name))
         if isinstance(
@@ -119,7 +121,7 @@ def flop_model(model: Any) -> FlopModel:
                 # over the q/k/v channels), one weight use per token, as a Linear's.
                 text = isinstance(module, torch.nn.Linear | torch.nn.Conv1d)
                 out.text_weights += size if text else 0
-            elif "merger" in name:
+            elif "merger" in name or "multi_modal_projector" in name:
                 out.merger_weights += size
             else:
                 out.vision_weights += size
@@ -137,7 +139,9 @@ def flop_model(model: Any) -> FlopModel:
         out.vision_width = getattr(vision_cfg, "embed_dim", None) or vision_cfg.hidden_size
         out.merge = getattr(vision_cfg, "spatial_merge_size", None) or 1
         full = getattr(vision_cfg, "fullatt_block_indexes", None)
-        window = (getattr(vision_cfg, "window_size", 0) or 0) // vision_cfg.patch_size
+        patch = vision_cfg.patch_size  # InternViT says [14, 14]
+        patch = patch[0] if isinstance(patch, list | tuple) else patch
+        window = (getattr(vision_cfg, "window_size", 0) or 0) // patch
         windowed = window > 0 and full is not None
         out.vision_attention = [
             (window * window if windowed and block not in full else None) for block in range(depth)

@@ -221,6 +221,8 @@ def trainer_factory(cfg: DictConfig, trainer_cls: type, train_set: Any) -> Any:
         return functools.partial(cls, **keywords)
     if carrier is not None:
         return video.with_video_collator(factory, carrier.budget)
+    if hasattr(trainer_cls, "_get_per_token_logps_and_entropies"):  # TRL's RLOOTrainer
+        return functools.partial(patches.image_count_class(trainer_cls), **keywords)
     return factory
 
 

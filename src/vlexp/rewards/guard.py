@@ -306,7 +306,7 @@ def processor_box_frame(model: Any, processor: Any) -> Any:
         return None
     if family.box_frame != "pixels":
         return BoxFrame(family.box_frame)
-    return BoxFrame(family.box_frame, *processor_geometry(processor))
+    return BoxFrame(family.box_frame, *processor_geometry(processor, family))
 
 
 def guard(

@@ -82,11 +82,20 @@ class Rows:
         return out
 
 
+def _tokens_per_pixel_row(config: Any) -> int | None:
+    """Image tokens one row of a 4-D `pixel_values` costs, where the config fixes it: Gemma 3's
+    `mm_tokens_per_image` (one row per image), InternVL's `image_seq_length` (one per tile)."""
+    found = getattr(config, "mm_tokens_per_image", None) or getattr(
+        config, "image_seq_length", None
+    )
+    return int(found) if found else None
+
+
 def split_rows(inputs: dict[str, Any], config: Any) -> Rows | None:
     """`inputs` cut into rows, or None when their images cannot be assigned to rows (then the
     call goes through unchanged). Each row's images are the next ones in the batch whose image
     tokens add up to the row's count of the image token (grids: t*h*w / merge**2 tokens each;
-    fixed-size images as Gemma 3's: `mm_tokens_per_image`)."""
+    fixed-size images as Gemma 3's: `mm_tokens_per_image`; InternVL's tiles: `image_seq_length`)."""
     import torch
 
     ids = inputs.get("input_ids")
@@ -107,8 +116,10 @@ def split_rows(inputs: dict[str, Any], config: Any) -> Rows | None:
             merge = getattr(getattr(config, "vision_config", None), "spatial_merge_size", 1) or 1
             per_image = (grid.prod(-1) // merge**2).tolist()
             patches = grid.prod(-1).tolist()
-        elif pixels.dim() == 4 and getattr(config, "mm_tokens_per_image", None):
-            per_image = [int(config.mm_tokens_per_image)] * pixels.shape[0]
+        elif pixels.dim() == 4 and _tokens_per_pixel_row(config):
+            # One pixel row = a fixed number of image tokens: a whole image (Gemma 3) or one
+            # tile of an image (InternVL), the tiles of all images in order.
+            per_image = [_tokens_per_pixel_row(config)] * pixels.shape[0]
             patches = [1] * pixels.shape[0]
         else:
             return None

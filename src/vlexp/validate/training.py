@@ -29,9 +29,17 @@ def check_pixels(cfg: DictConfig) -> list[str]:
 
 
 def check_model_family(cfg: DictConfig) -> list[str]:
-    """What the model's family cannot do, said before it loads: LoRA on experts it lacks."""
+    """What the model's family cannot do, said before it loads: LoRA on experts it lacks,
+    LoRA dropout where PEFT adapts the experts as parameters."""
     family = families.of_model_cfg(cfg.model)
     peft = (cfg.get("memory") or {}).get("peft") or {}
+    if family.lora_adapts_experts and peft.get("lora_dropout"):
+        return [
+            f"memory.peft.lora_dropout={peft.lora_dropout}: on {cfg.model.name} ({family.name}) "
+            "PEFT adapts the routed experts' stacked parameters from the MLP names in "
+            "memory.peft.target_modules, and LoRA on parameters takes no dropout: set "
+            "memory.peft.lora_dropout=0"
+        ]
     if not peft.get("target_parameters"):
         return []
     if not family.expert_parameters:
