@@ -107,7 +107,9 @@ def flop_model(model: Any) -> FlopModel:
     out = FlopModel()
     vision_cfg = _find_vision_config(model)
     routing = _routing(model)
-    visual = re.compile(r"(^|.*\.)(visual|vision_tower|vision_model)(\.|$)")
+    # The projector between tower and LLM (LLaVA-OneVision's, Gemma 3's) runs per image token
+    # too, never for text: it counts with the merger.
+    visual = re.compile(r"(^|.*\.)(visual|vision_tower|vision_model|multi_modal_projector)(\.|$)")
     for name, module in model.named_modules():
         in_vision = bool(visual.match(name))
         if isinstance(
@@ -119,7 +121,7 @@ def flop_model(model: Any) -> FlopModel:
                 # over the q/k/v channels), one weight use per token, as a Linear's.
                 text = isinstance(module, torch.nn.Linear | torch.nn.Conv1d)
                 out.text_weights += size if text else 0
-            elif "merger" in name:
+            elif "merger" in name or "multi_modal_projector" in name:
                 out.merger_weights += size
             else:
                 out.vision_weights += size
