@@ -156,35 +156,59 @@ def estimate(cfg: Any, plan: dict) -> Estimate:
     model = meta_model(cfg)
     counts = count(model)
     text = model.config.get_text_config()
-    vision = model.config.vision_config
     out = Estimate(counts=counts)
     stage, offload_opt, _, world = zero_settings(cfg)
     algo = algorithm.of(cfg)
-    held = memory.of(cfg)
     d = DTYPE_BYTES[cfg.model.dtype]
     shard = lambda n, from_stage: n // world if stage >= from_stage else n  # noqa: E731
 
     out.parts["weights"] = _weights(model, counts, cfg, out.notes)
-
     # Gradients: one per trainable element in the parameter's dtype (DeepSpeed: bf16/fp32 as
     # the parameter), partitioned from ZeRO-2 on.
     out.parts["gradients"] = shard(counts.trainable_bytes, 2)
+    out.parts["optimizer"] = _optimizer(cfg, counts, stage, offload_opt, shard, out.notes)
+    prompt, completion, rows = _sequence(cfg, model, plan, out)
+    if algo.kind == "kto":
+        out.parts["no-grad passes (KL, reference)"] = no_grad_passes(
+            cfg, text, rows, out.seq_len, d
+        )
+    # Reference model (algo.reference: DPO, PPO, GRPO with beta != 0): a frozen copy, unless
+    # PEFT can disable its adapters instead.
+    if algo.uses_reference() and memory.of(cfg).peft is None:
+        ref = counts.total_numel * d
+        out.parts["reference model"] = (
+            ref // world + counts.largest_layer_bytes if stage == 3 else ref
+        )
+    if algo.generates:
+        out.parts.update(_generation(cfg, text, prompt, completion, d, plan))
+    if plan.get("device", "cuda") == "cuda":
+        out.parts["CUDA context + workspaces"] = int(CUDA_OVERHEAD)
+    return out
 
-    # Optimizer: torch AdamW keeps exp_avg and exp_avg_sq in the parameter's dtype plus one
-    # fp32 `step` per tensor; DeepSpeed keeps fp32 master weights + both moments (12 B per
-    # element); bitsandbytes 8-bit Adam keeps two uint8 moments + one fp32 absmax per 256.
+
+def _optimizer(
+    cfg: Any, counts: Counts, stage: int, offload_opt: bool, shard: Any, notes: list[str]
+) -> int:
+    """Bytes of optimizer state per GPU. Torch AdamW keeps exp_avg and exp_avg_sq in the
+    parameter's dtype plus one fp32 `step` per tensor; DeepSpeed keeps fp32 master weights +
+    both moments (12 B per element); bitsandbytes 8-bit Adam keeps two uint8 moments + one
+    fp32 absmax per 256."""
     if stage >= 0:
         master = 4 if cfg.model.dtype != "float32" else 0
         states = counts.trainable_numel * (8 + master)
-        out.parts["optimizer"] = 0 if offload_opt else shard(states, 1)
         if offload_opt:
-            out.notes.append("optimizer states offloaded to CPU memory")
-    elif held.eight_bit_optimizer:
-        out.parts["optimizer"] = int(counts.trainable_numel * (2 + 8 / 256))
-    else:
-        out.parts["optimizer"] = 2 * counts.trainable_bytes + 4 * counts.trainable_tensors
+            notes.append("optimizer states offloaded to CPU memory")
+        return 0 if offload_opt else shard(states, 1)
+    if memory.of(cfg).eight_bit_optimizer:
+        return int(counts.trainable_numel * (2 + 8 / 256))
+    return 2 * counts.trainable_bytes + 4 * counts.trainable_tensors
 
-    # Sequence: text + image tokens (+ the completion when the algorithm generates), per row.
+
+def _sequence(cfg: Any, model: Any, plan: dict, out: Estimate) -> tuple[int, int, int]:
+    """Text + image tokens (+ the completion when the algorithm generates) per row, and the
+    activations they cost; sets `out.image_tokens`, `out.seq_len` and the activations part.
+    Returns (prompt tokens, completion tokens, rows per micro-batch)."""
+    algo = algorithm.of(cfg)
     n_images = int(plan.get("images_per_sample", 1))
     per_image = image_tokens(cfg.model, model.config, plan["image_height"], plan["image_width"])
     out.image_tokens = per_image * n_images
@@ -198,26 +222,15 @@ def estimate(cfg: Any, plan: dict) -> Estimate:
     if tool_images:
         out.notes.append(f"tool images: up to {tool_images} image tokens per row (env)")
     out.parts["activations"] = _activations(
-        cfg, text, vision, rows, out.seq_len, out.image_tokens + tool_images, d
+        cfg,
+        model.config.get_text_config(),
+        model.config.vision_config,
+        rows,
+        out.seq_len,
+        out.image_tokens + tool_images,
+        DTYPE_BYTES[cfg.model.dtype],
     )
-    if algo.kind == "kto":
-        out.parts["no-grad passes (KL, reference)"] = no_grad_passes(
-            cfg, text, rows, out.seq_len, d
-        )
-
-    # Reference model (algo.reference: DPO, PPO, GRPO with beta != 0): a frozen copy, unless
-    # PEFT can disable its adapters instead.
-    if algo.uses_reference() and held.peft is None:
-        ref = counts.total_numel * d
-        out.parts["reference model"] = (
-            ref // world + counts.largest_layer_bytes if stage == 3 else ref
-        )
-
-    if algo.generates:
-        out.parts.update(_generation(cfg, text, prompt, completion, d, plan))
-    if plan.get("device", "cuda") == "cuda":
-        out.parts["CUDA context + workspaces"] = int(CUDA_OVERHEAD)
-    return out
+    return prompt, completion, rows
 
 
 def _weights(model: Any, counts: Counts, cfg: Any, notes: list[str]) -> int:
