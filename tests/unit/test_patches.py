@@ -166,11 +166,13 @@ def test_grpo_trainer_class_keeps_the_user_class_and_adds_the_mixins():
     class Mine(GRPOTrainer):
         pass
 
-    plain = patches.grpo_trainer_class(Mine, str)
+    from vlexp.recipe.trainers import Parts, trainer_class
+
+    plain = trainer_class(Mine, Parts())
     assert issubclass(plain, Mine) and plain.__name__ == "Mine"
     assert patches.TextPromptsMixin in plain.__mro__ and patches.VideoGRPOMixin not in plain.__mro__
     carrier = SimpleNamespace(forward_keys=())
-    with_video = patches.grpo_trainer_class(Mine, str, carrier)
+    with_video = trainer_class(Mine, Parts(video_carrier=carrier))
     assert with_video.video_carrier is carrier and patches.VideoGRPOMixin in with_video.__mro__
     assert with_video.__name__ == "VideoMine"
 
@@ -203,7 +205,7 @@ def test_installed_trl_is_the_minor_version_the_patches_were_written_for():
     "path", ["trl:GRPOTrainer", "trl:RLOOTrainer", "vlexp.algorithms.ppo:PPOTrainer"]
 )
 def test_rollout_trainers_prepare_inputs_inside_training_step(path):
-    """time_rollout_phases: update = training_step - _prepare_inputs holds while the rollout
+    """PhaseTimersMixin (recipe.perf): update = training_step - _prepare_inputs holds while the rollout
     (generation, rewards, log-probs) happens in `_prepare_inputs`, called from training_step."""
     import importlib
 
@@ -211,33 +213,36 @@ def test_rollout_trainers_prepare_inputs_inside_training_step(path):
 
     module, _, name = path.partition(":")
     cls = getattr(importlib.import_module(module), name)
-    for method in patches.ROLLOUT_METHODS:
+    from vlexp.recipe.perf import ROLLOUT_METHODS
+
+    for method in ROLLOUT_METHODS:
         _contract(
-            callable(getattr(cls, method, None)), "time_rollout_phases", f"{path}.{method} is gone"
+            callable(getattr(cls, method, None)), "PhaseTimersMixin", f"{path}.{method} is gone"
         )
     base = inspect.getsource(transformers.Trainer.training_step)
     _contract(
         "self._prepare_inputs(" in base,
-        "time_rollout_phases",
+        "PhaseTimersMixin",
         "Trainer.training_step no longer prepares inputs",
     )
     own = inspect.getsource(cls.training_step)
     _contract(
         "super().training_step(" in own or "self._prepare_inputs(" in own,
-        "time_rollout_phases",
+        "PhaseTimersMixin",
         f"{path}.training_step bypasses _prepare_inputs",
     )
 
 
 @pytest.mark.parametrize("name", ["GRPOTrainer", "RLOOTrainer"])
 def test_trl_generation_goes_through_the_models_generate(name):
-    """time_rollout_phases wraps `<policy>.generate`: TRL's HF path must call it."""
+    """The phase clock and the rollout engine sit in the policy class's `generate`
+    (vlexp.rollout.PolicyGenerate): TRL's HF path must call it."""
     import trl
 
     source = inspect.getsource(getattr(trl, name))
     _contract(
         "unwrapped_model.generate(" in source,
-        "time_rollout_phases",
+        "PhaseTimersMixin",
         f"{name} no longer calls model.generate",
     )
 
@@ -250,7 +255,7 @@ def test_trl_profiling_still_bypasses_the_logs():
     source = inspect.getsource(profiling.ProfilingContext._log_metrics)
     _contract(
         "wandb.log(" in source and "logs" not in source,
-        "time_rollout_phases",
+        "PhaseTimersMixin",
         "TRL's profiling now logs elsewhere",
     )
 
@@ -279,12 +284,13 @@ def test_liger_qwen_vl_patches_import_after_the_alias():
 
 
 def test_save_checkpoint_writes_under_get_output_dir_and_rotation_takes_our_keywords():
-    """checkpoint_into_staging shadows `_get_output_dir` for one `_save_checkpoint` call."""
+    """AtomicCheckpoints (recipe.checkpoints) answers `_get_output_dir` with the staging
+    folder for one `_save_checkpoint` call."""
     from transformers import Trainer
     from transformers.trainer_utils import rotate_checkpoints
     from trl import GRPOTrainer
 
-    name = "checkpoint_into_staging"
+    name = "AtomicCheckpoints"
     source = inspect.getsource(Trainer._save_checkpoint)
     _contract(
         "self._get_output_dir(trial=trial)" in source
