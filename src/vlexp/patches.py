@@ -5,6 +5,12 @@ around; tests/unit/test_patches.py holds one contract test per patch that fails 
 message when an upgrade changes the thing patched. Moving to a new TRL or transformers
 release means running those tests first (see docs/development.md, "Moving to a new TRL release").
 
+Only the reaches live here (version shims, and the GRPO mixins' touch points on TRL's private
+methods); vlexp's own behaviour lives in the module that owns it: the run's trainer class in
+vlexp.recipe.trainers, atomic checkpoints in vlexp.recipe.checkpoints, the phase timers in
+vlexp.recipe.perf, the rollout engine in vlexp.rollout. Their overrides of transformers' and
+TRL's private methods have their contract tests in tests/unit/test_patches.py too.
+
 Nothing here is imported at module level: torch, transformers, trl and qwen-vl-utils load
 inside the functions.
 """
