@@ -172,7 +172,8 @@ class Services:
     def for_run(cls, cfg: DictConfig, run_dir: Path, processor: Any, args: Any) -> Services:
         import torch
 
-        timers = perf.PerfCallback(cuda=torch.cuda.is_available() and args.device.type == "cuda")
+        # Not `args.device`: that sets up the process group before the model loads.
+        timers = perf.PerfCallback(cuda=torch.cuda.is_available() and not args.use_cpu)
         return cls(
             metrics=tracking.MetricsJsonl(run_dir / "metrics.jsonl"),
             preemption=resume.SaveOnSigterm(run_dir, cfg.launcher.get("shutdown_timeout") or 100),
