@@ -11,6 +11,7 @@ the eval dir, and prints where.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -129,12 +130,17 @@ def load_weights(cfg: DictConfig, model_dir: Path | None):
     import torch
 
     memory = cfg.get("memory") or {}
+    # Evaluation generates through the run's rollout engine (the policy class's generate).
+    seam = rollout.seam(cfg)
+    compose = None if seam is None else functools.partial(rollout.policy_class, seam=seam)
     if model_dir is not None and (model_dir / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(load_model(cfg.model, memory), str(model_dir))
+        base = load_model(cfg.model, memory, compose)
+        model = PeftModel.from_pretrained(base, str(model_dir))
     else:
-        model = load_model(local_model_cfg(cfg, model_dir), memory)
+        model = load_model(local_model_cfg(cfg, model_dir), memory, compose)
+    rollout.share_images(model, cfg)
     if torch.cuda.is_available() and not getattr(model, "is_quantized", False):
         model = model.to("cuda")
     return model.eval()
@@ -217,7 +223,6 @@ def main(cfg: DictConfig) -> float | None:
     rollout.resolve_auto(cfg)  # the run's engine (hf_fast, hf), or auto's choice here
     (out_dir / RESOLVED).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     model = load_weights(cfg, model_dir)
-    rollout.install(model, cfg)  # evaluation generates through the run's rollout engine
     log.info("evaluating %s on %d records of %s", model_dir or cfg.model.name_or_path,
              len(examples), cfg.data.eval)  # fmt: skip
     metrics, samples = evaluate(

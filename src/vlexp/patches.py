@@ -5,6 +5,12 @@ around; tests/unit/test_patches.py holds one contract test per patch that fails 
 message when an upgrade changes the thing patched. Moving to a new TRL or transformers
 release means running those tests first (see docs/development.md, "Moving to a new TRL release").
 
+Only the reaches live here (version shims, and the GRPO mixins' touch points on TRL's private
+methods); vlexp's own behaviour lives in the module that owns it: the run's trainer class in
+vlexp.recipe.trainers, atomic checkpoints in vlexp.recipe.checkpoints, the phase timers in
+vlexp.recipe.perf, the rollout engine in vlexp.rollout. Their overrides of transformers' and
+TRL's private methods have their contract tests in tests/unit/test_patches.py too.
+
 Nothing here is imported at module level: torch, transformers, trl and qwen-vl-utils load
 inside the functions.
 """
@@ -275,34 +281,6 @@ class ImageCountMixin:
         return super()._get_per_token_logps_and_entropies(*args, **kwargs)
 
 
-def image_count_class(trainer_cls: type) -> type:
-    """`trainer_cls` (TRL's RLOOTrainer, ...) with `ImageCountMixin` in front."""
-    return type(trainer_cls.__name__, (ImageCountMixin, trainer_cls), {})
-
-
-def grpo_trainer_class(
-    trainer_cls: type,
-    prompt_as_text: Callable[[Any], str],
-    video_carrier: Any = None,
-    dynamic_sampling: Any = None,
-    tools: bool = False,
-) -> type:
-    """`trainer_cls` (GRPOTrainer or a subclass) with vlexp's mixins in front."""
-    mixins: tuple[type, ...] = (TextPromptsMixin, ImageCountMixin)
-    if tools:
-        mixins = (ToolFailuresMixin, *mixins)
-    namespace: dict[str, Any] = {"prompt_as_text": staticmethod(prompt_as_text)}
-    name = trainer_cls.__name__
-    if video_carrier is not None:
-        mixins = (VideoGRPOMixin, *mixins)
-        namespace["video_carrier"] = video_carrier
-        name = f"Video{name}"  # says in the log which trainers carry videos
-    if dynamic_sampling is not None:  # outermost: the video mixin processes every row it adds
-        mixins = (DynamicSamplingMixin, *mixins)
-        namespace["dynamic_sampling"] = dynamic_sampling
-    return type(name, (*mixins, trainer_cls), namespace)
-
-
 # --- qwen-vl-utils: choose the video reader ------------------------------------------------
 def qwen_vl_utils_video_reader(backend: str, torchvision_fallback: Callable) -> None:
     """qwen-vl-utils 0.0.14 picks its reader once per process from the module global
@@ -318,100 +296,6 @@ def qwen_vl_utils_video_reader(backend: str, torchvision_fallback: Callable) -> 
             vision_process.VIDEO_READER_BACKENDS["torchvision"] = torchvision_fallback
     vision_process.FORCE_QWENVL_VIDEO_READER = backend
     vision_process.get_video_reader_backend.cache_clear()
-
-
-# --- TRL trainers: rollout phase timers (GRPO family, RLOO, vlexp's PPO) -----------------
-#
-# TRL times its phases with `profiling_context`, which sends `profiling/Time taken: ...`
-# straight to W&B/MLflow and never into the logs dict, so metrics.jsonl and TensorBoard would
-# not see them. vlexp wraps, on the trainer instance only (the classes stay untouched):
-#   training_step      (transformers.Trainer, public)       -> one micro-step in total
-#   _prepare_inputs    (GRPOTrainer/RLOOTrainer/PPOTrainer)  -> the rollout part of it
-#   generate           (the policy module, public)          -> generation
-#   forward hooks      (policy, PPO's policy+critic, reference model) -> no-grad passes
-#                      outside generation = old-policy / reference log-probs, values
-# update = training_step - _prepare_inputs. Contract: tests/unit/test_patches.py.
-ROLLOUT_METHODS = ("_prepare_inputs", "training_step")
-
-
-def time_rollout_phases(trainer: Any, perf: Any) -> None:
-    """Report `generate`, `logprobs` and `update` seconds of each training step to `perf`
-    (a vlexp.recipe.perf.PerfCallback: `add_phase(name, seconds)`, `sync()`)."""
-    import time
-
-    import torch
-
-    missing = [m for m in ROLLOUT_METHODS if not callable(getattr(trainer, m, None))]
-    if missing:
-        raise RuntimeError(
-            f"{type(trainer).__name__} has no {', '.join(missing)}: vlexp's phase timers "
-            "(vlexp.patches.time_rollout_phases) need updating for this TRL version"
-        )
-    state = {"prepare": 0.0, "in_step": False, "generating": False, "depth": 0, "start": 0.0}
-
-    def timed_prepare(inner):
-        def wrapper(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                state["prepare"] += time.perf_counter() - start
-
-        return wrapper
-
-    def timed_step(inner):
-        def wrapper(*args, **kwargs):
-            state.update(prepare=0.0, in_step=True)
-            perf.sync()
-            start = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                perf.sync()
-                state["in_step"] = False
-                perf.add_phase("update", time.perf_counter() - start - state["prepare"])
-
-        return wrapper
-
-    def timed_generate(inner):
-        def wrapper(*args, **kwargs):
-            if not state["in_step"]:  # evaluation callbacks generate too: not a training phase
-                return inner(*args, **kwargs)
-            perf.sync()
-            start = time.perf_counter()
-            state["generating"] = True
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                perf.sync()
-                state["generating"] = False
-                perf.add_phase("generate", time.perf_counter() - start)
-
-        return wrapper
-
-    def before(module, args, kwargs):
-        if state["in_step"] and not state["generating"] and not torch.is_grad_enabled():
-            state["depth"] += 1
-            if state["depth"] == 1:  # the outermost watched module times the pass
-                perf.sync()
-                state["start"] = time.perf_counter()
-
-    def after(module, args, kwargs, output):
-        if state["depth"]:
-            state["depth"] -= 1
-            if state["depth"] == 0:
-                perf.sync()
-                perf.add_phase("logprobs", time.perf_counter() - state["start"])
-
-    trainer._prepare_inputs = timed_prepare(trainer._prepare_inputs)
-    trainer.training_step = timed_step(trainer.training_step)
-    policy = getattr(trainer.model, "policy", trainer.model)  # PPO: actor-critic wrapper
-    policy.generate = timed_generate(policy.generate)
-    watched = {id(m): m for m in (trainer.model, policy, getattr(trainer, "ref_model", None))}
-    for module in watched.values():
-        if isinstance(module, torch.nn.Module):
-            module.register_forward_pre_hook(before, with_kwargs=True)
-            module.register_forward_hook(after, with_kwargs=True)
 
 
 # --- liger-kernel 0.8.5 on transformers 5.24: the per-model output classes it imports ----
@@ -440,60 +324,17 @@ def liger_output_classes() -> list[str]:
     aliased = []
     for module_name, old in LIGER_OUTPUT_CLASSES.items():
         try:
-            module = importlib.import_module(module_name)
+            modeling = importlib.import_module(module_name)
         except ImportError:
             continue
-        shared = getattr(module, "MultimodalCausalLMOutputWithPast", None)
-        if not hasattr(module, old) and shared is not None:
-            setattr(module, old, shared)
+        shared = getattr(modeling, "MultimodalCausalLMOutputWithPast", None)
+        if not hasattr(modeling, old) and shared is not None:
+            setattr(modeling, old, shared)
             aliased.append(old)
     loaded = sys.modules.get("liger_kernel.transformers.model.output_classes")
     if aliased and loaded is not None:
         importlib.reload(loaded)  # imported before the aliases: define its classes now
     return aliased
-
-
-# --- transformers: checkpoints written aside, then published whole -------------------------
-def checkpoint_into_staging(
-    trainer: Any,
-    staging_for: Callable[[str, int], str],
-    publish: Callable[[Any, str, int], None],
-    on_error: Callable[[Any, str, int, BaseException], BaseException | None],
-) -> None:
-    """This trainer's checkpoints go to `staging_for(run_dir, N)/checkpoint-N`, then
-    `publish(trainer, run_dir, N)` runs; a save that raises goes to `on_error`, which may
-    return the error to raise instead.
-
-    transformers 5.24's `Trainer._save_checkpoint` (and TRL 1.16's overrides, which call it
-    and then write more files) write into `self._get_output_dir(trial)/checkpoint-N` in place,
-    with no fsync: shadowing `_get_output_dir` on the instance for the length of the call
-    moves every file, the Trainer's own rotation included, into the staging folder. The
-    trainer is held weakly: a cycle would keep it (and its progress bar, which redraws when
-    freed) alive until the interpreter exits.
-    """
-    import weakref
-
-    owner = weakref.ref(trainer)
-    original = type(trainer)._save_checkpoint
-
-    def save(model: Any, trial: Any) -> None:
-        self = owner()
-        step = self.state.global_step
-        run_dir = self._get_output_dir(trial=trial)
-        staging = staging_for(run_dir, step)
-        self._get_output_dir = lambda trial=None: staging
-        try:
-            original(self, model, trial)
-        except BaseException as err:
-            replacement = on_error(self, run_dir, step, err)
-            if replacement is not None:
-                raise replacement from err
-            raise
-        finally:
-            del self._get_output_dir  # the class's method again
-        publish(self, run_dir, step)
-
-    trainer._save_checkpoint = save
 
 
 # --- TRL + transformers: MoE router logits per forward, not in the model config ----------
@@ -513,6 +354,15 @@ def router_logits_per_forward(model: Any) -> bool:
         return False
     text.output_router_logits = False
     return True
+
+
+class RouterLogitsPerForwardMixin:
+    """A trainer that leaves `output_router_logits` off in the model config once TRL's
+    constructor has turned it on (`router_logits_per_forward`); a no-op for dense models."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        router_logits_per_forward(self.model)
 
 
 # --- transformers: MoE expert transposes that see ZeRO-3's partitioned parameters ----------

@@ -25,8 +25,8 @@ def _nan_at_step(monkeypatch, step: int) -> None:
         calls["n"] += 1
         return output * float("nan") if calls["n"] == step else output
 
-    def load_model(model_cfg, memory_cfg):
-        model = real_load(model_cfg, memory_cfg)
+    def load_model(model_cfg, memory_cfg, *composed):
+        model = real_load(model_cfg, memory_cfg, *composed)
         model.model.language_model.norm.register_forward_hook(poison)
         return model
 

@@ -26,22 +26,25 @@ def engine_calls(monkeypatch):
     return calls
 
 
-def test_rollout_hf_fast_lora_grpo_logs_recompiles(tmp_path, shapes_dir, tiny_model, engine_calls):
+def test_rollout_hf_fast_lora_grpo_logs_recompiles(
+    tmp_path, shapes_dir, tiny_model, engine_calls, monkeypatch
+):
     # The command: python -m vlexp rollout=hf_fast memory=lora train.max_steps=4
     from peft.tuners.lora import LoraLayer
+    from transformers import GenerationMixin
 
     trainer, _ = build_trainer(
         [*SMALL, "rollout=hf_fast", "memory=lora", "train.max_steps=4"], tmp_path
     )
     merged_during_generate = []
-    inner = trainer.model.base_model.model.generate
+    real = GenerationMixin.generate
 
-    def watch(*args, **kwargs):
+    def watch(self, *args, **kwargs):  # the decoding the policy class's generate reaches
         layers = [m for m in trainer.model.modules() if isinstance(m, LoraLayer)]
         merged_during_generate.append(all(layer.merged for layer in layers))
-        return inner(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    trainer.model.base_model.model.generate = watch  # what PeftModel.generate calls
+    monkeypatch.setattr(GenerationMixin, "generate", watch)
     trainer.train()
     rows = [row for row in read_metrics(tmp_path) if "loss" in row]
     assert len(rows) == 4

@@ -166,11 +166,13 @@ def test_grpo_trainer_class_keeps_the_user_class_and_adds_the_mixins():
     class Mine(GRPOTrainer):
         pass
 
-    plain = patches.grpo_trainer_class(Mine, str)
+    from vlexp.recipe.trainers import Parts, trainer_class
+
+    plain = trainer_class(Mine, Parts())
     assert issubclass(plain, Mine) and plain.__name__ == "Mine"
     assert patches.TextPromptsMixin in plain.__mro__ and patches.VideoGRPOMixin not in plain.__mro__
     carrier = SimpleNamespace(forward_keys=())
-    with_video = patches.grpo_trainer_class(Mine, str, carrier)
+    with_video = trainer_class(Mine, Parts(video_carrier=carrier))
     assert with_video.video_carrier is carrier and patches.VideoGRPOMixin in with_video.__mro__
     assert with_video.__name__ == "VideoMine"
 
@@ -196,7 +198,9 @@ def test_grpo_tool_loop_returns_the_failure_count_where_the_tool_mixin_adds_to_i
         "ToolFailuresMixin",
         "TRL no longer logs tools/failure_frequency or keeps self.environments",
     )
-    mixed = patches.grpo_trainer_class(GRPOTrainer, str, tools=True)
+    from vlexp.recipe.trainers import Parts, trainer_class
+
+    mixed = trainer_class(GRPOTrainer, Parts(tools=True))
     assert mixed.__mro__[1] is patches.ToolFailuresMixin
 
 
@@ -228,7 +232,7 @@ def test_installed_trl_is_the_minor_version_the_patches_were_written_for():
     "path", ["trl:GRPOTrainer", "trl:RLOOTrainer", "vlexp.algorithms.ppo:PPOTrainer"]
 )
 def test_rollout_trainers_prepare_inputs_inside_training_step(path):
-    """time_rollout_phases: update = training_step - _prepare_inputs holds while the rollout
+    """PhaseTimersMixin (recipe.perf): update = training_step - _prepare_inputs holds while the rollout
     (generation, rewards, log-probs) happens in `_prepare_inputs`, called from training_step."""
     import importlib
 
@@ -236,33 +240,36 @@ def test_rollout_trainers_prepare_inputs_inside_training_step(path):
 
     module, _, name = path.partition(":")
     cls = getattr(importlib.import_module(module), name)
-    for method in patches.ROLLOUT_METHODS:
+    from vlexp.recipe.perf import ROLLOUT_METHODS
+
+    for method in ROLLOUT_METHODS:
         _contract(
-            callable(getattr(cls, method, None)), "time_rollout_phases", f"{path}.{method} is gone"
+            callable(getattr(cls, method, None)), "PhaseTimersMixin", f"{path}.{method} is gone"
         )
     base = inspect.getsource(transformers.Trainer.training_step)
     _contract(
         "self._prepare_inputs(" in base,
-        "time_rollout_phases",
+        "PhaseTimersMixin",
         "Trainer.training_step no longer prepares inputs",
     )
     own = inspect.getsource(cls.training_step)
     _contract(
         "super().training_step(" in own or "self._prepare_inputs(" in own,
-        "time_rollout_phases",
+        "PhaseTimersMixin",
         f"{path}.training_step bypasses _prepare_inputs",
     )
 
 
 @pytest.mark.parametrize("name", ["GRPOTrainer", "RLOOTrainer"])
 def test_trl_generation_goes_through_the_models_generate(name):
-    """time_rollout_phases wraps `<policy>.generate`: TRL's HF path must call it."""
+    """The phase clock and the rollout engine sit in the policy class's `generate`
+    (vlexp.rollout.PolicyGenerate): TRL's HF path must call it."""
     import trl
 
     source = inspect.getsource(getattr(trl, name))
     _contract(
         "unwrapped_model.generate(" in source,
-        "time_rollout_phases",
+        "PhaseTimersMixin",
         f"{name} no longer calls model.generate",
     )
 
@@ -275,7 +282,7 @@ def test_trl_profiling_still_bypasses_the_logs():
     source = inspect.getsource(profiling.ProfilingContext._log_metrics)
     _contract(
         "wandb.log(" in source and "logs" not in source,
-        "time_rollout_phases",
+        "PhaseTimersMixin",
         "TRL's profiling now logs elsewhere",
     )
 
@@ -304,12 +311,13 @@ def test_liger_qwen_vl_patches_import_after_the_alias():
 
 
 def test_save_checkpoint_writes_under_get_output_dir_and_rotation_takes_our_keywords():
-    """checkpoint_into_staging shadows `_get_output_dir` for one `_save_checkpoint` call."""
+    """AtomicCheckpoints (recipe.checkpoints) answers `_get_output_dir` with the staging
+    folder for one `_save_checkpoint` call."""
     from transformers import Trainer
     from transformers.trainer_utils import rotate_checkpoints
     from trl import GRPOTrainer
 
-    name = "checkpoint_into_staging"
+    name = "AtomicCheckpoints"
     source = inspect.getsource(Trainer._save_checkpoint)
     _contract(
         "self._get_output_dir(trial=trial)" in source
@@ -352,7 +360,14 @@ def test_image_count_mixin_drops_one_image_per_prompt_and_refuses_several():
         def _get_per_token_logps_and_entropies(self, model, ids, **kwargs):
             return kwargs
 
-    cls = patches.image_count_class(Base)
+    from trl import GRPOTrainer, RLOOTrainer
+
+    from vlexp.recipe.trainers import Parts, trainer_class
+
+    # The run's trainer classes carry the mixin where TRL drops batch_num_images.
+    for trl_class in (GRPOTrainer, RLOOTrainer):
+        assert patches.ImageCountMixin in trainer_class(trl_class, Parts()).__mro__
+    cls = type("Base", (patches.ImageCountMixin, Base), {})
     trainer = cls()
     assert trainer._get_per_token_logps_and_entropies(None, None, batch_num_images=[1, 1]) == {}
     assert trainer._get_per_token_logps_and_entropies(None, None, image_sizes=1) == {

@@ -242,8 +242,12 @@ def test_rollout_evaluation_generation_through_hf_fast_equals_plain(
     kwargs = {"max_new_tokens": 6, "num_samples": samples, "temperature": temperature,
               "top_k": 1, "progress": False}  # fmt: skip
     plain = generate(model, processor, examples, **kwargs)
-    assert rollout.install(model, compose(["rollout=hf_fast"])) is not None
-    fast = generate(model, processor, examples, **kwargs)
+    # The model loaded as the policy class, as evaluation loads it (vlexp.evaluate.load_weights).
+    seam = rollout.seam(compose(["rollout=hf_fast"]))
+    policy_cls = rollout.policy_class(type(model), seam)
+    policy = policy_cls.from_pretrained(tiny_models["qwen2_5_vl"], dtype=model.dtype)
+    fast = generate(policy.eval(), processor, examples, **kwargs)
+    assert seam.engine is not None  # the engine ran
     assert [[c.ids for c in cs] for cs in fast] == [[c.ids for c in cs] for cs in plain]
     assert all(len(cs) == samples for cs in fast)
 

@@ -183,10 +183,12 @@ def test_rollout_dynamic_sampling_mixin_goes_in_front_only_when_asked():
     class Mine(GRPOTrainer):
         pass
 
-    plain = patches.grpo_trainer_class(Mine, str)
+    from vlexp.recipe.trainers import Parts, trainer_class
+
+    plain = trainer_class(Mine, Parts())
     assert patches.DynamicSamplingMixin not in plain.__mro__
     sampling = DynamicSampling(oversample=3)
-    cls = patches.grpo_trainer_class(Mine, str, None, sampling)
+    cls = trainer_class(Mine, Parts(dynamic_sampling=sampling))
     assert cls.__mro__[1] is patches.DynamicSamplingMixin and cls.dynamic_sampling is sampling
     assert issubclass(cls, Mine)
 

@@ -112,6 +112,20 @@ def value_loss(values, old_values, returns, mask, cliprange_value: float):
 # ---------------------------------------------------------------- trainer
 
 
+def with_completions(prompt: dict, completion_ids: torch.Tensor, mask: torch.Tensor) -> dict:
+    """The prompt's model inputs with the completions appended: the per-token fields
+    (input_ids, attention_mask, mm_token_type_ids) grow by the completion; the rest (pixel
+    values, grids) stay."""
+    length = prompt["input_ids"].shape[1]
+    tails = {"input_ids": completion_ids, "attention_mask": mask.long()}
+    return {
+        k: torch.cat([v, tails.get(k, torch.zeros_like(completion_ids))], 1)
+        if k not in ("pixel_values", "image_grid_thw") and v.dim() == 2 and v.shape[1] == length
+        else v
+        for k, v in prompt.items()
+    }
+
+
 class PPOTrainer(Trainer):
     # Restores actor and critic from its own checkpoint files on resume (vlexp.config.algo).
     vlexp_restores_own_weights = True
@@ -191,36 +205,13 @@ class PPOTrainer(Trainer):
     @torch.no_grad()
     def make_rollout(self, rows: list[dict]) -> dict:
         """Generate, score, and compute the advantages for one batch of prompts."""
-        from trl.models.utils import unwrap_model_for_generation
-
         device, processor = self.accelerator.device, self.processing_class
         prompts = [row["prompt"] for row in rows]
         images = [row.get("images") or [] for row in rows]
-        texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]  # fmt: skip
-        prompt = processor(  # one image list per text (Gemma 3 insists, Qwen accepts)
-            text=texts,
-            images=images if any(images) else None,
-            padding=True,
-            padding_side="left",
-            return_tensors="pt",
-        ).to(device)
-        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped:
-            out = unwrapped.policy.generate(**prompt, generation_config=self.generation_config)
+        prompt = self._prompt_inputs(prompts, images)
         P = prompt["input_ids"].shape[1]
-        completion_ids = out[:, P:]  # (B, C)
-        # Keep the first EOS, mask everything after it.
-        is_eos = torch.isin(completion_ids, self.eos_ids.to(device)).int()
-        after_eos = (is_eos.cumsum(1) - is_eos) > 0
-        mask = (~after_eos).float()  # (B, C)
-        completion_ids = completion_ids.masked_fill(after_eos, processor.tokenizer.pad_token_id)
-        # Per-token fields (input_ids, attention_mask, mm_token_type_ids) grow by the completion.
-        tails = {"input_ids": completion_ids, "attention_mask": mask.long()}
-        batch = {
-            k: torch.cat([v, tails.get(k, torch.zeros_like(completion_ids))], 1)
-            if k not in ("pixel_values", "image_grid_thw") and v.dim() == 2 and v.shape[1] == P
-            else v
-            for k, v in prompt.items()
-        }
+        completion_ids, mask = self._sample(prompt)
+        batch = with_completions(prompt, completion_ids, mask)
         logits, values, _ = self.model_wrapped(logits_to_keep=mask.shape[1] + 1, **batch)
         logp, entropy = self._logp(logits, completion_ids)  # (B, C) each
         values = values[:, P - 1 : -1]  # value of the state before each completion token
@@ -253,6 +244,33 @@ class PPOTrainer(Trainer):
             "completion_ids": completion_ids, "mask": mask, "logp": logp,
             "values": values, "advantages": advantages, "returns": returns,
         }  # fmt: skip
+
+    def _prompt_inputs(self, prompts: list, images: list[list]) -> dict:
+        """The prompts through the chat template and the processor, left-padded."""
+        processor = self.processing_class
+        texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]  # fmt: skip
+        return processor(  # one image list per text (Gemma 3 insists, Qwen accepts)
+            text=texts,
+            images=images if any(images) else None,
+            padding=True,
+            padding_side="left",
+            return_tensors="pt",
+        ).to(self.accelerator.device)
+
+    def _sample(self, prompt: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(completion ids, mask), each (B, C): the policy's completions, padded after their
+        first EOS, which the mask keeps."""
+        from trl.models.utils import unwrap_model_for_generation
+
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped:
+            out = unwrapped.policy.generate(**prompt, generation_config=self.generation_config)
+        completion_ids = out[:, prompt["input_ids"].shape[1] :]  # (B, C)
+        # Keep the first EOS, mask everything after it.
+        is_eos = torch.isin(completion_ids, self.eos_ids.to(completion_ids.device)).int()
+        after_eos = (is_eos.cumsum(1) - is_eos) > 0
+        mask = (~after_eos).float()  # (B, C)
+        pad = self.processing_class.tokenizer.pad_token_id
+        return completion_ids.masked_fill(after_eos, pad), mask
 
     def _logp(self, logits, completion_ids):
         from trl.trainer.utils import entropy_from_logits, selective_log_softmax

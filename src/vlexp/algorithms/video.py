@@ -222,17 +222,20 @@ def carrier_for(cfg: Any, train_set: Any) -> Carrier | None:
     return Carrier(Budget.for_run(cfg))
 
 
-def with_video_collator(trainer_factory: Any, budget: Budget) -> Any:
-    """A trainer factory whose SFT/DPO vision collator also hands the processor the videos."""
+class VideoCollatorMixin:
+    """An SFT/DPO-style trainer whose vision collator also hands the processor the videos
+    (`video_budget`: the run's Budget, set where the class is composed)."""
 
-    def build(*args: Any, **kwargs: Any) -> Any:
-        trainer = trainer_factory(*args, **kwargs)
-        if not hasattr(trainer.data_collator, "processor"):
+    video_budget: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not hasattr(self.data_collator, "processor"):
             raise ValueError(
-                f"{type(trainer).__name__} has no vision collator to carry the videos through"
+                f"{type(self).__name__} has no vision collator to carry the videos through"
             )
-        trainer.data_collator = VideoCollator(trainer.data_collator, budget)
-        log.info("videos: %s collator carries them (budget %s)", type(trainer).__name__, budget)
-        return trainer
-
-    return build
+        # Wrapped while the trainer is being built: the collator TRL chose, plus the videos.
+        self.data_collator = VideoCollator(self.data_collator, self.video_budget)
+        log.info(
+            "videos: %s collator carries them (budget %s)", type(self).__name__, self.video_budget
+        )

@@ -67,12 +67,8 @@ def evaluate(
     """
     started = time.perf_counter()
     funcs, weights = build_rewards(reward_cfg, processor_box_frame(model, processor), data_cfg)
-    indexed = list(enumerate(examples))
     world = accelerator.num_processes if accelerator is not None else 1
-    if world > 1:
-        share = indexed[accelerator.process_index :: world]
-        share += share[-1:] * (math.ceil(len(indexed) / world) - len(share))  # pad, drop later
-        indexed = share
+    indexed = rank_share(list(enumerate(examples)), accelerator)
     completions = generate(
         model,
         processor,
@@ -89,6 +85,31 @@ def evaluate(
     )
     pairs = zip(indexed, completions, strict=True)
     rows = [(i, ex, j, c) for (i, ex), cs in pairs for j, c in enumerate(cs)]  # one per completion
+    samples = scored_samples(rows, funcs, weights)
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        unique = {(s["index"], s["sample"]): s for s in gather_object(samples)}
+        samples = [unique[key] for key in sorted(unique)]
+    metrics = summarise(samples, eval_cfg.num_samples)
+    metrics["runtime_s"] = round(time.perf_counter() - started, 3)
+    return metrics, samples
+
+
+def rank_share(indexed: list[tuple[int, dict]], accelerator: Any) -> list[tuple[int, dict]]:
+    """This process's strided share of the (index, example) pairs, padded with its last one
+    to the longest share (ZeRO-3's collective forward passes line up; duplicates are dropped
+    after the gather); all of them on a single process."""
+    world = accelerator.num_processes if accelerator is not None else 1
+    if world <= 1:
+        return indexed
+    share = indexed[accelerator.process_index :: world]
+    share += share[-1:] * (math.ceil(len(indexed) / world) - len(share))  # pad, drop later
+    return share
+
+
+def scored_samples(rows: list[tuple], funcs: dict[str, Any], weights: dict[str, float]) -> list:
+    """One sample per (index, example, sample number, completion) row, with its rewards."""
     # TRL hands rewards conversational completions for conversational prompts: do the same.
     as_messages = [[{"role": "assistant", "content": c.text}] for _, _, _, c in rows]
     rewards = score(
@@ -98,7 +119,7 @@ def evaluate(
         examples=[ex for _, ex, _, _ in rows],
         reward_funcs=funcs,
     )
-    samples = [
+    return [
         annotate(
             {
                 "index": i,
@@ -116,14 +137,6 @@ def evaluate(
         )
         for (i, ex, j, c), r in zip(rows, rewards, strict=True)
     ]
-    if world > 1:
-        from accelerate.utils import gather_object
-
-        unique = {(s["index"], s["sample"]): s for s in gather_object(samples)}
-        samples = [unique[key] for key in sorted(unique)]
-    metrics = summarise(samples, eval_cfg.num_samples)
-    metrics["runtime_s"] = round(time.perf_counter() - started, 3)
-    return metrics, samples
 
 
 def _finite(value: Any) -> Any:

@@ -132,14 +132,39 @@ def generate(
     """
     import torch
     from tqdm.auto import tqdm
-    from trl.data_utils import prepare_multimodal_messages
 
     device = next(model.parameters()).device
     end_ids = _end_ids(model, processor)
     tokenizer = processor.tokenizer
-    # Every setting explicit, as GRPOTrainer does: otherwise the checkpoint's own
-    # generation_config fills the gaps (Qwen2-VL-Instruct, for one, ships top_k=1 and
-    # repetition_penalty=1.05: "sampling" would be greedy and greedy would be penalised).
+    settings = decoding_settings(model, tokenizer, temperature, top_p, top_k, repetition_penalty)
+    results: list[list[Completion]] = []
+    bar = tqdm(total=len(examples), desc=desc, unit="prompt", disable=not progress, leave=False)
+    try:
+        for start in range(0, len(examples), batch_size):
+            batch = examples[start : start + batch_size]
+            inputs = prompt_batch(processor, batch).to(device)
+            with torch.no_grad():
+                output = model.generate(
+                    **inputs,
+                    max_new_tokens=max_new_tokens,
+                    num_return_sequences=num_samples,
+                    **settings,
+                )
+            new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()  # (B*n, T_new)
+            rows = [_completion(row, end_ids, tokenizer) for row in new_tokens]
+            results += [rows[i : i + num_samples] for i in range(0, len(rows), num_samples)]
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return results
+
+
+def decoding_settings(
+    model, tokenizer, temperature: float, top_p: float, top_k: int, repetition_penalty: float
+) -> dict[str, Any]:
+    """Every generation setting explicit, as GRPOTrainer does: otherwise the checkpoint's own
+    generation_config fills the gaps (Qwen2-VL-Instruct, for one, ships top_k=1 and
+    repetition_penalty=1.05: "sampling" would be greedy and greedy would be penalised)."""
     sampling = (
         {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k}
         if temperature > 0
@@ -150,37 +175,25 @@ def generate(
     image_token = getattr(model.config, "image_token_id", None)
     if image_token is not None:  # a sampled image token would not match any image features
         sampling["suppress_tokens"] = [image_token]
-    results: list[list[Completion]] = []
-    bar = tqdm(total=len(examples), desc=desc, unit="prompt", disable=not progress, leave=False)
-    try:
-        for start in range(0, len(examples), batch_size):
-            batch = examples[start : start + batch_size]
-            conversations = [
-                prepare_multimodal_messages(ex["prompt"], images=open_images(ex["images"]))
-                for ex in batch
-            ]
-            inputs = processor.apply_chat_template(
-                conversation=conversations,
-                add_generation_prompt=True,
-                tokenize=True,
-                return_dict=True,
-                return_tensors="pt",
-                processor_kwargs={"padding": True, "padding_side": "left"},
-            ).to(device)
-            with torch.no_grad():
-                output = model.generate(
-                    **inputs,
-                    max_new_tokens=max_new_tokens,
-                    num_return_sequences=num_samples,
-                    **sampling,
-                )
-            new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()  # (B*n, T_new)
-            rows = [_completion(row, end_ids, tokenizer) for row in new_tokens]
-            results += [rows[i : i + num_samples] for i in range(0, len(rows), num_samples)]
-            bar.update(len(batch))
-    finally:
-        bar.close()
-    return results
+    return sampling
+
+
+def prompt_batch(processor, batch: list[dict]) -> Any:
+    """The batch's prompts with their images through the processor's chat template,
+    left-padded (whatever the tokenizer's own setting)."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    conversations = [
+        prepare_multimodal_messages(ex["prompt"], images=open_images(ex["images"])) for ex in batch
+    ]
+    return processor.apply_chat_template(
+        conversation=conversations,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs={"padding": True, "padding_side": "left"},
+    )
 
 
 def _completion(row: list[int], end_ids: set[int], tokenizer) -> Completion:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import socket
@@ -114,11 +115,14 @@ def load_processor(model_cfg: Any):
     return processor
 
 
-def load_model(model_cfg: Any, memory_cfg: Any):
-    """Instantiate the model from its path with dtype, attention and quantization settings."""
+def load_model(model_cfg: Any, memory_cfg: Any, compose_class: Any = None):
+    """Instantiate the model from its path with dtype, attention and quantization settings.
+
+    `compose_class(model_class) -> class` builds the class the model is loaded as (the policy
+    of a run that generates: vlexp.rollout.policy_class), from the class transformers' Auto
+    mapping picks for the checkpoint's config."""
     import torch
     from hydra.utils import instantiate
-    from transformers import AutoModelForImageTextToText
 
     kwargs: dict[str, Any] = {
         "dtype": getattr(torch, model_cfg.dtype),
@@ -132,12 +136,35 @@ def load_model(model_cfg: Any, memory_cfg: Any):
         from vlexp import patches
 
         patches.zero3_aware_expert_transpose()
-    model = AutoModelForImageTextToText.from_pretrained(
-        resolve_path(model_cfg.name_or_path), **kwargs
+    path = resolve_path(model_cfg.name_or_path)
+    model = model_class(path, kwargs["trust_remote_code"], compose_class).from_pretrained(
+        path, **kwargs
     )
     if model_cfg.get("freeze_vision"):
         freeze_vision(model)
     return model
+
+
+def model_class(path: str, trust_remote_code: bool, compose_class: Any = None) -> Any:
+    """AutoModelForImageTextToText, or `compose_class` of the class it would load for `path`'s
+    config (transformers' public Auto mapping). A config the mapping does not hold (remote
+    code) loads through the Auto class, uncomposed, with a warning."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+
+    if compose_class is None:
+        return AutoModelForImageTextToText
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        return compose_class(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING[type(config)])
+    except KeyError:
+        logging.getLogger("vlexp").warning(
+            "%s: %s is not in transformers' image-text-to-text mapping (remote code?): its "
+            "generate runs without vlexp's rollout engine and timing_s/generate",
+            path,
+            type(config).__name__,
+        )
+        return AutoModelForImageTextToText
 
 
 def peft_config(cfg: Any, model_type: str | None):

@@ -42,15 +42,43 @@ _FULL_TEXTS = (
 )
 
 
-def install(trainer: Any) -> None:
-    """Make `trainer` write its checkpoints aside and publish them whole (see module doc)."""
-    from vlexp import patches
+class AtomicCheckpoints:
+    """The trainer's checkpoints written aside and published whole (see the module doc).
 
-    run_dir = Path(trainer.args.output_dir)
-    if trainer.args.should_save:
-        for stale in run_dir.glob(f"{STAGING_PREFIX}checkpoint-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # cut off by a kill: never complete
-    patches.checkpoint_into_staging(trainer, staging_for, publish, failed)
+    transformers 5.24's `Trainer._save_checkpoint` (and TRL 1.16's overrides, which call it
+    and then write more files) write into `self._get_output_dir(trial)/checkpoint-N` in place,
+    with no fsync. For the length of one `_save_checkpoint` call `_get_output_dir` answers the
+    staging folder, which moves every file, the Trainer's own rotation included, there; then
+    `publish` syncs and renames it. Contract: tests/unit/test_patches.py."""
+
+    _vlexp_staging: str | None = None  # the staging folder while a save runs
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.args.should_save:
+            run_dir = Path(self.args.output_dir)
+            for stale in run_dir.glob(f"{STAGING_PREFIX}checkpoint-*"):
+                shutil.rmtree(stale, ignore_errors=True)  # cut off by a kill: never complete
+
+    def _get_output_dir(self, trial: Any = None) -> str:
+        if self._vlexp_staging is not None:
+            return self._vlexp_staging
+        return super()._get_output_dir(trial=trial)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        step = self.state.global_step
+        run_dir = self._get_output_dir(trial=trial)
+        self._vlexp_staging = staging_for(run_dir, step)
+        try:
+            super()._save_checkpoint(model, trial)
+        except BaseException as err:
+            replacement = failed(self, run_dir, step, err)
+            if replacement is not None:
+                raise replacement from err
+            raise
+        finally:
+            self._vlexp_staging = None
+        publish(self, run_dir, step)
 
 
 def staging_for(run_dir: str, step: int) -> str:

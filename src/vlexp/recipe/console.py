@@ -215,16 +215,17 @@ def to_log_file(step: int, logs: dict[str, Any]) -> None:
             handler.handle(record)
 
 
-def use_live_view(trainer: Any, algo: Any) -> LiveView:
-    """Replace transformers' progress/printer callback (which prints every log dict) with
-    vlexp's LiveView."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+class LiveViewMixin:
+    """A trainer whose one progress display is vlexp's LiveView (passed in `callbacks=`):
+    transformers' progress/printer callback (which prints every log dict), added by
+    `Trainer.__init__` through `add_callback`, is not added."""
 
-    for callback in list(trainer.callback_handler.callbacks):
-        if isinstance(callback, ProgressCallback | PrinterCallback) or (
-            type(callback).__name__ == "NotebookProgressCallback"
+    def add_callback(self, callback: Any) -> None:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        cls = callback if isinstance(callback, type) else type(callback)
+        if issubclass(cls, ProgressCallback | PrinterCallback) or (
+            cls.__name__ == "NotebookProgressCallback"
         ):
-            trainer.remove_callback(callback)
-    view = LiveView(headline(algo))
-    trainer.add_callback(view)
-    return view
+            return
+        super().add_callback(callback)

@@ -209,8 +209,8 @@ class Interval:
 class PerfCallback(TrainerCallback):
     """Adds perf/* and timing_s/* to every training log (see the module docstring).
 
-    Must run before the loggers' callbacks (`attach` puts it first): they all receive the
-    same `logs` dict, so what this adds reaches metrics.jsonl, W&B and TensorBoard alike.
+    Its metrics reach the logs through the trainer's class (`PerfMixin.log`), before any
+    callback sees them, so metrics.jsonl, W&B and TensorBoard get the same numbers.
     """
 
     def __init__(self, cuda: bool) -> None:
@@ -220,10 +220,9 @@ class PerfCallback(TrainerCallback):
         self.peak: float | None = None
         self._step_start: float | None = None
         self._hooks: list = []
-        self.in_step = False  # phase timers count only inside the trainer's training steps
         self.gauges: dict[str, Any] = {}  # name -> callable: its value, logged every step
 
-    # Phase timers (vlexp.patches.time_rollout_phases) report here.
+    # The phase clock (PhaseClock) reports here.
     def add_phase(self, name: str, seconds: float) -> None:
         self.interval.phases[name] = self.interval.phases.get(name, 0.0) + seconds
 
@@ -296,11 +295,6 @@ class PerfCallback(TrainerCallback):
             hook.remove()
         self._hooks.clear()
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or any(key.startswith("eval") for key in logs):
-            return
-        logs.update(self.metrics())
-
     def metrics(self) -> dict[str, float]:
         """The interval's metrics (then a new interval starts)."""
         done, self.interval = self.interval, Interval()
@@ -321,16 +315,122 @@ class PerfCallback(TrainerCallback):
         return out
 
 
-def attach(trainer: Any, generates: bool) -> PerfCallback:
-    """Put a PerfCallback first among `trainer`'s callbacks; time the rollout phases of
-    algorithms that generate (vlexp.patches.time_rollout_phases)."""
-    import torch
+# --- composed into the run's trainer class (vlexp.recipe.trainers) --------------------------
+#
+# TRL times its phases with `profiling_context`, which sends `profiling/Time taken: ...`
+# straight to W&B/MLflow and never into the logs dict, so metrics.jsonl and TensorBoard would
+# not see them. vlexp's trainer class overrides (tests/unit/test_patches.py holds the contract):
+#   training_step      (transformers.Trainer, public)       -> one micro-step in total
+#   _prepare_inputs    (GRPOTrainer/RLOOTrainer/PPOTrainer)  -> the rollout part of it
+#   generate           (the policy's class, vlexp.rollout)  -> generation
+#   forward hooks      (policy, PPO's policy+critic, reference model) -> no-grad passes
+#                      outside generation = old-policy / reference log-probs, values
+# update = training_step - _prepare_inputs.
+ROLLOUT_METHODS = ("_prepare_inputs", "training_step")
 
-    from vlexp import patches
 
-    perf = PerfCallback(cuda=torch.cuda.is_available() and trainer.args.device.type == "cuda")
-    trainer.callback_handler.callbacks.insert(0, perf)
-    perf.watch(trainer.model)
-    if generates:
-        patches.time_rollout_phases(trainer, perf)
-    return perf
+class PhaseClock:
+    """The `generate`, `logprobs` and `update` seconds of each training step, reported to a
+    PerfCallback (`add_phase`, `sync`). The trainer's class and the policy's class call it."""
+
+    def __init__(self, perf: PerfCallback) -> None:
+        self.perf = perf
+        self.prepare = 0.0  # seconds in _prepare_inputs during this micro-step
+        self.in_step = False
+        self.generating = False
+        self.depth = 0  # nesting of watched no-grad forwards (outermost times the pass)
+        self.start = 0.0
+
+    def timed_prepare(self, prepare: Any, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return prepare(*args, **kwargs)
+        finally:
+            self.prepare += time.perf_counter() - start
+
+    def timed_step(self, step: Any, *args: Any, **kwargs: Any) -> Any:
+        self.prepare, self.in_step = 0.0, True
+        self.perf.sync()
+        start = time.perf_counter()
+        try:
+            return step(*args, **kwargs)
+        finally:
+            self.perf.sync()
+            self.in_step = False
+            self.perf.add_phase("update", time.perf_counter() - start - self.prepare)
+
+    def timed_generate(self, generate: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self.in_step:  # evaluation callbacks generate too: not a training phase
+            return generate(*args, **kwargs)
+        self.perf.sync()
+        start = time.perf_counter()
+        self.generating = True
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            self.perf.sync()
+            self.generating = False
+            self.perf.add_phase("generate", time.perf_counter() - start)
+
+    def before(self, module, args, kwargs) -> None:
+        import torch
+
+        if self.in_step and not self.generating and not torch.is_grad_enabled():
+            self.depth += 1
+            if self.depth == 1:
+                self.perf.sync()
+                self.start = time.perf_counter()
+
+    def after(self, module, args, kwargs, output) -> None:
+        if self.depth:
+            self.depth -= 1
+            if self.depth == 0:
+                self.perf.sync()
+                self.perf.add_phase("logprobs", time.perf_counter() - self.start)
+
+    def watch(self, modules: list[Any]) -> None:
+        """Time the no-grad passes of `modules` outside generation (each module once)."""
+        import torch
+
+        for module in {id(m): m for m in modules}.values():
+            if isinstance(module, torch.nn.Module):
+                module.register_forward_pre_hook(self.before, with_kwargs=True)
+                module.register_forward_hook(self.after, with_kwargs=True)
+
+
+class PerfMixin:
+    """perf/* and timing_s/* in every training log of the trainer (see the module docstring).
+
+    `vlexp_perf` is the run's PerfCallback (also among the trainer's callbacks, for the step
+    times): its metrics go into `logs` in `log`, before any callback sees the dict, so
+    metrics.jsonl, W&B and TensorBoard all get them whatever the callbacks' order."""
+
+    vlexp_perf: PerfCallback | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.vlexp_perf.watch(self.model)
+
+    def log(self, logs: dict, *args: Any, **kwargs: Any) -> None:
+        if not any(key.startswith("eval") for key in logs):
+            logs.update(self.vlexp_perf.metrics())
+        return super().log(logs, *args, **kwargs)
+
+
+class PhaseTimersMixin:
+    """The rollout phases of algorithms that generate: `update` = training_step -
+    _prepare_inputs, `logprobs` = no-grad passes of the policy, critic and reference outside
+    generation; `generate` is timed by the policy's class (vlexp.rollout)."""
+
+    vlexp_clock: PhaseClock | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        policy = getattr(self.model, "policy", self.model)  # PPO: actor-critic wrapper
+        self.vlexp_clock.watch([self.model, policy, getattr(self, "ref_model", None)])
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self.vlexp_clock.timed_step(super().training_step, *args, **kwargs)
+
+    def _prepare_inputs(self, *args: Any, **kwargs: Any) -> Any:
+        return self.vlexp_clock.timed_prepare(super()._prepare_inputs, *args, **kwargs)

@@ -7,6 +7,7 @@ place a trainer is made (the tests use it too); `train` runs it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from vlexp.data import build_datasets, fit_loss_mask, image_cache, single_image
 from vlexp.data.check import DataCheck
 from vlexp.data.messages import prompt_text
 from vlexp.models.loading import load_model, load_processor, peft_config
-from vlexp.recipe import checkpoints, console, faults, per_node, perf, resume, tracking
+from vlexp.recipe import checkpoints, console, faults, per_node, perf, resume, tracking, trainers
 from vlexp.recipe.distributed import ShardReport, held_elements
 from vlexp.rewards.guard import guarded
 
@@ -88,7 +89,56 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     if environments.of(cfg) is not None:
         # TRL renders the tools into the prompt and parses the calls with this processor.
         environments.speak_tools(processor, families.of_model_cfg(cfg.model))
-    # Every record is checked before the model loads: bad data fails in seconds, not at step N.
+    train_set, eval_set = build_data(cfg, args, processor, run_dir)
+    trainer_cls = algorithm.trainer_class(cfg)
+    environments.check_trainer(cfg, trainer_cls)  # before the model loads
+    services = Services.for_run(cfg, run_dir, processor, args)
+    model, checkpoint = build_model(cfg, args, trainer_cls, run_dir, services)
+    patches.guard_logging_integrations()  # a failing logger never stops a run
+    parts = trainer_parts(cfg, trainer_cls, train_set, services)
+    trainer = trainers.factory(instantiate(cfg.algo.trainer), trainer_cls, parts)(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=processor,
+        peft_config=peft_config(cfg, model.config.model_type),
+        callbacks=services.callbacks(cfg, run_dir),
+        **algorithm_inputs(cfg),
+        **environment_inputs(cfg, trainer_cls),
+        **trainer_kwargs,
+    )
+    for callback in services.in_training_eval:
+        callback.bind(trainer)  # generation needs the trainer's accelerator and wrapped model
+    account.log_algorithm(trainer)  # the algorithm as the trainer holds it (TRL trainers)
+    return Built(trainer, processor, checkpoint, services.metrics, services.preemption)
+
+
+def image_cache_for_run(cfg: DictConfig, processor: Any):
+    """`data.image_cache`'s row transform, unless the environment's tools need the original
+    images (env=zoom crops them; the cache holds the downscaled copy)."""
+    env = environments.of(cfg)
+    if env is not None and env.get("needs_original_images"):
+        log.info("env=%s: images are read as they are (its tools use the originals)", env.name)
+        return None
+    return image_cache.for_run(cfg, processor)
+
+
+def environment_inputs(cfg: DictConfig, trainer_cls: type) -> dict[str, Any]:
+    """env=: TRL's `environment_factory` for a GRPO-family trainer (check_trainer refused the
+    others before the model loaded)."""
+    from trl import GRPOTrainer
+
+    env = environments.of(cfg)
+    if env is None or not issubclass(trainer_cls, GRPOTrainer):
+        return {}
+    log.info("env=%s: tools %s", env.name, env.factory._target_)
+    return {"environment_factory": environments.factory(cfg)}
+
+
+def build_data(cfg: DictConfig, args: Any, processor: Any, run_dir: Path) -> tuple[Any, Any]:
+    """The train and eval sets, every record checked before the model loads (bad data fails
+    in seconds, not at step N)."""
     train_set, eval_set = build_datasets(
         cfg.data,
         cfg.algo.kind,
@@ -106,12 +156,23 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
         train_set, eval_set = single_image(train_set, "train"), single_image(eval_set, "eval")
     fit_loss_mask(args, train_set)
     video.check_supported(cfg, train_set, eval_set)
+    return train_set, eval_set
 
-    trainer_cls = algorithm.trainer_class(cfg)
-    environments.check_trainer(cfg, trainer_cls)  # before the model loads
-    model = load_model(cfg.model, cfg.memory)
-    if algorithm.of(cfg).generates:
+
+def build_model(
+    cfg: DictConfig, args: Any, trainer_cls: type, run_dir: Path, services: Services
+) -> tuple[Any, str | None]:
+    """The model (for algorithms that generate, as the policy class whose generate goes
+    through the run's rollout engine and phase clock) and the checkpoint to resume from."""
+    generates = algorithm.of(cfg).generates
+    seam = rollout.seam(cfg, services.clock) if generates else None
+    compose = None if seam is None else functools.partial(rollout.policy_class, seam=seam)
+    model = load_model(cfg.model, cfg.memory, compose)
+    if generates:
         keep_placeholders_out(args, model.config)
+        rollout.share_images(model, cfg)  # the log-prob and loss passes encode each image once
+    if seam is not None and seam.settings.fast:
+        services.perf.add_gauge("perf/recompiles", seam.recompiles)
     if memory.of(cfg).liger_kernel:
         patches.liger_output_classes()  # liger-kernel 0.8.5 fails to import on transformers 5.24
     checkpoint = resume.checkpoint_to_resume(cfg.get("resume"), run_dir)
@@ -121,57 +182,45 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     log.info(
         "model %s: %.2fM parameters", cfg.model.name, held_elements(model)["param_numel"] / 1e6
     )
+    return model, checkpoint
 
-    metrics = tracking.MetricsJsonl(run_dir / "metrics.jsonl")
-    preemption = resume.SaveOnSigterm(run_dir, cfg.launcher.get("shutdown_timeout") or 100)
-    in_training_eval = evaluation.callbacks(cfg, run_dir, processor)
-    patches.guard_logging_integrations()  # a failing logger never stops a run
-    trainer = trainer_factory(cfg, trainer_cls, train_set)(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        processing_class=processor,
-        peft_config=peft_config(cfg, model.config.model_type),
-        callbacks=[
-            metrics,
-            preemption,
+
+@dataclass
+class Services:
+    """The run's callbacks and the objects the trainer class reads, made before the model."""
+
+    metrics: tracking.MetricsJsonl
+    preemption: resume.SaveOnSigterm
+    in_training_eval: list
+    perf: perf.PerfCallback
+    clock: perf.PhaseClock | None
+
+    @classmethod
+    def for_run(cls, cfg: DictConfig, run_dir: Path, processor: Any, args: Any) -> Services:
+        import torch
+
+        # Not `args.device`: that sets up the process group before the model loads.
+        timers = perf.PerfCallback(cuda=torch.cuda.is_available() and not args.use_cpu)
+        return cls(
+            metrics=tracking.MetricsJsonl(run_dir / "metrics.jsonl"),
+            preemption=resume.SaveOnSigterm(run_dir, cfg.launcher.get("shutdown_timeout") or 100),
+            in_training_eval=evaluation.callbacks(cfg, run_dir, processor),
+            perf=timers,
+            clock=perf.PhaseClock(timers) if algorithm.of(cfg).generates else None,
+        )
+
+    def callbacks(self, cfg: DictConfig, run_dir: Path) -> list:
+        """What goes into the trainer's `callbacks=`: vlexp's own, then the loggers'."""
+        return [
+            self.perf,  # step times (its metrics reach the logs through recipe.perf.PerfMixin)
+            self.metrics,
+            self.preemption,
             faults.NanGuard(cfg.train.get("on_nan", "stop")),
-            *in_training_eval,
+            *self.in_training_eval,
             *sharding_report(cfg, run_dir),
             *tracking.logger_callbacks(cfg),
-        ],
-        **algorithm_inputs(cfg),
-        **trainer_kwargs,
-    )
-    checkpoints.install(trainer)  # written aside, synced, renamed whole (recipe.checkpoints)
-    patches.router_logits_per_forward(trainer.model)  # MoE: TRL passes them per forward
-    for callback in in_training_eval:
-        callback.bind(trainer)  # generation needs the trainer's accelerator and wrapped model
-    account.log_algorithm(trainer)  # the algorithm as the trainer holds it (TRL trainers)
-    # The rollout engine (rollout=hf_fast) goes in before the phase timers wrap generate, so
-    # timing_s/generate includes its LoRA merge and unmerge.
-    engine = rollout.install(policy_of(trainer), cfg) if algorithm.of(cfg).generates else None
-    timers = perf.attach(trainer, generates=algorithm.of(cfg).generates)  # perf/*, timing_s/*
-    if engine is not None:
-        timers.add_gauge("perf/recompiles", engine.recompiles)
-    console.use_live_view(trainer, cfg.algo)  # one bar with the headline, not every log dict
-    return Built(trainer, processor, checkpoint, metrics, preemption)
-
-
-def image_cache_for_run(cfg: DictConfig, processor: Any):
-    """`data.image_cache`'s row transform, unless the environment's tools need the original
-    images (env=zoom crops them; the cache holds the downscaled copy)."""
-    env = environments.of(cfg)
-    if env is not None and env.get("needs_original_images"):
-        log.info("env=%s: images are read as they are (its tools use the originals)", env.name)
-        return None
-    return image_cache.for_run(cfg, processor)
-
-
-def policy_of(trainer: Any) -> Any:
-    """The module whose `generate` the trainer calls: vlexp's PPO wraps it as `.policy`."""
-    return getattr(trainer.model, "policy", trainer.model)
+            console.LiveView(console.headline(cfg.algo)),  # one bar, not every log dict
+        ]
 
 
 def data_check_once_per_node(cfg: DictConfig, processor: Any, run_dir: Path):
@@ -188,42 +237,29 @@ def data_check_once_per_node(cfg: DictConfig, processor: Any, run_dir: Path):
     return lambda files: per_node.once_per_node("data-check", run_dir, lambda: check(files))
 
 
-def trainer_factory(cfg: DictConfig, trainer_cls: type, train_set: Any) -> Any:
-    """`algo.trainer`'s class with what vlexp adds: GRPO-family trainers (a GRPOTrainer or
-    any subclass) get the mixins of vlexp.patches (videos, `algo.dynamic_sampling`),
-    SFT/DPO-style trainers on videos the video collator. Other keyword arguments of
-    `algo.trainer` are kept."""
-    import functools
-
+def trainer_parts(cfg: DictConfig, trainer_cls: type, train_set: Any, services: Services):
+    """What vlexp composes into `algo.trainer`'s class (vlexp.recipe.trainers): GRPO-family
+    trainers (a GRPOTrainer or any subclass) get the video mixin and `algo.dynamic_sampling`,
+    SFT/DPO-style trainers on videos the video collator; every trainer the services."""
     from trl import GRPOTrainer
 
-    factory = instantiate(cfg.algo.trainer)
-    keywords = factory.keywords if isinstance(factory, functools.partial) else {}
     carrier = video.carrier_for(cfg, train_set)
     sampling = DynamicSampling.from_config(cfg.algo.get("dynamic_sampling"))
-    if sampling is not None and not issubclass(trainer_cls, GRPOTrainer):
+    grpo = issubclass(trainer_cls, GRPOTrainer)
+    if sampling is not None and not grpo:
         raise ValueError(
             f"algo.dynamic_sampling is implemented for GRPOTrainer and its subclasses; "
             f"{trainer_cls.__name__} is not one: set algo.dynamic_sampling.enabled=false"
         )
-    env = environments.of(cfg)
-    if issubclass(trainer_cls, GRPOTrainer):
-        if env is not None:
-            keywords["environment_factory"] = environments.factory(cfg)
-            log.info("env=%s: tools %s", env.name, env.factory._target_)
-        if carrier is not None:
-            log.info("videos: %s with the video mixin (budget %s)", trainer_cls.__name__, carrier)
-        if sampling is not None:
-            log.info("DAPO dynamic sampling: %dx the prompts per generation", sampling.oversample)
-        cls = patches.grpo_trainer_class(
-            trainer_cls, prompt_text, carrier, sampling, tools=env is not None
-        )
-        return functools.partial(cls, **keywords)
-    if carrier is not None:
-        return video.with_video_collator(factory, carrier.budget)
-    if hasattr(trainer_cls, "_get_per_token_logps_and_entropies"):  # TRL's RLOOTrainer
-        return functools.partial(patches.image_count_class(trainer_cls), **keywords)
-    return factory
+    return trainers.Parts(
+        perf=services.perf,
+        clock=services.clock,
+        prompt_text=prompt_text,
+        video_carrier=carrier if grpo else None,
+        video_budget=carrier.budget if carrier is not None and not grpo else None,
+        dynamic_sampling=sampling,
+        tools=grpo and environments.of(cfg) is not None,
+    )
 
 
 def build_args(cfg: DictConfig, run_dir: Path):

@@ -7,9 +7,12 @@ evaluation get their completions, chosen by the `rollout=` group (conf/rollout/)
     rollout=vllm_colocate  TRL's vLLM modes (vlexp.rollout.vllm): the trainer args TRL reads
     rollout=vllm_server
 
-Every trainer and the evaluation callback call their policy's `generate`; `install` puts the
-engine there (`FastGenerate`, a wrapper of that one public method), so a TRL trainer, vlexp's
-PPO and a user's subclass all go through it without knowing. Importing this module is cheap.
+Every trainer and the evaluation callback call their policy's `generate`. The policy is loaded
+as `policy_class(ModelClass, seam)`: the model's own class with `PolicyGenerate` in front, whose
+`generate` goes through the run's `GenerateSeam` (the engine, `FastGenerate`, and the phase
+clock that times `timing_s/generate`). A TRL trainer, vlexp's PPO and a user's subclass all
+go through it without knowing, and nothing is assigned onto the model. Importing this module
+is cheap.
 """
 
 from __future__ import annotations
@@ -111,22 +114,71 @@ def trainer_args(cfg: Any, fields: set[str], planned_share: float | None = None)
     return vllm.trainer_args(settings.vllm or {}, fields, planned_share)
 
 
-def install(model: Any, cfg: Any) -> Any:
-    """Put the rollout engine in front of `model.generate` (a no-op for `rollout=hf` and vLLM);
-    returns the engine (its `recompiles()` is perf/recompiles), or None."""
-    settings = of(cfg)
-    if not settings.fast:
-        return None
-    from vlexp.rollout.fast import FastGenerate
+class GenerateSeam:
+    """The policy's `generate` as the run makes it: the rollout engine (`rollout=hf_fast`:
+    vlexp.rollout.fast.FastGenerate, made for the first model that calls) inside the phase
+    clock (vlexp.recipe.perf.PhaseClock: timing_s/generate, LoRA merge included)."""
 
-    engine = FastGenerate(model, settings)
-    model.generate = engine
-    if settings.share_images:
+    def __init__(self, settings: Rollout, clock: Any = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.engine: Any = None
+
+    def __call__(self, model: Any, inner: Any, *args: Any, **kwargs: Any) -> Any:
+        call = inner
+        if self.settings.fast:
+            if self.engine is None:
+                self.engine = self.make_engine(model, inner)
+            call = self.engine
+        if self.clock is not None:
+            return self.clock.timed_generate(call, *args, **kwargs)
+        return call(*args, **kwargs)
+
+    def make_engine(self, model: Any, inner: Any) -> Any:
+        from vlexp.rollout.fast import FastGenerate
+
+        engine = FastGenerate(model, self.settings, inner)
+        log.info("rollout=%s: %s", self.settings.name, engine.describe())
+        return engine
+
+    def recompiles(self) -> float:
+        """`perf/recompiles`: the engine's graphs compiled for generation (0 before it ran)."""
+        return 0.0 if self.engine is None else self.engine.recompiles()
+
+
+class PolicyGenerate:
+    """A model class whose `generate` goes through the run's GenerateSeam (`vlexp_generate`,
+    a class attribute set by `policy_class`). PEFT's wrapper calls down to it."""
+
+    vlexp_generate: GenerateSeam | None = None
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        return self.vlexp_generate(self, super().generate, *args, **kwargs)
+
+
+def policy_class(model_cls: type, seam: GenerateSeam) -> type:
+    """`model_cls` with `PolicyGenerate` in front, under the same name and module: transformers
+    finds its checkpoint conversions by class name and its experts/attention support in the
+    class's module source, and `final/` records the architecture by name."""
+    namespace = {"vlexp_generate": seam, "__module__": model_cls.__module__}
+    return type(model_cls.__name__, (PolicyGenerate, model_cls), namespace)
+
+
+def seam(cfg: Any, clock: Any = None) -> GenerateSeam | None:
+    """The run's GenerateSeam, or None when nothing goes around plain generate (no engine,
+    no clock)."""
+    settings = of(cfg)
+    if not settings.fast and clock is None:
+        return None
+    return GenerateSeam(settings, clock)
+
+
+def share_images(model: Any, cfg: Any) -> None:
+    """`rollout.share_images`: the log-prob and loss passes encode each image once."""
+    if of(cfg).share_images:
         from vlexp.rollout.images import share_image_features
 
-        share_image_features(model)  # the log-prob and loss passes encode each image once
-    log.info("rollout=%s: %s", settings.name, engine.describe())
-    return engine
+        share_image_features(model)
 
 
 def micro_batch(cfg: Any, gpu_bytes: int | None) -> dict[str, int]:

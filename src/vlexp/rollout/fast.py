@@ -47,9 +47,11 @@ def dynamo_graphs() -> int:
 class FastGenerate:
     """A model's `generate` with the hf_fast steps of the module docstring around it."""
 
-    def __init__(self, model: Any, settings: Any) -> None:
+    def __init__(self, model: Any, settings: Any, inner: Any = None) -> None:
         self.model = model
-        self.inner = model.generate
+        # The generate it runs: the model class's own (vlexp.rollout.PolicyGenerate), or the
+        # model's public one when the engine is used on its own.
+        self.inner = inner if inner is not None else model.generate
         self.settings = settings
         self.cuda = _device(model).type == "cuda"
         self.compiled = settings.compiles(self.cuda)
@@ -160,14 +162,32 @@ class FastGenerate:
             saved = [
                 (w, w.detach().clone()) for w in (layer.get_base_layer().weight for layer in layers)
             ]
-            self.model.merge_adapter()
+            _merge(self.model, layers)
         try:
             yield
         finally:
             with torch.no_grad():
-                self.model.unmerge_adapter()
+                _unmerge(self.model, layers)
                 for weight, copy in saved:
                     weight.copy_(copy)  # unmerging in bf16 would leave rounding behind
+
+
+def _merge(model: Any, layers: list) -> None:
+    """PEFT's merge_adapter on a PEFT model; on the base model inside one (the policy class's
+    own generate sees that) the same per layer: each LoRA layer's `merge()`."""
+    if callable(getattr(model, "merge_adapter", None)):
+        model.merge_adapter()
+        return
+    for layer in layers:
+        layer.merge()
+
+
+def _unmerge(model: Any, layers: list) -> None:
+    if callable(getattr(model, "unmerge_adapter", None)):
+        model.unmerge_adapter()
+        return
+    for layer in layers:
+        layer.unmerge()
 
 
 def _out_of_memory(err: BaseException) -> bool:
@@ -256,11 +276,14 @@ def _samples(settings: dict, model: Any) -> bool:
 def _lora_layers(model: Any) -> list:
     """The LoRA layers of a PEFT model (none for a plain model or QLoRA's 4-bit layers, whose
     merge would dequantize and round the weights)."""
-    if not callable(getattr(model, "merge_adapter", None)):
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # no PEFT installed: no adapters to merge
         return []
-    from peft.tuners.lora import LoraLayer
 
     layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    if not layers:
+        return []
     if any(
         getattr(layer.get_base_layer(), "quant_state", None) is not None
         or type(layer.get_base_layer().weight).__name__ == "Params4bit"
