@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from vlexp import environments, families
 from vlexp.data import build_datasets
@@ -42,24 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args, count = _show_count(args)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    from hydra.errors import HydraException
-
-    from vlexp import overrides
-
-    line = overrides.problem(args)  # the one line `python -m vlexp` prints for them
-    if line:
-        print(line, file=sys.stderr)
-        return 2
-    try:
-        cfg = compose(args)
-        validate(cfg)
-    except HydraException as err:
-        print(overrides.first_line(err), file=sys.stderr)
-        return 2
-    except ConfigError as err:
-        print(f"vlexp.check_data: config error: {err}", file=sys.stderr)
-        return 2
-
+    cfg = _checked_config(args)
+    if isinstance(cfg, int):
+        return cfg
     from vlexp.validate import torch_stack
 
     mismatch = torch_stack.problem()  # before transformers imports torchvision and fails
@@ -97,6 +83,28 @@ def main(argv: list[str] | None = None) -> int:
     sizes = f"{len(train)} train" + (f" / {len(evaluation)} eval" if evaluation else "")
     print(f"vlexp.check_data: ok, {sizes} records would be used")
     return 0
+
+
+def _checked_config(args: list[str]) -> Any:
+    """The composed, validated config, or the exit code after printing the one-line error."""
+    from hydra.errors import HydraException
+
+    from vlexp import overrides
+
+    line = overrides.problem(args)  # the one line `python -m vlexp` prints for them
+    if line:
+        print(line, file=sys.stderr)
+        return 2
+    try:
+        cfg = compose(args)
+        validate(cfg)
+    except HydraException as err:
+        print(overrides.first_line(err), file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print(f"vlexp.check_data: config error: {err}", file=sys.stderr)
+        return 2
+    return cfg
 
 
 def _show_count(args: list[str]) -> tuple[list[str], int]:

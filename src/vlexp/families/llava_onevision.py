@@ -159,13 +159,16 @@ def _counter(
     token less each with the "default" (CLS-dropping) feature selection."""
     from transformers import LlavaOnevisionProcessor
 
-    state = SimpleNamespace(
+    class Counting(SimpleNamespace):
+        """The processor attributes its counting methods read, nothing else loaded."""
+
+        def _get_unpadded_features(self, *args: Any) -> Any:
+            return LlavaOnevisionProcessor._get_unpadded_features(self, *args)
+
+    state = Counting(
         image_processor=SimpleNamespace(image_grid_pinpoints=grid),
         num_image_tokens=tile_tokens,
         vision_aspect_ratio=aspect,
-    )
-    state._get_unpadded_features = lambda *args: LlavaOnevisionProcessor._get_unpadded_features(
-        state, *args
     )
 
     def count(width: int, height: int, images_in_prompt: int = 1) -> int:
