@@ -286,14 +286,14 @@ def qwen_vl_utils_video_reader(backend: str, torchvision_fallback: Callable) -> 
     """qwen-vl-utils 0.0.14 picks its reader once per process from the module global
     `FORCE_QWENVL_VIDEO_READER` (read at import, then cached by `get_video_reader_backend`).
     torchvision 0.25+ removed `torchvision.io.read_video`, which its torchvision reader calls;
-    that reader is then replaced by `torchvision_fallback` (the same decoding through PyAV)."""
+    that reader is then replaced by `torchvision_fallback` (the same decoding through PyAV),
+    whatever `backend` is: qwen-vl-utils retries a video its decord reader fails on with the
+    torchvision reader."""
+    import torchvision
     from qwen_vl_utils import vision_process
 
-    if backend == "torchvision":
-        import torchvision
-
-        if not hasattr(torchvision.io, "read_video"):
-            vision_process.VIDEO_READER_BACKENDS["torchvision"] = torchvision_fallback
+    if not hasattr(torchvision.io, "read_video"):
+        vision_process.VIDEO_READER_BACKENDS["torchvision"] = torchvision_fallback
     vision_process.FORCE_QWENVL_VIDEO_READER = backend
     vision_process.get_video_reader_backend.cache_clear()
 
