@@ -38,10 +38,12 @@ def _train(tmp_path, name: str, *overrides: str) -> list[dict]:
 )
 def test_the_tiny_model_learns_to_call_the_zoom_tool_and_answers_better_than_without(tmp_path):
     with_tool = _train(tmp_path, "zoom", "env=zoom")
-    without = _train(tmp_path, "plain", "env=none", "algo.args.max_completion_length=384")
     first, last = with_tool[: STEPS // 2], with_tool[STEPS // 2 :]
     calls = _mean(first, "tools/call_frequency"), _mean(last, "tools/call_frequency")
     accuracy = _mean(first, "rewards/accuracy/mean"), _mean(last, "rewards/accuracy/mean")
     assert calls[1] > calls[0] + 0.1, calls
     assert accuracy[1] > accuracy[0] + 0.1, accuracy
+    # Only once the tool run has learned: the same run without the tool ends lower (while the
+    # test is an xfail this saves the suite a second run that cannot change the verdict).
+    without = _train(tmp_path, "plain", "env=none", "algo.args.max_completion_length=384")
     assert accuracy[1] > _mean(without[STEPS // 2 :], "rewards/accuracy/mean") + 0.1
