@@ -23,6 +23,7 @@ shows any more (drop or update it).
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -128,6 +129,12 @@ NOT_CACHED = "not in the local cache and the hub is unreachable"
 DEVICE_BENCH = (
     "runs on a lent GPU machine; checked with `bash -n`, and bench/gpu.py (which gets the "
     "extra arguments) accepts them"
+)
+# Without the bench extra, vlexp stops on the missing install before it asks lmms-eval's cache.
+BENCH_MISSING = (
+    "is not in lmms-eval's datasets cache"
+    if importlib.util.find_spec("lmms_eval")
+    else "needs lmms-eval, which is not installed"
 )
 BENCH_DATA = (
     "needs the benchmarks' data sets from the hub (no network here) and, for MathVista's "
@@ -477,7 +484,7 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     ),
     "python -m vlexp bench=[mmmu_val] bench.limit=50 train.eval_steps=100": Elsewhere(
         f"{BENCH_DATA}; composes and passes the config checks here",
-        machine="is not in lmms-eval's datasets cache",
+        machine=BENCH_MISSING,
     ),
     "export LMMS_EVAL_DATASETS_CACHE=/shared/lmms-eval-datasets": Elsewhere(
         "sets a cluster's shared folder; the variable is read by "
