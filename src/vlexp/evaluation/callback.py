@@ -26,16 +26,14 @@ log = logging.getLogger("vlexp")
 _NOT_LOGGED = ("num_prompts", "num_completions", "runtime_s")
 
 
-class GenerationEvalCallback(TrainerCallback):
-    """Greedy (or sampled) generation on the eval split, scored with the run's rewards."""
+class EveryNSteps(TrainerCallback):
+    """What the step evaluations share: every `train.eval_steps`, the trainer's model unwrapped
+    for generation and in eval mode; `evaluate_model` (the subclass) does the rest."""
 
-    def __init__(self, cfg: Any, run_dir: Path, processor: Any) -> None:
-        check(cfg.eval)
+    def __init__(self, cfg: Any) -> None:
         self.trainer = None
         self.cfg = cfg
         self.every = int(cfg.train.eval_steps)
-        self.out_dir = Path(run_dir) / "eval"
-        self.examples = load_examples(cfg, processor, cfg.eval.get("limit"))
 
     def bind(self, trainer) -> None:
         """The trainer whose wrapped model and accelerator generation uses (set once built)."""
@@ -46,35 +44,62 @@ class GenerationEvalCallback(TrainerCallback):
             self.run(args, state, control)
 
     def run(self, args, state, control) -> dict[str, Any]:
-        from trl.models import unwrap_model_for_generation
+        with model_for_generation(self.trainer, args) as model:
+            return self.evaluate_model(model, args, state, control)
 
+    def evaluate_model(self, model, args, state, control) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@contextlib.contextmanager
+def model_for_generation(trainer, args):
+    """TRL's own unwrapping for generation: gathers ZeRO-3 shards (unless
+    ds3_gather_for_generation=false) and lifts gradient checkpointing meanwhile; the model is
+    in eval mode inside and back in its own mode after."""
+    from trl.models import unwrap_model_for_generation
+
+    gather = getattr(args, "ds3_gather_for_generation", True)
+    with unwrap_model_for_generation(
+        trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=gather
+    ) as model:
+        was_training = model.training
+        model.eval()
+        try:
+            yield model
+        finally:
+            model.train(was_training)
+
+
+class GenerationEvalCallback(EveryNSteps):
+    """Greedy (or sampled) generation on the eval split, scored with the run's rewards."""
+
+    def __init__(self, cfg: Any, run_dir: Path, processor: Any) -> None:
+        check(cfg.eval)
+        super().__init__(cfg)
+        self.out_dir = Path(run_dir) / "eval"
+        self.examples = load_examples(cfg, processor, cfg.eval.get("limit"))
+
+    def evaluate_model(self, model, args, state, control) -> dict[str, Any]:
         trainer = self.trainer
-        # TRL's own unwrapping for generation: gathers ZeRO-3 shards (unless
-        # ds3_gather_for_generation=false) and lifts gradient checkpointing meanwhile.
-        gather = getattr(args, "ds3_gather_for_generation", True)
-        with unwrap_model_for_generation(
-            trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=gather
-        ) as model:
-            was_training = model.training
-            model.eval()
-            try:
-                metrics, samples = evaluate(
-                    model,
-                    trainer.processing_class,
-                    self.examples,
-                    self.cfg.eval,
-                    self.cfg.get("reward"),
-                    accelerator=trainer.accelerator,
-                    progress=state.is_world_process_zero,
-                    desc=f"eval @ step {state.global_step}",
-                    data_cfg=self.cfg.data,
-                )
-            finally:
-                model.train(was_training)
-        if not state.is_world_process_zero:
-            return metrics
+        metrics, samples = evaluate(
+            model,
+            trainer.processing_class,
+            self.examples,
+            self.cfg.eval,
+            self.cfg.get("reward"),
+            accelerator=trainer.accelerator,
+            progress=state.is_world_process_zero,
+            desc=f"eval @ step {state.global_step}",
+            data_cfg=self.cfg.data,
+        )
+        if state.is_world_process_zero:
+            self.record(args, state, control, metrics, samples)
+        return metrics
+
+    def record(self, args, state, control, metrics: dict, samples: list[dict]) -> None:
+        """Rank 0: the training log, step-N/ files, the W&B table and one console line."""
         logs = {f"eval_{k}": v for k, v in metrics.items() if k not in _NOT_LOGGED}
-        patches.log_row(trainer, args, state, control, logs)
+        patches.log_row(self.trainer, args, state, control, logs)
         meta = {"step": state.global_step, "decoding": decoding(self.cfg.eval)}
         step_dir = self.out_dir / f"step-{state.global_step}"
         write_outputs(step_dir, metrics, samples, meta, self.cfg.eval.gallery)
@@ -87,7 +112,6 @@ class GenerationEvalCallback(TrainerCallback):
             metrics.get("reward"),
             step_dir,
         )
-        return metrics
 
 
 def log_wandb_table(samples: list[dict], gallery_cfg: Any, step: int) -> None:
@@ -97,48 +121,27 @@ def log_wandb_table(samples: list[dict], gallery_cfg: Any, step: int) -> None:
         wandb.log({"eval/samples": wandb_table(samples, gallery_cfg), "train/global_step": step})
 
 
-class BenchCallback(TrainerCallback):
+class BenchCallback(EveryNSteps):
     """`bench=[...]` with `train.eval_steps`: lmms-eval on the benchmarks (a `bench.limit`
     slice) every N steps, logged as eval/bench/<name> at the training step; lmms-eval's
     files go to <run dir>/eval/bench/step-N/."""
 
     def __init__(self, cfg: Any, run_dir: Path) -> None:
-        self.trainer = None
-        self.cfg = cfg
-        self.every = int(cfg.train.eval_steps)
+        super().__init__(cfg)
         self.out_dir = Path(run_dir) / "eval" / "bench"
 
-    def bind(self, trainer) -> None:
-        self.trainer = trainer
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.every == 0:
-            self.run(args, state, control)
-
-    def run(self, args, state, control) -> dict[str, Any]:
-        from trl.models import unwrap_model_for_generation
-
+    def evaluate_model(self, model, args, state, control) -> dict[str, Any]:
         from vlexp.evaluation import bench
 
-        trainer = self.trainer
-        gather = getattr(args, "ds3_gather_for_generation", True)
-        report: dict[str, Any] = {}
-        with unwrap_model_for_generation(
-            trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=gather
-        ) as model:
-            was_training = model.training
-            model.eval()
-            try:  # lmms-eval runs in one process: rank 0 scores, the others wait
-                if state.is_world_process_zero:
-                    step_dir = self.out_dir / f"step-{state.global_step}"
-                    with rng_kept():
-                        report = bench.run(model, trainer.processing_class, self.cfg, step_dir)
-                    bench.write_summary(step_dir, {"step": state.global_step}, report)
-            finally:
-                model.train(was_training)
+        if not state.is_world_process_zero:  # lmms-eval runs in one process: rank 0 scores
+            return {}
+        step_dir = self.out_dir / f"step-{state.global_step}"
+        with rng_kept():
+            report = bench.run(model, self.trainer.processing_class, self.cfg, step_dir)
+        bench.write_summary(step_dir, {"step": state.global_step}, report)
         if report:
             logs = {f"eval_{k}": v for k, v in bench.scores(report).items()}
-            patches.log_row(trainer, args, state, control, logs)
+            patches.log_row(self.trainer, args, state, control, logs)
             log.info("bench @ step %d: %s", state.global_step, logs)
         return report
 
