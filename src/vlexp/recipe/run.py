@@ -259,6 +259,7 @@ def trainer_parts(cfg: DictConfig, trainer_cls: type, train_set: Any, services: 
         video_budget=carrier.budget if carrier is not None and not grpo else None,
         dynamic_sampling=sampling,
         tools=grpo and environments.of(cfg) is not None,
+        packed_images=grpo and families.of_model_cfg(cfg.model).packed_images,
     )
 
 
