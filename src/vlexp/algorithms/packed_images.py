@@ -133,3 +133,32 @@ class PackedImagesMixin:
         if rows and any(rows):
             model = WithPackedImages(model, rows)
         return super()._get_per_token_logps_and_entropies(model, input_ids, *args, **kwargs)
+
+
+def refusal(family: Any, trainer_cls: type) -> str | None:
+    """Why `trainer_cls` cannot train a family that packs its images (None: it can). GRPO
+    and RLOO get `PackedImagesMixin`; SFT, DPO, KTO and the reward model put the processor's
+    whole batch through one forward, packed as the processor packs it. The others cut or
+    repeat image inputs by row (ORPO/CPO, online DPO, PPO, distillation's teacher forward)."""
+    if not family.packed_images:
+        return None
+    from trl import DPOTrainer, GRPOTrainer, KTOTrainer, RLOOTrainer, SFTTrainer
+
+    from vlexp.algorithms.reward_trainer import RewardModelTrainer
+
+    carried = (GRPOTrainer, RLOOTrainer, SFTTrainer, DPOTrainer, KTOTrainer, RewardModelTrainer)
+    if issubclass(trainer_cls, carried):
+        return None
+    return (
+        f"{family.name} packs every image of a batch into one row of pixel_values, and "
+        f"{trainer_cls.__name__} cuts or repeats image inputs by row, which would pair images "
+        "with the wrong prompts: use SFT, DPO, KTO, the reward model, or a GRPO-family or RLOO "
+        "algorithm with this model"
+    )
+
+
+def check_trainer(cfg: Any, family: Any, trainer_cls: type) -> None:
+    """`refusal` as an error naming the algorithm, before the model loads."""
+    reason = refusal(family, trainer_cls)
+    if reason is not None:
+        raise ValueError(f"algo={cfg.algo.name} on model={cfg.model.name}: {reason}")

@@ -29,6 +29,8 @@ from vlexp.families import Family, toy
 PATCH = 14
 SOURCE = 112  # px: the toy `scale_resolution` (448 for the real models)
 MAX_SLICES = 4  # the real processors: 9
+# openbmb/MiniCPM-V-4.6's preprocessor_config.json (bundled beside its config.json).
+HUB_SLICING = {"scale_resolution": 448, "max_slice_nums": 9}
 # Named tokens MiniCPMV4_6Processor reads from its tokenizer (`tokenizer.image_token`, ...),
 # as the checkpoint's tokenizer_config.json declares them.
 NAMED = {
@@ -94,7 +96,10 @@ def _model(tokenizer: Any, seed: int) -> Any:
         text_config=toy.chatml_text_config(tokenizer, text),
         vision_config=VISION,
         insert_layer_id=0,  # the window merger after the first of 2 layers (real: 6 of 27)
-        image_size=SOURCE,
+        # The processor's slicing, recorded for the planner (config_image_tokens); the hub
+        # configs have none and their processors slice at HUB_SLICING.
+        scale_resolution=SOURCE,
+        max_slice_nums=MAX_SLICES,
         image_token_id=tokenizer.image_token_id,
         video_token_id=tokenizer.video_token_id,
         tie_word_embeddings=True,
@@ -122,7 +127,8 @@ def _slicing(image_processor: Any, width: int, height: int) -> tuple[tuple[int, 
 
 def _counter(image_processor: Any, marks: dict[str, int]) -> Callable[..., int]:
     """`(width, height, images_in_prompt=1) -> tokens` of one image: `marks` holds what the
-    processor's text around the pads costs (`prefix`: `<image_id>N</image_id>`, `newline`)."""
+    processor's text around the pads costs (`prefix`: `<image_id>N</image_id>`, `piece`: the
+    start and end markers of the image and of each slice, `newline`: between slice rows)."""
     ip = image_processor
     divisor = 4 if ip.downsample_mode == "4x" else 16  # MiniCPMV4_6Processor.image_token_divisor
 
@@ -131,10 +137,11 @@ def _counter(image_processor: Any, marks: dict[str, int]) -> Callable[..., int]:
 
     def count(width: int, height: int, images_in_prompt: int = 1) -> int:
         source, slices = _slicing(ip, width, height)
-        total = marks["prefix"] + 2 + tokens(source)  # <image> pads </image>
+        total = marks["prefix"] + marks["piece"] + tokens(source)  # <image> pads </image>
         if slices:
             rows = slices.pop()[0]
-            total += sum(2 + tokens(s) for s in slices) + (rows - 1) * marks["newline"]
+            total += sum(marks["piece"] + tokens(s) for s in slices)
+            total += (rows - 1) * marks["newline"]
         return total
 
     return count
@@ -152,7 +159,7 @@ def image_tokens(family: Family, processor: Any) -> Callable[..., int]:
 
     use_id = processor.default_use_image_id
     prefix = length(f"{tokenizer.image_id_start_token}0{tokenizer.image_id_end_token}")
-    marks = {"prefix": prefix if use_id else 0, "newline": length("\n")}
+    marks = {"prefix": prefix if use_id else 0, "piece": 2, "newline": length("\n")}
     return _counter(processor.image_processor, marks)
 
 
@@ -168,15 +175,15 @@ def resize(family: Family, processor: Any) -> Callable[[int, int], tuple[int, in
 
 
 def config_image_tokens(model_cfg: Any, config: Any, width: int, height: int) -> int:
-    """The planner's image tokens from config.json alone: the hub processor's slicing
-    (448-px source, up to 9 slices: preprocessor_config.json) at the config's patch size and
-    downsampling; `<image_id>0</image_id>` and a newline cost one token per piece."""
+    """The planner's image tokens from config.json alone, the image token's pads as for every
+    family (no markers): the processor's slicing (the tiny build records it in its config; the
+    hub processors' is HUB_SLICING) at the config's patch size and downsampling."""
     from transformers import MiniCPMV4_6ImageProcessor
 
     image_processor = MiniCPMV4_6ImageProcessor(
-        scale_resolution=448,
-        max_slice_nums=9,
+        scale_resolution=getattr(config, "scale_resolution", HUB_SLICING["scale_resolution"]),
+        max_slice_nums=getattr(config, "max_slice_nums", HUB_SLICING["max_slice_nums"]),
         patch_size=config.vision_config.patch_size,
         downsample_mode=config.downsample_mode,
     )
-    return _counter(image_processor, {"prefix": 3, "newline": 1})(width, height)
+    return _counter(image_processor, {"prefix": 0, "piece": 0, "newline": 0})(width, height)

@@ -6,7 +6,7 @@ with vlexp's mixins in front, each holding one behaviour:
     DynamicSamplingMixin, VideoGRPOMixin, TextPromptsMixin  GRPO family (vlexp.patches)
     ToolFailuresMixin                   GRPO with env= tools: message failures counted
     ImageCountMixin                     GRPO, RLOO: LLaVA-OneVision's images per prompt
-    PackedImagesMixin                   GRPO family: MiniCPM-V's packed images, per prompt
+    PackedImagesMixin                   GRPO, RLOO: MiniCPM-V's packed images, per prompt
     VideoCollatorMixin                  SFT/DPO-style trainers on videos (algorithms.video)
     PerfMixin, PhaseTimersMixin         perf/*, timing_s/* (recipe.perf)
     AtomicCheckpoints                   checkpoints written aside, published whole
@@ -79,6 +79,7 @@ def trainer_class(trainer_cls: type, parts: Parts) -> type:
         mixins, namespace = (VideoCollatorMixin,), {"video_budget": parts.video_budget}
     elif hasattr(trainer_cls, "_get_per_token_logps_and_entropies"):  # TRL's RLOOTrainer
         mixins = (patches.ImageCountMixin,)
+        mixins += (PackedImagesMixin,) if parts.packed_images else ()
     if parts.perf is not None:
         mixins = (*mixins, PerfMixin)
         namespace["vlexp_perf"] = parts.perf
