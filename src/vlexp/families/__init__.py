@@ -356,7 +356,7 @@ _MINICPMV_FUNCTIONS = "vlexp.families.minicpmv:"
 # pixels. Videos: the processor takes them (1 fps frames, each sliced), but vlexp does not count
 # those tokens yet: video data stops before loading.
 MINICPMV = Family(
-    name="minicpmv",
+    name="minicpmv4_6",
     model_types=("minicpmv4_6",),
     patch_size=14,
     merge_size=4,
