@@ -63,3 +63,36 @@ def test_the_packing_family_refuses_trainers_that_cut_images_by_row():
         assert refusal(family, DPOTrainer) is None
         assert "cuts or repeats image inputs by row" in refusal(family, OnlineDPOTrainer)
     assert refusal(families.FAMILIES["qwen2_5_vl"], OnlineDPOTrainer) is None
+
+
+@pytest.mark.parametrize("name", PACKING)
+def test_generation_prompts_come_unpadded_as_the_processor_gives_each_alone(name):
+    """TRL's generation tokenizes the batch's prompts with `apply_chat_template(tokenize=True)`
+    and takes each row's ids as the prompt. MiniCPM-V's processor pads (left) by default, so
+    a shorter prompt would carry pad tokens as text; with the processor vlexp loads, each row
+    is the ids the processor gives that prompt alone."""
+    from PIL import Image
+
+    from tests.helpers import compose, tiny_preset
+    from vlexp.models.loading import load_processor
+
+    processor = load_processor(compose([f"model={tiny_preset(name)}"]).model)
+    rows = [((224, 168), "How many shapes?"), ((56, 56), "q")]
+    conversations = [
+        [
+            {
+                "role": "user",
+                "content": [{"type": "image", "image": Image.new("RGB", size)}]
+                + [{"type": "text", "text": text}],
+            }
+        ]
+        for size, text in rows
+    ]
+    batch = processor.apply_chat_template(
+        conversations, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    for conversation, ids in zip(conversations, batch["input_ids"], strict=True):
+        alone = processor.apply_chat_template(
+            [conversation], add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"][0]
+        assert list(ids) == list(alone)
