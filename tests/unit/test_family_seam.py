@@ -51,6 +51,10 @@ def _size_the_tower_sees(processor, out, width: int, height: int) -> tuple[int, 
         grid = processor.image_processor.image_grid_pinpoints
         best_height, best_width = select_best_resolution((height, width), grid)
         return best_width, best_height
+    if "target_sizes" in out:  # MiniCPM-V: the first piece is the whole image, in patches
+        rows, cols = out["target_sizes"][0].tolist()
+        patch = processor.image_processor.patch_size
+        return cols * patch, rows * patch
     if hasattr(processor.image_processor, "max_patches"):  # InternVL's tiles + a thumbnail
         return _tiled_canvas(processor, out, width, height)
     return tuple(reversed(out["pixel_values"].shape[-2:]))

@@ -25,6 +25,7 @@ BOX_ANSWERS = {
 VISION = {
     "tiny_internvl": ("vision_tower", "multi_modal_projector"),
     "tiny_glm4v": ("visual",),  # the tower holds its merger and downsampling
+    "tiny_minicpmv": ("vision_tower", "merger"),  # the window merger is inside the tower
 }
 
 
@@ -87,7 +88,7 @@ def test_the_processors_image_token_is_kept_out_of_generation(preset):
     assert processor.image_token_id in families.placeholder_token_ids(model.config)
 
 
-@pytest.mark.parametrize("preset", ["tiny_internvl", "tiny_glm4v"])
+@pytest.mark.parametrize("preset", ["tiny_internvl", "tiny_glm4v", "tiny_minicpmv"])
 def test_video_data_stops_before_loading_where_vlexp_cannot_count_it(preset, tmp_path):
     result = run_cli(f"model={preset}", "data=shapes_video", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 1, result.stderr[-2000:]
@@ -101,6 +102,8 @@ PLANS = {
     "internvl3_5_8b": "(8.53B params,",
     "glm4_1v_9b_thinking": "(10.3B params,",
     "glm4_5v": "(104B params, 10.9B active per token,",
+    # MiniCPM-V 4.6: 1,300,428,016 = the bf16 bytes of its safetensors header / 2.
+    "minicpm_v4_6": "(1.3B params,",
 }
 
 
@@ -123,3 +126,12 @@ def test_lora_dropout_on_glm45v_stops_before_loading_with_the_fix():
     with pytest.raises(ConfigError, match=r"set memory.peft.lora_dropout=0"):
         validate(compose(["model=glm4_5v", "memory=lora"]), machine=False)
     validate(compose(["model=glm4_5v", "memory=lora", "memory.peft.lora_dropout=0"]), machine=False)
+
+
+def test_a_trainer_that_cuts_images_by_row_stops_before_loading_on_minicpmv(tmp_path):
+    """MiniCPM-V packs a batch's images into one pixel row; online DPO cuts image inputs by
+    row, which would pair images with the wrong prompts: said before the model loads."""
+    result = run_cli("model=tiny_minicpmv", "algo=online_dpo", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "packs every image of a batch into one row of pixel_values" in result.stderr
+    assert "OnlineDPOTrainer" in result.stderr and "model tiny_minicpmv:" not in result.stderr

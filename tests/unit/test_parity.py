@@ -66,6 +66,13 @@ def unsupported(node, family: families.Family, medium: str) -> str | None:
         return f"{family.name} has no tiny build (vlexp.families: tiny=None)"
     if medium == "video" and not family.video:
         return f"{family.name} takes no videos (vlexp.families: video=False)"
+    if family.packed_images:
+        from hydra.utils import get_class
+
+        from vlexp.algorithms.packed_images import refusal
+
+        if reason := refusal(family, get_class(node.trainer._target_)):
+            return reason
     if medium == "video" and node.get("videos") is False:
         return f"algo={node.name} takes no videos (its algo file: videos: false)"
     if medium == "video" and node.get("one_image"):

@@ -10,7 +10,7 @@ Importing this package is cheap (no torch, no transformers): the family modules 
 their libraries inside the functions that need them.
 
 Where do I add a model family? One module here (see `qwen2_vl.py`, `qwen3.py`, `gemma3.py`,
-`llava_onevision.py`)
+`llava_onevision.py`, `minicpmv.py`; its tiny build is its config plus `toy.seeded_model`)
 and one `Family` row in `FAMILIES` below; its bundled configs under
 `configs/<hub id>/config.json`; a `conf/model/tiny_<name>.yaml` for its tiny build.
 """
@@ -94,6 +94,16 @@ class Family:
     # Chat template for tool calls (`module:function` -> template text) when the family's own
     # renders none (Qwen2.5-VL's); None: the checkpoint's own template renders them (env=).
     tool_template: str | None = None
+    # True where the processor packs every image of a call into one row of pixel_values,
+    # (1, C, patch, L), with `target_sizes` per piece (MiniCPM-V's NaViT packing): TRL's GRPO
+    # trainers cut pixel rows per prompt, so vlexp carries each prompt's own
+    # (vlexp.algorithms.packed_images); SFT and DPO process whole batches as the processor does.
+    packed_images: bool = False
+    # The processor's text defaults, replacing its own (`processor.text_kwargs`), as
+    # (key, value) pairs; None keeps them. MiniCPM-V's processor pads (left) and returns tensors
+    # unless told otherwise, where TRL's generation expects one unpadded list per prompt as
+    # every other processor gives.
+    processor_text_kwargs: tuple[tuple[str, Any], ...] | None = None
 
     @property
     def pixels_per_token(self) -> int:
@@ -336,11 +346,48 @@ GLM4V_MOE = _variant(
     lora_adapts_experts=True,
 )  # fmt: skip
 
+_MINICPMV = "transformers.models.minicpmv4_6.modeling_minicpmv4_6"
+_MINICPMV_FUNCTIONS = "vlexp.families.minicpmv:"
+# MiniCPM-V 4.6: SigLIP tower (patch 14) with a window-attention merger inside and an MLP merger
+# after it (2x2 twice: one token per 56x56 px), a Qwen3.5 language model. Its processor slices:
+# the whole image at about 448^2 px plus up to 9 slices of about that size
+# (vlexp.families.minicpmv); no pixel budget. The tokenizer has `<ref>`/`<box>` tokens, but
+# neither the model card nor the processor states a coordinate frame: boxes stay in the record's
+# pixels. Videos: the processor takes them (1 fps frames, each sliced), but vlexp does not count
+# those tokens yet: video data stops before loading.
+MINICPMV = Family(
+    name="minicpmv4_6",
+    model_types=("minicpmv4_6",),
+    patch_size=14,
+    merge_size=4,
+    temporal_patch_size=1,
+    box_frame="original",
+    vision_modules=r"(.*\.)?(vision_tower|merger)(\..*)?",
+    language_module="language_model",
+    backbone=f"{_MINICPMV}:MiniCPMV4_6Model",
+    pretrained_base=f"{_MINICPMV}:MiniCPMV4_6PreTrainedModel",
+    weight_layout=None,
+    tiny=f"{_MINICPMV_FUNCTIONS}tiny_minicpmv",
+    special_tokens=_QWEN_TOKENS
+    + ("<image>", "</image>", "<slice>", "</slice>", "<image_id>", "</image_id>", "<ref>")
+    + ("</ref>", "<box>", "</box>"),
+    pixel_budget=False,
+    video=False,
+    image_tokens=f"{_MINICPMV_FUNCTIONS}image_tokens",
+    video_tokens=None,
+    resize=f"{_MINICPMV_FUNCTIONS}resize",
+    config_image_tokens=f"{_MINICPMV_FUNCTIONS}config_image_tokens",
+    image_placeholder="<|image_pad|>",
+    video_placeholder="",
+    packed_images=True,
+    processor_text_kwargs=(),
+)
+
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
         QWEN2_5_VL, QWEN2_VL, QWEN3_VL, QWEN3_VL_MOE, QWEN3_5, QWEN3_5_MOE, GEMMA3,
-        LLAVA_ONEVISION, INTERNVL, GLM4V, GLM4V_MOE,
+        LLAVA_ONEVISION, INTERNVL, GLM4V, GLM4V_MOE, MINICPMV,
     )
 }  # fmt: skip
 

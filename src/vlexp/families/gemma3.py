@@ -12,18 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vlexp.families import Family
-from vlexp.families.qwen3 import TEXT as QWEN3_TEXT
+from vlexp.families import Family, toy
 
 IMAGE_SIZE = 64
 IMAGE_TOKENS = 16  # mm_tokens_per_image: (64 / 8)^2 patches pooled 2x2
-# The Qwen3 tinies' text sizes, plus Gemma's attention scale and sliding window.
-TEXT = dict(QWEN3_TEXT, query_pre_attn_scalar=16, sliding_window=64)
+# The toy text sizes, plus Gemma's head size, attention scale and sliding window.
+TEXT = dict(toy.TEXT, head_dim=16, query_pre_attn_scalar=16, sliding_window=64)
 VISION = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
+    toy.VIT_VISION,
     image_size=IMAGE_SIZE,
     patch_size=8,
     vision_use_head=False,
@@ -81,13 +77,11 @@ def _merges(backend: Any) -> list[tuple[str, str]]:
 
 def tiny_gemma3(tokenizer: Any, seed: int) -> tuple[Any, Any]:
     """(processor, model) of the tiny Gemma 3 for `tokenizer` (`tiny_tokenizer`'s), seeded."""
-    import torch
     from transformers import (
         Gemma3Config,
         Gemma3ForConditionalGeneration,
         Gemma3ImageProcessor,
         Gemma3Processor,
-        GenerationConfig,
     )
 
     from vlexp.families import FAMILIES
@@ -113,16 +107,12 @@ def tiny_gemma3(tokenizer: Any, seed: int) -> tuple[Any, Any]:
         eoi_token_index=ids["<end_of_image>"],
         image_token_index=ids["<image_soft_token>"],
     )
-    torch.manual_seed(seed)
-    model = Gemma3ForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
+    stops = dict(
         eos_token_id=[ids["<end_of_turn>"], ids["<eos>"]],
         pad_token_id=ids["<pad>"],
         bos_token_id=ids["<bos>"],
-        do_sample=True,
-        temperature=1.0,
     )
-    return processor, model
+    return processor, toy.seeded_model(Gemma3ForConditionalGeneration, config, seed, **stops)
 
 
 def image_tokens(family: Family, processor: Any) -> Callable[..., int]:

@@ -14,16 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vlexp.families import Family
+from vlexp.families import Family, toy
 
 TEXT = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
+    toy.TEXT,
     head_dim=16,
-    max_position_embeddings=4096,
     # GLM-4.1V rotates half of each head (partial_rotary_factor 0.5) and splits those
     # rotary pairs over (time, height, width) as 8:12:12 of 32; here 4 pairs.
     rope_parameters={
@@ -34,11 +29,7 @@ TEXT = dict(
     },
 )
 VISION = dict(
-    depth=2,
-    hidden_size=64,
-    intermediate_size=128,
-    num_heads=4,
-    out_hidden_size=64,
+    toy.QWEN_VISION,
     image_size=56,  # a 4x4 grid of learned positions, interpolated to each image's grid
     patch_size=14,
     spatial_merge_size=2,
@@ -127,8 +118,7 @@ def tiny_glm4v(tokenizer: Any, seed: int) -> tuple[Any, Any]:
 
 
 def _model(tokenizer: Any, seed: int) -> Any:
-    import torch
-    from transformers import GenerationConfig, Glm4vConfig, Glm4vForConditionalGeneration
+    from transformers import Glm4vConfig, Glm4vForConditionalGeneration
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _IDS_OF.values()}
     named = {key: ids[token] for key, token in _IDS_OF.items() if key.endswith("_id")}
@@ -138,14 +128,10 @@ def _model(tokenizer: Any, seed: int) -> Any:
         vision_config=VISION,
         **named,
     )
-    torch.manual_seed(seed)
-    model = Glm4vForConditionalGeneration(config)
     # GLM-4.1V's generation_config.json: a turn ends at <|endoftext|>, <|user|> or
     # <|observation|> (its template writes no end-of-turn token).
-    model.generation_config = GenerationConfig(
-        eos_token_id=[end, user, observation], pad_token_id=end, do_sample=True, temperature=1.0
-    )
-    return model
+    stops = dict(eos_token_id=[end, user, observation], pad_token_id=end)
+    return toy.seeded_model(Glm4vForConditionalGeneration, config, seed, **stops)
 
 
 _IDS_OF = {

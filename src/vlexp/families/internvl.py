@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vlexp.families import Family
+from vlexp.families import Family, toy
 
 TILE = 56  # tile side in px: the vision tower's image_size (448 for the real models)
 PATCH = 14
@@ -30,21 +30,9 @@ NAMED = {
     "video_token": "<video>",
 }
 GROUNDING = ("<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>")
-TEXT = dict(
-    model_type="qwen3",
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-    max_position_embeddings=4096,
-)
+TEXT = dict(toy.TEXT, model_type="qwen3", head_dim=16)
 VISION = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
+    toy.VIT_VISION,
     image_size=TILE,
     patch_size=PATCH,
     attention_bias=True,  # InternViT-300M's qkv_bias
@@ -107,33 +95,19 @@ def tiny_internvl(tokenizer: Any, seed: int) -> tuple[Any, Any]:
 
 
 def _model(tokenizer: Any, seed: int) -> Any:
-    import torch
-    from transformers import GenerationConfig, InternVLConfig, InternVLForConditionalGeneration
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
 
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
     config = InternVLConfig(
-        text_config=dict(
-            TEXT,
-            vocab_size=len(tokenizer),
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-        ),
+        text_config=toy.chatml_text_config(tokenizer, TEXT),
         vision_config=VISION,
         image_token_id=tokenizer.context_image_token_id,
         image_seq_length=TILE_TOKENS,
         downsample_ratio=0.5,
         tie_word_embeddings=False,  # InternVL3.5's Qwen3 LMs keep their own head (8B)
     )
-    torch.manual_seed(seed)
-    model = InternVLForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-        do_sample=True,
-        temperature=1.0,
+    return toy.seeded_model(
+        InternVLForConditionalGeneration, config, seed, **toy.chatml_stops(tokenizer)
     )
-    return model
 
 
 def tiles(processor: Any, width: int, height: int) -> tuple[int, int, int]:

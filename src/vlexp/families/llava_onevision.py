@@ -20,27 +20,20 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from vlexp.families import Family
+from vlexp.families import Family, toy
 
 TILE = 32  # px: the vision tower's image_size, one AnyRes tile
 PATCH = 16  # px: SigLIP patch side -> (32 / 16)^2 = 4 tokens per tile
 # Tile grids the processor picks from (height, width): 1x1 to 2x2, and 1x3 / 3x1 strips.
 GRID = [[32, 32], [32, 64], [64, 32], [64, 64], [32, 96], [96, 32]]
 TEXT = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=4096,
+    toy.TEXT,
+    model_type="qwen2",
     rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
 )
 VISION = dict(
+    toy.VIT_VISION,
     model_type="siglip_vision_model",
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
     image_size=TILE,
     patch_size=PATCH,
     vision_use_head=False,
@@ -88,23 +81,10 @@ def _processor(tokenizer: Any) -> Any:
 
 
 def _model(tokenizer: Any, seed: int) -> Any:
-    import torch
-    from transformers import (
-        GenerationConfig,
-        LlavaOnevisionConfig,
-        LlavaOnevisionForConditionalGeneration,
-    )
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
     config = LlavaOnevisionConfig(
-        text_config=dict(
-            TEXT,
-            model_type="qwen2",
-            vocab_size=len(tokenizer),
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-        ),
+        text_config=toy.chatml_text_config(tokenizer, TEXT),
         vision_config=VISION,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
@@ -112,15 +92,9 @@ def _model(tokenizer: Any, seed: int) -> Any:
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
     )
-    torch.manual_seed(seed)
-    model = LlavaOnevisionForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-        do_sample=True,
-        temperature=1.0,
+    return toy.seeded_model(
+        LlavaOnevisionForConditionalGeneration, config, seed, **toy.chatml_stops(tokenizer)
     )
-    return model
 
 
 def image_tokens(family: Family, processor: Any) -> Callable[..., int]:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from vlexp.families import FAMILIES, Family
+from vlexp.families.toy import QWEN_VISION, TEXT, chatml_stops, chatml_text_config, seeded_model
 
-# Toy sizes: hidden 64, 2 text layers, 2 vision blocks (~0.37M parameters with the BPE).
-TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
-VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64)
+# Toy sizes (vlexp.families.toy): hidden 64, 2 text layers, 2 vision blocks (~0.37M parameters
+# with the BPE).
 
 
 def chat_template() -> str:
@@ -55,29 +55,16 @@ def _processor(tokenizer: Any) -> Any:
 
 
 def _model(tokenizer: Any, seed: int) -> Any:
-    import torch
-    from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in FAMILIES["qwen2_5_vl"].special_tokens}
     head_dim = TEXT["hidden_size"] // TEXT["num_attention_heads"]
+    # M-RoPE splits head_dim/2 rotary pairs over (time, height, width).
+    rope = {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]}
     config = Qwen2_5_VLConfig(
-        text_config=dict(
-            **TEXT,
-            vocab_size=len(tokenizer),
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            # M-RoPE splits head_dim/2 rotary pairs over (time, height, width).
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": 1_000_000.0,
-                "mrope_section": [2, 3, 3],
-            },
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-        ),
+        text_config=chatml_text_config(tokenizer, dict(TEXT, rope_parameters=rope)),
         vision_config=dict(
-            **VISION,
+            **QWEN_VISION,
             patch_size=14,
             spatial_merge_size=2,
             temporal_patch_size=2,
@@ -90,15 +77,7 @@ def _model(tokenizer: Any, seed: int) -> Any:
         vision_end_token_id=ids["<|vision_end|>"],
     )
     assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-        do_sample=True,
-        temperature=1.0,
-    )
-    return model
+    return seeded_model(Qwen2_5_VLForConditionalGeneration, config, seed, **chatml_stops(tokenizer))
 
 
 def pixel_limits(processor: Any) -> tuple[int, int]:

@@ -11,24 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlexp.families import Family
+from vlexp.families import Family, toy
 from vlexp.families.qwen2_vl import video_grid
 
-TEXT = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-    max_position_embeddings=4096,
-)
+TEXT = dict(toy.TEXT, head_dim=16)
 VISION = dict(
-    depth=2,
-    hidden_size=64,
-    intermediate_size=128,
-    num_heads=4,
-    out_hidden_size=64,
+    toy.QWEN_VISION,
     patch_size=16,
     spatial_merge_size=2,
     temporal_patch_size=2,
@@ -139,13 +127,7 @@ def tiny_qwen3_5_moe(tokenizer: Any, seed: int) -> tuple[Any, Any]:
 def _config(config_class: Any, tokenizer: Any, text: dict, vision: dict) -> Any:
     ids = _ids(tokenizer)
     return config_class(
-        text_config=dict(
-            text,
-            vocab_size=len(tokenizer),
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-        ),
+        text_config=toy.chatml_text_config(tokenizer, text),
         vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
@@ -155,19 +137,11 @@ def _config(config_class: Any, tokenizer: Any, text: dict, vision: dict) -> Any:
 
 
 def _model(model_class: Any, config: Any, seed: int) -> Any:
-    import torch
-    from transformers import GenerationConfig
-
     text = config.get_text_config()
-    torch.manual_seed(seed)
-    model = model_class(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[text.eos_token_id, text.pad_token_id],
-        pad_token_id=text.pad_token_id,
-        do_sample=True,
-        temperature=1.0,
+    stops = dict(
+        eos_token_id=[text.eos_token_id, text.pad_token_id], pad_token_id=text.pad_token_id
     )
-    return model
+    return toy.seeded_model(model_class, config, seed, **stops)
 
 
 def _ids(tokenizer: Any) -> dict[str, int]:

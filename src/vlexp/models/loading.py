@@ -105,7 +105,10 @@ def load_processor(model_cfg: Any):
     # transformers 5 spells the pixel budget as the image processor's size; saved with the
     # processor into final/, so evaluation and inference see the same pixels as training.
     # Families with a fixed image size (Gemma 3) keep the processor's own.
-    if families.of_model_cfg(model_cfg).pixel_budget:
+    family = families.of_model_cfg(model_cfg)
+    if family.processor_text_kwargs is not None:
+        processor.text_kwargs = dict(family.processor_text_kwargs)
+    if family.pixel_budget:
         processor.image_processor.size = {
             "shortest_edge": model_cfg.min_pixels,
             "longest_edge": model_cfg.max_pixels,

@@ -179,9 +179,9 @@ def warm_up(model, processor, records: list[dict], image_dir: Path, seed: int) -
         full = [p + r["suffix"] + end for p, r in zip(prompts, batch, strict=True)]
         images = [[image] for image in images]  # one list per text (Gemma 3 insists)
         inputs = processor(text=full, images=images, return_tensors="pt", padding=True)
-        prompt_lens = [
-            len(ids) for ids in processor(text=prompts, images=images, padding=False)["input_ids"]
-        ]
+        # Lists said outright: MiniCPM-V's processor returns tensors by default.
+        unpadded = processor(text=prompts, images=images, padding=False, return_tensors=None)
+        prompt_lens = [len(ids) for ids in unpadded["input_ids"]]
         labels = inputs["input_ids"].clone()  # (B, T), right-padded
         for row, n in enumerate(prompt_lens):
             labels[row, :n] = -100

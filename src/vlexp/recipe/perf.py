@@ -108,8 +108,11 @@ def flop_model(model: Any) -> FlopModel:
     vision_cfg = _find_vision_config(model)
     routing = _routing(model)
     # The tower and what maps its features into the text model: Qwen's `visual` (its merger
-    # inside), or a tower plus a `multi_modal_projector` (InternVL, LLaVA-OneVision, Gemma 3).
-    visual = re.compile(r"(^|.*\.)(visual|vision_tower|vision_model|multi_modal_projector)(\.|$)")
+    # inside), or a tower plus a `multi_modal_projector` (InternVL, LLaVA-OneVision, Gemma 3)
+    # or a `merger` (MiniCPM-V).
+    visual = re.compile(
+        r"(^|.*\.)(visual|vision_tower|vision_model|multi_modal_projector|merger)(\.|$)"
+    )
     for name, module in model.named_modules():
         in_vision = bool(visual.match(name))
         if isinstance(

@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vlexp import environments, evaluation, families, patches, rollout
-from vlexp.algorithms import account, video
+from vlexp.algorithms import account, packed_images, video
 from vlexp.algorithms.dynamic_sampling import DynamicSampling
 from vlexp.config import algo as algorithm
 from vlexp.config import memory
@@ -92,6 +92,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     train_set, eval_set = build_data(cfg, args, processor, run_dir)
     trainer_cls = algorithm.trainer_class(cfg)
     environments.check_trainer(cfg, trainer_cls)  # before the model loads
+    packed_images.check_trainer(cfg, families.of_model_cfg(cfg.model), trainer_cls)
     services = Services.for_run(cfg, run_dir, processor, args)
     model, checkpoint = build_model(cfg, args, trainer_cls, run_dir, services)
     patches.guard_logging_integrations()  # a failing logger never stops a run
@@ -259,6 +260,7 @@ def trainer_parts(cfg: DictConfig, trainer_cls: type, train_set: Any, services: 
         video_budget=carrier.budget if carrier is not None and not grpo else None,
         dynamic_sampling=sampling,
         tools=grpo and environments.of(cfg) is not None,
+        packed_images=families.of_model_cfg(cfg.model).packed_images,
     )
 
 

@@ -6,6 +6,7 @@ with vlexp's mixins in front, each holding one behaviour:
     DynamicSamplingMixin, VideoGRPOMixin, TextPromptsMixin  GRPO family (vlexp.patches)
     ToolFailuresMixin                   GRPO with env= tools: message failures counted
     ImageCountMixin                     GRPO, RLOO: LLaVA-OneVision's images per prompt
+    PackedImagesMixin                   GRPO, RLOO: MiniCPM-V's packed images, per prompt
     VideoCollatorMixin                  SFT/DPO-style trainers on videos (algorithms.video)
     PerfMixin, PhaseTimersMixin         perf/*, timing_s/* (recipe.perf)
     AtomicCheckpoints                   checkpoints written aside, published whole
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlexp import patches
+from vlexp.algorithms.packed_images import PackedImagesMixin
 from vlexp.algorithms.video import VideoCollatorMixin
 from vlexp.recipe.checkpoints import AtomicCheckpoints
 from vlexp.recipe.console import LiveViewMixin
@@ -44,11 +46,14 @@ class Parts:
     video_budget: Any = None  # data.videos.Budget (SFT/DPO-style trainers on videos)
     dynamic_sampling: Any = None  # algorithms.dynamic_sampling.DynamicSampling
     tools: bool = False  # env=: the GRPO trainer runs TRL's tool loop
+    packed_images: bool = False  # the family packs a call's images into one row (MiniCPM-V)
 
 
 def grpo_mixins(parts: Parts) -> tuple[tuple[type, ...], dict[str, Any]]:
     """The GRPO family's mixins, outermost first, and the class attributes they read."""
     mixins: tuple[type, ...] = (patches.TextPromptsMixin, patches.ImageCountMixin)
+    if parts.packed_images:  # innermost: every other mixin sees rows that carry their images
+        mixins = (*mixins, PackedImagesMixin)
     namespace: dict[str, Any] = {"prompt_as_text": staticmethod(parts.prompt_text)}
     if parts.tools:
         mixins = (patches.ToolFailuresMixin, *mixins)
@@ -74,6 +79,7 @@ def trainer_class(trainer_cls: type, parts: Parts) -> type:
         mixins, namespace = (VideoCollatorMixin,), {"video_budget": parts.video_budget}
     elif hasattr(trainer_cls, "_get_per_token_logps_and_entropies"):  # TRL's RLOOTrainer
         mixins = (patches.ImageCountMixin,)
+        mixins += (PackedImagesMixin,) if parts.packed_images else ()
     if parts.perf is not None:
         mixins = (*mixins, PerfMixin)
         namespace["vlexp_perf"] = parts.perf
