@@ -29,13 +29,19 @@ _NOT_LOGGED = ("num_prompts", "num_completions", "runtime_s")
 class GenerationEvalCallback(TrainerCallback):
     """Greedy (or sampled) generation on the eval split, scored with the run's rewards."""
 
-    def __init__(self, cfg: Any, run_dir: Path, processor: Any) -> None:
-        check(cfg.eval)
+    def __init__(self, evaluation: Any, data: Any, run_dir: Path, processor: Any) -> None:
+        """`evaluation`, `data`: the run plan's parts (vlexp.evaluation.Evaluation, DataSpec)."""
+        check(evaluation.eval)
         self.trainer = None
-        self.cfg = cfg
-        self.every = int(cfg.train.eval_steps)
+        self.eval_cfg, self.reward_cfg, self.data_cfg = (
+            evaluation.eval,
+            evaluation.reward,
+            data.node,
+        )
+        self.every = int(evaluation.every)
         self.out_dir = Path(run_dir) / "eval"
-        self.examples = load_examples(cfg, processor, cfg.eval.get("limit"))
+        limit = evaluation.eval.get("limit")
+        self.examples = load_examples(data, evaluation.eval.max_new_tokens, processor, limit)
 
     def bind(self, trainer) -> None:
         """The trainer whose wrapped model and accelerator generation uses (set once built)."""
@@ -62,12 +68,12 @@ class GenerationEvalCallback(TrainerCallback):
                     model,
                     trainer.processing_class,
                     self.examples,
-                    self.cfg.eval,
-                    self.cfg.get("reward"),
+                    self.eval_cfg,
+                    self.reward_cfg,
                     accelerator=trainer.accelerator,
                     progress=state.is_world_process_zero,
                     desc=f"eval @ step {state.global_step}",
-                    data_cfg=self.cfg.data,
+                    data_cfg=self.data_cfg,
                 )
             finally:
                 model.train(was_training)
@@ -75,11 +81,11 @@ class GenerationEvalCallback(TrainerCallback):
             return metrics
         logs = {f"eval_{k}": v for k, v in metrics.items() if k not in _NOT_LOGGED}
         patches.log_row(trainer, args, state, control, logs)
-        meta = {"step": state.global_step, "decoding": decoding(self.cfg.eval)}
+        meta = {"step": state.global_step, "decoding": decoding(self.eval_cfg)}
         step_dir = self.out_dir / f"step-{state.global_step}"
-        write_outputs(step_dir, metrics, samples, meta, self.cfg.eval.gallery)
+        write_outputs(step_dir, metrics, samples, meta, self.eval_cfg.gallery)
         if "wandb" in (args.report_to or []):
-            log_wandb_table(samples, self.cfg.eval.gallery, state.global_step)
+            log_wandb_table(samples, self.eval_cfg.gallery, state.global_step)
         log.info(
             "eval @ step %d: accuracy %s, reward %s -> %s",
             state.global_step,
@@ -102,10 +108,10 @@ class BenchCallback(TrainerCallback):
     slice) every N steps, logged as eval/bench/<name> at the training step; lmms-eval's
     files go to <run dir>/eval/bench/step-N/."""
 
-    def __init__(self, cfg: Any, run_dir: Path) -> None:
+    def __init__(self, evaluation: Any, run_dir: Path) -> None:
         self.trainer = None
-        self.cfg = cfg
-        self.every = int(cfg.train.eval_steps)
+        self.bench, self.model_cfg = evaluation.bench, evaluation.model
+        self.every = int(evaluation.every)
         self.out_dir = Path(run_dir) / "eval" / "bench"
 
     def bind(self, trainer) -> None:
@@ -132,7 +138,8 @@ class BenchCallback(TrainerCallback):
                 if state.is_world_process_zero:
                     step_dir = self.out_dir / f"step-{state.global_step}"
                     with rng_kept():
-                        report = bench.run(model, trainer.processing_class, self.cfg, step_dir)
+                        processor = trainer.processing_class
+                        report = bench.run(model, processor, self.bench, self.model_cfg, step_dir)
                     bench.write_summary(step_dir, {"step": state.global_step}, report)
             finally:
                 model.train(was_training)
