@@ -62,10 +62,10 @@ class RunPlan:
 
     def reward_functions(self) -> dict[str, Any]:
         """Reward name -> its guarded function (`vlexp.rewards.guard.guarded`), box rewards
-        given this run's box frame."""
+        given this run's box frame (made only when one needs it)."""
         from vlexp.rewards.guard import guarded
 
-        return guarded(self.rewards, self.box_frame())
+        return guarded(self.rewards, self.box_frame)
 
     def tool_limits(self) -> environments.Limits | None:
         """What one rollout's tool calls may use (env=), in the model's units; None without

@@ -93,7 +93,7 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     trainer_cls = algorithm.trainer_class(cfg)
     environments.check_trainer(plan.env, trainer_cls, plan.algorithm.name)  # before the model
     services = Services.for_run(cfg, plan, run_dir, processor, args)
-    model, checkpoint = build_model(cfg, args, trainer_cls, run_dir, services)
+    model, checkpoint = build_model(cfg, plan, args, trainer_cls, run_dir, services)
     patches.guard_logging_integrations()  # a failing logger never stops a run
     parts = trainer_parts(cfg, plan, trainer_cls, train_set, services)
     trainer = trainers.factory(instantiate(cfg.algo.trainer), trainer_cls, parts)(
@@ -163,11 +163,16 @@ def build_data(
 
 
 def build_model(
-    cfg: DictConfig, args: Any, trainer_cls: type, run_dir: Path, services: Services
+    cfg: DictConfig,
+    plan: runplan.RunPlan,
+    args: Any,
+    trainer_cls: type,
+    run_dir: Path,
+    services: Services,
 ) -> tuple[Any, str | None]:
     """The model (for algorithms that generate, as the policy class whose generate goes
     through the run's rollout engine and phase clock) and the checkpoint to resume from."""
-    generates = algorithm.of(cfg).generates
+    generates = plan.algorithm.generates
     seam = rollout.seam(cfg, services.clock) if generates else None
     compose = None if seam is None else functools.partial(rollout.policy_class, seam=seam)
     model = load_model(cfg.model, cfg.memory, compose)
@@ -176,7 +181,7 @@ def build_model(
         rollout.share_images(model, cfg)  # the log-prob and loss passes encode each image once
     if seam is not None and seam.settings.fast:
         services.perf.add_gauge("perf/recompiles", seam.recompiles)
-    if memory.of(cfg).liger_kernel:
+    if plan.memory.liger_kernel:
         patches.liger_output_classes()  # liger-kernel 0.8.5 fails to import on transformers 5.24
     checkpoint = resume.checkpoint_to_resume(cfg.get("resume"), run_dir)
     if not algorithm.restores_own_weights(trainer_cls):
@@ -197,6 +202,7 @@ class Services:
     in_training_eval: list
     perf: perf.PerfCallback
     clock: perf.PhaseClock | None
+    sharded: bool  # DeepSpeed holds the model (the ZeRO shard report)
 
     @classmethod
     def for_run(
@@ -211,7 +217,8 @@ class Services:
             preemption=resume.SaveOnSigterm(run_dir, cfg.launcher.get("shutdown_timeout") or 100),
             in_training_eval=evaluation.callbacks(plan.evaluation, plan.data, run_dir, processor),
             perf=timers,
-            clock=perf.PhaseClock(timers) if algorithm.of(cfg).generates else None,
+            clock=perf.PhaseClock(timers) if plan.algorithm.generates else None,
+            sharded=plan.memory.deepspeed is not None,
         )
 
     def callbacks(self, cfg: DictConfig, run_dir: Path) -> list:
@@ -222,7 +229,7 @@ class Services:
             self.preemption,
             faults.NanGuard(cfg.train.get("on_nan", "stop")),
             *self.in_training_eval,
-            *sharding_report(cfg, run_dir),
+            *sharding_report(self.sharded, run_dir),
             *tracking.logger_callbacks(cfg),
             console.LiveView(console.headline(cfg.algo)),  # one bar, not every log dict
         ]
@@ -355,16 +362,17 @@ def algorithm_inputs(cfg: DictConfig, plan: runplan.RunPlan) -> dict[str, Any]:
     completions the rewards score (`algo.rewards`), each guarded by `reward.on_error`; the
     teacher of those that declare one (`teacher.name_or_path`, TRL loads it)."""
     inputs: dict[str, Any] = {}
-    if algorithm.of(cfg).rewards:
+    if plan.algorithm.rewards:
         inputs["reward_funcs"] = list(plan.reward_functions().values())
     if algorithm.teacher_path(cfg) is not None:
         inputs["teacher_model"] = algorithm.teacher_path(cfg)
     return inputs
 
 
-def sharding_report(cfg: DictConfig, run_dir: Path) -> list:
-    """Under DeepSpeed, distributed.json records what each rank holds (vlexp.recipe.distributed)."""
-    return [ShardReport(run_dir)] if memory.of(cfg).deepspeed is not None else []
+def sharding_report(sharded: bool, run_dir: Path) -> list:
+    """Under DeepSpeed (`sharded`), distributed.json records what each rank holds
+    (vlexp.recipe.distributed)."""
+    return [ShardReport(run_dir)] if sharded else []
 
 
 def save_final(trainer, processor, final_dir: Path) -> None:

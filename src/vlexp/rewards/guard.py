@@ -251,8 +251,9 @@ def guarded(rewards: reward_config.Rewards, box_frame: Any = None) -> dict[str, 
     Rewards with a `box_frame` parameter that the config leaves unset get `box_frame` (the
     model family's frame, `vlexp.runplan.RunPlan.box_frame`) when the gold boxes are still in
     the record's pixels (`data.boxes.gold=false`, or rows that never went through vlexp's data
-    loader): they map the answer onto those pixels. Without a frame such a reward stops here
-    (ValueError): box rewards never score in a guessed frame.
+    loader): they map the answer onto those pixels. `box_frame` may be a function returning
+    the frame, asked only then. Without a frame such a reward stops here (ValueError): box
+    rewards never score in a guessed frame.
     """
     from hydra.utils import instantiate
 
@@ -261,13 +262,14 @@ def guarded(rewards: reward_config.Rewards, box_frame: Any = None) -> dict[str, 
         func = instantiate(node)
         limit = rewards.deadline(qualified_name(func))
         if "box_frame" not in node and _takes_box_frame(node) and not rewards.gold_rescaled:
-            if box_frame is None:
+            frame = box_frame() if callable(box_frame) else box_frame
+            if frame is None:
                 raise ValueError(
                     f"reward {name} scores boxes in the model family's frame, and none was "
                     "given (the run plan's box_frame): boxes are never scored in a guessed frame"
                 )
             # Bound after instantiate: Hydra would turn the dataclass into a DictConfig.
-            func = functools.partial(func, box_frame=box_frame)
+            func = functools.partial(func, box_frame=frame)
         built[name] = guard(func, on_error=rewards.on_error, timeout_s=limit)
     return built
 
