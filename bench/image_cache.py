@@ -49,6 +49,7 @@ def main() -> None:
     from transformers import AutoProcessor
 
     from tests.helpers import compose
+    from vlexp import runplan
     from vlexp.data import build_datasets
     from vlexp.data.image_cache import for_run
     from vlexp.models import tiny
@@ -65,7 +66,9 @@ def main() -> None:
 
     cached_cfg = compose([f"data.prepare.num_train={opts.num_train}", f"cache_dir={cache_root}"])
     start = time.perf_counter()
-    cached, _ = build_datasets(cfg.data, "grpo", image_cache=for_run(cached_cfg, processor))
+    cached, _ = build_datasets(
+        cfg.data, "grpo", image_cache=for_run(runplan.of(cached_cfg).data, processor)
+    )
     build_s = time.perf_counter() - start
 
     plain_runs = [one_pass(plain, image_processor) for _ in range(opts.passes)]
@@ -73,7 +76,7 @@ def main() -> None:
     plain_s, plain_cpu = [w for w, _ in plain_runs], [c for _, c in plain_runs]
     cached_s, cached_cpu = [w for w, _ in cached_runs], [c for _, c in cached_runs]
     start = time.perf_counter()
-    build_datasets(cfg.data, "grpo", image_cache=for_run(cached_cfg, processor))
+    build_datasets(cfg.data, "grpo", image_cache=for_run(runplan.of(cached_cfg).data, processor))
     rebuild_s = time.perf_counter() - start
     shutil.rmtree(cache_root, ignore_errors=True)
 

@@ -23,6 +23,7 @@ from vlexp.paths import config_dir, private_temp
 from vlexp.recipe import launch, redact, stops
 from vlexp.recipe.rundir import RunDirError, check_writable
 from vlexp.recipe.sweep import JobFailed, objective
+from vlexp.runplan import RunPlan
 from vlexp.validate import ConfigError, torch_stack, validate
 
 log = logging.getLogger("vlexp")
@@ -58,11 +59,8 @@ def stop(message: str) -> BaseException:
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     redact.scrub_argv()  # Hydra has read the overrides; W&B would copy them into its files
-    from vlexp import rollout
-
-    rollout.resolve_auto(cfg)  # rollout=auto: hf_fast on CUDA, hf on CPU, recorded as such
     try:
-        validate(cfg)
+        start(cfg)
     except ConfigError as err:
         raise stop(f"vlexp: config error: {err}") from None
     mismatch = torch_stack.problem()  # before transformers imports torchvision and fails
@@ -106,6 +104,15 @@ def main(cfg: DictConfig) -> float | None:
     print(summary.render(answer) if answer else f"vlexp: done. run dir: {run_dir}")
     # The sweep objective (Optuna maximises it): mean of the last few logged rewards.
     return objective(run_dir, **cfg.get("objective", {}))
+
+
+def start(cfg: DictConfig) -> RunPlan:
+    """The run plan (`vlexp.runplan`) of a training run, checked: `rollout=auto` recorded as
+    what it picks here (hf_fast on CUDA, hf on CPU), then every check (`vlexp.validate`)."""
+    from vlexp import rollout
+
+    rollout.resolve_auto(cfg)
+    return validate(cfg)
 
 
 def unused_reward_note(cfg: DictConfig, overrides: list[str]) -> str | None:

@@ -17,7 +17,7 @@ import logging
 import sys
 from typing import Any
 
-from vlexp import environments, families
+from vlexp import environments, runplan
 from vlexp.data import build_datasets
 from vlexp.data.check import DataCheck
 from vlexp.data.records import DataError
@@ -43,9 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args, count = _show_count(args)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    cfg = _checked_config(args)
-    if isinstance(cfg, int):
-        return cfg
+    checked = start(args)
+    if isinstance(checked, int):
+        return checked
+    cfg, plan = checked
     from vlexp.validate import torch_stack
 
     mismatch = torch_stack.problem()  # before transformers imports torchvision and fails
@@ -55,16 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     from vlexp.recipe.console import quiet_libraries
 
     quiet_libraries()  # no "Casting the dataset" bars between the summary and the records
-    processor = load_processor(cfg.model)
-    if environments.of(cfg) is not None:  # prompts carry the tools' schema (env=)
-        environments.speak_tools(processor, families.of_model_cfg(cfg.model))
-    check = DataCheck(cfg, processor, tools=environments.tools_of(cfg))
+    processor = load_processor(cfg.model, plan.family)
+    if plan.env is not None:  # prompts carry the tools' schema (env=)
+        environments.speak_tools(processor, plan.family)
+    check = DataCheck(
+        plan.data, processor, tools=environments.tools_of(plan.env, plan.tool_limits())
+    )
     check.max_listed = None  # a checking tool lists every bad record
     try:
         # The train batch as the run cuts it: KTO lays its rows out for it (vlexp.data.unpaired).
         batch = cfg.train.per_device_train_batch_size
         train, evaluation = build_datasets(
-            cfg.data, cfg.algo.kind, check, batch_sizes={"train": batch}
+            plan.data.node, plan.algorithm.kind, check, batch_sizes={"train": batch}
         )
     except DataError as err:
         print(f"vlexp.check_data: {err}", file=sys.stderr)
@@ -75,18 +78,17 @@ def main(argv: list[str] | None = None) -> int:
         from vlexp.config import reward as reward_config
         from vlexp.data.show import show
 
-        reads = reward_config.columns(cfg, optional=True) if check.needs else {}
-        budget, family = check.video_budget, check.family
-        print(
-            show(train, check.processor, cfg.algo.kind, count, check.needs, budget, family, reads)
-        )
+        reads = reward_config.columns_of(plan.rewards.funcs, optional=True) if check.needs else {}
+        kind, budget, family = plan.algorithm.kind, plan.data.video, plan.family
+        print(show(train, check.processor, kind, count, check.needs, budget, family, reads))
     sizes = f"{len(train)} train" + (f" / {len(evaluation)} eval" if evaluation else "")
     print(f"vlexp.check_data: ok, {sizes} records would be used")
     return 0
 
 
-def _checked_config(args: list[str]) -> Any:
-    """The composed, validated config, or the exit code after printing the one-line error."""
+def start(args: list[str]) -> tuple[Any, runplan.RunPlan] | int:
+    """The composed config and its run plan (`vlexp.validate`, as `python -m vlexp` starts),
+    or the exit code after printing the one-line error."""
     from hydra.errors import HydraException
 
     from vlexp import overrides
@@ -97,14 +99,14 @@ def _checked_config(args: list[str]) -> Any:
         return 2
     try:
         cfg = compose(args)
-        validate(cfg)
+        plan = validate(cfg)
     except HydraException as err:
         print(overrides.first_line(err), file=sys.stderr)
         return 2
     except ConfigError as err:
         print(f"vlexp.check_data: config error: {err}", file=sys.stderr)
         return 2
-    return cfg
+    return cfg, plan
 
 
 def _show_count(args: list[str]) -> tuple[list[str], int]:

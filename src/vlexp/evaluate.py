@@ -22,7 +22,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import families, rollout
+from vlexp import rollout, runplan
 from vlexp.data import DataError
 from vlexp.evaluation import bench
 from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
@@ -107,6 +107,17 @@ def plan(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path | None
     return merged, model_dir, run_dir
 
 
+def start(
+    cfg: DictConfig, overrides: list[str]
+) -> tuple[DictConfig, runplan.RunPlan, Path | None, Path | None]:
+    """The config to evaluate with (`plan`), its run plan (`vlexp.runplan`: the family
+    resolved once, from the run's base model: an adapter dir has no config.json of its own;
+    a run dir of this vlexp already records it in model.family), the model dir and the run
+    dir."""
+    cfg, model_dir, run_dir = plan(cfg, overrides)
+    return cfg, runplan.of(cfg), model_dir, run_dir
+
+
 def trained_step(run_dir: Path, model_dir: Path) -> int | None:
     """The training step the evaluated weights come from, when the run recorded it."""
     state = model_dir / "trainer_state.json"
@@ -168,9 +179,11 @@ def run_benchmarks(
     (out_dir / RESOLVED).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     model = load_weights(cfg, model_dir)
     log.info(
-        "benchmarks %s on %s", ", ".join(bench.chosen(cfg)), model_dir or cfg.model.name_or_path
+        "benchmarks %s on %s",
+        ", ".join(bench.chosen(cfg.bench)),
+        model_dir or cfg.model.name_or_path,
     )
-    report = bench.run(model, processor, cfg, out_dir / "bench")
+    report = bench.run(model, processor, cfg.bench, cfg.model, out_dir / "bench")
     meta = {
         "model": str(model_dir or cfg.model.name_or_path),
         "run": str(run_dir) if run_dir else None,
@@ -195,12 +208,10 @@ def main(cfg: DictConfig) -> float | None:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        cfg, model_dir, run_dir = plan(cfg, list(HydraConfig.get().overrides.task))
-        # Once, from the run's base model (an adapter dir has no config.json of its own);
-        # a run dir of this vlexp already records it in model.family.
-        families.resolve(cfg.model)
+        cfg, run_plan, model_dir, run_dir = start(cfg, list(HydraConfig.get().overrides.task))
         check(cfg.eval)
-        bench.check(cfg)  # lmms-eval installed, data cached when offline: before any loading
+        # lmms-eval installed, data cached when offline: before any loading
+        bench.check(cfg.get("bench"), run_plan.family)
         problem = source_problem(str(local_model_cfg(cfg, model_dir).name_or_path))
         if problem:  # in seconds, not after minutes of hub retries
             raise EvalError(problem)
@@ -211,14 +222,15 @@ def main(cfg: DictConfig) -> float | None:
 
         quiet_libraries()  # the known-harmless warnings and loading bars, as in training
         # The processor (the run's own, saved with its weights) is needed to check records.
-        processor = load_processor(local_model_cfg(cfg, model_dir))
-        if bench.chosen(cfg):  # benchmarks instead of data.eval: lmms-eval knows the tasks
-            bench.check_tasks(cfg)
+        processor = load_processor(local_model_cfg(cfg, model_dir), run_plan.family)
+        if bench.chosen(cfg.get("bench")):  # benchmarks instead of data.eval: lmms-eval's tasks
+            bench.check_tasks(cfg.bench)
         else:
-            examples = load_examples(cfg, processor, cfg.eval.get("limit"))
+            limit = cfg.eval.get("limit")
+            examples = load_examples(run_plan.data, cfg.eval.max_new_tokens, processor, limit)
     except (EvalError, DataError, ValueError) as err:  # UnknownFamily is a ValueError
         raise SystemExit(f"vlexp.evaluate: {err}") from None
-    if bench.chosen(cfg):
+    if bench.chosen(cfg.get("bench")):
         return run_benchmarks(cfg, processor, model_dir, run_dir, out_dir)
     rollout.resolve_auto(cfg)  # the run's engine (hf_fast, hf), or auto's choice here
     (out_dir / RESOLVED).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")

@@ -33,6 +33,7 @@ from vlexp.recipe.estimate import (
     gib,
     world_size,
 )
+from vlexp.runplan import RunPlan
 from vlexp.validate import ConfigError, validate
 
 # Presets to try when a run does not fit, least intrusive first (missing ones are skipped).
@@ -66,11 +67,16 @@ def compose(overrides: list[str]):
         return hydra_compose(config_name="config", overrides=overrides)
 
 
-def plan_run(overrides: list[str], plan: dict) -> tuple[Any, Estimate]:
+def start(overrides: list[str]) -> tuple[Any, RunPlan]:
+    """The composed config and its run plan (`vlexp.runplan`), as the run would start.
+    Config logic only: the planner may run on a laptop for a GPU job, so machine checks
+    (flash-attn or liger installed, CUDA present) are left to the run itself."""
     cfg = compose(overrides)
-    # Config logic only: the planner may run on a laptop for a GPU job, so machine checks
-    # (flash-attn or liger installed, CUDA present) are left to the run itself.
-    validate(cfg, machine=False)
+    return cfg, validate(cfg, machine=False)
+
+
+def plan_run(overrides: list[str], plan: dict) -> tuple[Any, Estimate]:
+    cfg, _ = start(overrides)
     return cfg, estimate(cfg, plan)
 
 

@@ -34,6 +34,7 @@ def model_preset(name: str) -> str:
 WORKER = """
 import sys, torch.distributed as dist
 from tests.helpers import compose
+from vlexp import runplan
 from vlexp.models import loading, tiny
 from vlexp.paths import cache_problem
 
@@ -47,7 +48,7 @@ for name, preset in builds:
     path = tiny.ensure(name)  # the other rank finds the entry whole: no second build
     assert cache_problem(path, tiny.REQUIRED_FILES) is None, (rank, name)
     cfg = compose([f"model={preset}"])
-    loading.load_processor(cfg.model)
+    loading.load_processor(cfg.model, runplan.of(cfg).family)
     model = loading.load_model(cfg.model, cfg.memory)
     print(f"rank {rank} loaded {name}: {model.config.model_type}", flush=True)
 """

@@ -21,7 +21,10 @@ from omegaconf import OmegaConf
 pytest.importorskip("lmms_eval", reason='lmms-eval is the bench extra: pip install -e ".[bench]"')
 
 from tests.helpers import REPO  # noqa: E402
-from vlexp import families  # noqa: E402
+from vlexp import (
+    families,  # noqa: E402
+    runplan,
+)
 from vlexp.evaluation import bench, bench_backend  # noqa: E402
 
 
@@ -246,7 +249,7 @@ def scripted(model, tokenizer, answers: dict[str, str]) -> None:
 def report(bench_cfg, tmp_path_factory):
     from vlexp.models.loading import load_model, load_processor
 
-    processor = load_processor(bench_cfg.model)
+    processor = load_processor(bench_cfg.model, runplan.of(bench_cfg).family)
     model = load_model(bench_cfg.model, {}).eval()
     out = tmp_path_factory.mktemp("bench-out")
     found = {}
@@ -258,7 +261,7 @@ def report(bench_cfg, tmp_path_factory):
             cfg = OmegaConf.merge(bench_cfg, {"bench": {"tasks": {}}})
             cfg.bench.tasks = {name: bench_cfg.bench.tasks[name]}
             scripted(model, processor.tokenizer, case["answers"])
-            found.update(bench.run(model, processor, cfg, out / name))
+            found.update(bench.run(model, processor, cfg.bench, cfg.model, out / name))
     return found, out
 
 
@@ -284,10 +287,10 @@ def test_bench_scores_countbench_on_each_family(preset, bench_cfg, tmp_path):
         bench_cfg, {"model": OmegaConf.load(REPO / "conf/model" / f"{preset}.yaml")}
     )
     cfg.bench.tasks = {"countbench": bench_cfg.bench.tasks["countbench"]}
-    processor = load_processor(cfg.model)
+    processor = load_processor(cfg.model, runplan.of(cfg).family)
     model = load_model(cfg.model, {}).eval()
     scripted(model, processor.tokenizer, CASES["countbench"]["answers"])
-    found = bench.run(model, processor, cfg, tmp_path)
+    found = bench.run(model, processor, cfg.bench, cfg.model, tmp_path)
     assert found["countbench"]["score"] == pytest.approx(CASES["countbench"]["expected"])
 
 

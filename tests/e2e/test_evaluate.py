@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, read_metrics, run_cli
+from vlexp import runplan
 from vlexp.rewards import accuracy
 
 # Small and fast: the tiny model's answers are ~18 tokens, so 24 new tokens never clip them.
@@ -157,12 +158,12 @@ def test_batched_left_padded_generation_equals_one_at_a_time(tiny_model, shapes_
     from vlexp.models.loading import load_model, load_processor
 
     cfg = compose([])
-    processor = load_processor(cfg.model)
+    processor = load_processor(cfg.model, runplan.of(cfg).family)
     processor.tokenizer.padding_side = "right"  # generate() must pad left regardless
     model = load_model(cfg.model, cfg.memory).eval()
     model.generation_config.top_k = 1  # as some Instruct checkpoints ship
     model.generation_config.repetition_penalty = 1.05
-    examples = load_examples(cfg, processor, limit=6)
+    examples = load_examples(runplan.of(cfg).data, cfg.eval.max_new_tokens, processor, limit=6)
     lengths = {len(ex["prompt"][0]["content"][1]["text"]) for ex in examples}
     assert len(lengths) > 1  # prompts of different lengths, so the batch really is padded
 

@@ -135,7 +135,9 @@ def test_tool_turns_are_never_trained_on_and_the_crop_reaches_the_model(model, t
     overrides += ["train.per_device_train_batch_size=4"]
     model_cfg = compose([f"model={model}"]).model
     family = families.resolve(model_cfg)
-    if family.tool_template is None and not supports_tool_calling(load_processor(model_cfg)):
+    if family.tool_template is None and not supports_tool_calling(
+        load_processor(model_cfg, family)
+    ):
         # TRL's own check says this chat template cannot hold a tool call: one clear message.
         with pytest.raises(ValueError, match="renders no tool calls"):
             build_trainer(overrides, tmp_path)

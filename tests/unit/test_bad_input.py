@@ -11,6 +11,8 @@ import json
 import pytest
 
 from tests.helpers import compose
+from vlexp import runplan
+from vlexp.families import FAMILIES
 
 IMAGE = {"type": "image"}
 
@@ -24,7 +26,8 @@ def processor(tiny_model):
     return load_processor(
         OmegaConf.create(
             {"name_or_path": "tiny://qwen2_5_vl", "min_pixels": 3136, "max_pixels": 12544}
-        )
+        ),
+        FAMILIES["qwen2_5_vl"],
     )
 
 
@@ -52,7 +55,7 @@ def _check(path, kind: str, processor, *extra: str):
             *extra,
         ]
     )
-    check = DataCheck(cfg, processor, None)
+    check = DataCheck(runplan.of(cfg).data, processor, None)
     return check, check({"train": str(path)})
 
 

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from tests.helpers import REPO, compose
 from vlexp import compare, overrides
 from vlexp.evaluation import bench
+from vlexp.families import FAMILIES
 
 PRESETS = sorted(p.stem for p in (REPO / "conf" / "bench").glob("*.yaml"))
 
@@ -35,7 +36,7 @@ def evaluate(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
 def lmms_tasks():
     """lmms-eval's own index of its shipped tasks (TaskManager), name -> entry."""
     pytest.importorskip("lmms_eval", reason='the bench extra: pip install -e ".[bench]"')
-    return bench.task_manager(compose(["bench=countbench"])).task_index  # cached: one index
+    return bench.task_manager(compose(["bench=countbench"]).bench).task_index  # cached: one index
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -62,16 +63,15 @@ MODELS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
 def test_bench_takes_every_qwen_family_and_names_the_others(model):
     """From the model presets: a family with an lmms-eval backend wired passes the check; any
     other stops before loading, naming its model_type and where backends are wired."""
-    from vlexp import families
+    from vlexp import runplan
     from vlexp.evaluation.bench_backend import BACKENDS
 
-    cfg = compose([f"model={model}", "bench=countbench"])
-    family = families.of_model_cfg(cfg.model)
+    family = runplan.of(compose([f"model={model}", "bench=countbench"])).family
     if any(t in BACKENDS for t in family.model_types):
-        bench.check_family(cfg.model)
+        bench.check_family(family)
     else:
         with pytest.raises(bench.BenchError, match=f"{family.model_types[0]!r}.*BACKENDS"):
-            bench.check_family(cfg.model)
+            bench.check_family(family)
 
 
 def test_bench_unknown_lmms_eval_task_gets_a_guess(lmms_tasks):
@@ -79,7 +79,7 @@ def test_bench_unknown_lmms_eval_task_gets_a_guess(lmms_tasks):
     with pytest.raises(
         bench.BenchError, match="countbnch: lmms-eval has no such task; did you mean countbench"
     ):
-        bench.check_tasks(cfg)
+        bench.check_tasks(cfg.bench)
 
 
 def test_bench_presets_compose_together():
@@ -102,14 +102,14 @@ def test_bench_without_extra_names_the_install_command(monkeypatch):
         importlib.util, "find_spec", lambda n, *a: None if n == "lmms_eval" else real(n, *a)
     )
     with pytest.raises(bench.BenchError, match=r'pip install -e "\.\[bench\]"'):
-        bench.check(compose(["bench=countbench"]))
+        bench.check(compose(["bench=countbench"]).bench, FAMILIES["qwen2_5_vl"])
 
 
 def test_bench_judge_key_checked_first(monkeypatch):
     pytest.importorskip("lmms_eval", reason='the bench extra: pip install -e ".[bench]"')
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(bench.BenchError, match="mathvista_testmini.*OPENAI_API_KEY"):
-        bench.check(compose(["bench=mathvista_testmini"]))
+        bench.check(compose(["bench=mathvista_testmini"]).bench, FAMILIES["qwen2_5_vl"])
 
 
 def test_bench_offline_and_not_cached_stops_in_one_line_before_loading(tmp_path):
@@ -142,13 +142,15 @@ def test_bench_offline_finds_what_datasets_itself_would_load(tmp_path, monkeypat
     hub = tmp_path / "hub" / "datasets--vikhyatk--CountBenchQA" / "snapshots" / "abc"
     hub.mkdir(parents=True)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    countbench = bench.chosen(compose(["bench=countbench"]))
+    countbench = bench.chosen(compose(["bench=countbench"]).bench)
     assert "vikhyatk/CountBenchQA" in bench.not_cached(countbench)
     (tmp_path / "datasets" / "vikhyatk___count_bench_qa" / "default" / "0.0.0" / "f00d").mkdir(
         parents=True
     )
     assert bench.not_cached(countbench) is None
-    assert "lmms-lab-encoder/ChartQA" in bench.not_cached(bench.chosen(compose(["bench=chartqa"])))
+    assert "lmms-lab-encoder/ChartQA" in bench.not_cached(
+        bench.chosen(compose(["bench=chartqa"]).bench)
+    )
 
 
 def test_bench_run_dir_without_final(tmp_path):

@@ -22,7 +22,7 @@ import pytest
 
 from tests import peer_data
 from tests.helpers import REPO, compose
-from vlexp import families
+from vlexp import families, runplan
 
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?!\w)")  # not the 2 of bbox_2d
 SIZE = (640, 480)  # stored size of every test image; a quarter-turn EXIF makes it 480x640
@@ -128,7 +128,7 @@ def real_image_processor(family: families.Family, model_cfg):
     if family.tiny:
         from vlexp.models.loading import load_processor
 
-        return load_processor(model_cfg).image_processor
+        return load_processor(model_cfg, family).image_processor
     name = IMAGE_PROCESSOR_MAPPING_NAMES[family.model_types[0]]["torchvision"]
     processor = getattr(transformers, name)()
     processor.size = {"shortest_edge": model_cfg.min_pixels, "longest_edge": model_cfg.max_pixels}
@@ -151,6 +151,7 @@ def test_every_gold_form_reaches_the_reward_once_in_the_familys_frame(tmp_path, 
     path = peer_data.write_jsonl(tmp_path / "rec.jsonl", rows)
     cfg = compose([f"model={model_conf(family)}", "algo=grpo", "data=jsonl"])
     cfg.data.train = str(path)
+    runplan.of(cfg)  # start-up: the family resolved once, recorded where boxes read it
     data = load_split(cfg.data.train, "grpo", cfg.data)
     assert data.num_rows == len(rows)
     pixels = family.box_frame == "pixels"
@@ -208,13 +209,12 @@ def test_check_data_show_prints_the_box_each_reward_receives(
 
 def test_a_pixels_frame_without_pixel_limits_says_what_to_set():
     from vlexp.data.boxes import BoxFrame
-    from vlexp.rewards.guard import model_box_frame
 
     with pytest.raises(ValueError, match="set model.min_pixels and model.max_pixels"):
         BoxFrame("pixels", 28, 0, 0)
-    model = compose(["model=tiny", "model.min_pixels=null", "model.max_pixels=null"]).model
+    cfg = compose(["model=tiny", "model.min_pixels=null", "model.max_pixels=null"])
     with pytest.raises(ValueError, match="set model.min_pixels and model.max_pixels"):
-        model_box_frame(model)
+        runplan.of(cfg).box_frame()
 
 
 def overrides(model: str) -> list[str]:
@@ -222,8 +222,10 @@ def overrides(model: str) -> list[str]:
 
 
 def test_a_model_without_a_family_gets_no_default_frame(tmp_path):
-    """Boxes of a model whose family cannot be told are a bad record, and box rewards that
-    must map answers stop: neither picks a frame of its own."""
+    """A model whose family cannot be told stops at start-up (the run plan), naming why;
+    boxes read without a resolved family are a bad record, and box rewards that must map
+    answers stop without the run's frame: neither picks a frame of its own."""
+    from vlexp.config import reward as reward_config
     from vlexp.data import DataError, load_split
     from vlexp.rewards.guard import guarded
 
@@ -235,11 +237,13 @@ def test_a_model_without_a_family_gets_no_default_frame(tmp_path):
     no_family += (("org/absent", "config.json is not here"),)
     for model, error in no_family:
         cfg = compose(overrides(model))
-        with pytest.raises(DataError, match=f"rec.jsonl:1: .*model.name_or_path=.*{error}"):
+        with pytest.raises(families.UnknownFamily, match=f"model.name_or_path=.*{error}"):
+            runplan.of(cfg)
+        with pytest.raises(DataError, match="rec.jsonl:1: .*data.boxes.family=None"):
             load_split(str(path), "grpo", cfg.data)
         cfg = compose([*overrides(model), "reward=[iou]", "data.boxes.gold=false"])
-        with pytest.raises(ValueError, match=f"model.name_or_path=.*{error}"):
-            guarded(cfg)  # gold in the record's pixels: iou would map answers by a guess
+        with pytest.raises(ValueError, match="reward iou scores boxes in the model family's"):
+            guarded(reward_config.of(cfg))  # gold in the record's pixels: no frame, no guess
     plain = compose(["model=tiny", "data=jsonl", f"model.name_or_path={unknown}"])
     (tmp_path / "plain").mkdir()
     no_boxes = write_record(tmp_path / "plain", {"solution": "3"})
@@ -278,19 +282,20 @@ def test_iou_maps_answers_onto_the_record_pixels_through_the_image_cache(tmp_pat
     from vlexp.data import image_cache, to_dataset
     from vlexp.data.sources import Reader
     from vlexp.models.loading import load_processor
-    from vlexp.rewards.guard import guarded
 
     path = write_record(tmp_path, {"box": [100, 40, 500, 80]})
     overrides = ["model=tiny_qwen3_vl", "algo=grpo", "reward=[iou]", "data=jsonl"]
     cfg = compose([*overrides, f"data.train={path}", "data.boxes.gold=false"])
     cfg.cache_dir = str(tmp_path / "cache")
-    cache = image_cache.for_run(cfg, load_processor(cfg.model))
+    cache = image_cache.for_run(
+        runplan.of(cfg).data, load_processor(cfg.model, runplan.of(cfg).family)
+    )
     assert cache is not None
     rows = to_dataset(Reader(cfg.data).read(str(path)), "grpo", cfg.data, image_cache=cache)
     image = rows[0]["images"][0]
     assert image.size == (128, 96)  # the cached copy, resized for the tiny budget
     perfect = "<answer>[100, 50, 500, 100]</answer>"  # 0..1000 of the 1000x800 image
-    scores = guarded(cfg)["iou"](
+    scores = runplan.of(cfg).reward_functions()["iou"](
         [perfect, "<answer>[100, 40, 500, 80]</answer>"],
         box=list(rows["box"]) * 2,
         images=[[image]] * 2,

@@ -8,6 +8,8 @@ import pytest
 
 from tests.bad_data import EXPECTED, kept_ids, line_of, write_corpus
 from tests.helpers import compose
+from vlexp import runplan
+from vlexp.families import FAMILIES
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,8 @@ def processor(tiny_model):
     return load_processor(
         OmegaConf.create(
             {"name_or_path": "tiny://qwen2_5_vl", "min_pixels": 3136, "max_pixels": 12544}
-        )
+        ),
+        FAMILIES["qwen2_5_vl"],
     )
 
 
@@ -44,7 +47,7 @@ def _check(cfg, processor, run_dir=None):
     from vlexp.data import build_datasets
     from vlexp.data.check import DataCheck
 
-    check = DataCheck(cfg, processor, run_dir)
+    check = DataCheck(runplan.of(cfg).data, processor, run_dir)
     return check, build_datasets(cfg.data, cfg.algo.kind, check)
 
 

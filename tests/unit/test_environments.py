@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.helpers import compose
-from vlexp import environments, families
+from vlexp import environments, families, runplan
 from vlexp.environments import Limits, ToolCalls
 from vlexp.environments.zoom import ZoomEnv
 from vlexp.paths import config_dir
@@ -33,7 +33,7 @@ def canvas() -> Image.Image:
 def zoom_env(model: str, **env: object) -> tuple[ZoomEnv, object]:
     overrides = [f"model={model}", "env=zoom", *(f"env.{k}={v}" for k, v in env.items())]
     cfg = compose(overrides)
-    made = environments.factory(cfg)()
+    made = environments.factory(cfg.env, runplan.of(cfg).tool_limits())()
     made.reset(images=[canvas()], prompt=[], solution="square")
     return made, cfg
 
@@ -78,7 +78,7 @@ def test_the_returned_image_fills_one_turn_s_budget_as_the_processor_counts_it(m
     image = env.image_zoom_in_tool(
         in_model_frame(TARGET, (448, 448), families.resolve(cfg.model), cfg)
     )[0]["image"]
-    processor = load_processor(cfg.model)
+    processor = load_processor(cfg.model, runplan.of(cfg).family)
     grid = processor.image_processor(images=[image], return_tensors="pt")["image_grid_thw"]
     tokens = int(grid.prod()) // processor.image_processor.merge_size**2
     assert 4 < tokens <= 9  # the budget, filled (a 40 px crop alone would be 1-2 tokens)
@@ -162,12 +162,14 @@ def test_an_image_of_another_mode_comes_back_rgb_within_the_budget(mode):
 @pytest.mark.parametrize("env", ENVS)
 def test_every_env_option_composes_and_says_its_turns(env):
     cfg = compose([f"env={env}"])
-    turns = environments.max_turns(cfg)
+    plan = runplan.of(cfg)
+    turns = environments.max_turns(plan.env)
     if env == "none":
-        assert environments.of(cfg) is None and turns is None
+        assert environments.of(cfg.env) is None and plan.env is None and turns is None
     else:
         assert turns == cfg.env.max_turns - 1 >= 0
-        assert environments.tools_of(cfg), env  # at least one tool, picked as TRL picks them
+        # at least one tool, picked as TRL picks them
+        assert environments.tools_of(plan.env, plan.tool_limits()), env
 
 
 def test_the_data_check_counts_the_tool_schema_the_trainer_renders_into_each_prompt(tmp_path):
@@ -180,10 +182,11 @@ def test_the_data_check_counts_the_tool_schema_the_trainer_renders_into_each_pro
     cfg = compose(
         ["env=zoom", "data=shapes_zoom", "data.prepare.num_train=4", "data.prepare.num_eval=2"]
     )
-    processor = load_processor(cfg.model)
-    environments.speak_tools(processor, families.resolve(cfg.model))
-    tools = environments.tools_of(cfg)
-    check = DataCheck(cfg, processor, tools=tools)
+    plan = runplan.of(cfg)
+    processor = load_processor(cfg.model, plan.family)
+    environments.speak_tools(processor, plan.family)
+    tools = environments.tools_of(plan.env, plan.tool_limits())
+    check = DataCheck(plan.data, processor, tools=tools)
     train, _ = build_datasets(cfg.data, cfg.algo.kind, check)
     row = train[0]
     messages = [
@@ -226,8 +229,8 @@ def test_a_trainer_without_tools_is_named_before_the_model_loads():
 
     cfg = compose(["env=zoom", "algo=dpo"])
     with pytest.raises(ValueError, match="algo=dpo trains with DPOTrainer, which takes no tools"):
-        environments.check_trainer(cfg, DPOTrainer)
-    environments.check_trainer(cfg, GRPOTrainer)  # and the GRPO family passes
+        environments.check_trainer(cfg.env, DPOTrainer, cfg.algo.name)
+    environments.check_trainer(cfg.env, GRPOTrainer, cfg.algo.name)  # the GRPO family passes
 
 
 def test_the_rewarded_zoom_adds_one_reward_column_as_trl_reads_it():
@@ -237,15 +240,16 @@ def test_the_rewarded_zoom_adds_one_reward_column_as_trl_reads_it():
     import inspect
 
     cfg = compose(["env=zoom", "env.factory._target_=vlexp.environments.zoom.RewardedZoomEnv"])
-    env = environments.factory(cfg)()
+    limits = runplan.of(cfg).tool_limits()
+    env = environments.factory(cfg.env, limits)()
     members = dict(inspect.getmembers(type(env), predicate=inspect.isfunction))
-    assert "get_reward" in members and [t.__name__ for t in environments.tools_of(cfg)] == [
-        "image_zoom_in_tool"
-    ]
+    tools = environments.tools_of(cfg.env, limits)
+    assert "get_reward" in members and [t.__name__ for t in tools] == ["image_zoom_in_tool"]
     env.reset(images=[canvas()])
     assert env.get_reward() == 0.0
     env.image_zoom_in_tool([1, 2])  # an error message earns nothing
     assert env.get_reward() == 0.0
     env.image_zoom_in_tool([0, 0, 200, 200])
     assert env.get_reward() == pytest.approx(0.1)
-    assert not hasattr(environments.factory(compose(["env=zoom"]))(), "get_reward")
+    zoom = compose(["env=zoom"]).env
+    assert not hasattr(environments.factory(zoom, limits)(), "get_reward")

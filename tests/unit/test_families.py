@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.helpers import compose
-from vlexp import families
+from vlexp import families, runplan
 
 # Parameter totals of the bundled configs, built on the meta device by transformers 5.24.
 # Qwen3-VL-8B's equals the weight total published with its config.json (8,767,123,696).
@@ -171,9 +171,10 @@ def test_llava_onevision_plan_counts_anyres_as_the_real_processor(capsys):
 def test_gemma3_has_no_pixel_budget_to_check():
     from vlexp.validate.training import check_pixels
 
-    assert check_pixels(compose(["model=tiny_gemma3"])) == []
+    gemma = compose(["model=tiny_gemma3"])
+    assert check_pixels(gemma, runplan.of(gemma)) == []
     cfg = compose(["model=tiny_qwen3_vl", "model.min_pixels=20000", "model.max_pixels=10000"])
-    assert "32x32 px = one image token" in check_pixels(cfg)[0]
+    assert "32x32 px = one image token" in check_pixels(cfg, runplan.of(cfg))[0]
 
 
 def test_box_reward_scores_each_familys_perfect_answer_on_one_record():
@@ -181,8 +182,6 @@ def test_box_reward_scores_each_familys_perfect_answer_on_one_record():
     writing the right box: Qwen3-VL 0..1000 of the image, Qwen2.5-VL pixels of the image its
     processor resized (to 112x84 for the tiny budget, 532x392 for the 7B's), Gemma 3 as is."""
     from PIL import Image
-
-    from vlexp.rewards.guard import guarded
 
     image, box = Image.new("RGB", (224, 168)), [56, 42, 112, 84]
     answers = {
@@ -193,11 +192,11 @@ def test_box_reward_scores_each_familys_perfect_answer_on_one_record():
         "tiny_gemma3": "[56, 42, 112, 84]",
     }
     for model, answer in answers.items():
-        iou = guarded(compose([f"model={model}", "reward=[iou]"]))["iou"]
+        iou = runplan.of(compose([f"model={model}", "reward=[iou]"])).reward_functions()["iou"]
         completion = f"<think>there</think><answer>{answer}</answer>"
         assert iou([completion], box=[json.dumps(box)], images=[[image]]) == [1.0], model
     # Read in the wrong convention, the Qwen2.5-VL answer misses.
-    qwen3 = guarded(compose(["model=tiny_qwen3_vl", "reward=[iou]"]))["iou"]
+    qwen3 = runplan.of(compose(["model=tiny_qwen3_vl", "reward=[iou]"])).reward_functions()["iou"]
     assert qwen3(["<answer>[28, 21, 56, 42]</answer>"], box=[box], images=[[image]]) == [0.0]
 
 
@@ -209,10 +208,12 @@ def test_box_reward_without_the_image_says_what_it_needs():
 
 
 def test_video_budget_takes_the_patch_of_the_models_family():
-    from vlexp.data.videos import Budget
 
-    assert Budget.for_run(compose(["model=tiny_qwen3_vl", "data=shapes_video"])).patch_size == 16
-    assert Budget.for_run(compose(["model=tiny", "data=shapes_video"])).patch_size == 14
+    assert (
+        runplan.of(compose(["model=tiny_qwen3_vl", "data=shapes_video"])).data.video.patch_size
+        == 16
+    )
+    assert runplan.of(compose(["model=tiny", "data=shapes_video"])).data.video.patch_size == 14
 
 
 VIDEO_FAMILIES = [f for f in families.FAMILIES.values() if f.video]

@@ -25,7 +25,7 @@ def _processor(family: str):
     from vlexp.models.loading import load_processor
 
     tiny.ensure(family)
-    return load_processor(compose([f"model={tiny_preset(family)}"]).model)
+    return load_processor(compose([f"model={tiny_preset(family)}"]).model, FAMILIES[family])
 
 
 def _processed(processor, width: int, height: int) -> tuple[dict, list[int]]:

@@ -46,7 +46,9 @@ def test_data_check_counts_each_image_as_the_processor_expands_it(family):
 
     tiny.ensure(family)
     model_cfg = compose([f"model={_preset(family)}"]).model
-    processor = load_processor(model_cfg)  # the run's pixel budget, as training sees it
+    processor = load_processor(
+        model_cfg, FAMILIES[family]
+    )  # the run's pixel budget, as training sees it
     count = token_counter(processor, FAMILIES[family])
     counted = {size: count(*size) for size in SIZES}
     expected = {size: _expanded(processor, *size) for size in SIZES}

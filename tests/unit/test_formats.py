@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from tests import peer_data
 from tests.helpers import compose
+from vlexp import runplan
 from vlexp.data import DataError, build_datasets, load_split
 
 VISION = "<|vision_start|><|image_pad|><|vision_end|>"
@@ -22,6 +23,7 @@ def processor(tiny_model):
 
 def data_cfg(*overrides: str):
     cfg = compose(["model=tiny", *overrides])
+    runplan.of(cfg)  # start-up resolves the family, which data.boxes.family follows
     return OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
 
 
@@ -313,7 +315,7 @@ def test_hub_rows_go_through_the_data_check(tmp_path):
     ).to_parquet(str(path))
     overrides = ["algo=grpo", "data=hf", "data.name=parquet", f"data.data_files={path}"]
     cfg = compose(["model=tiny", *overrides])
-    check = DataCheck(cfg, load_processor(cfg.model))
+    check = DataCheck(runplan.of(cfg).data, load_processor(cfg.model, runplan.of(cfg).family))
     train, _ = build_datasets(cfg.data, "grpo", check)
     assert train["solution"] == ["3", "4"] and [i.size for r in train for i in r["images"]] == [
         (112, 56),
@@ -325,7 +327,11 @@ def test_hub_rows_go_through_the_data_check(tmp_path):
         DataError,
         match=r"row 0: solution: missing 'solution', which reward 'accuracy' needs .* data.columns=",
     ):
-        build_datasets(cfg.data, "grpo", DataCheck(cfg, load_processor(cfg.model)))
+        build_datasets(
+            cfg.data,
+            "grpo",
+            DataCheck(runplan.of(cfg).data, load_processor(cfg.model, runplan.of(cfg).family)),
+        )
 
 
 def test_check_data_show_prints_what_the_trainer_gets(tmp_path, tiny_model, capsys, caplog):
@@ -403,7 +409,7 @@ def test_each_record_is_converted_once_and_the_check_and_trainer_share_it(tmp_pa
     evaluation = peer_data.r1v_eval(tmp_path / "eval")
     overrides = ["algo=grpo", "reward=accuracy", "data=jsonl", f"data.train={train}"]
     cfg = compose(["model=tiny", *overrides, f"data.eval={evaluation}"])
-    check = DataCheck(cfg, load_processor(cfg.model))
+    check = DataCheck(runplan.of(cfg).data, load_processor(cfg.model, runplan.of(cfg).family))
     train_set, eval_set = build_datasets(cfg.data, "grpo", check)
     assert len(train_set) == 2 and len(eval_set) == 2
     assert sorted(calls.values()) == [1, 1, 1, 1] and len(calls) == 4
@@ -435,8 +441,8 @@ def test_evaluation_opens_hub_rows_that_carry_only_image_bytes(tmp_path, tiny_mo
     datasets.Dataset.from_dict(table).cast_column("image", datasets.Image()).to_parquet(str(path))
     overrides = ["data=hf", "data.name=parquet", f"data.data_files={path}", "data.eval_split=train"]
     cfg = compose(["model=tiny", "reward=accuracy", f"cache_dir={tmp_path / 'cache'}", *overrides])
-    processor = load_processor(cfg.model)
-    examples = load_examples(cfg, processor)
+    processor = load_processor(cfg.model, runplan.of(cfg).family)
+    examples = load_examples(runplan.of(cfg).data, cfg.eval.max_new_tokens, processor)
     assert [ex["solution"] for ex in examples] == ["1", "2"]
     assert [image.size for ex in examples for image in open_images(ex["images"])] == [
         (112, 56),

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from tests import peer_data
 from tests.helpers import compose
+from vlexp import runplan
 from vlexp.data import load_split
 from vlexp.data.boxes import resized_size
 from vlexp.rewards import iou
@@ -18,6 +19,7 @@ from vlexp.rewards import iou
 
 def data_cfg(*overrides: str):
     cfg = compose(["model=tiny", *overrides])
+    runplan.of(cfg)  # start-up resolves the family, which data.boxes.family follows
     return OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
 
 
@@ -100,7 +102,7 @@ def test_a_relative_frame_family_gets_0_1000_boxes(tmp_path, monkeypatch):
     import vlexp.families as families
 
     relative = dataclasses.replace(families.of_tiny("qwen2_5_vl"), box_frame="relative_1000")
-    monkeypatch.setattr(families, "of_model_cfg", lambda model_cfg: relative)
+    monkeypatch.setitem(families.FAMILIES, "qwen2_5_vl", relative)
     path = rec_file(tmp_path)
     cfg = data_cfg("data=jsonl", f"data.train={path}")
     rows = load_split(cfg.train, "grpo", cfg)
@@ -114,7 +116,6 @@ def test_each_familys_perfect_answer_scores_1_on_the_same_record(tmp_path):
     from PIL import Image
 
     from vlexp.evaluation.core import build_rewards
-    from vlexp.rewards.guard import guarded, model_box_frame
 
     Image.new("RGB", (224, 168)).save(tmp_path / "a.png")
     row = {"image": "a.png", "problem": "Where is the square?", "box": [56, 42, 112, 84]}
@@ -127,13 +128,16 @@ def test_each_familys_perfect_answer_scores_1_on_the_same_record(tmp_path):
     for model, (perfect, wrong) in answers.items():
         cfg = compose([f"model={model}", "algo=grpo", "reward=iou", "data=jsonl"])
         cfg.data.train = str(path)
+        plan = runplan.of(cfg)  # start-up: the family resolved once, for boxes and rewards
         rows = load_split(cfg.data.train, "grpo", cfg.data)
         assert json.loads(rows["box"][0]) == json.loads(perfect), model  # the family's frame
         completions = [f"<answer>{perfect}</answer>", f"<answer>{wrong}</answer>"]
         columns = {"box": list(rows["box"]) * 2, "images": [rows[0]["images"]] * 2}
-        assert guarded(cfg)["iou"](completions, **columns) == [1.0, 0.0], model
+        assert runplan.of(cfg).reward_functions()["iou"](completions, **columns) == [1.0, 0.0], (
+            model
+        )
         # evaluation hands the loaded model's frame; the gold is already in it: not bound
-        funcs, _ = build_rewards(cfg.reward, model_box_frame(cfg.model), cfg.data)
+        funcs, _ = build_rewards(cfg.reward, plan.box_frame(), cfg.data)
         assert funcs["iou"](completions, **columns) == [1.0, 0.0], model
 
 
@@ -142,8 +146,6 @@ def test_iou_scores_a_perfect_answer_whether_or_not_the_loader_rescales(tmp_path
     family's frame; rescaled gold boxes (gold on) are already in that frame: compared as
     they are. Either way the model's perfect answer scores 1 and a box in the wrong frame not."""
     from PIL import Image
-
-    from vlexp.rewards.guard import guarded
 
     path = rec_file(tmp_path)
     image = Image.open(tmp_path / "big.png")
@@ -160,7 +162,7 @@ def test_iou_scores_a_perfect_answer_whether_or_not_the_loader_rescales(tmp_path
             round(500 * w / 1000),
             round(80 * h / 800),
         ]
-        reward = guarded(cfg)["iou"]
+        reward = runplan.of(cfg).reward_functions()["iou"]
         scores = reward(
             [f"<answer>{perfect}</answer>", "<answer>[100, 40, 500, 80]</answer>"],
             solution=rows["solution"][:1] * 2,

@@ -225,6 +225,7 @@ def validate_problems(cfg) -> str:
 
 
 def test_distill_declares_a_teacher_and_no_rewards(tmp_path):
+    from vlexp import runplan
     from vlexp.config import algo as algorithm
     from vlexp.recipe.run import algorithm_inputs, build_args
 
@@ -241,7 +242,7 @@ def test_distill_declares_a_teacher_and_no_rewards(tmp_path):
     )
     assert not facts.uses_reference()
     validate(cfg)  # a run dir stands for its final/ model
-    assert algorithm_inputs(cfg) == {"teacher_model": str(teacher / "final")}
+    assert algorithm_inputs(cfg, runplan.of(cfg)) == {"teacher_model": str(teacher / "final")}
     args = build_args(cfg, tmp_path / "run")
     assert type(args).__name__ == "DistillationConfig"
     assert (args.beta, args.temperature) == (1.0, 1.0)

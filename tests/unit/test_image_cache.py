@@ -7,6 +7,7 @@ import os
 import pytest
 
 from tests.helpers import compose
+from vlexp import runplan
 from vlexp.data import build_datasets
 from vlexp.data.image_cache import ImageCache, decode, for_run
 
@@ -76,7 +77,7 @@ def test_run_datasets_point_at_the_cache_and_keep_every_row(processor, tmp_path,
         "shortest_edge": cfg.model.min_pixels,
         "longest_edge": cfg.model.max_pixels,
     }
-    transform = for_run(cfg, processor)
+    transform = for_run(runplan.of(cfg).data, processor)
     plain, _ = build_datasets(cfg.data, "grpo")
     cached, evaluation = build_datasets(cfg.data, "grpo", image_cache=transform)
     assert len(cached) == len(plain) and evaluation is not None
@@ -88,4 +89,4 @@ def test_run_datasets_point_at_the_cache_and_keep_every_row(processor, tmp_path,
     assert (
         cached[0]["prompt"] == plain[0]["prompt"] and cached[0]["solution"] == plain[0]["solution"]
     )
-    assert for_run(compose(["data.image_cache=false"]), processor) is None
+    assert for_run(runplan.of(compose(["data.image_cache=false"])).data, processor) is None

@@ -9,6 +9,8 @@ import pytest
 
 from tests.data_forms import shapes_records
 from tests.helpers import compose
+from vlexp import runplan
+from vlexp.families import FAMILIES
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,8 @@ def processor(tiny_model):
     return load_processor(
         OmegaConf.create(
             {"name_or_path": "tiny://qwen2_5_vl", "min_pixels": 3136, "max_pixels": 12544}
-        )
+        ),
+        FAMILIES["qwen2_5_vl"],
     )
 
 
@@ -30,7 +33,7 @@ def checked(path, processor, *extra: str, algo: str = "kto"):
     from vlexp.data.check import DataCheck
 
     cfg = compose([f"algo={algo}", "data=jsonl", f"data.train={path}", *extra])
-    train, _ = build_datasets(cfg.data, cfg.algo.kind, DataCheck(cfg, processor))
+    train, _ = build_datasets(cfg.data, cfg.algo.kind, DataCheck(runplan.of(cfg).data, processor))
     return train
 
 
@@ -141,7 +144,7 @@ def test_one_image_algorithms_get_an_image_column_or_stop(tmp_path, shapes_dir, 
     records = shapes_records(shapes_dir, limit=2)
     cfg = compose(["algo=online_dpo", "data=jsonl", f"data.image_root={shapes_dir}"])
     cfg.data.train = str(write(tmp_path / "train.jsonl", records))
-    train, _ = build_datasets(cfg.data, cfg.algo.kind, DataCheck(cfg, processor))
+    train, _ = build_datasets(cfg.data, cfg.algo.kind, DataCheck(runplan.of(cfg).data, processor))
     one = single_image(train, "train")
     assert "images" not in one.column_names
     assert one[0]["image"].size == (records[0]["width"], records[0]["height"])
@@ -149,7 +152,7 @@ def test_one_image_algorithms_get_an_image_column_or_stop(tmp_path, shapes_dir, 
 
     two = {**records[0], "image": [records[0]["image"], records[1]["image"]]}
     cfg.data.train = str(write(tmp_path / "two.jsonl", [records[1], two]))
-    train, _ = build_datasets(cfg.data, cfg.algo.kind, DataCheck(cfg, processor))
+    train, _ = build_datasets(cfg.data, cfg.algo.kind, DataCheck(runplan.of(cfg).data, processor))
     with pytest.raises(DataError, match=r"exactly one image per prompt.*row 1 has 2"):
         single_image(train, "train")
 
@@ -269,7 +272,9 @@ def test_the_data_path_lays_kto_out_for_the_run_batch(tmp_path, shapes_dir, proc
     records = shapes_records(shapes_dir, limit=7)
     path = write(tmp_path / "train.jsonl", records)
     cfg = compose(["algo=kto", "data=jsonl", f"data.train={path}", f"data.image_root={shapes_dir}"])
-    train, _ = build_datasets(cfg.data, "kto", DataCheck(cfg, processor), batch_sizes={"train": 8})
+    train, _ = build_datasets(
+        cfg.data, "kto", DataCheck(runplan.of(cfg).data, processor), batch_sizes={"train": 8}
+    )
     suffixes = {r["suffix"]: i for i, r in enumerate(records)}
     rejected = {r["rejected"]: i for i, r in enumerate(records)}
     pair = [suffixes.get(completion_text(row), rejected.get(completion_text(row))) for row in train]

@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import compose
 from tests.video_data import video_jsonl, write_frames, write_mp4
-from vlexp import families
+from vlexp import families, runplan
 from vlexp.paths import config_dir
 
 FAMILIES = [family for family in families.FAMILIES.values() if family.tiny]
@@ -60,11 +60,11 @@ def check_and_reference(family: families.Family, records: list[dict], folder, *o
     tiny.ensure(family.name)
     path = video_jsonl(folder, records)
     cfg = check_config(family, path, *overrides)
-    processor = load_processor(cfg.model)
-    check = DataCheck(cfg, processor)
+    processor = load_processor(cfg.model, runplan.of(cfg).family)
+    check = DataCheck(runplan.of(cfg).data, processor)
     check({"train": str(path)})
     assert check.bad == []
-    budget = videos.Budget.for_run(cfg)
+    budget = runplan.of(cfg).data.video
     real, frames = [], set()
     for record in Reader(cfg.data).read(str(path)):
         example = convert(record, "sft", cfg.data)
@@ -146,7 +146,9 @@ def test_a_video_prompt_the_trainer_would_cut_is_refused(family, tmp_path):
     path = tmp_path / "train.jsonl"
     cfg = check_config(family, path, *overrides, f"algo.args.max_length={real}")
     with pytest.raises(DataError, match=f"prompt is {real} tokens"):
-        DataCheck(cfg, load_processor(cfg.model))({"train": str(path)})
+        DataCheck(runplan.of(cfg).data, load_processor(cfg.model, runplan.of(cfg).family))(
+            {"train": str(path)}
+        )
 
 
 def test_an_unknown_family_stops_the_check_instead_of_guessing(tmp_path):
@@ -155,12 +157,11 @@ def test_an_unknown_family_stops_the_check_instead_of_guessing(tmp_path):
     from types import SimpleNamespace
 
     from vlexp.data.images import processor_geometry
-    from vlexp.data.videos import Budget
 
     cfg = compose([f"model.name_or_path={tmp_path / 'no-model'}", "data=shapes_video"])
     # families.UnknownFamily (a ValueError), the one message the start-up resolution gives.
     with pytest.raises(ValueError, match="model.name_or_path=.*no-model: .*config.json"):
-        Budget.for_run(cfg)
+        runplan.of(cfg)
     unbudgeted = SimpleNamespace(
         image_processor=SimpleNamespace(patch_size=14, merge_size=2, size={"height": 64})
     )

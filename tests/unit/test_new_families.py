@@ -10,6 +10,7 @@ import json
 import pytest
 
 from tests.helpers import compose, run_cli
+from vlexp import runplan
 
 # The right box for a 224x168 image with the object at pixels [56, 42, 112, 84], written as
 # each family's documentation writes boxes.
@@ -33,15 +34,13 @@ VISION = {
 def test_a_box_written_as_the_model_card_writes_it_scores_one(preset):
     from PIL import Image
 
-    from vlexp.rewards.guard import guarded
-
     image, box = Image.new("RGB", (224, 168)), [56, 42, 112, 84]
-    iou = guarded(compose([f"model={preset}", "reward=[iou]"]))["iou"]
+    iou = runplan.of(compose([f"model={preset}", "reward=[iou]"])).reward_functions()["iou"]
     completion = f"<think>there</think><answer>{BOX_ANSWERS[preset]}</answer>"
     assert iou([completion], box=[json.dumps(box)], images=[[image]]) == [1.0]
     # The same numbers read as pixels would miss: the frame is the family's, not a guess.
     pixels = "<answer>[250, 250, 500, 500]</answer>"
-    tiny = guarded(compose(["model=tiny_gemma3", "reward=[iou]"]))["iou"]
+    tiny = runplan.of(compose(["model=tiny_gemma3", "reward=[iou]"])).reward_functions()["iou"]
     assert tiny([pixels], box=[json.dumps(box)], images=[[image]]) == [0.0]
 
 

@@ -76,7 +76,9 @@ def test_generation_prompts_come_unpadded_as_the_processor_gives_each_alone(name
     from tests.helpers import compose, tiny_preset
     from vlexp.models.loading import load_processor
 
-    processor = load_processor(compose([f"model={tiny_preset(name)}"]).model)
+    processor = load_processor(
+        compose([f"model={tiny_preset(name)}"]).model, families.FAMILIES[name]
+    )
     rows = [((224, 168), "How many shapes?"), ((56, 56), "q")]
     conversations = [
         [

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from tests.helpers import compose
-from vlexp.rewards.guard import RewardError, guard, guarded
+from vlexp import runplan
+from vlexp.rewards.guard import RewardError, guard
 
 
 def stuck(completions, **kwargs):
@@ -87,13 +88,13 @@ def test_async_rewards_get_the_deadline_too():
 
 def test_the_deadline_is_on_for_vlexps_rewards_and_off_for_others_by_default():
     cfg = compose(["reward=[accuracy]"])
-    assert guarded(cfg)["accuracy"].timeout_s == 60.0
+    assert runplan.of(cfg).reward_functions()["accuracy"].timeout_s == 60.0
     cfg.reward.funcs.accuracy._target_ = "tests.unit.test_reward_deadline.stuck"
-    assert guarded(cfg)["accuracy"].timeout_s is None
+    assert runplan.of(cfg).reward_functions()["accuracy"].timeout_s is None
     cfg.reward.timeout_s = 5
-    assert guarded(cfg)["accuracy"].timeout_s == 5.0
+    assert runplan.of(cfg).reward_functions()["accuracy"].timeout_s == 5.0
     cfg.reward.timeout_s = 0
-    assert guarded(cfg)["accuracy"].timeout_s is None
+    assert runplan.of(cfg).reward_functions()["accuracy"].timeout_s is None
 
 
 def test_math_verify_scores_within_the_deadline():
@@ -146,10 +147,10 @@ def test_reward_model_loads_once_when_the_rewards_are_built_not_inside_the_deadl
     monkeypatch.setattr(reward_model, "_SCORERS", {}, raising=False)  # a fresh process
     cfg = compose(["reward=[model]", f"reward.funcs.model.path={tiny_model}"])
     cfg.reward.timeout_s = 0.5
-    rewards = guarded(cfg)
+    rewards = runplan.of(cfg).reward_functions()
     assert len(loads) == 1  # before training starts
     prompts = [[{"role": "user", "content": [{"type": "text", "text": "How many?"}]}]] * 2
     scores = rewards["model"](prompts=prompts, completions=["Two.", "There are three."])
     assert len(scores) == 2 and scores[0] < scores[1]  # a longer answer has more tokens
-    guarded(cfg)["model"](prompts=prompts[:1], completions=["Two."])
+    runplan.of(cfg).reward_functions()["model"](prompts=prompts[:1], completions=["Two."])
     assert len(loads) == 1

@@ -9,8 +9,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.helpers import compose
-from vlexp import rewards
-from vlexp.rewards.guard import GuardedReward, RewardError, guarded
+from vlexp import rewards, runplan
+from vlexp.rewards.guard import GuardedReward, RewardError
 
 
 def picky(completions, solution, **kwargs):
@@ -97,7 +97,7 @@ def test_unknown_on_error_is_rejected():
 
 def test_reward_files_compose_into_guarded_functions_in_order():
     cfg = compose(["reward=[think_format,accuracy,choice,iou,length]", "reward.on_error=zero"])
-    funcs = list(guarded(cfg).values())
+    funcs = list(runplan.of(cfg).reward_functions().values())
     assert [f.__name__ for f in funcs] == ["think_format", "accuracy", "choice", "iou", "length"]
     assert all(f.on_error == "zero" for f in funcs)
     length = funcs[-1].func
@@ -149,7 +149,7 @@ def test_the_readme_own_reward_example_works(tmp_path, monkeypatch):
         ]
     )
     assert dict(cfg.reward.weights) == {"think_format": 1.0, "accuracy": 1.0, "short_answer": 0.5}
-    funcs = list(guarded(cfg).values())
+    funcs = list(runplan.of(cfg).reward_functions().values())
     assert [f.__name__ for f in funcs] == ["think_format", "accuracy", "short_answer"]
     scores = funcs[-1](
         ["<answer>a red one</answer>", "<answer>it is a red one</answer>"], solution=["x", "y"]

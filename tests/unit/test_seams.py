@@ -122,7 +122,7 @@ LAYERS = [
     {"data"},
     {"models", "rewards", "environments"},
     {"algorithms", "evaluation"},
-    {"recipe", "validate", "rollout"},
+    {"recipe", "validate", "rollout", "runplan"},
     {"app", "worker", "plan", "evaluate", "compare", "check_data", "overrides", "__main__"},
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}

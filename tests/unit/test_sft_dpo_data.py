@@ -9,12 +9,14 @@ from omegaconf import OmegaConf
 
 from tests.data_forms import messages_jsonl, preference_dataset, prefix_jsonl, shapes_records
 from tests.helpers import compose
+from vlexp import runplan
 from vlexp.data import DataError, build_datasets, load_split
 from vlexp.data.boxes import rescale_boxes, resized_size
 
 
 def data_cfg(overrides: list[str]):
     cfg = compose(["model=tiny", *overrides])
+    runplan.of(cfg)  # start-up resolves the family, which data.boxes.family follows
     return OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
 
 

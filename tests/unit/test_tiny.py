@@ -89,7 +89,7 @@ def test_processor_image_tokens_follow_smart_resize(tiny_model):
     model_cfg = OmegaConf.create(
         {"name_or_path": "tiny://qwen2_5_vl", "min_pixels": 3136, "max_pixels": 12544}
     )
-    processor = load_processor(model_cfg)
+    processor = load_processor(model_cfg, FAMILIES["qwen2_5_vl"])
     for width, height in ((56, 56), (224, 168), (30, 200)):
         image = Image.new("RGB", (width, height), (255, 0, 0))
         text = processor.apply_chat_template(

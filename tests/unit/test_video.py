@@ -9,6 +9,8 @@ import pytest
 
 from tests.helpers import compose
 from tests.video_data import mixed_records, video_jsonl, write_frames, write_mp4
+from vlexp import runplan
+from vlexp.families import FAMILIES
 
 BUDGET = {"min_pixels": 3136, "max_pixels": 12544}  # the tiny model's image budget
 
@@ -27,7 +29,8 @@ def processor(tiny_model):
 
     from vlexp.models.loading import load_processor
 
-    return load_processor(OmegaConf.create({"name_or_path": "tiny://qwen2_5_vl", **BUDGET}))
+    model = OmegaConf.create({"name_or_path": "tiny://qwen2_5_vl", **BUDGET})
+    return load_processor(model, FAMILIES["qwen2_5_vl"])
 
 
 @pytest.mark.parametrize(
@@ -159,7 +162,9 @@ def test_data_check_names_bad_videos_by_file_and_line(processor, tmp_path):
         ],
     )
     with pytest.raises(DataError) as caught:
-        build_datasets(_check_cfg(path).data, "sft", DataCheck(_check_cfg(path), processor))
+        build_datasets(
+            _check_cfg(path).data, "sft", DataCheck(runplan.of(_check_cfg(path)).data, processor)
+        )
     lines = str(caught.value).splitlines()
     assert lines[0] == "7 bad record(s) (data.on_bad_record=raise):"
     by_line = {int(line.split(":")[1]): line for line in lines[1:8]}
@@ -182,11 +187,13 @@ def test_data_check_counts_video_tokens_against_the_length_limit(processor, tmp_
     # 4 frames (fps 2) x 112x112 px: 2 temporal patches x 4 x 4 = 32 video tokens.
     cfg = _check_cfg(path, "algo.args.max_length=48")
     with pytest.raises(DataError) as caught:
-        build_datasets(cfg.data, "sft", DataCheck(cfg, processor))
+        build_datasets(cfg.data, "sft", DataCheck(runplan.of(cfg).data, processor))
     assert "prompt is 57 tokens (0 of them image tokens, 32 video tokens)" in str(caught.value)
     assert "data.video.fps" in str(caught.value)
     cfg = _check_cfg(path, "algo.args.max_length=48", "data.video.nframes=2")
-    train, _ = build_datasets(cfg.data, "sft", DataCheck(cfg, processor))  # 41 tokens: fits
+    train, _ = build_datasets(
+        cfg.data, "sft", DataCheck(runplan.of(cfg).data, processor)
+    )  # 41 tokens: fits
     assert len(train) == 1
 
 

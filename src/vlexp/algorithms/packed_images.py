@@ -157,8 +157,8 @@ def refusal(family: Any, trainer_cls: type) -> str | None:
     )
 
 
-def check_trainer(cfg: Any, family: Any, trainer_cls: type) -> None:
+def check_trainer(family: Any, trainer_cls: type, algo_name: str, model_name: str) -> None:
     """`refusal` as an error naming the algorithm, before the model loads."""
     reason = refusal(family, trainer_cls)
     if reason is not None:
-        raise ValueError(f"algo={cfg.algo.name} on model={cfg.model.name}: {reason}")
+        raise ValueError(f"algo={algo_name} on model={model_name}: {reason}")

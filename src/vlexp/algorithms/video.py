@@ -194,32 +194,36 @@ class Carrier:
         return WithVideos(model, rows, ids)
 
 
-def check_supported(cfg: Any, train_set: Any, eval_set: Any) -> None:
-    """Before the model loads: the video paths vlexp does not carry stop the run here."""
-    if has_videos(train_set) and not algorithm.of(cfg).videos:
+def check_supported(
+    algo: algorithm.Algorithm, paths: Any, train_set: Any, eval_set: Any, evaluates: bool
+) -> None:
+    """Before the model loads: the video paths vlexp does not carry stop the run here.
+    `algo`, `paths`: the run plan's parts (vlexp.runplan); `evaluates`: train.eval_steps set."""
+    if has_videos(train_set) and not algo.videos:
         raise DataError(
-            f"{cfg.data.get('train')}: records with videos and algo={cfg.algo.name}: its trainer "
+            f"{paths.train}: records with videos and algo={algo.name}: its trainer "
             "reads images only (algo.videos=false); use algo=grpo or another GRPO-family "
             "algorithm for reinforcement learning on video data"
         )
-    if has_videos(train_set) and cfg.algo.get("args", {}).get("use_vllm"):
+    if has_videos(train_set) and algo.args.get("use_vllm"):
         raise DataError(
-            f"{cfg.data.get('train')}: records with videos and algo.args.use_vllm=true: vLLM "
+            f"{paths.train}: records with videos and algo.args.use_vllm=true: vLLM "
             "generation receives images only in vlexp; set algo.args.use_vllm=false "
             "(generation with transformers) for video data"
         )
-    if has_videos(eval_set) and cfg.train.get("eval_steps"):
+    if has_videos(eval_set) and evaluates:
         raise DataError(
-            f"{cfg.data.get('eval')}: records with videos and train.eval_steps: generation-based "
+            f"{paths.eval}: records with videos and train.eval_steps: generation-based "
             "evaluation reads images only; drop train.eval_steps for video data"
         )
 
 
-def carrier_for(cfg: Any, train_set: Any) -> Carrier | None:
-    """The GRPO video carrier when the training data has videos, else None."""
+def carrier_for(budget: Budget, train_set: Any) -> Carrier | None:
+    """The GRPO video carrier when the training data has videos, else None; `budget`: the
+    run plan's `data.video`."""
     if not has_videos(train_set):
         return None
-    return Carrier(Budget.for_run(cfg))
+    return Carrier(budget)
 
 
 class VideoCollatorMixin:

@@ -3,7 +3,8 @@ when one raises, and which data columns they read.
 
 Training (`recipe.run`), evaluation, the config checks, the data check and the run naming all
 ask here, so a reward means the same thing everywhere (`reward.on_error` included);
-`vlexp.rewards.guard.guarded(cfg)` builds the functions.
+`of(cfg)` is the reward part of the run plan (`vlexp.runplan`); `vlexp.rewards.guard.guarded`
+builds the functions from it.
 
     reward:
       funcs: {accuracy: {_target_: vlexp.rewards.accuracy, _partial_: true}, ...}
@@ -15,6 +16,7 @@ ask here, so a reward means the same thing everywhere (`reward.on_error` include
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 ON_ERROR = ("raise", "zero")
@@ -26,6 +28,37 @@ TRL_REWARD_KWARGS = frozenset(
     | {"environments"}
 )
 _HYDRA_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
+
+
+@dataclass(frozen=True)
+class Rewards:
+    """The `reward` node as the reward side reads it (`of`): the functions' nodes in
+    `reward.funcs` order, their weights, `on_error`, `timeout_s`, and whether the data loader
+    put gold boxes in the model's frame (`data.boxes.gold`)."""
+
+    funcs: dict[str, Any]
+    weights: dict[str, float]
+    on_error: str = "raise"
+    timeout_s: float | None = None  # as given; `deadline` applies the default
+    gold_rescaled: bool = False
+
+    def deadline(self, qualified_name: str) -> float | None:
+        """The per-call deadline of the reward `qualified_name` (module.function), or None."""
+        if self.timeout_s is None:
+            return DEFAULT_TIMEOUT_S if qualified_name.startswith("vlexp.") else None
+        return float(self.timeout_s) or None  # 0: no deadline
+
+
+def of(cfg: Any) -> Rewards:
+    """The reward part of a run (`cfg.reward`, and `data.boxes.gold`)."""
+    boxes = (cfg.get("data") or {}).get("boxes") or {}
+    return Rewards(
+        funcs=nodes(cfg),
+        weights=weights(cfg),
+        on_error=on_error(cfg),
+        timeout_s=(cfg.get("reward") or {}).get("timeout_s"),
+        gold_rescaled=bool(boxes.get("gold")),
+    )
 
 
 def nodes(cfg: Any) -> dict[str, Any]:
@@ -54,10 +87,7 @@ DEFAULT_TIMEOUT_S = 60.0
 
 def timeout_s(cfg: Any, qualified_name: str) -> float | None:
     """The per-call deadline of the reward `qualified_name` (module.function), or None."""
-    given = (cfg.get("reward") or {}).get("timeout_s")
-    if given is None:
-        return DEFAULT_TIMEOUT_S if qualified_name.startswith("vlexp.") else None
-    return float(given) or None  # 0: no deadline
+    return of(cfg).deadline(qualified_name)
 
 
 def locate(target: str | None) -> Any:
@@ -79,8 +109,13 @@ def columns(cfg: Any, optional: bool = False) -> dict[str, list[str]]:
     >>> columns(cfg)
     {'accuracy': ['solution']}
     """
+    return columns_of(nodes(cfg), optional)
+
+
+def columns_of(funcs: Any, optional: bool = False) -> dict[str, list[str]]:
+    """`columns` of the `reward.funcs` node itself (the data check holds only that node)."""
     needs = {}
-    for name, node in nodes(cfg).items():
+    for name, node in dict(funcs or {}).items():
         if not node.get("_partial_"):
             continue
         try:

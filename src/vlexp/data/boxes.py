@@ -29,7 +29,8 @@ decodes images with `datasets.Image`, which applies the EXIF orientation (a phon
 taken upright is stored sideways with orientation 6 or 8), so that decode is measured
 (`vlexp.data.image_size`), not the stored size.
 
-The frame comes from the model family (`vlexp.families`, `box_frame`; `data.boxes.model`):
+The frame comes from the model family (`vlexp.families`, `box_frame`; `data.boxes.family`,
+the family the run plan resolved at start-up, `vlexp.runplan`):
 absolute pixels of the resized image for Qwen2.5-VL, 0-1000 relative coordinates for
 Qwen2-VL, Qwen3-VL and Qwen3.5, the original pixels (no change) for Gemma 3. A model
 whose family cannot be told has no frame: a record with boxes is then a bad record, never
@@ -180,37 +181,22 @@ def only_boxes(text: str) -> bool:
 
 
 def family_frame(boxes_cfg: Any) -> BoxFrame:
-    """The box frame of the model in `data.boxes` (`family`: the one resolved at start-up,
-    else told from `model`'s config.json) with its pixel budget. Raises ValueError when the
-    family cannot be told: boxes are never scaled by a guess."""
+    """The box frame of the model's family in `data.boxes` (`family`: the one the run plan
+    resolved at start-up, `vlexp.runplan.of`, recorded in `model.family`) with its pixel
+    budget. Raises ValueError when no family is recorded: boxes are never scaled by a guess,
+    and the family is never resolved a second time here."""
     from vlexp import families
 
-    model = _Model(boxes_cfg.get("model"), boxes_cfg.get("family"))
+    name = boxes_cfg.get("family")
+    family = families.FAMILIES.get(str(name)) if name else None
+    if family is None:
+        raise ValueError(
+            f"boxes are written in the model family's frame, and data.boxes.family={name} "
+            f"names none of {', '.join(families.FAMILIES)}: the family is resolved at start-up "
+            "(vlexp.runplan.of records it in model.family); set model.family"
+        )
     limits = tuple(boxes_cfg.get(k) for k in ("min_pixels", "max_pixels", "factor"))
-    # Told once per model and budget, not per record (telling the family may read files).
-    key = (families.of_model_cfg, model, *limits)
-    if key not in _FRAMES:
-        try:
-            family = families.of_model_cfg(model)
-        except families.UnknownFamily as err:
-            raise ValueError(f"boxes are written in the model family's frame: {err}") from None
-        _FRAMES.clear() if len(_FRAMES) > 64 else None
-        _FRAMES[key] = frame_of_family(family, *limits)
-    return _FRAMES[key]
-
-
-_FRAMES: dict[tuple, BoxFrame] = {}
-
-
-@dataclass(frozen=True)
-class _Model:
-    """The part of `cfg.model` the family seam reads (`families.of_model_cfg`)."""
-
-    name_or_path: str | None
-    family: str | None
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
+    return frame_of_family(family, *limits)
 
 
 def box_rescaler(frame: BoxFrame, image: object, bare: bool = False) -> Callable[[str], str]:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from vlexp import families
-from vlexp.config import algo as algorithm
 from vlexp.config import reward as reward_config
 from vlexp.data import fields, images, videos
 from vlexp.data.lengths import LengthLimits, count_tokens
@@ -37,6 +36,7 @@ from vlexp.data.records import (
 )
 from vlexp.data.report import line_number, summary_line, write_bad_records
 from vlexp.data.sources import Reader
+from vlexp.data.spec import DataSpec
 
 log = logging.getLogger("vlexp")
 # Checks of a record against its converted example, by record format (algo.kind).
@@ -49,39 +49,40 @@ class DataCheck:
 
     def __init__(
         self,
-        cfg: Any,
+        spec: DataSpec,
         processor: Any,
         run_dir: Path | None = None,
         model_dir: str | None = None,
         writes_report: bool = True,
         tools: list | None = None,
     ) -> None:
-        """`model_dir`: where the model's config.json is (its context length); by default
+        """`spec`: the run plan's data part (`vlexp.runplan.of(cfg).data`).
+        `model_dir`: where the model's config.json is (its context length); by default
         where the processor was loaded from, which is the model's own directory or hub id.
         `writes_report`: write RUN_DIR/bad_records.jsonl (off on every node of a multi-node
         run but the first, whose check writes it for all: the run dir is shared).
         `tools`: the environment's tools (env=), whose schema the chat template writes into
         every prompt; counted in its length."""
-        algo = algorithm.of(cfg)
-        self.cfg, self.data, self.kind = cfg, cfg.data, algo.kind
+        algo = spec.algorithm
+        self.spec, self.data, self.kind = spec, spec.node, algo.kind
         self.processor, self.run_dir, self.writes_report = processor, run_dir, writes_report
         self.tools = tools
         # Columns the rewards read, for algorithms whose completions the rewards score.
-        self.needs = reward_config.columns(cfg) if algo.rewards else {}
+        self.needs = reward_config.columns_of(spec.reward_funcs) if algo.rewards else {}
         self.record_check = RECORD_CHECKS.get(algo.kind)
         self.roots = [Path(p).expanduser() for p in self.data.get("allowed_image_roots") or []]
         # 16-bit grayscale images are read from 8-bit copies here (images.eight_bit).
-        self.converted = (
-            Path(str(cfg.get("cache_dir", "~/.cache/vlexp"))).expanduser() / "images-8bit"
-        )
+        self.converted = spec.cache_dir / "images-8bit"
         images.set_pixel_limit(self.data.get("max_image_pixels"))
         self.media_tokens = media_tokens(processor)
-        # The family (resolved once at start-up, model.family) says what an image and a
+        # The family (resolved once at start-up, by the run plan) says what an image and a
         # video cost in tokens.
-        self.family = families.of_model_cfg(cfg.model)
+        self.family = spec.family
         self.image_tokens = images.token_counter(processor, self.family)
-        self.limits = LengthLimits(cfg, model_dir or processor.tokenizer.name_or_path)
-        self.video_budget = videos.Budget.for_family(cfg.data.get("video"), self.family)
+        self.limits = LengthLimits(
+            algo, model_dir or processor.tokenizer.name_or_path, spec.trust_remote_code
+        )
+        self.video_budget = spec.video
         self.bad: list[tuple[str, BadRecord]] = []
         self.max_listed: int | None = MAX_LISTED  # None lists every bad record
         self.stats: dict[str, dict] = {}
@@ -180,7 +181,7 @@ class DataCheck:
                             "remote image",
                             f"{item} is a URL: set data.allow_remote_images=true to fetch it",
                         )
-                    cache = Path(self.cfg.cache_dir).expanduser() / "remote-images"
+                    cache = self.spec.cache_dir / "remote-images"
                     local.append(str(images.fetch(item, cache)))
                 else:
                     path = images.local_path(strip_file_scheme(item), record.image_dir, roots)
@@ -211,7 +212,7 @@ class DataCheck:
         candidates = [i for i in range(len(records)) if i not in problems]
         sample = self.data.get("check_sample")
         if sample is not None and sample < len(candidates):
-            seed = self.cfg.get("seed", 0)
+            seed = self.spec.seed
             candidates = sorted(random.Random(seed).sample(candidates, sample))
         entries = {image_key(p): p for i in candidates for p in image_paths(records[i])}
         sizes = self._inspect_all(entries)
@@ -287,7 +288,7 @@ class DataCheck:
         family = self.family
         if not family.video or family.video_tokens is None:
             raise DataError(
-                f"data.train: records with videos and model {self.cfg.model.name}: the "
+                f"data.train: records with videos and model {self.spec.model_name}: the "
                 f"{family.name} family reads images only; use a model of a family that takes "
                 f"videos ({', '.join(f.name for f in families.FAMILIES.values() if f.video)})"
             )

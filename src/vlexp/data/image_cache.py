@@ -27,15 +27,17 @@ from typing import Any
 
 from vlexp.data.image_size import source_size_info
 from vlexp.data.records import DataError
+from vlexp.data.spec import DataSpec
 from vlexp.paths import whole_png
 
 log = logging.getLogger("vlexp")
 VERSION = 2  # bump when the cached pixels change meaning (2: the source's size in the PNG)
 
 
-def for_run(cfg: Any, processor: Any) -> Callable[[list[dict]], list[dict]] | None:
-    """The row transform `load_split` applies, or None when the cache is off or cannot apply."""
-    if not cfg.data.get("image_cache"):
+def for_run(spec: DataSpec, processor: Any) -> Callable[[list[dict]], list[dict]] | None:
+    """The row transform `load_split` applies, or None when the cache is off or cannot apply
+    (`spec`: the run plan's data part)."""
+    if not spec.node.get("image_cache"):
         return None
     image_processor = getattr(processor, "image_processor", None)
     if not _supported(image_processor):
@@ -44,7 +46,7 @@ def for_run(cfg: Any, processor: Any) -> Callable[[list[dict]], list[dict]] | No
             type(image_processor).__name__,
         )
         return None
-    cache = ImageCache(image_processor, Path(str(cfg.cache_dir)).expanduser() / "images")
+    cache = ImageCache(image_processor, spec.cache_dir / "images")
     return cache.rows
 
 

@@ -14,14 +14,15 @@ _TARGET_KEYS = ("suffix", "completion", "chosen", "messages")
 class LengthLimits:
     """The token limits the trainer enforces, from algo.args and the model's context."""
 
-    def __init__(self, cfg: Any, model_dir: str) -> None:
-        algo = algorithm.of(cfg)
+    def __init__(
+        self, algo: algorithm.Algorithm, model_dir: str, trust_remote_code: bool = False
+    ) -> None:
         # Trainers that generate never truncate prompts (TRL 1.16 has no max_prompt_length
         # for GRPO); the others cut at algo.args.max_length.
         self.generates = algo.generates
-        self.max_length = None if algo.generates else cfg.algo.args.get("max_length")
+        self.max_length = None if algo.generates else algo.args.get("max_length")
         self.completion = algo.completion_budget()
-        self.context, self.context_key = model_context(cfg, model_dir)
+        self.context, self.context_key = model_context(algo.args, model_dir, trust_remote_code)
 
     def problem(
         self, record: Record, prompt: int, total: int, image: int, video: int = 0
@@ -61,18 +62,18 @@ class LengthLimits:
         return self.max_length is not None and total > self.max_length
 
 
-def model_context(cfg: Any, model_dir: str) -> tuple[int | None, str]:
-    """The model's context length (text config), or vLLM's max_model_length when smaller."""
+def model_context(
+    args: Any, model_dir: str, trust_remote_code: bool = False
+) -> tuple[int | None, str]:
+    """The model's context length (text config), or vLLM's max_model_length (`algo.args`)
+    when smaller."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(
-        model_dir,
-        trust_remote_code=cfg.model.get("trust_remote_code", False),
-    )
+    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     text = getattr(config, "text_config", None) or config
     context = getattr(text, "max_position_embeddings", None)
     key = "the model's max_position_embeddings"
-    vllm = cfg.algo.args.get("vllm_max_model_length") if cfg.algo.args.get("use_vllm") else None
+    vllm = args.get("vllm_max_model_length") if args.get("use_vllm") else None
     if vllm and (context is None or vllm < context):
         return vllm, "algo.args.vllm_max_model_length"
     return context, key

@@ -18,7 +18,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
-from vlexp import families, patches
+from vlexp import patches
 from vlexp.families import Family
 
 BACKENDS = ("auto", "torchvision", "pyav", "decord", "torchcodec")
@@ -73,11 +73,6 @@ class Budget:
     def for_family(cls, video_cfg: Any, family: Family) -> Budget:
         """`data.video` with the patch size of the model's family."""
         return cls.from_config(video_cfg, family.patch_size)
-
-    @classmethod
-    def for_run(cls, cfg: Any) -> Budget:
-        """`data.video` with the patch size of `cfg.model`'s family (resolved at start-up)."""
-        return cls.for_family(cfg.data.get("video"), families.of_model_cfg(cfg.model))
 
     def element(self, video: dict) -> dict:
         """The qwen-vl-utils content part for one video, budget keys included."""

@@ -47,17 +47,15 @@ class Limits:
         return self.max_image_tokens_per_turn * self.pixels_per_token**2
 
 
-def of(cfg: Any) -> Any:
+def of(node: Any) -> Any:
     """The `env` node, or None when the run has no environment (`env=none`)."""
-    node = cfg.get("env") if hasattr(cfg, "get") else None
     return node if node is not None and node.get("factory") is not None else None
 
 
-def limits(cfg: Any) -> Limits:
-    """`Limits` from `cfg.env` and the model: image budgets default to one prompt image's
-    (`model.max_pixels`), boxes in the model family's frame (`vlexp.families`)."""
-    env, model = cfg.env, cfg.model
-    family = families.of_model_cfg(model)
+def limits(env: Any, family: families.Family, model: Any) -> Limits:
+    """`Limits` from the `env` node and the model (its `model` node and its family, resolved
+    at start-up): image budgets default to one prompt image's (`model.max_pixels`), boxes in
+    the model family's frame (`vlexp.families`)."""
     per_token = family.pixels_per_token
     image_tokens = max(1, int(model.max_pixels) // per_token**2) if family.pixel_budget else 256
     per_turn = env.get("max_image_tokens_per_turn") or image_tokens
@@ -72,25 +70,25 @@ def limits(cfg: Any) -> Limits:
     )
 
 
-def factory(cfg: Any) -> Any:
+def factory(env: Any, run_limits: Limits) -> Any:
     """What `GRPOTrainer(environment_factory=...)` calls once per rollout: `env.factory`
     (`_target_` a class, `_partial_: true`), given the run's `Limits` when it takes `limits`."""
     from hydra.utils import get_class, instantiate
 
-    node = cfg.env.factory
+    node = env.factory
     made = instantiate(node, _partial_=True)
     if "limits" in inspect.signature(get_class(node._target_)).parameters:
-        made = functools.partial(made, limits=limits(cfg))
+        made = functools.partial(made, limits=run_limits)
     return made
 
 
-def tools_of(cfg: Any) -> list | None:
+def tools_of(env: Any, run_limits: Limits | None) -> list | None:
     """The tools one environment instance offers, picked as TRL picks them (public functions
     of the class but `reset` and `get_reward`), bound: what the chat template renders into
     every prompt (the data check counts them). None without an environment."""
-    if of(cfg) is None:
+    if of(env) is None or run_limits is None:
         return None
-    instance = factory(cfg)()
+    instance = factory(env, run_limits)()
     names = [
         name
         for name, _ in inspect.getmembers(type(instance), predicate=inspect.isfunction)
@@ -99,15 +97,15 @@ def tools_of(cfg: Any) -> list | None:
     return [getattr(instance, name) for name in names]
 
 
-def check_trainer(cfg: Any, trainer_cls: type) -> None:
+def check_trainer(env: Any, trainer_cls: type, algo_name: str) -> None:
     """Tools run inside GRPOTrainer's rollouts (TRL 1.16: only it takes
     `environment_factory`); any other trainer stops here, before the model loads."""
     from trl import GRPOTrainer
 
-    env = of(cfg)
+    env = of(env)
     if env is not None and not issubclass(trainer_cls, GRPOTrainer):
         raise ValueError(
-            f"env={env.name} runs tools inside GRPOTrainer's rollouts, and algo={cfg.algo.name} "
+            f"env={env.name} runs tools inside GRPOTrainer's rollouts, and algo={algo_name} "
             f"trains with {trainer_cls.__name__}, which takes no tools: use env=none or a "
             f"GRPO-family algo (grpo, dapo, dr_grpo, gspo, ...)"
         )
@@ -118,11 +116,11 @@ def check_trainer(cfg: Any, trainer_cls: type) -> None:
 RESULT_SCAFFOLDING = 24
 
 
-def problems(cfg: Any) -> list[str]:
+def problems(env: Any, family: families.Family, model: Any, completion_budget: int) -> list[str]:
     """Limits that cannot work, said before anything loads: a completion budget (TRL counts
-    tool turns inside algo.args.max_completion_length and drops a result that does not fit)
-    too small for one tool result, non-positive limits."""
-    env = of(cfg)
+    tool turns inside algo.args.max_completion_length, `completion_budget`, and drops a result
+    that does not fit) too small for one tool result, non-positive limits."""
+    env = of(env)
     if env is None:
         return []
     out = [
@@ -134,21 +132,21 @@ def problems(cfg: Any) -> list[str]:
         out.append(f"env.deadline_s={env.get('deadline_s')}: must be a positive number of seconds")
     if out or int(env.max_turns) < 2 or int(env.max_tool_calls) == 0:
         return out
-    need = limits(cfg).max_image_tokens_per_turn + RESULT_SCAFFOLDING
-    budget = int(cfg.algo.args.get("max_completion_length") or 0)
-    if budget < need:
+    per_turn = limits(env, family, model).max_image_tokens_per_turn
+    budget = int(completion_budget or 0)
+    if budget < per_turn + RESULT_SCAFFOLDING:
         out.append(
             f"algo.args.max_completion_length={budget} cannot hold one tool result "
-            f"({limits(cfg).max_image_tokens_per_turn} image tokens + ~{RESULT_SCAFFOLDING} of "
+            f"({per_turn} image tokens + ~{RESULT_SCAFFOLDING} of "
             f"scaffolding): TRL would drop every result; raise it (conf/env/{env.name}.yaml "
             f"sets 384) or lower env.max_image_tokens_per_turn"
         )
     return out
 
 
-def max_turns(cfg: Any) -> int | None:
+def max_turns(env: Any) -> int | None:
     """TRL's `max_tool_calling_iterations`: model turns after the first (None: no env)."""
-    env = of(cfg)
+    env = of(env)
     return None if env is None else int(env.max_turns) - 1
 
 

@@ -10,17 +10,32 @@ Importing this package is cheap: torch and transformers load inside the function
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
-def callbacks(cfg: Any, run_dir: Path, processor: Any) -> list:
+@dataclass(frozen=True)
+class Evaluation:
+    """What evaluation reads of a run (the run plan's part, `vlexp.runplan`)."""
+
+    every: int | None  # train.eval_steps: evaluate every N training steps (None: never)
+    eval: Any  # the `eval` node: decoding, limit, gallery
+    bench: Any  # the `bench` node (None: no benchmarks)
+    reward: Any  # the `reward` node: how completions are scored
+    model: Any  # the `model` node: the lmms-eval backend's settings
+
+
+def callbacks(evaluation: Evaluation, data: Any, run_dir: Path, processor: Any) -> list:
     """The in-training evaluation callbacks when `train.eval_steps` is set (else none): on
-    data.eval when it is set, on the benchmarks when `bench=` chose some."""
-    if not cfg.train.get("eval_steps"):
+    data.eval when it is set, on the benchmarks when `bench=` chose some. `data`: the run
+    plan's data part (vlexp.data.spec.DataSpec)."""
+    if not evaluation.every:
         return []
     from vlexp.evaluation import bench
     from vlexp.evaluation.callback import BenchCallback, GenerationEvalCallback
 
-    found = [GenerationEvalCallback(cfg, run_dir, processor)] if cfg.data.get("eval") else []
-    return found + ([BenchCallback(cfg, run_dir)] if bench.chosen(cfg) else [])
+    found = []
+    if data.node.get("eval"):
+        found.append(GenerationEvalCallback(evaluation, data, run_dir, processor))
+    return found + ([BenchCallback(evaluation, run_dir)] if bench.chosen(evaluation.bench) else [])

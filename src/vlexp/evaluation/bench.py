@@ -34,24 +34,25 @@ class BenchError(ValueError):
     """A benchmark that cannot run; the message names it and what to do."""
 
 
-def chosen(cfg: Any) -> dict[str, dict[str, Any]]:
-    """The benchmarks `bench=` chose, by their conf/bench/ name (none: {})."""
-    node = cfg.get("bench") if cfg is not None else None
+def chosen(node: Any) -> dict[str, dict[str, Any]]:
+    """The benchmarks `bench=` chose (`node`: the `bench` node), by their conf/bench/ name
+    (none: {})."""
     tasks = node.get("tasks") if node is not None else None
     return OmegaConf.to_container(tasks, resolve=True) if tasks else {}
 
 
-def check(cfg: Any) -> None:
+def check(node: Any, family: Any) -> None:
     """Stop before any model loads: lmms-eval missing, an entry without its keys, or a
-    benchmark whose data is not in the cache while the hub is offline."""
-    tasks = chosen(cfg)
+    benchmark whose data is not in the cache while the hub is offline. `node`: the `bench`
+    node; `family`: the model's, resolved at start-up (`vlexp.runplan`)."""
+    tasks = chosen(node)
     if not tasks:
         return
     if importlib.util.find_spec("lmms_eval") is None:
         raise BenchError(
             f"bench={','.join(tasks)} needs lmms-eval, which is not installed: {INSTALL}"
         )
-    check_family(cfg.model)
+    check_family(family)
     for name, spec in tasks.items():
         unknown = sorted(set(spec) - set(KEYS))
         if unknown:
@@ -76,12 +77,12 @@ def check(cfg: Any) -> None:
         raise BenchError(problem)
 
 
-def check_family(model_cfg: Any) -> None:
-    """The model's family has an lmms-eval backend wired (vlexp.evaluation.bench_backend)."""
-    from vlexp import families
+def check_family(family: Any) -> None:
+    """The model's family (`vlexp.families.Family`, resolved at start-up) has an lmms-eval
+    backend wired (vlexp.evaluation.bench_backend)."""
     from vlexp.evaluation.bench_backend import problem
 
-    model_types = families.of_model_cfg(model_cfg).model_types
+    model_types = family.model_types
     if all(problem(t) for t in model_types):
         raise BenchError(problem(model_types[0]))
 
@@ -144,17 +145,17 @@ def _task_manager(include_path: str | None, only_include_path: bool) -> Any:
     return TaskManager("WARNING", include_path=include_path, include_defaults=not only_include_path)
 
 
-def task_manager(cfg: Any) -> Any:
+def task_manager(node: Any) -> Any:
     """The TaskManager for `bench.include_path` / `bench.only_include_path`."""
-    path = cfg.bench.get("include_path")
-    return _task_manager(str(path) if path else None, bool(cfg.bench.get("only_include_path")))
+    path = node.get("include_path")
+    return _task_manager(str(path) if path else None, bool(node.get("only_include_path")))
 
 
-def check_tasks(cfg: Any) -> None:
+def check_tasks(node: Any) -> None:
     """Every chosen benchmark's `task` is one lmms-eval knows (its own tasks and
     bench.include_path's): checked before the model loads."""
-    known = task_manager(cfg).all_tasks
-    unknown = {n: s["task"] for n, s in chosen(cfg).items() if s["task"] not in known}
+    known = task_manager(node).all_tasks
+    unknown = {n: s["task"] for n, s in chosen(node).items() if s["task"] not in known}
     if unknown:
         name, task = next(iter(unknown.items()))
         close = difflib.get_close_matches(task, known, n=1)
@@ -165,16 +166,16 @@ def check_tasks(cfg: Any) -> None:
         )
 
 
-def run(model: Any, processor: Any, cfg: Any, out_dir: Path) -> dict[str, Any]:
-    """Evaluate `model` on the chosen benchmarks; lmms-eval's results and samples files go
-    to `out_dir`. Returns {name: its summary.json line (`headline`)}."""
+def run(model: Any, processor: Any, bench: Any, model_cfg: Any, out_dir: Path) -> dict[str, Any]:
+    """Evaluate `model` (configured by `model_cfg`) on the benchmarks the `bench` node chose;
+    lmms-eval's results and samples files go to `out_dir`. Returns {name: its summary.json
+    line (`headline`)}."""
     from vlexp.evaluation.bench_backend import backend
 
-    check_tasks(cfg)
-    tasks = chosen(cfg)
-    bench = cfg.bench
-    lm = backend(model, processor, cfg.model, bench.get("batch_size") or 1)
-    manager = task_manager(cfg)
+    check_tasks(bench)
+    tasks = chosen(bench)
+    lm = backend(model, processor, model_cfg, bench.get("batch_size") or 1)
+    manager = task_manager(bench)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {}
     for limit, names in limits(tasks, bench.get("limit")).items():

@@ -30,10 +30,9 @@ class EveryNSteps(TrainerCallback):
     """What the step evaluations share: every `train.eval_steps`, the trainer's model unwrapped
     for generation and in eval mode; `evaluate_model` (the subclass) does the rest."""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, every: int) -> None:
         self.trainer = None
-        self.cfg = cfg
-        self.every = int(cfg.train.eval_steps)
+        self.every = int(every)
 
     def bind(self, trainer) -> None:
         """The trainer whose wrapped model and accelerator generation uses (set once built)."""
@@ -73,11 +72,18 @@ def model_for_generation(trainer, args):
 class GenerationEvalCallback(EveryNSteps):
     """Greedy (or sampled) generation on the eval split, scored with the run's rewards."""
 
-    def __init__(self, cfg: Any, run_dir: Path, processor: Any) -> None:
-        check(cfg.eval)
-        super().__init__(cfg)
+    def __init__(self, evaluation: Any, data: Any, run_dir: Path, processor: Any) -> None:
+        """`evaluation`, `data`: the run plan's parts (vlexp.evaluation.Evaluation, DataSpec)."""
+        check(evaluation.eval)
+        super().__init__(evaluation.every)
+        self.eval_cfg, self.reward_cfg, self.data_cfg = (
+            evaluation.eval,
+            evaluation.reward,
+            data.node,
+        )
         self.out_dir = Path(run_dir) / "eval"
-        self.examples = load_examples(cfg, processor, cfg.eval.get("limit"))
+        limit = evaluation.eval.get("limit")
+        self.examples = load_examples(data, evaluation.eval.max_new_tokens, processor, limit)
 
     def evaluate_model(self, model, args, state, control) -> dict[str, Any]:
         trainer = self.trainer
@@ -85,12 +91,12 @@ class GenerationEvalCallback(EveryNSteps):
             model,
             trainer.processing_class,
             self.examples,
-            self.cfg.eval,
-            self.cfg.get("reward"),
+            self.eval_cfg,
+            self.reward_cfg,
             accelerator=trainer.accelerator,
             progress=state.is_world_process_zero,
             desc=f"eval @ step {state.global_step}",
-            data_cfg=self.cfg.data,
+            data_cfg=self.data_cfg,
         )
         if state.is_world_process_zero:
             self.record(args, state, control, metrics, samples)
@@ -100,11 +106,11 @@ class GenerationEvalCallback(EveryNSteps):
         """Rank 0: the training log, step-N/ files, the W&B table and one console line."""
         logs = {f"eval_{k}": v for k, v in metrics.items() if k not in _NOT_LOGGED}
         patches.log_row(self.trainer, args, state, control, logs)
-        meta = {"step": state.global_step, "decoding": decoding(self.cfg.eval)}
+        meta = {"step": state.global_step, "decoding": decoding(self.eval_cfg)}
         step_dir = self.out_dir / f"step-{state.global_step}"
-        write_outputs(step_dir, metrics, samples, meta, self.cfg.eval.gallery)
+        write_outputs(step_dir, metrics, samples, meta, self.eval_cfg.gallery)
         if "wandb" in (args.report_to or []):
-            log_wandb_table(samples, self.cfg.eval.gallery, state.global_step)
+            log_wandb_table(samples, self.eval_cfg.gallery, state.global_step)
         log.info(
             "eval @ step %d: accuracy %s, reward %s -> %s",
             state.global_step,
@@ -126,8 +132,9 @@ class BenchCallback(EveryNSteps):
     slice) every N steps, logged as eval/bench/<name> at the training step; lmms-eval's
     files go to <run dir>/eval/bench/step-N/."""
 
-    def __init__(self, cfg: Any, run_dir: Path) -> None:
-        super().__init__(cfg)
+    def __init__(self, evaluation: Any, run_dir: Path) -> None:
+        super().__init__(evaluation.every)
+        self.bench, self.model_cfg = evaluation.bench, evaluation.model
         self.out_dir = Path(run_dir) / "eval" / "bench"
 
     def evaluate_model(self, model, args, state, control) -> dict[str, Any]:
@@ -137,7 +144,8 @@ class BenchCallback(EveryNSteps):
             return {}
         step_dir = self.out_dir / f"step-{state.global_step}"
         with rng_kept():
-            report = bench.run(model, self.trainer.processing_class, self.cfg, step_dir)
+            processor = self.trainer.processing_class
+            report = bench.run(model, processor, self.bench, self.model_cfg, step_dir)
         bench.write_summary(step_dir, {"step": state.global_step}, report)
         if report:
             logs = {f"eval_{k}": v for k, v in bench.scores(report).items()}

@@ -26,8 +26,8 @@ def build_rewards(
     """Reward functions (guarded: `reward.on_error` applies as in training; box rewards read
     the model's `box_frame` unless `data_cfg.boxes.gold` put the gold boxes in it) and
     weights."""
-    holder = {"reward": reward_cfg, "data": data_cfg}
-    return guarded(holder, box_frame), reward_config.weights(holder)
+    rewards = reward_config.of({"reward": reward_cfg, "data": data_cfg})
+    return guarded(rewards, box_frame), rewards.weights
 
 
 def decoding(eval_cfg: Any) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vlexp.config.algo import Algorithm
 from vlexp.data import split_sources, to_dataset
 from vlexp.data.check import DataCheck
+from vlexp.data.spec import DataSpec
 from vlexp.models.loading import resolve_path
 
 
@@ -25,18 +27,22 @@ class Completion:
     clipped: bool  # hit max_new_tokens without an end-of-turn token
 
 
-def load_examples(cfg: Any, processor, limit: int | None = None) -> list[dict]:
+def load_examples(
+    spec: DataSpec, max_new_tokens: int, processor, limit: int | None = None
+) -> list[dict]:
     """The eval split as GRPO-style examples (`prompt` messages, `images` as paths, columns).
 
     Runs the data set's `prepare` step, then the same record check as training
     (vlexp.data.check, honouring data.on_bad_record) for prompt records that must leave room
-    for eval.max_new_tokens and carry the columns the rewards need.
+    for `max_new_tokens` (eval.max_new_tokens) and carry the columns the rewards need.
+    `spec`: the run plan's data part (`vlexp.runplan`).
     """
+    import dataclasses
+
     import datasets
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    data_cfg = cfg.data
+    data_cfg = spec.node
     if not data_cfg.get("eval"):
         raise ValueError(
             f"data.eval is not set for data={data_cfg.get('name')}: evaluation needs an eval "
@@ -46,19 +52,21 @@ def load_examples(cfg: Any, processor, limit: int | None = None) -> list[dict]:
         instantiate(data_cfg.prepare)
     # Evaluation generates from prompt records and scores with the rewards, whatever the
     # training algorithm was: its data check is the one of an algorithm that generates.
-    as_prompts = {
-        "kind": "grpo",
-        "generates": True,
-        "groups": False,
-        "reference": "none",
-        "args": {"max_completion_length": cfg.eval.max_new_tokens},
-    }
-    # A plain copy: Hydra's struct mode would refuse the added key.
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    as_prompts = Algorithm(
+        name="",
+        kind="grpo",
+        generates=True,
+        groups=False,
+        reference="none",
+        args={"max_completion_length": max_new_tokens},
+        rewards=True,
+    )
     # The processor may come from a LoRA run's final/ (no config.json): the context length
     # is the base model's.
-    model_dir = resolve_path(str(cfg.model.name_or_path))
-    check = DataCheck(OmegaConf.merge(plain, {"algo": as_prompts}), processor, model_dir=model_dir)
+    model_dir = resolve_path(spec.model_path)
+    check = DataCheck(
+        dataclasses.replace(spec, algorithm=as_prompts), processor, model_dir=model_dir
+    )
     split = to_dataset(check(split_sources(data_cfg, ("eval",)))["eval"], "grpo", data_cfg)
     if "videos" in split.column_names:
         raise ValueError(
@@ -70,7 +78,7 @@ def load_examples(cfg: Any, processor, limit: int | None = None) -> list[dict]:
     if limit is not None:
         split = split.select(range(min(int(limit), len(split))))
     examples = split.to_list()
-    folder = Path(str(cfg.get("cache_dir", "~/.cache/vlexp"))).expanduser() / "eval-images"
+    folder = spec.cache_dir / "eval-images"
     for ex in examples:
         ex["images"] = [image_file(img, folder) for img in ex["images"] or []]
     return examples

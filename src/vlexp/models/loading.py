@@ -94,8 +94,9 @@ def work_offline_if_unreachable(name_or_path: str) -> bool:
     return True
 
 
-def load_processor(model_cfg: Any):
-    """The model's own processor with the configured pixel budget (one image path for all)."""
+def load_processor(model_cfg: Any, family: families.Family):
+    """The model's own processor with the configured pixel budget (one image path for all);
+    `family`: the model's, resolved once at start-up (`vlexp.runplan`)."""
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(
@@ -105,7 +106,6 @@ def load_processor(model_cfg: Any):
     # transformers 5 spells the pixel budget as the image processor's size; saved with the
     # processor into final/, so evaluation and inference see the same pixels as training.
     # Families with a fixed image size (Gemma 3) keep the processor's own.
-    family = families.of_model_cfg(model_cfg)
     if family.processor_text_kwargs is not None:
         processor.text_kwargs = dict(family.processor_text_kwargs)
     if family.pixel_budget:
@@ -170,8 +170,9 @@ def model_class(path: str, trust_remote_code: bool, compose_class: Any = None) -
         return AutoModelForImageTextToText
 
 
-def peft_config(cfg: Any, model_type: str | None):
-    """`memory.peft` built, its adapters kept off the family's vision tower.
+def peft_config(held: memory.Memory, model_type: str | None):
+    """`memory.peft` built (`held`: the run plan's memory part), its adapters kept off the
+    family's vision tower.
 
     With `exclude_modules: null` (the memory=lora default) the family's `vision_modules`
     regex is excluded, so adapters go only where `target_modules` names layers of the
@@ -179,7 +180,7 @@ def peft_config(cfg: Any, model_type: str | None):
     """
     from hydra.utils import instantiate
 
-    node = memory.of(cfg).peft
+    node = held.peft
     if node is None:
         return None
     config = instantiate(node)

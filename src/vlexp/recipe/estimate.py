@@ -82,7 +82,7 @@ def meta_model(cfg: Any):
         )
         if cfg.model.get("freeze_vision"):
             freeze_vision(model)
-        peft = peft_config(cfg, config.model_type)
+        peft = peft_config(memory.of(cfg), config.model_type)
         if peft is not None:
             from peft import get_peft_model
 
@@ -218,7 +218,10 @@ def _sequence(cfg: Any, model: Any, plan: dict, out: Estimate) -> tuple[int, int
     rows = int(cfg.train.per_device_train_batch_size) * algo.sequences_per_record()
     # env=: the images the tools return sit inside the completion budget (TRL cuts there) but
     # go through the vision tower too, at most env.max_image_tokens of them per row.
-    tool_images = environments.limits(cfg).max_image_tokens if environments.of(cfg) else 0
+    env = environments.of(cfg.get("env"))
+    tool_images = 0
+    if env is not None:  # the family of the model built here, as `image_tokens` counts it
+        tool_images = environments.limits(env, families.of_model(model), cfg.model).max_image_tokens
     if tool_images:
         out.notes.append(f"tool images: up to {tool_images} image tokens per row (env)")
     out.parts["activations"] = _activations(

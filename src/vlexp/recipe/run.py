@@ -17,7 +17,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import environments, evaluation, families, patches, rollout
+from vlexp import environments, evaluation, families, patches, rollout, runplan
 from vlexp.algorithms import account, packed_images, video
 from vlexp.algorithms.dynamic_sampling import DynamicSampling
 from vlexp.config import algo as algorithm
@@ -29,7 +29,6 @@ from vlexp.data.messages import prompt_text
 from vlexp.models.loading import load_model, load_processor, peft_config
 from vlexp.recipe import checkpoints, console, faults, per_node, perf, resume, tracking, trainers
 from vlexp.recipe.distributed import ShardReport, held_elements
-from vlexp.rewards.guard import guarded
 
 log = logging.getLogger("vlexp")
 
@@ -84,29 +83,30 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     rollout.resolve_auto(cfg)  # done by the entry point already, unless built directly
     # The TRL args carry the DeepSpeed config: under ZeRO-3, transformers shards weights
     # while loading only if that config is already live, so args come first.
+    plan = runplan.of(cfg)  # the family, data, algorithm, rewards: resolved once, here
     args = build_args(cfg, run_dir)
-    processor = load_processor(cfg.model)
-    if environments.of(cfg) is not None:
+    processor = load_processor(cfg.model, plan.family)
+    if plan.env is not None:
         # TRL renders the tools into the prompt and parses the calls with this processor.
-        environments.speak_tools(processor, families.of_model_cfg(cfg.model))
-    train_set, eval_set = build_data(cfg, args, processor, run_dir)
+        environments.speak_tools(processor, plan.family)
+    train_set, eval_set = build_data(cfg, plan, args, processor, run_dir)
     trainer_cls = algorithm.trainer_class(cfg)
-    environments.check_trainer(cfg, trainer_cls)  # before the model loads
-    packed_images.check_trainer(cfg, families.of_model_cfg(cfg.model), trainer_cls)
-    services = Services.for_run(cfg, run_dir, processor, args)
-    model, checkpoint = build_model(cfg, args, trainer_cls, run_dir, services)
+    environments.check_trainer(plan.env, trainer_cls, plan.algorithm.name)  # before the model
+    packed_images.check_trainer(plan.family, trainer_cls, plan.algorithm.name, cfg.model.name)
+    services = Services.for_run(cfg, plan, run_dir, processor, args)
+    model, checkpoint = build_model(cfg, plan, args, trainer_cls, run_dir, services)
     patches.guard_logging_integrations()  # a failing logger never stops a run
-    parts = trainer_parts(cfg, trainer_cls, train_set, services)
+    parts = trainer_parts(cfg, plan, trainer_cls, train_set, services)
     trainer = trainers.factory(instantiate(cfg.algo.trainer), trainer_cls, parts)(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
         processing_class=processor,
-        peft_config=peft_config(cfg, model.config.model_type),
+        peft_config=peft_config(plan.memory, model.config.model_type),
         callbacks=services.callbacks(cfg, run_dir),
-        **algorithm_inputs(cfg),
-        **environment_inputs(cfg, trainer_cls),
+        **algorithm_inputs(cfg, plan),
+        **environment_inputs(plan, trainer_cls),
         **trainer_kwargs,
     )
     for callback in services.in_training_eval:
@@ -115,36 +115,38 @@ def build(cfg: DictConfig, run_dir: Path, **trainer_kwargs: Any) -> Built:
     return Built(trainer, processor, checkpoint, services.metrics, services.preemption)
 
 
-def image_cache_for_run(cfg: DictConfig, processor: Any):
+def image_cache_for_run(plan: runplan.RunPlan, processor: Any):
     """`data.image_cache`'s row transform, unless the environment's tools need the original
     images (env=zoom crops them; the cache holds the downscaled copy)."""
-    env = environments.of(cfg)
+    env = plan.env
     if env is not None and env.get("needs_original_images"):
         log.info("env=%s: images are read as they are (its tools use the originals)", env.name)
         return None
-    return image_cache.for_run(cfg, processor)
+    return image_cache.for_run(plan.data, processor)
 
 
-def environment_inputs(cfg: DictConfig, trainer_cls: type) -> dict[str, Any]:
+def environment_inputs(plan: runplan.RunPlan, trainer_cls: type) -> dict[str, Any]:
     """env=: TRL's `environment_factory` for a GRPO-family trainer (check_trainer refused the
     others before the model loaded)."""
     from trl import GRPOTrainer
 
-    env = environments.of(cfg)
+    env = plan.env
     if env is None or not issubclass(trainer_cls, GRPOTrainer):
         return {}
     log.info("env=%s: tools %s", env.name, env.factory._target_)
-    return {"environment_factory": environments.factory(cfg)}
+    return {"environment_factory": environments.factory(env, plan.tool_limits())}
 
 
-def build_data(cfg: DictConfig, args: Any, processor: Any, run_dir: Path) -> tuple[Any, Any]:
+def build_data(
+    cfg: DictConfig, plan: runplan.RunPlan, args: Any, processor: Any, run_dir: Path
+) -> tuple[Any, Any]:
     """The train and eval sets, every record checked before the model loads (bad data fails
     in seconds, not at step N)."""
     train_set, eval_set = build_datasets(
-        cfg.data,
-        cfg.algo.kind,
-        data_check_once_per_node(cfg, processor, run_dir),
-        image_cache_for_run(cfg, processor),
+        plan.data.node,
+        plan.algorithm.kind,
+        data_check_once_per_node(plan, processor, run_dir),
+        image_cache_for_run(plan, processor),
         {"train": args.per_device_train_batch_size, "eval": args.per_device_eval_batch_size},
     )
     log.info(
@@ -153,19 +155,25 @@ def build_data(cfg: DictConfig, args: Any, processor: Any, run_dir: Path) -> tup
         len(train_set),
         eval_set and len(eval_set),
     )
-    if algorithm.of(cfg).one_image:
+    if plan.algorithm.one_image:
         train_set, eval_set = single_image(train_set, "train"), single_image(eval_set, "eval")
     fit_loss_mask(args, train_set)
-    video.check_supported(cfg, train_set, eval_set)
+    evaluates = bool(cfg.train.get("eval_steps"))
+    video.check_supported(plan.algorithm, plan.paths, train_set, eval_set, evaluates)
     return train_set, eval_set
 
 
 def build_model(
-    cfg: DictConfig, args: Any, trainer_cls: type, run_dir: Path, services: Services
+    cfg: DictConfig,
+    plan: runplan.RunPlan,
+    args: Any,
+    trainer_cls: type,
+    run_dir: Path,
+    services: Services,
 ) -> tuple[Any, str | None]:
     """The model (for algorithms that generate, as the policy class whose generate goes
     through the run's rollout engine and phase clock) and the checkpoint to resume from."""
-    generates = algorithm.of(cfg).generates
+    generates = plan.algorithm.generates
     seam = rollout.seam(cfg, services.clock) if generates else None
     compose = None if seam is None else functools.partial(rollout.policy_class, seam=seam)
     model = load_model(cfg.model, cfg.memory, compose)
@@ -174,7 +182,7 @@ def build_model(
         rollout.share_images(model, cfg)  # the log-prob and loss passes encode each image once
     if seam is not None and seam.settings.fast:
         services.perf.add_gauge("perf/recompiles", seam.recompiles)
-    if memory.of(cfg).liger_kernel:
+    if plan.memory.liger_kernel:
         patches.liger_output_classes()  # liger-kernel 0.8.5 fails to import on transformers 5.24
     checkpoint = resume.checkpoint_to_resume(cfg.get("resume"), run_dir)
     if not algorithm.restores_own_weights(trainer_cls):
@@ -195,9 +203,12 @@ class Services:
     in_training_eval: list
     perf: perf.PerfCallback
     clock: perf.PhaseClock | None
+    sharded: bool  # DeepSpeed holds the model (the ZeRO shard report)
 
     @classmethod
-    def for_run(cls, cfg: DictConfig, run_dir: Path, processor: Any, args: Any) -> Services:
+    def for_run(
+        cls, cfg: DictConfig, plan: runplan.RunPlan, run_dir: Path, processor: Any, args: Any
+    ) -> Services:
         import torch
 
         # Not `args.device`: that sets up the process group before the model loads.
@@ -205,9 +216,10 @@ class Services:
         return cls(
             metrics=tracking.MetricsJsonl(run_dir / "metrics.jsonl"),
             preemption=resume.SaveOnSigterm(run_dir, cfg.launcher.get("shutdown_timeout") or 100),
-            in_training_eval=evaluation.callbacks(cfg, run_dir, processor),
+            in_training_eval=evaluation.callbacks(plan.evaluation, plan.data, run_dir, processor),
             perf=timers,
-            clock=perf.PhaseClock(timers) if algorithm.of(cfg).generates else None,
+            clock=perf.PhaseClock(timers) if plan.algorithm.generates else None,
+            sharded=plan.memory.deepspeed is not None,
         )
 
     def callbacks(self, cfg: DictConfig, run_dir: Path) -> list:
@@ -218,33 +230,35 @@ class Services:
             self.preemption,
             faults.NanGuard(cfg.train.get("on_nan", "stop")),
             *self.in_training_eval,
-            *sharding_report(cfg, run_dir),
+            *sharding_report(self.sharded, run_dir),
             *tracking.logger_callbacks(cfg),
             console.LiveView(console.headline(cfg.algo)),  # one bar, not every log dict
         ]
 
 
-def data_check_once_per_node(cfg: DictConfig, processor: Any, run_dir: Path):
+def data_check_once_per_node(plan: runplan.RunPlan, processor: Any, run_dir: Path):
     """The data check, run by local rank 0 of each machine (it fetches remote images into
     the machine's cache); the machine's other ranks read its result (`recipe.per_node`), and
     only rank 0 writes bad_records.jsonl into the shared run dir."""
     check = DataCheck(
-        cfg,
+        plan.data,
         processor,
         run_dir,
         writes_report=per_node.this_process().rank == 0,
-        tools=environments.tools_of(cfg),
+        tools=environments.tools_of(plan.env, plan.tool_limits()),
     )
     return lambda files: per_node.once_per_node("data-check", run_dir, lambda: check(files))
 
 
-def trainer_parts(cfg: DictConfig, trainer_cls: type, train_set: Any, services: Services):
+def trainer_parts(
+    cfg: DictConfig, plan: runplan.RunPlan, trainer_cls: type, train_set: Any, services: Services
+):
     """What vlexp composes into `algo.trainer`'s class (vlexp.recipe.trainers): GRPO-family
     trainers (a GRPOTrainer or any subclass) get the video mixin and `algo.dynamic_sampling`,
     SFT/DPO-style trainers on videos the video collator; every trainer the services."""
     from trl import GRPOTrainer
 
-    carrier = video.carrier_for(cfg, train_set)
+    carrier = video.carrier_for(plan.data.video, train_set)
     sampling = DynamicSampling.from_config(cfg.algo.get("dynamic_sampling"))
     grpo = issubclass(trainer_cls, GRPOTrainer)
     if sampling is not None and not grpo:
@@ -259,8 +273,8 @@ def trainer_parts(cfg: DictConfig, trainer_cls: type, train_set: Any, services: 
         video_carrier=carrier if grpo else None,
         video_budget=carrier.budget if carrier is not None and not grpo else None,
         dynamic_sampling=sampling,
-        tools=grpo and environments.of(cfg) is not None,
-        packed_images=families.of_model_cfg(cfg.model).packed_images,
+        tools=grpo and plan.env is not None,
+        packed_images=plan.family.packed_images,
     )
 
 
@@ -297,8 +311,9 @@ def build_args(cfg: DictConfig, run_dir: Path):
         extra["deepspeed"] = held.deepspeed
     extra.update(rollout.trainer_args(cfg, args_fields(cfg), vllm_share(cfg)))
     extra.update(micro)  # steps_per_generation, scaled with the micro-batch when set
-    if environments.max_turns(cfg) is not None:
-        extra["max_tool_calling_iterations"] = environments.max_turns(cfg)
+    turns = environments.max_turns(cfg.get("env"))
+    if turns is not None:
+        extra["max_tool_calling_iterations"] = turns
     # Keyword arguments win over the node's keys: memory.optim over algo.args.optim.
     return instantiate(cfg.algo.args, output_dir=str(run_dir), **shared, **extra)
 
@@ -344,21 +359,22 @@ def keep_placeholders_out(args: Any, model_config: Any) -> None:
     args.generation_kwargs = kwargs
 
 
-def algorithm_inputs(cfg: DictConfig) -> dict[str, Any]:
+def algorithm_inputs(cfg: DictConfig, plan: runplan.RunPlan) -> dict[str, Any]:
     """Trainer arguments only some algorithms take: the reward functions of those whose
     completions the rewards score (`algo.rewards`), each guarded by `reward.on_error`; the
     teacher of those that declare one (`teacher.name_or_path`, TRL loads it)."""
     inputs: dict[str, Any] = {}
-    if algorithm.of(cfg).rewards:
-        inputs["reward_funcs"] = list(guarded(cfg).values())
+    if plan.algorithm.rewards:
+        inputs["reward_funcs"] = list(plan.reward_functions().values())
     if algorithm.teacher_path(cfg) is not None:
         inputs["teacher_model"] = algorithm.teacher_path(cfg)
     return inputs
 
 
-def sharding_report(cfg: DictConfig, run_dir: Path) -> list:
-    """Under DeepSpeed, distributed.json records what each rank holds (vlexp.recipe.distributed)."""
-    return [ShardReport(run_dir)] if memory.of(cfg).deepspeed is not None else []
+def sharding_report(sharded: bool, run_dir: Path) -> list:
+    """Under DeepSpeed (`sharded`), distributed.json records what each rank holds
+    (vlexp.recipe.distributed)."""
+    return [ShardReport(run_dir)] if sharded else []
 
 
 def save_final(trainer, processor, final_dir: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from vlexp import families
 from vlexp.config import reward as reward_config
 from vlexp.config.reward import ON_ERROR
-from vlexp.data.boxes import BoxFrame, frame_of_family
+from vlexp.data.boxes import BoxFrame
 from vlexp.data.images import processor_geometry
 from vlexp.rewards.answers import completion_text
 
@@ -243,34 +243,35 @@ class AsyncGuardedReward(GuardedReward):
             raise RewardTimeout(self.timeout_s) from None
 
 
-def guarded(cfg: Any, box_frame: Any = None) -> dict[str, GuardedReward]:
-    """Reward name -> its function built from the config and guarded by `reward.on_error`,
-    in `reward.funcs` order (the order TRL receives them).
+def guarded(rewards: reward_config.Rewards, box_frame: Any = None) -> dict[str, GuardedReward]:
+    """Reward name -> its function built from `rewards` (`vlexp.config.reward.of`, the run
+    plan's `rewards`) and guarded by `reward.on_error`, in `reward.funcs` order (the order TRL
+    receives them).
 
-    Rewards with a `box_frame` parameter that the config leaves unset get `box_frame` (or,
-    when None, the frame of `cfg.model`'s family) when the gold boxes are still in the
-    record's pixels (`data.boxes.gold=false`, or rows that never went through vlexp's data
-    loader): they map the answer onto those pixels.
+    Rewards with a `box_frame` parameter that the config leaves unset get `box_frame` (the
+    model family's frame, `vlexp.runplan.RunPlan.box_frame`) when the gold boxes are still in
+    the record's pixels (`data.boxes.gold=false`, or rows that never went through vlexp's data
+    loader): they map the answer onto those pixels. `box_frame` may be a function returning
+    the frame, asked only then. Without a frame such a reward stops here (ValueError): box
+    rewards never score in a guessed frame.
     """
     from hydra.utils import instantiate
 
-    policy = reward_config.on_error(cfg)
     built = {}
-    for name, node in reward_config.nodes(cfg).items():
+    for name, node in rewards.funcs.items():
         func = instantiate(node)
-        limit = reward_config.timeout_s(cfg, qualified_name(func))
-        if "box_frame" not in node and _takes_box_frame(node) and not _gold_rescaled(cfg):
+        limit = rewards.deadline(qualified_name(func))
+        if "box_frame" not in node and _takes_box_frame(node) and not rewards.gold_rescaled:
+            frame = box_frame() if callable(box_frame) else box_frame
+            if frame is None:
+                raise ValueError(
+                    f"reward {name} scores boxes in the model family's frame, and none was "
+                    "given (the run plan's box_frame): boxes are never scored in a guessed frame"
+                )
             # Bound after instantiate: Hydra would turn the dataclass into a DictConfig.
-            frame = box_frame if box_frame is not None else model_box_frame(cfg.get("model"))
             func = functools.partial(func, box_frame=frame)
-        built[name] = guard(func, on_error=policy, timeout_s=limit)
+        built[name] = guard(func, on_error=rewards.on_error, timeout_s=limit)
     return built
-
-
-def _gold_rescaled(cfg: Any) -> bool:
-    """data.boxes.gold=true (the default): the loader already put gold boxes in the model's
-    frame, so box rewards compare the answer with them as they are."""
-    return bool(((cfg.get("data") or {}).get("boxes") or {}).get("gold"))
 
 
 def _takes_box_frame(node: Any) -> bool:
@@ -279,19 +280,6 @@ def _takes_box_frame(node: Any) -> bool:
         return node.get("_partial_") and "box_frame" in inspect.signature(target).parameters
     except Exception:
         return False  # validate.rewards reports a target that does not import
-
-
-def model_box_frame(model_cfg: Any) -> Any:
-    """The box frame of `model_cfg`'s family (`model.family`, resolved at start-up) with its
-    configured pixel budget. Raises ValueError when the family cannot be told: box rewards
-    never score in a guessed frame."""
-    if model_cfg is None:
-        raise ValueError("box rewards need the model's family for its box frame: no model given")
-    try:
-        family = families.of_model_cfg(model_cfg)
-    except families.UnknownFamily as err:
-        raise ValueError(f"box rewards score in the model family's frame: {err}") from None
-    return frame_of_family(family, model_cfg.get("min_pixels"), model_cfg.get("max_pixels"))
 
 
 def processor_box_frame(model: Any, processor: Any) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig
 
-from vlexp import environments
+from vlexp import runplan
 from vlexp.config import algo as algorithm
 from vlexp.config.reward import columns as reward_columns
 from vlexp.validate.distributed import check_deepspeed, check_launcher
@@ -40,6 +40,7 @@ from vlexp.validate.training import (
     check_available,
     check_choices,
     check_dynamic_sampling,
+    check_environment,
     check_eval,
     check_generation_batch,
     check_generation_kwargs,
@@ -71,8 +72,9 @@ class ConfigError(ValueError):
     """A config that cannot run; the message names the keys and the fix."""
 
 
-def validate(cfg: DictConfig, machine: bool = True) -> None:
-    """Raise one ConfigError listing every combination that cannot work.
+def validate(cfg: DictConfig, machine: bool = True) -> runplan.RunPlan:
+    """The run plan of `cfg` (`vlexp.runplan`), or one ConfigError listing every combination
+    that cannot work.
 
     `machine=False` skips the checks of this machine (packages, CUDA), e.g. when
     `python -m vlexp.plan` plans a GPU job on a laptop.
@@ -80,24 +82,29 @@ def validate(cfg: DictConfig, machine: bool = True) -> None:
     missing = missing_values(cfg)
     if missing:  # the checks below would read them: report only these
         raise ConfigError(missing[0] if len(missing) == 1 else "; ".join(missing))
-    resolve_family(cfg)
-    checks = CHECKS if machine else [c for c in CHECKS if c not in MACHINE_CHECKS]
-    problems = [problem for check in checks for problem in check(cfg)]
+    plan = plan_of(cfg)
+    problems = [p for check in CHECKS if machine or check not in MACHINE_CHECKS for p in check(cfg)]
+    problems += [
+        p
+        for check in PLAN_CHECKS
+        if machine or check not in MACHINE_CHECKS
+        for p in check(cfg, plan)
+    ]
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:
         raise ConfigError("\n".join(["several problems:", *(f"  - {p}" for p in problems)]))
+    return plan
 
 
-def resolve_family(cfg: DictConfig) -> None:
-    """Resolve the model family once, for every check and everything after (recorded in
-    `model.family`); a model no family claims stops here with that one message."""
+def plan_of(cfg: DictConfig) -> runplan.RunPlan:
+    """The run plan, with the model family resolved once for every check and everything
+    after (recorded in `model.family`); a model no family claims stops here with that one
+    message."""
     from vlexp import families
 
-    if cfg.get("model") is None:
-        return
     try:
-        families.resolve(cfg.model)
+        return runplan.of(cfg)
     except families.UnknownFamily as err:
         raise ConfigError(str(err)) from None
 
@@ -128,8 +135,6 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_available,
     check_choices,
     check_prompt_template,
-    check_pixels,
-    check_model_family,
     check_grpo_reward,
     check_generation_batch,
     check_dynamic_sampling,
@@ -156,8 +161,13 @@ CHECKS: list[Callable[[DictConfig], list[str]]] = [
     check_video,
     check_video_backend,
     check_model_source,
+]
+# Checks that read the run plan (the model family, resolved once at start-up).
+PLAN_CHECKS: list[Callable[[DictConfig, runplan.RunPlan], list[str]]] = [
+    check_pixels,
+    check_model_family,
+    check_environment,
     check_bench_machine,
-    environments.problems,
 ]
 # What this machine has (packages, CUDA, a compiler), not what the config says.
 MACHINE_CHECKS = {

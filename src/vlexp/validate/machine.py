@@ -13,6 +13,7 @@ import shutil
 from omegaconf import DictConfig
 
 from vlexp.data.videos import Budget, backend_problems
+from vlexp.runplan import RunPlan
 
 
 def _cuda_available() -> bool:
@@ -198,7 +199,7 @@ def check_model_source(cfg: DictConfig) -> list[str]:
     return [problem] if problem else []
 
 
-def check_bench_machine(cfg: DictConfig) -> list[str]:
+def check_bench_machine(cfg: DictConfig, plan: RunPlan) -> list[str]:
     """bench= with train.eval_steps: lmms-eval installed, a judge's key set, the data cached
     when the hub is offline (vlexp.evaluation.bench.check), before the model loads."""
     from vlexp.evaluation import bench
@@ -206,7 +207,7 @@ def check_bench_machine(cfg: DictConfig) -> list[str]:
     if not cfg.train.get("eval_steps"):
         return []
     try:
-        bench.check(cfg)
+        bench.check(cfg.get("bench"), plan.family)
     except bench.BenchError as err:
         return [str(err)]
     return []

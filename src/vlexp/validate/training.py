@@ -6,15 +6,16 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from vlexp import families
+from vlexp import environments
 from vlexp.config import algo as algorithm
 from vlexp.data.videos import Budget, budget_problems
 from vlexp.evaluation import bench
 from vlexp.evaluation.core import check
+from vlexp.runplan import RunPlan
 
 
-def check_pixels(cfg: DictConfig) -> list[str]:
-    family = families.of_model_cfg(cfg.model)
+def check_pixels(cfg: DictConfig, plan: RunPlan) -> list[str]:
+    family = plan.family
     if not family.pixel_budget:
         return []  # a fixed image size (Gemma 3): model.min_pixels / max_pixels are unused
     side = family.pixels_per_token
@@ -28,10 +29,10 @@ def check_pixels(cfg: DictConfig) -> list[str]:
     return []
 
 
-def check_model_family(cfg: DictConfig) -> list[str]:
+def check_model_family(cfg: DictConfig, plan: RunPlan) -> list[str]:
     """What the model's family cannot do, said before it loads: LoRA on experts it lacks,
     LoRA dropout where PEFT adapts the experts as parameters."""
-    family = families.of_model_cfg(cfg.model)
+    family = plan.family
     peft = (cfg.get("memory") or {}).get("peft") or {}
     if family.lora_adapts_experts and peft.get("lora_dropout"):
         return [
@@ -174,7 +175,7 @@ def check_ppo(cfg: DictConfig) -> list[str]:
 def check_eval(cfg: DictConfig) -> list[str]:
     """train.eval_steps: an eval split (or benchmarks), and decoding settings that mean what
     they say (bench=: what this machine needs is check_bench_machine's)."""
-    benchmarks = bench.chosen(cfg)
+    benchmarks = bench.chosen(cfg.get("bench"))
     if not cfg.train.get("eval_steps"):
         if benchmarks:
             return [
@@ -437,3 +438,9 @@ def check_available(cfg: DictConfig) -> list[str]:
     takes no images): stop with that reason before anything loads."""
     reason = cfg.algo.get("unavailable")
     return [f"algo={cfg.algo.get('name')} cannot run: {reason}"] if reason else []
+
+
+def check_environment(cfg: DictConfig, plan: RunPlan) -> list[str]:
+    """env=: limits that cannot work (`vlexp.environments.problems`), before anything loads."""
+    budget = plan.algorithm.args.get("max_completion_length") or 0
+    return environments.problems(plan.env, plan.family, plan.model, budget)
