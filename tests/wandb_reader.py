@@ -190,11 +190,17 @@ def _datastore_summary(records: list) -> dict:
             out["exit_code"] = record.exit.exit_code
     for tree in (out["config"], out["summary"]):
         tree.pop("_wandb", None)
+    out["config"] = _without_empty_maps(out["config"])  # leet's config tree keeps no empty map
     return out
 
 
+def _without_empty_maps(tree: dict) -> dict:
+    pruned = {k: _without_empty_maps(v) if isinstance(v, dict) else v for k, v in tree.items()}
+    return {k: v for k, v in pruned.items() if v != {}}
+
+
 def _apply_run(out: dict, run: Any) -> None:
-    start = run.start_time.ToJsonString() if run.HasField("start_time") else None
+    start = _go_time(run.start_time) if run.HasField("start_time") else None
     out.update(
         run_id=run.run_id,
         name=run.display_name,
@@ -205,6 +211,16 @@ def _apply_run(out: dict, run: Any) -> None:
         start_time=start,
     )
     _apply_items(out["config"], run.config)
+
+
+def _go_time(stamp: Any) -> str:
+    """A protobuf Timestamp as Go's time.Time marshals to JSON (RFC 3339, the fraction's trailing
+    zeros trimmed), which is how leet's --summary prints `start_time`."""
+    from datetime import UTC, datetime
+
+    whole = datetime.fromtimestamp(stamp.seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{stamp.nanos:09d}".rstrip("0")
+    return f"{whole}.{fraction}Z" if fraction else f"{whole}Z"
 
 
 def _apply_items(tree: dict, change: Any) -> None:

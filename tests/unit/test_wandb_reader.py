@@ -45,10 +45,9 @@ def test_what_the_wandb_tests_read_is_what_the_run_logged():
     records = wandb_records(RUN.parent)  # a folder holding the run file is found too
     history = [r["history"]["item"] for r in records if r["type"] == "history"]
     rows = [row for row in history if "train/reward" in row]
-    assert [(r["train/global_step"], r["train/reward"], r["train/kl"]) for r in rows] == [
-        (1, 0.25, 0.5),
-        (2, 0.5, 0.25),
-    ]
+    logged = [(r["train/global_step"], r["train/reward"], r["train/kl"]) for r in rows]
+    assert logged == [(1, 0.25, 0.5), (2, 0.5, 0.25)]
+    assert [r["train/grad_norm"] for r in rows] == ["NaN", 1]  # leet's spelling of a NaN
     (table,) = [row for row in history if "completions._type" in row]
     assert table["completions._type"] == "table-file" and table["completions.nrows"] == 1
     (run,) = [r["run"] for r in records if r["type"] == "run"]
@@ -63,6 +62,7 @@ def test_what_the_wandb_tests_read_is_what_the_run_logged():
         "algo.args.beta": 0.04,
         "reward": "think_format+accuracy",
         "seed": 0,
+        "peft_config": {"default": {"r": 16}},  # leet's summary leaves the empty map out
     }
     assert summary["summary"]["eval/accuracy"] == 0.5 and summary["step"] == 2
 

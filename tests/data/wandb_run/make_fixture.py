@@ -35,15 +35,20 @@ def write() -> None:
             id="fixture",
             mode="offline",
             dir=tmp,
-            config={"algo.args.beta": 0.04, "reward": "think_format+accuracy", "seed": 0},
+            config={
+                "algo.args.beta": 0.04,
+                "reward": "think_format+accuracy",
+                "seed": 0,
+                # as the Trainer logs a PEFT config: leet's --summary leaves empty maps out
+                "peft_config": {"default": {"r": 16, "alpha_pattern": {}}},
+            },
             settings=wandb.Settings(
                 x_disable_stats=True, x_disable_meta=True, disable_code=True, disable_git=True
             ),
         )
         for step in (1, 2):
-            run.log(
-                {"train/reward": 0.25 * step, "train/kl": 0.5 / step, "train/global_step": step}
-            )
+            row = {"train/reward": 0.25 * step, "train/kl": 0.5 / step, "train/global_step": step}
+            run.log({**row, "train/grad_norm": float("nan") if step == 1 else 1.0})  # leet: "NaN"
         image = wandb.Image(np.zeros((4, 4, 3), dtype=np.uint8))
         table = wandb.Table(
             columns=["step", "completion", "image"], data=[[2, "<answer>3</answer>", image]]
@@ -51,6 +56,7 @@ def write() -> None:
         run.log({"completions": table, "train/global_step": 2})
         run.summary["eval/accuracy"] = 0.5
         run.finish()
+        wandb.teardown()  # the service closes the file; copied before that, it can be cut short
         (written,) = Path(tmp).rglob("offline-run-*/run-fixture.wandb")
         shutil.copyfile(written, RUN_FILE)
 
