@@ -156,7 +156,7 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
     "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu": Elsewhere(
         "installs from the network (download.pytorch.org)"
     ),
-    'pip install -e ".[dev]" && python -m pytest': Elsewhere(
+    'pip install -e ".[dev,bench]" && python -m pytest': Elsewhere(
         "installs from the network, then runs the whole suite, fast and slow (.ci/run runs "
         "it on every landing)"
     ),
@@ -456,7 +456,9 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
         "installs the GPU extra (vLLM, bitsandbytes, Liger): CUDA wheels"
     ),
     # --- Development
-    'pip install -e ".[dev]"': Elsewhere("installs from the network; the extra is declared"),
+    'pip install -e ".[dev,bench]"': Elsewhere(
+        "installs from the network; both extras are declared (.ci/run installs them)"
+    ),
     'python -m pytest -m "not slow"': Elsewhere(
         "the fast set (part of what CI runs); the `slow` marker is registered in pyproject.toml"
     ),

@@ -21,10 +21,8 @@ from omegaconf import OmegaConf
 pytest.importorskip("lmms_eval", reason='lmms-eval is the bench extra: pip install -e ".[bench]"')
 
 from tests.helpers import REPO  # noqa: E402
-from vlexp import (
-    families,  # noqa: E402
-    runplan,
-)
+from tests.wandb_reader import wandb_history  # noqa: E402
+from vlexp import families, runplan  # noqa: E402
 from vlexp.evaluation import bench, bench_backend  # noqa: E402
 
 
@@ -392,20 +390,3 @@ def test_bench_every_eval_steps_during_training(bench_cfg, tmp_path):
     (row,) = [r for r in read_metrics(run) if "eval/bench/countbench" in r]
     assert row["step"] == 2
     assert row["eval/bench/countbench"] == pytest.approx(sum(per_sample) / 2)
-
-
-def wandb_history(folder: Path) -> list[dict]:
-    """History rows of the offline W&B run under `folder`, read with wandb's own reader."""
-    import json
-    import subprocess
-    import sys
-
-    (path,) = folder.rglob("offline-run-*/run-*.wandb")
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return [r["history"]["item"] for r in records if r.get("type") == "history"]

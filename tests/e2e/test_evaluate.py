@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, read_metrics, run_cli
+from tests.wandb_reader import wandb_history
 from vlexp import runplan
 from vlexp.rewards import accuracy
 
@@ -38,19 +39,6 @@ def read_json(path: Path) -> dict:
 def eval_rows(run_dir: Path) -> list[dict]:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [row for row in rows if "eval/accuracy" in row]
-
-
-def wandb_history(run_dir: Path) -> list[dict]:
-    """History rows of the offline W&B run under run_dir, read with wandb's own reader."""
-    (path,) = run_dir.rglob("offline-run-*/run-*.wandb")
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return [r["history"]["item"] for r in records if r.get("type") == "history"]
 
 
 def check_eval_dir(eval_dir: Path, num_prompts: int) -> dict:

@@ -3,14 +3,12 @@ loggers' own readers (no server); secrets never reach the run dir or the W&B run
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import read_metrics, run_cli
+from tests.wandb_reader import wandb_history, wandb_records, wandb_summary
 
 # A few quick steps: batch 4, 2 generations (the warmed tiny model ends ~20 tokens in).
 FAST = [
@@ -22,35 +20,19 @@ SECRET = "wk_0123456789abcdef0123456789abcdef"
 TOKEN = "hf_tok_ABCDEFGHIJKLMNOP"
 
 
-def wandb_records(run_dir: Path, *extra: str) -> list[dict]:
-    """The offline run's records, via wandb's own reader: `wandb leet inspect --json`."""
-    (offline,) = (run_dir / "wandb").glob("offline-run-*")
-    out = subprocess.run(
-        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", *extra, str(offline)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    if "--summary" in extra:  # one (pretty-printed) JSON object
-        return [json.loads(out)]
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-def wandb_history(run_dir: Path) -> dict[int, dict]:
+def wandb_train_by_step(run_dir: Path) -> dict[int, dict]:
     """step -> the `train/*` values W&B logged at that step."""
     by_step: dict[int, dict] = {}
-    for record in wandb_records(run_dir):
-        item = record.get("history", {}).get("item", {})
+    for item in wandb_history(run_dir):
         metrics = [k for k in item if k.startswith("train/") and k != "train/global_step"]
-        if record["type"] == "history" and metrics:
+        if metrics:
             by_step.setdefault(int(item["train/global_step"]), {}).update(item)
     return by_step
 
 
 def assert_same_values(run_dir: Path, names: list[str]) -> None:
     rows = read_metrics(run_dir)
-    history = wandb_history(run_dir)
+    history = wandb_train_by_step(run_dir)
     assert rows, "metrics.jsonl is empty"
     for row in rows:
         for name in names:
@@ -87,11 +69,11 @@ def test_grpo_metrics_in_wandb_match_metrics_jsonl(grpo_run):
         "completions/mean_length",
     ]
     assert_same_values(grpo_run, names)
-    assert sorted(wandb_history(grpo_run)) == [1, 2, 3]
+    assert sorted(wandb_train_by_step(grpo_run)) == [1, 2, 3]
 
 
 def test_wandb_run_is_named_grouped_tagged_and_has_the_flat_config(grpo_run):
-    (summary,) = wandb_records(grpo_run, "--summary")
+    summary = wandb_summary(grpo_run)
     assert (
         summary["name"]
         == "grpo-max_steps=3-per_device_train_batch_size=4-num_generations=2-beta=0.04"

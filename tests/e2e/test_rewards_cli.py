@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 from tests.helpers import read_metrics, run_cli
+from tests.wandb_reader import wandb_records
 
 USER_MODULE = '''
 """A user's reward module, outside vlexp."""
@@ -80,20 +79,6 @@ def test_a_raising_reward_stops_the_run_naming_it(tmp_path, tiny_model):
     assert "Traceback" not in err
 
 
-def _wandb_records(run_dir: Path) -> list[dict]:
-    """The offline W&B run read back with wandb's own reader (no server)."""
-    (offline,) = (run_dir / "wandb").glob("offline-run-*")
-    wandb_cli = Path(sys.executable).with_name("wandb")
-    out = subprocess.run(
-        [str(wandb_cli), "leet", "inspect", "--json", str(offline)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
-
 def test_log_completions_sends_a_table_with_images_to_wandb_offline(tmp_path, tiny_model):
     run_dir = tmp_path / "run"
     result = run_cli(
@@ -104,7 +89,7 @@ def test_log_completions_sends_a_table_with_images_to_wandb_offline(tmp_path, ti
         f"hydra.run.dir={run_dir}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    records = _wandb_records(run_dir)
+    records = wandb_records(run_dir)
 
     tables = [
         r["history"]["item"]
