@@ -72,17 +72,32 @@ def main(argv: list[str] | None = None) -> int:
     for split, bad in check.bad:
         print(f"dropped ({split}): {bad}")
     if count:
-        from vlexp.config import reward as reward_config
-        from vlexp.data.show import show
-
-        reads = reward_config.columns(cfg, optional=True) if check.needs else {}
-        budget, family = check.video_budget, check.family
-        print(
-            show(train, check.processor, cfg.algo.kind, count, check.needs, budget, family, reads)
-        )
+        print(_records(cfg, check, train, count))
     sizes = f"{len(train)} train" + (f" / {len(evaluation)} eval" if evaluation else "")
     print(f"vlexp.check_data: ok, {sizes} records would be used")
     return 0
+
+
+def _records(cfg: Any, check: DataCheck, train: Any, count: int) -> str:
+    """`--show N`: the first N training records as the trainer gets them (with `env=`, turn
+    by turn: the prompt with the tools' schema, an example call and the tool's result)."""
+    import functools
+
+    from vlexp.config import reward as reward_config
+    from vlexp.data.show import Tools, show
+
+    reads = reward_config.columns(cfg, optional=True) if check.needs else {}
+    tools = None
+    if environments.of(cfg) is not None:
+        env = cfg.env
+        limits = (
+            f"at most env.max_turns={env.max_turns} model turns and "
+            f"env.max_tool_calls={env.max_tool_calls} tool calls per rollout"
+        )
+        example = functools.partial(environments.example_turns, cfg)
+        tools = Tools(environments.tools_of(cfg), example, limits)
+    kind, budget, family = cfg.algo.kind, check.video_budget, check.family
+    return show(train, check.processor, kind, count, check.needs, budget, family, reads, tools)
 
 
 def _checked_config(args: list[str]) -> Any:

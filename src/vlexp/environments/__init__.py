@@ -99,6 +99,30 @@ def tools_of(cfg: Any) -> list | None:
     return [getattr(instance, name) for name in names]
 
 
+def example_turns(cfg: Any, row: dict) -> list[dict] | None:
+    """The turns a rollout may add after `row`'s prompt, for `check_data --show`: the call the
+    environment shows on this record (its `_example_call(**row)`, e.g. ZoomEnv's zoom on the
+    record's target), run by the run's own environment, as TRL appends them (the assistant's
+    tool call, then the tool turn). None when there is no environment or it shows no call."""
+    if of(cfg) is None:
+        return None
+    instance = factory(cfg)()
+    instance.reset(**row)
+    call = getattr(instance, "_example_call", lambda **_: None)(**row)
+    if call is None:
+        return None
+    result = getattr(instance, call["name"])(**call["arguments"])
+    content = result if isinstance(result, list) else [{"type": "text", "text": str(result)}]
+    return [
+        {
+            "role": "assistant",
+            "content": [],
+            "tool_calls": [{"type": "function", "function": call}],
+        },
+        {"role": "tool", "name": call["name"], "content": content},
+    ]
+
+
 def check_trainer(cfg: Any, trainer_cls: type) -> None:
     """Tools run inside GRPOTrainer's rollouts (TRL 1.16: only it takes
     `environment_factory`); any other trainer stops here, before the model loads."""
