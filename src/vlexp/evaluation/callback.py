@@ -19,6 +19,7 @@ from vlexp import patches
 from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
 from vlexp.evaluation.gallery import wandb_table
 from vlexp.evaluation.generation import load_examples
+from vlexp.evaluation.tools import Agent
 
 log = logging.getLogger("vlexp")
 
@@ -68,6 +69,7 @@ class GenerationEvalCallback(TrainerCallback):
                     progress=state.is_world_process_zero,
                     desc=f"eval @ step {state.global_step}",
                     data_cfg=self.cfg.data,
+                    agent=Agent.of(self.cfg),  # the processor already speaks tools (env=)
                 )
             finally:
                 model.train(was_training)
