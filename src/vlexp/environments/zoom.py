@@ -146,9 +146,8 @@ def grown(box: list[float] | None, size: tuple[int, int], minimum: int = 28) -> 
 
 def window(target_box: list[int], size: tuple[int, int], frame: BoxFrame) -> list[int]:
     """The half-image window (one of 3 x 3, overlapping) whose middle is nearest the centre of
-    `target_box` (original pixels), in the model's box frame: coarse enough for the tiny
-    model to learn (vlexp.models.tool_warmup), and a shape of at most 1/8 of the image side
-    lies inside it whole. `check_data --show`'s example call zooms on it.
+    `target_box` (original pixels), in the model's box frame: a shape of at most 1/8 of the
+    image side lies inside it whole. `check_data --show`'s example call zooms on it.
 
     >>> from vlexp.data.boxes import BoxFrame
     >>> window([301, 77, 318, 94], (448, 448), BoxFrame("relative_1000"))
