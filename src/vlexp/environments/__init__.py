@@ -158,6 +158,7 @@ def problems(cfg: Any) -> list[str]:
         out.append(f"env.deadline_s={env.get('deadline_s')}: must be a positive number of seconds")
     if out or int(env.max_turns) < 2 or int(env.max_tool_calls) == 0:
         return out
+    out += _over_model_budget(cfg)
     need = limits(cfg).max_image_tokens_per_turn + RESULT_SCAFFOLDING
     budget = int(cfg.algo.args.get("max_completion_length") or 0)
     if budget < need:
@@ -168,6 +169,25 @@ def problems(cfg: Any) -> list[str]:
             f"sets 384) or lower env.max_image_tokens_per_turn"
         )
     return out
+
+
+def _over_model_budget(cfg: Any) -> list[str]:
+    """A per-turn image budget above the model's: the processor shrinks every image, a tool's
+    result too, to model.max_pixels, so the extra tokens would never reach the model (and the
+    rollout's image budget would count tokens that are not there)."""
+    family = families.of_model_cfg(cfg.model)
+    asked = cfg.env.get("max_image_tokens_per_turn")
+    if asked is None or not family.pixel_budget:
+        return []
+    model_tokens = int(cfg.model.max_pixels) // family.pixels_per_token**2
+    if int(asked) <= model_tokens:
+        return []
+    return [
+        f"env.max_image_tokens_per_turn={asked} is more than model.max_pixels="
+        f"{cfg.model.max_pixels} allows ({model_tokens} image tokens): the processor shrinks "
+        f"every image, tool results too, to model.max_pixels; raise model.max_pixels or lower "
+        f"env.max_image_tokens_per_turn (null: the model's budget)"
+    ]
 
 
 def max_turns(cfg: Any) -> int | None:
