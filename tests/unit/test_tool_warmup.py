@@ -99,9 +99,9 @@ def test_every_example_window_holds_the_whole_shape(model, zoom_records):
 
 
 def test_the_loss_covers_the_model_turns_and_nothing_else(tiny_model, zoom_records):
-    """Trained tokens = the zoom call as the chat template renders an assistant tool call,
-    then the answer, each through its end token; the tool turn (the crop's image tokens) and
-    the prompt are not trained on."""
+    """Trained tokens = the zoom turn (four calls, one per quarter) as the chat template renders
+    an assistant turn with tool calls, then the answer, each through its end token; the tool
+    turns (the crops' image tokens) and the prompt are not trained on."""
     from PIL import Image
     from transformers import AutoProcessor
 
@@ -130,9 +130,9 @@ def test_the_loss_covers_the_model_turns_and_nothing_else(tiny_model, zoom_recor
     )
     end = processor.tokenizer.eos_token
     call = through[len(before) :].split(end)[0]
-    assert '"bbox_2d": [' in call
+    assert call.count('"bbox_2d": [') == 4  # one call per quarter
     assert trained == call + end + tool_warmup.answer(records[0]) + end
     pad = processor.image_token_id
     assert not any(t == pad and label != -100 for t, label in zip(ids, labels, strict=True))
-    grid = inputs["image_grid_thw"]  # the processor's own count: prompt image + crop
-    assert ids.count(pad) == int(grid.prod(-1).sum()) // 4 and len(grid) == 2
+    grid = inputs["image_grid_thw"]  # the processor's own count: prompt image + 4 crops
+    assert ids.count(pad) == int(grid.prod(-1).sum()) // 4 and len(grid) == 5

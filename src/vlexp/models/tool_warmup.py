@@ -15,11 +15,13 @@ speak_tools`), the user's image and question, then either
 GRPO then has both to compare. The loss covers only the model's own turns (each through its
 end token), as TRL's `tool_mask` does in training.
 
-The call's box is the whole image, returned at `ZOOM_TOKENS` (4x the prompt's 16 image tokens:
-twice the resolution). A box around the shape (a half-image window, one of 3 x 3) was tried
-first: after 800 steps the 0.4M-parameter model wrote well-formed calls but could not place
-them (7 of 37 windows held the shape), since nothing in its image tokens says where they are
-but rotary phases. Measured what the warm-up gives and what GRPO then does: docs/agentic.md.
+A zoom turn is four calls, one per quarter of the image, each returned at the prompt's 16
+image tokens (twice the resolution: the processor shrinks any image to `model.max_pixels`, so
+a bigger per-turn budget would not reach the model). One box around the shape (a half-image
+window, one of 3 x 3) was tried first: after 800 steps the 0.4M-parameter model wrote
+well-formed calls but placed 7 of 37 on the shape, since nothing in its image tokens says
+where they are but rotary phases. The quarters need no placing; what is left to learn is
+whether to zoom, and reading the shape in the quarter that holds it. Measured: docs/agentic.md.
 """
 
 from __future__ import annotations
@@ -38,10 +40,9 @@ VARIANT = "tools"
 # RL data (data=shapes_zoom, seed 0) stays unseen.
 TOOL_WARMUP = dict(steps=800, batch_size=8, learning_rate=3e-3, num_records=1024, data_seed=1)
 CALL_SHARE = 0.5  # examples that zoom; the rest answer at once
-# Image tokens of the zoom's result: 4x the prompt image's 16, so the whole canvas comes back
-# at twice the resolution (conf/model/tiny_tools.yaml's runs set env.max_image_tokens_per_turn
-# to it). Why the whole canvas and not a box around the shape: see the module docstring.
-ZOOM_TOKENS = 64
+# Calls of a zoom turn: the four quarters (runs of model=tiny_tools set env.max_tool_calls=4).
+# Why not one box around the shape: see the module docstring.
+ZOOM_CALLS = 4
 VOCAB_SIZE = 1024  # room for every word of the schema, the calls and the answers (~780 used)
 TOOL = "image_zoom_in_tool"
 
@@ -86,9 +87,9 @@ def limits_of(family: Any, processor: Any) -> Any:
     low, high = int(size["shortest_edge"]), int(size["longest_edge"])
     per_token = family.pixels_per_token
     return Limits(
-        max_tool_calls=1,
-        max_image_tokens_per_turn=ZOOM_TOKENS,
-        max_image_tokens=ZOOM_TOKENS,
+        max_tool_calls=ZOOM_CALLS,
+        max_image_tokens_per_turn=high // per_token**2,
+        max_image_tokens=ZOOM_CALLS * high // per_token**2,
         pixels_per_token=per_token,
         min_pixels=low,
         frame=frame_of_family(family, low, high),
@@ -101,9 +102,25 @@ def answer(record: dict) -> str:
     return f"<think>The mark is a {kind}.</think><answer>{kind}</answer>"
 
 
+def quadrants(extent: tuple[int, int]) -> list[list[int]]:
+    """The four quarter boxes of an image of `extent` (the model's box frame), row by row.
+
+    >>> quadrants((112, 112))
+    [[0, 0, 56, 56], [56, 0, 112, 56], [0, 56, 56, 112], [56, 56, 112, 112]]
+    """
+    width, height = extent
+    half_w, half_h = width // 2, height // 2
+    return [
+        [x, y, x + half_w if x == 0 else width, y + half_h if y == 0 else height]
+        for y in (0, half_h)
+        for x in (0, half_w)
+    ]
+
+
 def conversation(record: dict, image: Any, env: Any, zoom: bool) -> list[dict]:
-    """One example as TRL's rollout holds it: the user turn, then a zoom call, its tool turn
-    (the crop `env` returns) and the answer, or the answer alone."""
+    """One example as TRL's rollout holds it: the user turn, then four zoom calls in one turn
+    (the quarters of the image), their tool turns (the crops `env` returns) and the answer, or
+    the answer alone."""
     user = {
         "role": "user",
         "content": [{"type": "image", "image": image}, {"type": "text", "text": record["prefix"]}],
@@ -112,17 +129,15 @@ def conversation(record: dict, image: Any, env: Any, zoom: bool) -> list[dict]:
     if not zoom:
         return [user, final]
     env.reset(images=[image])
-    width, height = env.limits.frame.extent(image.size)
-    box = [0, 0, width, height]  # the whole image, again at ZOOM_TOKENS (see the docstring)
-    call = {"type": "function", "function": {"name": TOOL, "arguments": {"bbox_2d": box}}}
-    result = env.image_zoom_in_tool(box)
-    assert isinstance(result, list), result  # the whole image always crops
-    return [
-        user,
-        {"role": "assistant", "content": [], "tool_calls": [call]},
-        {"role": "tool", "name": TOOL, "content": result},
-        final,
+    boxes = quadrants(env.limits.frame.extent(image.size))
+    calls = [
+        {"type": "function", "function": {"name": TOOL, "arguments": {"bbox_2d": box}}}
+        for box in boxes
     ]
+    results = [env.image_zoom_in_tool(box) for box in boxes]
+    assert all(isinstance(r, list) for r in results), results  # quarters always crop
+    tools = [{"role": "tool", "name": TOOL, "content": result} for result in results]
+    return [user, {"role": "assistant", "content": [], "tool_calls": calls}, *tools, final]
 
 
 def conversations(family: Any, processor: Any, recs: list[dict], data_dir: Path) -> list:
