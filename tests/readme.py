@@ -240,6 +240,10 @@ REGISTRY: dict[str, Run | ByTest | Elsewhere] = {
         cheap=(*STEPS, "train.per_device_train_batch_size=4")
     ),
     "python -m vlexp.check_data env=zoom data=shapes_zoom": Run(cheap=()),
+    "python -m vlexp.check_data env=zoom data=shapes_zoom --show 1": Run(cheap=()),
+    # Builds tiny://qwen2_5_vl+tools on first use (minutes); tests/e2e/test_tool_learning.py too.
+    "python -m vlexp model=tiny_tools env=zoom data=shapes_zoom env.max_tool_calls=4 "
+    "train.max_steps=6": Run(cheap=(*STEPS, "train.per_device_train_batch_size=4")),
     # --- Algorithms
     "python -m vlexp algo=sapo reward=[think_format,accuracy]": Run(),
     "python -m vlexp algo=kto": Run(),

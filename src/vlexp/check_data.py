@@ -75,15 +75,32 @@ def main(argv: list[str] | None = None) -> int:
     for split, bad in check.bad:
         print(f"dropped ({split}): {bad}")
     if count:
-        from vlexp.config import reward as reward_config
-        from vlexp.data.show import show
-
-        reads = reward_config.columns_of(plan.rewards.funcs, optional=True) if check.needs else {}
-        kind, budget, family = plan.algorithm.kind, plan.data.video, plan.family
-        print(show(train, check.processor, kind, count, check.needs, budget, family, reads))
+        print(_records(plan, check, train, count))
     sizes = f"{len(train)} train" + (f" / {len(evaluation)} eval" if evaluation else "")
     print(f"vlexp.check_data: ok, {sizes} records would be used")
     return 0
+
+
+def _records(plan: runplan.RunPlan, check: DataCheck, train: Any, count: int) -> str:
+    """`--show N`: the first N training records as the trainer gets them (with `env=`, turn
+    by turn: the prompt with the tools' schema, an example call and the tool's result)."""
+    import functools
+
+    from vlexp.config import reward as reward_config
+    from vlexp.data.show import Tools, show
+
+    reads = reward_config.columns_of(plan.rewards.funcs, optional=True) if check.needs else {}
+    tools = None
+    if plan.env is not None:
+        env, run_limits = plan.env, plan.tool_limits()
+        limits = (
+            f"at most env.max_turns={env.max_turns} model turns and "
+            f"env.max_tool_calls={env.max_tool_calls} tool calls per rollout"
+        )
+        example = functools.partial(environments.example_turns, env, run_limits)
+        tools = Tools(environments.tools_of(env, run_limits), example, limits)
+    kind, budget, family = plan.algorithm.kind, plan.data.video, plan.family
+    return show(train, check.processor, kind, count, check.needs, budget, family, reads, tools)
 
 
 def start(args: list[str]) -> tuple[Any, runplan.RunPlan] | int:

@@ -17,12 +17,13 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import rollout, runplan
+from vlexp import environments, rollout, runplan
 from vlexp.data import DataError
 from vlexp.evaluation import bench
 from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
@@ -238,8 +239,9 @@ def main(cfg: DictConfig) -> float | None:
     log.info("evaluating %s on %d records of %s", model_dir or cfg.model.name_or_path,
              len(examples), cfg.data.eval)  # fmt: skip
     metrics, samples = evaluate(
-        model, processor, examples, cfg.eval, cfg.get("reward"), data_cfg=cfg.data
-    )
+        model, processor, examples, cfg.eval, cfg.get("reward"), data_cfg=cfg.data,
+        agent=agent_of(run_plan, processor),
+    )  # fmt: skip
     meta = {
         "model": str(model_dir or cfg.model.name_or_path),
         "run": str(run_dir) if run_dir else None,
@@ -256,6 +258,17 @@ def main(cfg: DictConfig) -> float | None:
     shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in headline)
     print(f"vlexp.evaluate: {shown} over {metrics['num_prompts']} prompts -> {out_dir}")
     return metrics.get("accuracy")
+
+
+def agent_of(run_plan: runplan.RunPlan, processor) -> Any:
+    """The run's environment (env=, from its config): the samples are rollouts with its tools,
+    and the processor renders and parses tool calls as in training. None without one."""
+    from vlexp.evaluation.tools import Agent
+
+    agent = Agent.of(run_plan.env, run_plan.tool_limits())
+    if agent is not None:
+        environments.speak_tools(processor, run_plan.family)
+    return agent
 
 
 def cli() -> None:

@@ -224,6 +224,26 @@ def test_limits_that_cannot_work_stop_before_anything_loads(overrides, message):
         validate(compose(["env=zoom", *overrides]), machine=False)
 
 
+def test_a_tool_image_budget_above_the_models_is_refused():
+    """The processor (the reference) shrinks a tool's image to model.max_pixels: a 224 px
+    result, 64 tokens by env.max_image_tokens_per_turn=64, reaches model=tiny as 16."""
+    from PIL import Image
+
+    from vlexp.models.loading import load_processor
+    from vlexp.validate import ConfigError, validate
+
+    cfg = compose(["env=zoom", "env.max_image_tokens_per_turn=64"])
+    processor = load_processor(cfg.model, families.resolve(cfg.model))
+    grid = processor.image_processor(images=[Image.new("RGB", (224, 224))])["image_grid_thw"]
+    assert int(grid[0].prod()) // 4 == 16 < 64
+    with pytest.raises(
+        ConfigError,
+        match=r"max_image_tokens_per_turn=64 is more than model\.max_pixels=12544 allows \(16",
+    ):
+        validate(cfg, machine=False)
+    validate(compose(["env=zoom", "env.max_image_tokens_per_turn=16"]), machine=False)
+
+
 def test_a_trainer_without_tools_is_named_before_the_model_loads():
     from trl import DPOTrainer, GRPOTrainer
 

@@ -4,17 +4,32 @@ For each record: the chat text exactly as the model's chat template renders it, 
 and video's pad token shown once with its count (`<|image_pad|>x16`, `<|video_pad|>x32`), the
 image's size before and after the processor's resize, and each video's sampled frames and
 their resized size; then what the record trains on: the text the loss covers (SFT, DPO:
-chosen and rejected) or the columns each reward receives (GRPO).
+chosen and rejected) or the columns each reward receives (GRPO). With an environment
+(`env=`) a GRPO record shows turn by turn: the prompt with the tools' schema, an example tool
+call, the tool's result with its images, as a rollout adds them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from vlexp.data import schema, videos
 from vlexp.data.images import token_counter
 from vlexp.families import Family
+
+
+@dataclass(frozen=True)
+class Tools:
+    """A run's environment, as `--show` renders it (`env=`): the tools whose schema the chat
+    template writes into every prompt, the turns a rollout may add after a record's prompt
+    (`vlexp.environments.example_turns`), and the limits said under them."""
+
+    tools: list
+    example: Callable[[dict], list[dict] | None]
+    limits: str
 
 
 def show(
@@ -26,15 +41,16 @@ def show(
     budget: videos.Budget,
     family: Family,
     reads: dict[str, list[str]] | None = None,
+    tools: Tools | None = None,
 ) -> str:
     """`budget`: the run's video sampling (`data.video`), which says each video's frames;
     `family`: the model's, which says what an image costs; `needs`: the columns each reward
     needs, `reads`: all it may read (`iou`: `box` or `solution`), shown when the record has
-    them."""
+    them; `tools`: the run's environment (its prompts then show turn by turn)."""
     blocks = []
     for index in range(min(count, len(dataset))):
         row = dataset[index]
-        text = describe(row, processor, kind, needs, budget, family, reads)
+        text = describe(row, processor, kind, needs, budget, family, reads, tools)
         blocks.append(f"--- record {index} ---\n{text}")
     return "\n".join(blocks)
 
@@ -47,6 +63,7 @@ def describe(
     budget: videos.Budget,
     family: Family,
     reads: dict[str, list[str]] | None = None,
+    tools: Tools | None = None,
 ) -> str:
     images = row.get("images") or []
     sizes = [image.size for image in images]
@@ -64,7 +81,10 @@ def describe(
     def render(turns: list, generation: bool) -> str:
         return compact(template(processor, turns, generation), family, tokens, video_tokens)
 
-    if schema.of(kind).rewards:
+    if schema.of(kind).rewards and tools is not None:
+        lines += rollout_turns(row, processor, family, tokens, tools)
+        lines += received(row, needs, reads or {})
+    elif schema.of(kind).rewards:
         lines.append(render(row["prompt"], True))
         lines += received(row, needs, reads or {})
     elif "messages" in row:
@@ -99,8 +119,43 @@ def resized(processor: Any, family: Family, width: int, height: int) -> str:
     return "resized to {}x{}".format(*family.load("resize")(family, processor)(width, height))
 
 
-def template(processor: Any, turns: list, generation: bool) -> str:
-    return processor.apply_chat_template(turns, tokenize=False, add_generation_prompt=generation)
+def template(processor: Any, turns: list, generation: bool, tools: list | None = None) -> str:
+    return processor.apply_chat_template(
+        turns, tokenize=False, add_generation_prompt=generation, tools=tools or None
+    )
+
+
+def rollout_turns(
+    row: dict, processor: Any, family: Family, tokens: list[int], tools: Tools
+) -> list[str]:
+    """The prompt with the tools' schema (as GRPOTrainer renders it), then the turns a rollout
+    may add: the environment's example call (trained on, through the end token, as TRL's
+    completion ids are) and the tool's result (not trained on), each image with its tokens."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    prompt = template(processor, row["prompt"], True, tools.tools)
+    lines = [f"turn 1 · prompt (with the tools' schema):\n{compact(prompt, family, tokens)}"]
+    turns = tools.example(row)
+    if not turns:
+        return [*lines, f"then the model answers or calls a tool; {tools.limits}"]
+    turns = prepare_multimodal_messages(turns)
+    call = template(processor, [*row["prompt"], turns[0]], False, tools.tools)[len(prompt) :]
+    end = processor.tokenizer.eos_token
+    call = call[: call.index(end) + len(end)] if end in call else call
+    after = template(processor, [*row["prompt"], *turns], True, tools.tools)
+    result = after[len(prompt) + len(call) :]
+    returned = [p["image"] for p in turns[1]["content"] if p.get("type") == "image"]
+    count = token_counter(processor, family)
+    costs = [count(*image.size, 1) for image in returned]
+    pairs = zip(returned, costs, strict=True)
+    sizes = ", ".join(f"{image.width}x{image.height} px: {n} tokens" for image, n in pairs)
+    lines.append(f"turn 2 · model, an example call (trained on):\n{call}")
+    lines.append(
+        f"turn 3 · tool result{' (' + sizes + ')' if sizes else ''}, not trained on:\n"
+        + compact(result, family, costs)
+    )
+    lines.append(f"turn 4 · model: the answer, or another call; {tools.limits}")
+    return lines
 
 
 def compact(text: str, family: Family, tokens: list[int], video_tokens: list[int] = ()) -> str:

@@ -97,6 +97,31 @@ def tools_of(env: Any, run_limits: Limits | None) -> list | None:
     return [getattr(instance, name) for name in names]
 
 
+def example_turns(env: Any, run_limits: Limits | None, row: dict) -> list[dict] | None:
+    """The turns a rollout may add after `row`'s prompt, for `check_data --show`: the call the
+    environment shows on this record (its `_example_call(**row)`, e.g. ZoomEnv's zoom on the
+    record's target), run by the run's own environment (`env` node, its `Limits`), as TRL
+    appends them (the assistant's tool call, then the tool turn). None when there is no
+    environment or it shows no call."""
+    if of(env) is None or run_limits is None:
+        return None
+    instance = factory(env, run_limits)()
+    instance.reset(**row)
+    call = getattr(instance, "_example_call", lambda **_: None)(**row)
+    if call is None:
+        return None
+    result = getattr(instance, call["name"])(**call["arguments"])
+    content = result if isinstance(result, list) else [{"type": "text", "text": str(result)}]
+    return [
+        {
+            "role": "assistant",
+            "content": [],
+            "tool_calls": [{"type": "function", "function": call}],
+        },
+        {"role": "tool", "name": call["name"], "content": content},
+    ]
+
+
 def check_trainer(env: Any, trainer_cls: type, algo_name: str) -> None:
     """Tools run inside GRPOTrainer's rollouts (TRL 1.16: only it takes
     `environment_factory`); any other trainer stops here, before the model loads."""
@@ -132,6 +157,7 @@ def problems(env: Any, family: families.Family, model: Any, completion_budget: i
         out.append(f"env.deadline_s={env.get('deadline_s')}: must be a positive number of seconds")
     if out or int(env.max_turns) < 2 or int(env.max_tool_calls) == 0:
         return out
+    out += _over_model_budget(env, family, model)
     per_turn = limits(env, family, model).max_image_tokens_per_turn
     budget = int(completion_budget or 0)
     if budget < per_turn + RESULT_SCAFFOLDING:
@@ -142,6 +168,24 @@ def problems(env: Any, family: families.Family, model: Any, completion_budget: i
             f"sets 384) or lower env.max_image_tokens_per_turn"
         )
     return out
+
+
+def _over_model_budget(env: Any, family: families.Family, model: Any) -> list[str]:
+    """A per-turn image budget above the model's: the processor shrinks every image, a tool's
+    result too, to model.max_pixels, so the extra tokens would never reach the model (and the
+    rollout's image budget would count tokens that are not there)."""
+    asked = env.get("max_image_tokens_per_turn")
+    if asked is None or not family.pixel_budget:
+        return []
+    model_tokens = int(model.max_pixels) // family.pixels_per_token**2
+    if int(asked) <= model_tokens:
+        return []
+    return [
+        f"env.max_image_tokens_per_turn={asked} is more than model.max_pixels="
+        f"{model.max_pixels} allows ({model_tokens} image tokens): the processor shrinks "
+        f"every image, tool results too, to model.max_pixels; raise model.max_pixels or lower "
+        f"env.max_image_tokens_per_turn (null: the model's budget)"
+    ]
 
 
 def max_turns(env: Any) -> int | None:

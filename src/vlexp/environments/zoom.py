@@ -11,9 +11,11 @@ and returns the crop enlarged to fill one turn's pixel budget, so small things b
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
+from vlexp.data.boxes import BoxFrame
 from vlexp.environments import Limits, ToolCalls
 
 MAX_ASPECT = 100  # verl's ImageZoomInTool rejects boxes longer than 100x their width
@@ -30,6 +32,11 @@ class ZoomEnv:
         """Start a rollout on the row's first image (TRL passes the data set row)."""
         self._calls.reset()
         self._image = images[0] if images else None
+
+    @property
+    def limits(self) -> Limits:
+        """The limits this rollout's calls obey (the box frame among them)."""
+        return self._calls.limits
 
     @property
     def failures(self) -> int:
@@ -60,6 +67,18 @@ class ZoomEnv:
             raise ValueError(f"box {bbox_2d} is empty or outside the image")
         crop = self._image.crop(tuple(crop_box))
         return [{"type": "image", "image": crop}]
+
+    def _example_call(self, target_box: list | None = None, **row: Any) -> dict | None:
+        """A call this environment can show on a record (`check_data --show`): a zoom on the
+        half-image window around the record's `target_box` (shapes_zoom), else its middle."""
+        if self._image is None:
+            return None
+        width, height = self._image.size
+        if isinstance(target_box, str):  # a list column the data set keeps as JSON text
+            target_box = json.loads(target_box)
+        target = target_box or [width // 2, height // 2, width // 2 + 1, height // 2 + 1]
+        box = window(list(target), (width, height), self.limits.frame)
+        return {"name": "image_zoom_in_tool", "arguments": {"bbox_2d": box}}
 
 
 class RewardedZoomEnv(ZoomEnv):
@@ -123,3 +142,21 @@ def grown(box: list[float] | None, size: tuple[int, int], minimum: int = 28) -> 
     y0 = min(max(0.0, (top + bottom - side_h) / 2), height - side_h)
     out = [math.floor(x0), math.floor(y0), math.ceil(x0 + side_w), math.ceil(y0 + side_h)]
     return out if out[2] > out[0] and out[3] > out[1] else None
+
+
+def window(target_box: list[int], size: tuple[int, int], frame: BoxFrame) -> list[int]:
+    """The half-image window (one of 3 x 3, overlapping) whose middle is nearest the centre of
+    `target_box` (original pixels), in the model's box frame: a shape of at most 1/8 of the
+    image side lies inside it whole. `check_data --show`'s example call zooms on it.
+
+    >>> from vlexp.data.boxes import BoxFrame
+    >>> window([301, 77, 318, 94], (448, 448), BoxFrame("relative_1000"))
+    [500, 0, 1000, 500]
+    """
+    extent = frame.extent(size)
+    out = []
+    for axis in (0, 1):
+        centre = (target_box[axis] + target_box[axis + 2]) / 2 / size[axis]  # 0..1
+        start = min(2, max(0, round(centre * 4) - 1)) / 4  # 0, 1/4 or 1/2 of the image
+        out.append((round(start * extent[axis]), round((start + 0.5) * extent[axis])))
+    return [out[0][0], out[1][0], out[0][1], out[1][1]]

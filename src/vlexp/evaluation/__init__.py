@@ -26,10 +26,13 @@ class Evaluation:
     model: Any  # the `model` node: the lmms-eval backend's settings
 
 
-def callbacks(evaluation: Evaluation, data: Any, run_dir: Path, processor: Any) -> list:
+def callbacks(
+    evaluation: Evaluation, data: Any, run_dir: Path, processor: Any, agent: Any = None
+) -> list:
     """The in-training evaluation callbacks when `train.eval_steps` is set (else none): on
     data.eval when it is set, on the benchmarks when `bench=` chose some. `data`: the run
-    plan's data part (vlexp.data.spec.DataSpec)."""
+    plan's data part (vlexp.data.spec.DataSpec); `agent`: the run's environment
+    (`vlexp.evaluation.tools.Agent`, env=), which data.eval's samples then run with."""
     if not evaluation.every:
         return []
     from vlexp.evaluation import bench
@@ -37,5 +40,5 @@ def callbacks(evaluation: Evaluation, data: Any, run_dir: Path, processor: Any) 
 
     found = []
     if data.node.get("eval"):
-        found.append(GenerationEvalCallback(evaluation, data, run_dir, processor))
+        found.append(GenerationEvalCallback(evaluation, data, run_dir, processor, agent))
     return found + ([BenchCallback(evaluation, run_dir)] if bench.chosen(evaluation.bench) else [])

@@ -19,6 +19,7 @@ from vlexp import patches
 from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
 from vlexp.evaluation.gallery import wandb_table
 from vlexp.evaluation.generation import load_examples
+from vlexp.evaluation.tools import Agent
 
 log = logging.getLogger("vlexp")
 
@@ -72,9 +73,13 @@ def model_for_generation(trainer, args):
 class GenerationEvalCallback(EveryNSteps):
     """Greedy (or sampled) generation on the eval split, scored with the run's rewards."""
 
-    def __init__(self, evaluation: Any, data: Any, run_dir: Path, processor: Any) -> None:
-        """`evaluation`, `data`: the run plan's parts (vlexp.evaluation.Evaluation, DataSpec)."""
+    def __init__(
+        self, evaluation: Any, data: Any, run_dir: Path, processor: Any, agent: Agent | None = None
+    ) -> None:
+        """`evaluation`, `data`: the run plan's parts (vlexp.evaluation.Evaluation, DataSpec);
+        `agent`: the run's environment (env=): each sample is then a rollout with its tools."""
         check(evaluation.eval)
+        self.agent = agent
         super().__init__(evaluation.every)
         self.eval_cfg, self.reward_cfg, self.data_cfg = (
             evaluation.eval,
@@ -97,6 +102,7 @@ class GenerationEvalCallback(EveryNSteps):
             progress=state.is_world_process_zero,
             desc=f"eval @ step {state.global_step}",
             data_cfg=self.data_cfg,
+            agent=self.agent,  # the processor already speaks tools (env=)
         )
         if state.is_world_process_zero:
             self.record(args, state, control, metrics, samples)

@@ -6,6 +6,7 @@ number logged during training and one measured afterwards mean the same thing.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -17,6 +18,7 @@ from vlexp.data.messages import prompt_text
 from vlexp.evaluation.gallery import write_html
 from vlexp.evaluation.generation import generate
 from vlexp.evaluation.scoring import annotate, score, summarise
+from vlexp.evaluation.tools import generate_with_tools
 from vlexp.rewards.guard import guarded, processor_box_frame
 
 
@@ -57,19 +59,23 @@ def evaluate(
     progress: bool = True,
     desc: str = "eval",
     data_cfg: Any = None,
+    agent: Any = None,
 ) -> tuple[dict[str, Any], list[dict]]:
     """Generate, score and summarise; returns (metrics, samples) on every process.
 
     With an `accelerator` of several processes each rank generates a strided share of the
     records (padded to equal length, so ZeRO-3's collective forward passes line up) and the
     samples are gathered before the summary. `data_cfg`: the config the examples were
-    loaded with (`data.boxes.gold` says which frame their gold boxes are in).
+    loaded with (`data.boxes.gold` says which frame their gold boxes are in). `agent`: the
+    run's environment (`vlexp.evaluation.tools.Agent`): each sample is then a rollout with
+    tool calls, scored as a whole and shown turn by turn.
     """
     started = time.perf_counter()
     funcs, weights = build_rewards(reward_cfg, processor_box_frame(model, processor), data_cfg)
     world = accelerator.num_processes if accelerator is not None else 1
     indexed = rank_share(list(enumerate(examples)), accelerator)
-    completions = generate(
+    run = generate if agent is None else functools.partial(generate_with_tools, agent=agent)
+    completions = run(
         model,
         processor,
         [ex for _, ex in indexed],
@@ -111,7 +117,8 @@ def rank_share(indexed: list[tuple[int, dict]], accelerator: Any) -> list[tuple[
 def scored_samples(rows: list[tuple], funcs: dict[str, Any], weights: dict[str, float]) -> list:
     """One sample per (index, example, sample number, completion) row, with its rewards."""
     # TRL hands rewards conversational completions for conversational prompts: do the same.
-    as_messages = [[{"role": "assistant", "content": c.text}] for _, _, _, c in rows]
+    # With tools, the whole conversation after the prompt, as TRL scores it.
+    as_messages = [c.messages or [{"role": "assistant", "content": c.text}] for *_, c in rows]
     rewards = score(
         prompts=[ex["prompt"] for _, ex, _, _ in rows],
         completions=as_messages,
@@ -132,6 +139,7 @@ def scored_samples(rows: list[tuple], funcs: dict[str, Any], weights: dict[str, 
                 "length": len(c.ids),
                 "clipped": c.clipped,
                 "rewards": r,
+                **({"turns": c.turns} if c.turns else {}),
             },
             weights,
         )
@@ -161,8 +169,28 @@ def write_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     record = _finite({**metrics, **meta})
     (out_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    samples = [tool_images_saved(s, out_dir / "tool_images") for s in samples]
     with (out_dir / "samples.jsonl").open("w", encoding="utf-8") as handle:
         for sample in samples:
             handle.write(json.dumps(_finite(sample)) + "\n")
     write_html(out_dir / "samples.html", record, samples, gallery_cfg)
     return out_dir
+
+
+def tool_images_saved(sample: dict, folder: Path) -> dict:
+    """`sample` with the images its tool turns returned written to `folder` as PNG files and
+    named by their paths (samples.jsonl stays JSON, the gallery shows them)."""
+    if not sample.get("turns"):
+        return sample
+    turns = []
+    for number, turn in enumerate(sample["turns"]):
+        paths = []
+        for k, image in enumerate(turn.get("images") or []):
+            if not isinstance(image, str):
+                folder.mkdir(parents=True, exist_ok=True)
+                name = f"{sample['index']}-{sample['sample']}-{number}-{k}.png"
+                image.save(folder / name)
+                image = str(folder / name)
+            paths.append(image)
+        turns.append({**turn, "images": paths} if "images" in turn else turn)
+    return {**sample, "turns": turns}

@@ -24,6 +24,8 @@ table.metrics td{border:1px solid #ddd;padding:3px 10px} table.metrics td:first-
 .body{flex:1;min-width:0} .q{font-weight:600} .sol{color:#555;margin:2px 0 6px}
 pre{white-space:pre-wrap;word-break:break-word;background:#f4f4f4;padding:6px;margin:4px 0;font-size:12px}
 .chip{display:inline-block;border-radius:10px;padding:0 7px;margin:0 4px 2px 0;font-size:12px;background:#eee}
+.turn{margin:4px 0;font-size:12px;color:#555} .turn.tool{border-left:3px solid #9ab;padding-left:6px}
+.turn img{width:96px;display:block;margin:3px 0}
 .ok{background:#d7f5dc;color:#11651f} .bad{background:#fadadd;color:#8a1220} .missing{color:#a00}
 """
 
@@ -82,10 +84,7 @@ def _card(group: list[dict], max_side: int) -> str:
             else f'<div class="missing">image not found: {html.escape(path)}</div>'
         )
     solution = first.get("solution")
-    answers = "".join(
-        f"<pre>{html.escape(s['completion']) or '(empty)'}</pre><div>{_chips(s)}</div>"
-        for s in group
-    )
+    answers = "".join(f"{_trajectory(s, max_side)}<div>{_chips(s)}</div>" for s in group)
     label = html.escape(str(first.get("id") or f"#{first['index']}"))
     return (
         f'<div class="card">{"".join(images)}<div class="body">'
@@ -93,6 +92,29 @@ def _card(group: list[dict], max_side: int) -> str:
         f'<div class="sol">{label} · solution: {html.escape(_fmt(solution))}</div>'
         f"{answers}</div></div>"
     )
+
+
+def _trajectory(sample: dict, max_side: int) -> str:
+    """The completion; with tools (env=), each turn in order: the model's text, then each
+    tool result with the images it returned."""
+    if not sample.get("turns"):
+        return f"<pre>{html.escape(sample['completion']) or '(empty)'}</pre>"
+    blocks = []
+    for number, turn in enumerate(sample["turns"], start=1):
+        if turn["role"] == "assistant":
+            body = f"<pre>{html.escape(turn['text']) or '(empty)'}</pre>"
+            blocks.append(f'<div class="turn">turn {number} · model{body}</div>')
+            continue
+        images = "".join(
+            f'<img src="{uri}" alt="{html.escape(Path(path).name)}">'
+            if (uri := thumbnail_uri(path, max_side))
+            else f'<div class="missing">image not found: {html.escape(path)}</div>'
+            for path in turn.get("images") or []
+        )
+        text = f"<pre>{html.escape(turn['text'])}</pre>" if turn.get("text") else ""
+        name = html.escape(str(turn.get("name", "tool")))
+        blocks.append(f'<div class="turn tool">turn {number} · {name}{text}{images}</div>')
+    return "".join(blocks)
 
 
 def group_by_prompt(samples: list[dict], max_prompts: int | None) -> list[list[dict]]:

@@ -25,6 +25,15 @@ class Completion:
     text: str
     ids: list[int]  # generated token ids up to and including the end-of-turn token
     clipped: bool  # hit max_new_tokens without an end-of-turn token
+    # With an environment (env=, vlexp.evaluation.tools): each model and tool turn (the tool's
+    # images in it) for the gallery, and the conversation the rewards score, as TRL's.
+    turns: list[dict] | None = None
+    messages: list[dict] | None = None
+
+
+def completion_of(model, processor, ids: list[int]) -> Completion:
+    """One generated turn (new token ids, padding included) as a `Completion`."""
+    return _completion(ids, _end_ids(model, processor), processor.tokenizer)
 
 
 def load_examples(

@@ -412,13 +412,27 @@ def of_model(model: Any) -> Family:
     return of_model_type(model.config.model_type)
 
 
+# Variants of a tiny build, `tiny://<family>+<variant>`: the same architecture with a longer
+# warm-up, cached apart (vlexp.models.tiny). `tools`: zoom-tool conversations (env=zoom).
+TINY_VARIANTS = ("tools",)
+
+
 def of_tiny(name: str) -> Family:
-    """The family of the tiny build `tiny://<name>`."""
-    family = FAMILIES.get(name)
-    if family is None or family.tiny is None:
+    """The family of the tiny build `tiny://<name>` (`<family>` or `<family>+<variant>`)."""
+    base, plus, variant = name.partition("+")
+    family = FAMILIES.get(base)
+    if family is None or family.tiny is None or (plus and variant not in TINY_VARIANTS):
         builds = ", ".join(f"tiny://{f.name}" for f in FAMILIES.values() if f.tiny)
-        raise UnknownFamily(f"unknown tiny model 'tiny://{name}': the tiny builds are {builds}")
+        raise UnknownFamily(
+            f"unknown tiny model 'tiny://{name}': the tiny builds are {builds}, each also as "
+            + " or ".join(f"tiny://<build>+{v}" for v in TINY_VARIANTS)
+        )
     return family
+
+
+def tiny_variant(name: str) -> str | None:
+    """The variant of the tiny build `tiny://<name>` (`tools` for `qwen2_5_vl+tools`), if any."""
+    return name.partition("+")[2] or None
 
 
 def bundled_config(name_or_path: str) -> Path | None:

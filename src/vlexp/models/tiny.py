@@ -22,12 +22,14 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
 from vlexp import families
 from vlexp.data import shapes
 from vlexp.data.shapes import COLOURS, KINDS
+from vlexp.models import tool_warmup
 from vlexp.paths import cache_dir, cache_problem, write_manifest
 
 log = logging.getLogger("vlexp")
@@ -112,29 +114,37 @@ def training_corpus(records: list[dict]) -> list[str]:
     return scaffold * 20 + words * 20 + texts
 
 
-def build_tokenizer(records: list[dict], special_tokens: tuple[str, ...]):
-    """Train a byte-level BPE with the family's special tokens, wrapped as a Qwen2Tokenizer."""
+def build_tokenizer(
+    records: list[dict], special_tokens: tuple[str, ...], extra: list[str] | None = None
+):
+    """Train a byte-level BPE with the family's special tokens, wrapped as a Qwen2Tokenizer
+    (`extra`: more texts to learn, with a larger vocabulary: the `+tools` variant)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
+    from transformers import PreTrainedTokenizerFast, Qwen2Tokenizer
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if extra:  # words, not GPT-2's letter/punctuation pieces (vlexp.models.tool_warmup)
+        bpe.pre_tokenizer = tool_warmup.pre_tokenizer()
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=tool_warmup.VOCAB_SIZE if extra else VOCAB_SIZE,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(training_corpus(records), trainer=trainer)
-    tokenizer = Qwen2Tokenizer(
+    bpe.train_from_iterator(training_corpus(records) + (extra or []), trainer=trainer)
+    # Qwen2Tokenizer sets its own GPT-2 pre-tokenizer again when it is loaded, so the
+    # variant's word split lives in a plain fast tokenizer (tokenizer.json kept as built).
+    kind = PreTrainedTokenizerFast if extra else Qwen2Tokenizer
+    tokenizer = kind(
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         unk_token=None,
         bos_token=None,
-        errors="replace",
         clean_up_tokenization_spaces=False,
         model_max_length=4096,
+        **({} if extra else {"errors": "replace"}),
     )
     tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)})
     return tokenizer
@@ -198,26 +208,31 @@ def warm_up(model, processor, records: list[dict], image_dir: Path, seed: int) -
 def build(
     out_dir: str | Path, seed: int = 0, warmup: bool = True, name: str = "qwen2_5_vl"
 ) -> Path:
-    """Build the tokenizer, processor and model of `tiny://name`, warm it up, save to `out_dir`."""
+    """Build the tokenizer, processor and model of `tiny://name`, warm it up, save to `out_dir`.
+
+    `name` is a family (`qwen2_5_vl`) or a family with a variant (`qwen2_5_vl+tools`: the
+    tool-use warm-up of vlexp.models.tool_warmup follows the plain one; its own cache entry)."""
     import torch
 
     out = Path(out_dir)
     data_dir = shapes.generate(shapes.default_dir(512, 64, 0), num_train=512, num_eval=64, seed=0)
     records = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()]
     family = families.of_tiny(name)
-    if family.tiny_tokenizer:
-        corpus = training_corpus(records)
-        tokenizer = family.load("tiny_tokenizer")(corpus, family.special_tokens, VOCAB_SIZE)
-    else:
-        tokenizer = build_tokenizer(records, family.special_tokens)
+    tools = families.tiny_variant(name) == tool_warmup.VARIANT
+    tokenizer = _tokenizer(family, records)
+    if tools:  # the variant's BPE also learns the zoom conversations (rendered by the plain one)
+        processor, _ = family.load("tiny")(tokenizer, seed)
+        tokenizer = _tokenizer(family, records, tool_warmup.corpus_texts(family, processor))
     processor, model = family.load("tiny")(tokenizer, seed)
-    losses = []
+    losses, tool_losses = [], []
     if warmup:
         # One thread: the same seed then gives the same bytes on any machine size.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             losses = warm_up(model, processor, records[: WARMUP["num_records"]], data_dir, seed)
+            if tools:
+                tool_losses = tool_warmup.tool_warm_up(model, processor, family, seed)
         finally:
             torch.set_num_threads(threads)
     model.save_pretrained(out)
@@ -229,8 +244,21 @@ def build(
         "warmup": WARMUP if warmup else None,
         "losses": losses,
     }
+    if tools:
+        meta.update(
+            tool_warmup=tool_warmup.TOOL_WARMUP if warmup else None, tool_losses=tool_losses
+        )
     (out / "vlexp_tiny.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+def _tokenizer(family: Any, records: list[dict], extra: list[str] | None = None) -> Any:
+    """The family's tiny tokenizer, trained on the shapes texts (and `extra`, if any)."""
+    if family.tiny_tokenizer:
+        corpus = training_corpus(records) + (extra or [])
+        size = tool_warmup.VOCAB_SIZE if extra else VOCAB_SIZE
+        return family.load("tiny_tokenizer")(corpus, family.special_tokens, size)
+    return build_tokenizer(records, family.special_tokens, extra)
 
 
 def main(argv: list[str]) -> None:

@@ -211,12 +211,17 @@ class Services:
     ) -> Services:
         import torch
 
+        from vlexp.evaluation.tools import Agent
+
         # Not `args.device`: that sets up the process group before the model loads.
         timers = perf.PerfCallback(cuda=torch.cuda.is_available() and not args.use_cpu)
+        agent = Agent.of(plan.env, plan.tool_limits())  # step evaluations run the tools too
         return cls(
             metrics=tracking.MetricsJsonl(run_dir / "metrics.jsonl"),
             preemption=resume.SaveOnSigterm(run_dir, cfg.launcher.get("shutdown_timeout") or 100),
-            in_training_eval=evaluation.callbacks(plan.evaluation, plan.data, run_dir, processor),
+            in_training_eval=evaluation.callbacks(
+                plan.evaluation, plan.data, run_dir, processor, agent
+            ),
             perf=timers,
             clock=perf.PhaseClock(timers) if plan.algorithm.generates else None,
             sharded=plan.memory.deepspeed is not None,

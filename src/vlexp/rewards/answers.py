@@ -22,12 +22,23 @@ class Answer(NamedTuple):
 
 
 def completion_text(completion: Any) -> str:
-    """The text of a completion, whether a string or a list of chat messages."""
+    """The text of a completion, whether a string or a list of chat messages.
+
+    TRL parses a turn with the tokenizer's response template (`parse_response`: with `env=`
+    tools, and wherever the tokenizer has one), which moves `<think>…</think>` out of the text
+    into `reasoning_content`: it is put back where the model wrote it, before the content.
+
+    >>> completion_text([{"role": "assistant", "reasoning_content": "2 red",
+    ...                   "content": "<answer>2</answer>"}])
+    '<think>2 red</think><answer>2</answer>'
+    """
     if isinstance(completion, str):
         return completion
     parts = []
     for message in completion:
-        content = message.get("content", "")
+        if message.get("reasoning_content") is not None:
+            parts.append(f"<think>{message['reasoning_content']}</think>")
+        content = message.get("content") or ""
         if isinstance(content, str):
             parts.append(content)
         else:
