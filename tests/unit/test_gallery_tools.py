@@ -98,3 +98,31 @@ def test_evaluation_runs_the_tool_and_the_gallery_shows_each_turn(tiny_model, tm
     uri = re.search(r'src="data:image/\w+;base64,([^"]+)"', tool_block).group(1)
     shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri))).convert("RGB")).astype(int)
     assert _red(shown) > 0.003
+
+
+def test_the_step_evaluation_of_a_run_with_tools_runs_them(tiny_model, tmp_path):
+    """`train.eval_steps` with env=zoom: the callback `python -m vlexp` builds evaluates with
+    the run's environment, at the limits its trainer's rollouts get (TRL's
+    `environment_factory`), and step-N/samples.jsonl holds each rollout turn by turn."""
+    from tests.helpers import build_trainer
+    from vlexp.evaluation.callback import GenerationEvalCallback
+
+    overrides = ["env=zoom", "data=shapes_zoom", "data.prepare.num_train=8"]
+    overrides += ["data.prepare.num_eval=2", "eval.limit=1", "eval.max_new_tokens=64"]
+    overrides += ["train.eval_steps=1", "train.max_steps=1", "train.per_device_train_batch_size=4"]
+    trainer, _ = build_trainer(overrides, tmp_path)
+    (callback,) = [
+        c for c in trainer.callback_handler.callbacks if isinstance(c, GenerationEvalCallback)
+    ]
+    assert callback.agent is not None, "the step evaluation runs without the run's tools"
+    # The trainer's own environments (GRPOTrainer made them with the run's factory).
+    (trained,) = trainer.environment_factories.values()
+    assert callback.agent.factory().limits == trained().limits
+    said = _scripted(trainer.model, trainer.processing_class.tokenizer)
+    trainer.state.global_step = 1
+    callback.run(trainer.args, trainer.state, trainer.control)
+    assert said == [CALL, ANSWER]
+    lines = (tmp_path / "eval" / "step-1" / "samples.jsonl").read_text().splitlines()
+    (sample,) = [json.loads(line) for line in lines]
+    assert [t["role"] for t in sample["turns"]] == ["assistant", "tool", "assistant"]
+    assert len(sample["turns"][1]["images"]) == 1
