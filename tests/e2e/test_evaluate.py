@@ -108,6 +108,29 @@ def test_lora_run_is_evaluated_during_and_after_training(tmp_path, tiny_model):
     assert checkpoint["accuracy"] == rows[0]["eval/accuracy"]
 
 
+def test_a_run_with_tools_is_evaluated_with_them_during_and_after(tmp_path, tiny_model):
+    """env=zoom: the step evaluation and `python -m vlexp.evaluate run=` (which takes `env`
+    from the run's config) both roll out with the run's tools, so each sample has its turns;
+    greedy decoding of the same weights gives the same turns in both."""
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "env=zoom", "data=shapes_zoom", "data.prepare.num_train=8", "data.prepare.num_eval=2",
+        "train.max_steps=1", "train.per_device_train_batch_size=4", "train.eval_steps=1",
+        "eval.max_new_tokens=64", f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_eval(f"run={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    during, after = (
+        [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+        for folder in (run_dir / "eval" / "step-1", run_dir / "eval")
+    )
+    assert len(during) == len(after) == 2
+    for step, final in zip(during, after, strict=True):
+        assert step["turns"] and step["turns"][0]["role"] == "assistant"
+        assert final["turns"] == step["turns"]
+
+
 @pytest.mark.slow
 def test_the_readme_recipe_train_then_evaluate_beats_the_base_model(tmp_path, tiny_model):
     """README, Evaluation: its four commands as written (run dirs given), its numbers."""
