@@ -264,14 +264,14 @@ def report(bench_cfg, tmp_path_factory):
 
 
 # The tiny build of every model preset whose family has an lmms-eval backend wired but the
-# default `tiny` (which `report` runs on every benchmark above).
+# default `tiny` (which `report` runs on every benchmark above), and but a build's variants
+# (`tiny://<family>+<variant>`, e.g. tiny_tools: the same family and processor as its build,
+# a longer warm-up that would be built for nothing here).
 TINY_FAMILIES = sorted(
     p.stem
     for p in (REPO / "conf" / "model").glob("tiny_*.yaml")
-    if bench_backend.problem(
-        families.of_tiny(OmegaConf.load(p).name_or_path[len("tiny://") :]).model_types[0]
-    )
-    is None
+    if families.tiny_variant(tiny := OmegaConf.load(p).name_or_path[len("tiny://") :]) is None
+    and bench_backend.problem(families.of_tiny(tiny).model_types[0]) is None
 )
 
 
