@@ -22,7 +22,7 @@ pytest.importorskip("lmms_eval", reason='lmms-eval is the bench extra: pip insta
 
 from tests.helpers import REPO  # noqa: E402
 from tests.wandb_reader import wandb_history  # noqa: E402
-from vlexp import families, runplan  # noqa: E402
+from vlexp import families  # noqa: E402
 from vlexp.evaluation import bench, bench_backend  # noqa: E402
 
 
@@ -247,7 +247,7 @@ def scripted(model, tokenizer, answers: dict[str, str]) -> None:
 def report(bench_cfg, tmp_path_factory):
     from vlexp.models.loading import load_model, load_processor
 
-    processor = load_processor(bench_cfg.model, runplan.of(bench_cfg).family)
+    processor = load_processor(bench_cfg.model, families.resolve(bench_cfg.model))
     model = load_model(bench_cfg.model, {}).eval()
     out = tmp_path_factory.mktemp("bench-out")
     found = {}
@@ -285,7 +285,7 @@ def test_bench_scores_countbench_on_each_family(preset, bench_cfg, tmp_path):
         bench_cfg, {"model": OmegaConf.load(REPO / "conf/model" / f"{preset}.yaml")}
     )
     cfg.bench.tasks = {"countbench": bench_cfg.bench.tasks["countbench"]}
-    processor = load_processor(cfg.model, runplan.of(cfg).family)
+    processor = load_processor(cfg.model, families.resolve(cfg.model))
     model = load_model(cfg.model, {}).eval()
     scripted(model, processor.tokenizer, CASES["countbench"]["answers"])
     found = bench.run(model, processor, cfg.bench, cfg.model, tmp_path)
