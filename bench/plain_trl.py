@@ -72,6 +72,12 @@ def rows(path: Path, algo: str) -> datasets.Dataset:
     return dataset.cast_column("images", datasets.Sequence(datasets.Image()))
 
 
+def vision_placeholders(config) -> list[int]:
+    """Qwen2.5-VL's vision placeholder tokens, kept out of sampling as vlexp does."""
+    names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+    return sorted(getattr(config, name) for name in names)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--algo", choices=("grpo", "sft"), default="grpo")
@@ -107,6 +113,9 @@ def main() -> None:
             num_iterations=1,
             log_completions=False,
             reward_weights=[1.0, 1.0],
+            epsilon_high=0.2,
+            use_bias_correction_kl=False,
+            generation_kwargs={"suppress_tokens": vision_placeholders(model.config)},
             **SHARED,
         )
         trainer = GRPOTrainer(
