@@ -208,6 +208,19 @@ def max_turns(env: Any) -> int | None:
     return None if env is None else int(env.max_turns) - 1
 
 
+class ToolsUnsupported(ValueError):
+    """The model's chat template renders no tool calls and vlexp has none for its family."""
+
+
+def tools_refusal(processor: Any, family: Any) -> str | None:
+    """`speak_tools`, or why it cannot (the one line an entry point prints)."""
+    try:
+        speak_tools(processor, family)
+    except ToolsUnsupported as err:
+        return str(err)
+    return None
+
+
 def speak_tools(processor: Any, family: Any) -> None:
     """Make `processor` render and parse tool calls (TRL checks both before training): its own
     chat template when it can (`trl.chat_template_utils.supports_tool_calling`), else the
@@ -218,7 +231,7 @@ def speak_tools(processor: Any, family: Any) -> None:
     if supports_tool_calling(processor):
         return
     if family.tool_template is None:
-        raise ValueError(
+        raise ToolsUnsupported(
             f"env: the {family.name} chat template renders no tool calls, and vlexp has no tool "
             f"template for that family (vlexp.families, field tool_template): use env=none, or "
             f"a model whose chat template renders tool calls (Qwen2.5-VL, Qwen3-VL, Qwen3.5)"
