@@ -242,7 +242,7 @@ def main(cfg: DictConfig) -> float | None:
              len(examples), cfg.data.eval)  # fmt: skip
     metrics, samples = evaluate(
         model, processor, examples, cfg.eval, cfg.get("reward"), data_cfg=cfg.data,
-        agent=agent_of(run_plan, processor),
+        agent=agent_of(run_plan),
     )  # fmt: skip
     meta = {
         "model": str(model_dir or cfg.model.name_or_path),
@@ -262,15 +262,12 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get("accuracy")
 
 
-def agent_of(run_plan: runplan.RunPlan, processor) -> Any:
-    """The run's environment (env=, from its config): the samples are rollouts with its tools,
-    and the processor renders and parses tool calls as in training. None without one."""
+def agent_of(run_plan: runplan.RunPlan) -> Any:
+    """The run's environment (env=, from its config): the samples are rollouts with its tools
+    (`main` made the processor render and parse tool calls, as in training). None without one."""
     from vlexp.evaluation.tools import Agent
 
-    agent = Agent.of(run_plan.env, run_plan.tool_limits())
-    if agent is not None:
-        environments.speak_tools(processor, run_plan.family)
-    return agent
+    return Agent.of(run_plan.env, run_plan.tool_limits())
 
 
 def cli() -> None:

@@ -4,6 +4,7 @@ HYDRA_FULL_ERROR=1 ..."), and "did you mean" for a misspelt key or group option.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -133,6 +134,7 @@ def test_options_of_a_users_own_config_folder_count(tmp_path):
 PROCESSOR_ENTRY_POINTS = ["vlexp", "vlexp.check_data", "vlexp.evaluate"]
 
 
+@functools.cache
 def no_tool_template_preset() -> str:
     """The tiny build of a family whose chat template renders no tool calls (TRL's own check)
     and for which vlexp has no tool template, read from the family table."""
