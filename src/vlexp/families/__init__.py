@@ -10,8 +10,8 @@ Importing this package is cheap (no torch, no transformers): the family modules 
 their libraries inside the functions that need them.
 
 Where do I add a model family? One module here (see `qwen2_vl.py`, `qwen3.py`, `gemma3.py`,
-`llava_onevision.py`, `minicpmv.py`; its tiny build is its config plus `toy.seeded_model`)
-and one `Family` row in `FAMILIES` below; its bundled configs under
+`llava_onevision.py`, `llava_onevision1_5.py`, `minicpmv.py`; its tiny build is its config
+plus `toy.seeded_model`) and one `Family` row in `FAMILIES` below; its bundled configs under
 `configs/<hub id>/config.json`; a `conf/model/tiny_<name>.yaml` for its tiny build.
 """
 
