@@ -531,18 +531,34 @@ def blocks(lang: str, readme: Path | None = None) -> list[str]:
     ones, outputs)."""
     if readme is None:
         return [text for path in pages() for text in blocks(lang, path)]
+    return [text for kind, text in fenced(readme) if kind == lang]
+
+
+def fenced(readme: Path) -> list[tuple[str, str]]:
+    """(language, text) of every fenced block of `readme`, in order."""
     found, block, kind = [], None, ""
     for line in readme.read_text(encoding="utf-8").splitlines():
         fence = re.match(r"\s*```(\w*)", line)
         if fence and block is None:
             block, kind = [], fence.group(1)
         elif fence:
-            if kind == lang:
-                found.append("\n".join(block) + "\n")
+            found.append((kind, "\n".join(block) + "\n"))
             block = None
         elif block is not None:
             block.append(line)
     return found
+
+
+def output_after(command: str) -> str:
+    """What a page shows `command` printing: the untyped or ```text block right after the
+    ```bash block that holds it."""
+    for path in pages():
+        shown = fenced(path)
+        for (kind, text), (next_kind, output) in zip(shown, shown[1:], strict=False):
+            holds = kind == "bash" and command in _block_commands(text.splitlines())
+            if holds and next_kind in ("", "text"):
+                return output
+    raise LookupError(f"no page shows what {command!r} prints")
 
 
 def own_reward_files(folder: Path) -> Path:

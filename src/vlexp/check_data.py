@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_libraries()  # no "Casting the dataset" bars between the summary and the records
     processor = load_processor(cfg.model, plan.family)
-    if plan.env is not None:  # prompts carry the tools' schema (env=)
-        environments.speak_tools(processor, plan.family)
+    refused = plan.env is not None and environments.tools_refusal(processor, plan.family)
+    if refused:  # else the prompts carry the tools' schema (env=)
+        print(f"vlexp.check_data: config error: {refused}", file=sys.stderr)
+        return 1
     check = DataCheck(
         plan.data, processor, tools=environments.tools_of(plan.env, plan.tool_limits())
     )

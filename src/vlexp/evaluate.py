@@ -224,6 +224,8 @@ def main(cfg: DictConfig) -> float | None:
         quiet_libraries()  # the known-harmless warnings and loading bars, as in training
         # The processor (the run's own, saved with its weights) is needed to check records.
         processor = load_processor(local_model_cfg(cfg, model_dir), run_plan.family)
+        if run_plan.env is not None:  # rollouts with tools: the template must render them
+            environments.speak_tools(processor, run_plan.family)
         if bench.chosen(cfg.get("bench")):  # benchmarks instead of data.eval: lmms-eval's tasks
             bench.check_tasks(cfg.bench)
         else:

@@ -104,6 +104,19 @@ def run(text: str, tmp: Path, data: Path, cwd: Path = REPO) -> subprocess.Comple
     return result
 
 
+def assert_excerpt(shown: str, printed: str) -> None:
+    """Every line of `shown` is in `printed`, in the same order; within a line, `...` stands
+    for text the page leaves out (its parts must still appear, in order). Whitespace runs
+    count as one space: an excerpt may join lines."""
+    flat, at = " ".join(printed.split()), 0
+    for line in _lines(shown):
+        for part in (" ".join(p.split()) for p in line.split("...")):
+            if part:
+                found = flat.find(part, at)
+                assert found >= 0, f"the page shows {part!r}, not printed after:\n{flat[at:]}"
+                at = found + len(part)
+
+
 def _lines(text: str) -> list[str]:
     """The lines, blank ones inside included (the chat text's final newline is one), without
     the blank lines that end the block."""
@@ -136,11 +149,14 @@ def test_readme_command_runs(text, tmp_path, data, tiny_model):
     if module == "vlexp.check_data":
         assert "vlexp.check_data: ok," in result.stdout
         assert "Casting the dataset" not in result.stdout + result.stderr
-        if "--show" in args:  # what the README shows it prints, line for line
-            shown = next(b for b in readme.blocks("") if b.startswith("--- record 0 ---"))
+        if "--show" in args:  # what its page shows it prints
+            shown = readme.output_after(text)
             printed = result.stdout.split("--- record 1 ---")[0]
             printed = printed[printed.index("--- record 0 ---") :]
-            assert _lines(printed) == _lines(shown), printed
+            if shown.startswith("--- record 0 ---"):  # a whole record: line for line
+                assert _lines(printed) == _lines(shown), printed
+            else:  # an excerpt: each line in order, `...` standing for what it leaves out
+                assert_excerpt(shown, printed)
     elif "-m" in args:
         jobs = [json.loads(line) for line in (tmp_path / _slug(text) / "sweep.jsonl").open()]
         assert len(jobs) >= 2 and all(job["status"] == "completed" for job in jobs), jobs

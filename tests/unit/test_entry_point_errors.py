@@ -127,3 +127,38 @@ def test_options_of_a_users_own_config_folder_count(tmp_path):
     assert overrides.problem([searchpath, "reward=[think_format,short_answer]"]) is None
     line = overrides.problem([searchpath, "reward=[think_format,short_answr]"])
     assert "did you mean short_answer?" in line
+
+
+# The entry points that build a processor from the model and data overrides.
+PROCESSOR_ENTRY_POINTS = ["vlexp", "vlexp.check_data", "vlexp.evaluate"]
+
+
+def no_tool_template_preset() -> str:
+    """The tiny build of a family whose chat template renders no tool calls (TRL's own check)
+    and for which vlexp has no tool template, read from the family table."""
+    from trl.chat_template_utils import supports_tool_calling
+
+    from tests.helpers import compose, tiny_families, tiny_preset
+    from vlexp import families
+    from vlexp.models.loading import load_processor
+
+    for name in tiny_families():
+        family = families.FAMILIES[name]
+        if family.tool_template is not None or family.packed_images:
+            continue
+        model_cfg = compose([f"model={tiny_preset(name)}"]).model
+        if not supports_tool_calling(load_processor(model_cfg, family)):
+            return tiny_preset(name)
+    pytest.skip("every family with a tiny build renders tool calls")
+
+
+@pytest.mark.parametrize("module", PROCESSOR_ENTRY_POINTS)
+def test_env_on_a_template_without_tool_calls_is_one_vlexp_line(module, tmp_path):
+    preset = no_tool_template_preset()
+    done = run_module(
+        module, f"model={preset}", "env=zoom", "data=shapes_zoom", f"hydra.run.dir={tmp_path}"
+    )
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 1, lines
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert lines[-1].startswith(f"{module}: ") and "renders no tool calls" in lines[-1], lines

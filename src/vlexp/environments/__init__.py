@@ -157,7 +157,7 @@ def problems(env: Any, family: families.Family, model: Any, completion_budget: i
         out.append(f"env.deadline_s={env.get('deadline_s')}: must be a positive number of seconds")
     if out or int(env.max_turns) < 2 or int(env.max_tool_calls) == 0:
         return out
-    out += _over_model_budget(env, family, model)
+    out += _over_model_budget(env, family, model) + _packed_images(env, family)
     per_turn = limits(env, family, model).max_image_tokens_per_turn
     budget = int(completion_budget or 0)
     if budget < per_turn + RESULT_SCAFFOLDING:
@@ -168,6 +168,20 @@ def problems(env: Any, family: families.Family, model: Any, completion_budget: i
             f"sets 384) or lower env.max_image_tokens_per_turn"
         )
     return out
+
+
+def _packed_images(env: Any, family: families.Family) -> list[str]:
+    """A family that packs a call's images into one row (MiniCPM-V): TRL's tool loop puts each
+    result's image into the completion, and the per-prompt packed rows that carry its images
+    through GRPO (vlexp.algorithms.packed_images) hold the prompt's images only."""
+    if not family.packed_images:
+        return []
+    return [
+        f"env={env.name} on a {family.name} model: its processor packs every image of a call "
+        "into one row of pixel_values, and the packed rows vlexp carries through GRPO hold the "
+        "prompt's images, not the images the tools return; train tools on a family with "
+        "per-image inputs (Qwen, InternVL, GLM-4.xV, LLaVA-OneVision)"
+    ]
 
 
 def _over_model_budget(env: Any, family: families.Family, model: Any) -> list[str]:
@@ -194,6 +208,19 @@ def max_turns(env: Any) -> int | None:
     return None if env is None else int(env.max_turns) - 1
 
 
+class ToolsUnsupported(ValueError):
+    """The model's chat template renders no tool calls and vlexp has none for its family."""
+
+
+def tools_refusal(processor: Any, family: Any) -> str | None:
+    """`speak_tools`, or why it cannot (the one line an entry point prints)."""
+    try:
+        speak_tools(processor, family)
+    except ToolsUnsupported as err:
+        return str(err)
+    return None
+
+
 def speak_tools(processor: Any, family: Any) -> None:
     """Make `processor` render and parse tool calls (TRL checks both before training): its own
     chat template when it can (`trl.chat_template_utils.supports_tool_calling`), else the
@@ -204,7 +231,7 @@ def speak_tools(processor: Any, family: Any) -> None:
     if supports_tool_calling(processor):
         return
     if family.tool_template is None:
-        raise ValueError(
+        raise ToolsUnsupported(
             f"env: the {family.name} chat template renders no tool calls, and vlexp has no tool "
             f"template for that family (vlexp.families, field tool_template): use env=none, or "
             f"a model whose chat template renders tool calls (Qwen2.5-VL, Qwen3-VL, Qwen3.5)"

@@ -8,6 +8,7 @@ import (no torch), so the entry points can name these before anything heavy load
 from __future__ import annotations
 
 from vlexp.data.records import DataError
+from vlexp.environments import ToolsUnsupported
 from vlexp.rewards.guard import RewardError
 
 
@@ -20,6 +21,7 @@ PREFIXES: dict[type[BaseException], str] = {
     DataError: "data error: ",
     TrainingStopped: "training stopped: ",
     RewardError: "",
+    ToolsUnsupported: "config error: ",
 }
 
 
