@@ -1,6 +1,7 @@
-"""The families of issue 30 (InternVL3.5, GLM-4.xV, MiniCPM-V) against their own references:
-the box format each model card documents, the modules transformers builds the vision path
-from, the placeholder token the processor expands, and videos where vlexp cannot count them.
+"""The families of issue 30 (InternVL3.5, GLM-4.xV, MiniCPM-V, LLaVA-OneVision-1.5) against
+their own references: the box format each model card documents, the modules transformers builds
+the vision path from, the placeholder token the processor expands, and videos where vlexp
+cannot count them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ VISION = {
     "tiny_internvl": ("vision_tower", "multi_modal_projector"),
     "tiny_glm4v": ("visual",),  # the tower holds its merger and downsampling
     "tiny_minicpmv": ("vision_tower", "merger"),  # the window merger is inside the tower
+    "tiny_llava_onevision1_5": ("visual",),  # the RICE tower holds its merger
 }
 
 
@@ -103,6 +105,8 @@ PLANS = {
     "glm4_5v": "(104B params, 10.9B active per token,",
     # MiniCPM-V 4.6: 1,300,428,016 = the bf16 bytes of its safetensors header / 2.
     "minicpm_v4_6": "(1.3B params,",
+    # LLaVA-OneVision-1.5-8B: Qwen3-8B (8,190,735,360, its card's "8.2B") + RICE-ViT-L and merger.
+    "llava_onevision1_5_8b": "(8.53B params,",
 }
 
 

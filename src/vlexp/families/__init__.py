@@ -10,8 +10,8 @@ Importing this package is cheap (no torch, no transformers): the family modules 
 their libraries inside the functions that need them.
 
 Where do I add a model family? One module here (see `qwen2_vl.py`, `qwen3.py`, `gemma3.py`,
-`llava_onevision.py`, `minicpmv.py`; its tiny build is its config plus `toy.seeded_model`)
-and one `Family` row in `FAMILIES` below; its bundled configs under
+`llava_onevision.py`, `llava_onevision1_5.py`, `minicpmv.py`; its tiny build is its config
+plus `toy.seeded_model`) and one `Family` row in `FAMILIES` below; its bundled configs under
 `configs/<hub id>/config.json`; a `conf/model/tiny_<name>.yaml` for its tiny build.
 """
 
@@ -271,6 +271,32 @@ LLAVA_ONEVISION = Family(
     video_placeholder="",
 )
 
+# LLaVA-OneVision-1.5: RICE-ViT tower (patch 14, 2x2 merger: one token per 28x28 px, a CLS token
+# per image) + Qwen3, processed at native resolution as Qwen2-VL (`smart_resize` within the pixel
+# budget; vlexp.families.llava_onevision1_5) but 1 frame per temporal patch; 1-D text positions
+# (no M-RoPE). No box convention: neither the model card nor the processor states a coordinate
+# frame, and its training code has no grounding format, so boxes stay in the record's pixels.
+# Videos: frames sampled and resized as its model card does (qwen-vl-utils), one pad per merged
+# patch of each frame.
+_LLAVA_OV1_5 = "transformers.models.llava_onevision1_5.modeling_llava_onevision1_5"
+LLAVA_ONEVISION1_5 = Family(
+    name="llava_onevision1_5",
+    model_types=("llava_onevision1_5",),
+    patch_size=14,
+    merge_size=2,
+    temporal_patch_size=1,
+    box_frame="original",
+    vision_modules=r"(.*\.)?visual(\..*)?",  # the tower holds its merger
+    language_module="language_model",
+    backbone=f"{_LLAVA_OV1_5}:LlavaOnevision15Model",
+    pretrained_base=f"{_LLAVA_OV1_5}:LlavaOnevision15PreTrainedModel",
+    # The released weights keep the original layout (`visual.*`, `model.layers.*`), which
+    # transformers renames for its own class only: the value head borrows that renaming.
+    weight_layout="LlavaOnevision15ForConditionalGeneration",
+    tiny="vlexp.families.llava_onevision1_5:tiny_llava_onevision1_5",
+    special_tokens=_QWEN_TOKENS,
+)
+
 _INTERNVL = "transformers.models.internvl.modeling_internvl"
 # InternVL3 / 3.5 (`-HF` checkpoints): InternViT patch 14 at 448-px tiles, pixel shuffle 0.5
 # (2x2 patches per LLM token: 256 tokens a tile), up to 12 tiles + a thumbnail per image
@@ -387,7 +413,7 @@ FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
         QWEN2_5_VL, QWEN2_VL, QWEN3_VL, QWEN3_VL_MOE, QWEN3_5, QWEN3_5_MOE, GEMMA3,
-        LLAVA_ONEVISION, INTERNVL, GLM4V, GLM4V_MOE, MINICPMV,
+        LLAVA_ONEVISION, LLAVA_ONEVISION1_5, INTERNVL, GLM4V, GLM4V_MOE, MINICPMV,
     )
 }  # fmt: skip
 

@@ -55,22 +55,6 @@ CHAT_TEMPLATE = (
 )
 
 
-def named_tokenizer(tokenizer: Any) -> Any:
-    """`tokenizer` (vlexp's tiny Qwen2 BPE, the family's tokens already added) with the named
-    image tokens InternVLProcessor reads (`tokenizer.context_image_token`, ...), as the real
-    checkpoints' tokenizer_config.json declares them; they survive save/load."""
-    return type(tokenizer)(
-        tokenizer_object=tokenizer.backend_tokenizer,
-        eos_token=tokenizer.eos_token,
-        pad_token=tokenizer.pad_token,
-        unk_token=None,
-        bos_token=None,
-        extra_special_tokens=NAMED,
-        clean_up_tokenization_spaces=False,
-        model_max_length=tokenizer.model_max_length,
-    )
-
-
 def tiny_internvl(tokenizer: Any, seed: int) -> tuple[Any, Any]:
     """(processor, model) of the tiny InternVL for `tokenizer`, weights seeded by `seed`."""
     from transformers import (
@@ -79,7 +63,7 @@ def tiny_internvl(tokenizer: Any, seed: int) -> tuple[Any, Any]:
         InternVLVideoProcessor,
     )
 
-    tokenizer = named_tokenizer(tokenizer)
+    tokenizer = toy.named_tokenizer(tokenizer, NAMED)
     tile = {"height": TILE, "width": TILE}
     imagenet = dict(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
     processor = InternVLProcessor(

@@ -48,21 +48,6 @@ NAMED = {
 VISION = dict(toy.VIT_VISION, image_size=SOURCE, patch_size=PATCH)
 
 
-def named_tokenizer(tokenizer: Any) -> Any:
-    """`tokenizer` (vlexp's tiny BPE, the family's tokens added) with the named tokens the
-    processor reads; they survive save/load."""
-    return type(tokenizer)(
-        tokenizer_object=tokenizer.backend_tokenizer,
-        eos_token=tokenizer.eos_token,
-        pad_token=tokenizer.pad_token,
-        unk_token=None,
-        bos_token=None,
-        extra_special_tokens=NAMED,
-        clean_up_tokenization_spaces=False,
-        model_max_length=tokenizer.model_max_length,
-    )
-
-
 def tiny_minicpmv(tokenizer: Any, seed: int) -> tuple[Any, Any]:
     """(processor, model) of the tiny MiniCPM-V 4.6 for `tokenizer`, weights seeded by `seed`."""
     from transformers import (
@@ -73,7 +58,7 @@ def tiny_minicpmv(tokenizer: Any, seed: int) -> tuple[Any, Any]:
 
     from vlexp.families.qwen3 import chat_template
 
-    tokenizer = named_tokenizer(tokenizer)
+    tokenizer = toy.named_tokenizer(tokenizer, NAMED)
     slicing = dict(scale_resolution=SOURCE, max_slice_nums=MAX_SLICES, patch_size=PATCH)
     half = dict(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])  # the checkpoint's
     processor = MiniCPMV4_6Processor(

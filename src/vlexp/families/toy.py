@@ -44,6 +44,23 @@ def chatml_stops(tokenizer: Any) -> dict[str, Any]:
     return dict(eos_token_id=[turn_end, end], pad_token_id=end)
 
 
+def named_tokenizer(tokenizer: Any, named: dict[str, str]) -> Any:
+    """`tokenizer` (vlexp's tiny BPE, the family's tokens already added) with the `named` tokens
+    a processor reads as tokenizer attributes (`tokenizer.image_token`, ...), declared as the
+    real checkpoint's tokenizer_config.json declares them (`extra_special_tokens`), so they
+    survive save/load."""
+    return type(tokenizer)(
+        tokenizer_object=tokenizer.backend_tokenizer,
+        eos_token=tokenizer.eos_token,
+        pad_token=tokenizer.pad_token,
+        unk_token=None,
+        bos_token=None,
+        extra_special_tokens=named,
+        clean_up_tokenization_spaces=False,
+        model_max_length=tokenizer.model_max_length,
+    )
+
+
 def seeded_model(model_class: Any, config: Any, seed: int, **stops: Any) -> Any:
     """`model_class(config)` with random weights drawn from `seed`, generating by sampling at
     temperature 1 (what GRPO's rollouts and the warm-up expect) and stopping at `stops`
