@@ -75,12 +75,14 @@ def test_the_script_rewrites_a_stale_table(tmp_path, monkeypatch):
     """`python scripts/support_table.py --write`, as docs/development.md shows it."""
     readme = tmp_path / "README.md"
     stale = support_table.BEGIN + "\n| what | options | manual |\n" + support_table.END
-    readme.write_text(f"# x\n\n{stale}\n\nmore\n")
+    families = support_table.FAMILY_BEGIN + "\n" + support_table.FAMILY_END
+    readme.write_text(f"# x\n\n{stale}\n\n{families}\n\nmore\n")
     monkeypatch.setattr(support_table, "README", readme)
     assert support_table.main(["--check"]) == 1
     assert support_table.main(["--write"]) == 0
     assert support_table.main(["--check"]) == 0
-    assert readme.read_text() == f"# x\n\n{support_table.build()}\n\nmore\n"
+    expected = f"{support_table.build()}\n\n{support_table.family_table()}"
+    assert readme.read_text() == f"# x\n\n{expected}\n\nmore\n"
 
 
 def test_the_concepts_table_lists_every_option_of_each_group():
@@ -98,3 +100,47 @@ def test_the_concepts_table_lists_every_option_of_each_group():
             assert set(re.findall(r"`(\w+)`", cell)) == options, group
             checked += 1
     assert checked >= 9, rows
+
+
+def _family_table_problems(table: str) -> list[str]:
+    """Families of the table in code without a row, and rows whose video claim contradicts the
+    family's own flag (`Family.video`)."""
+    import re
+
+    from vlexp.families import FAMILIES
+
+    rows = [r for r in table.splitlines() if r.startswith("| ") and "(`" in r]
+    problems = []
+    for family in FAMILIES.values():
+        row = next((r for r in rows if f"(`{family.name}`)" in r), None)
+        if row is None:
+            problems.append(f"no row for {family.name}")
+            continue
+        shared = sum(f"(`{other}`)" in row for other in FAMILIES)
+        refuses = bool(re.search(r"without video|video data[^|]*stops? before loading", row))
+        if shared == 1 and refuses == family.video:
+            problems.append(
+                f"{family.name}: the row says video {'is refused' if refuses else 'runs'}"
+            )
+    return problems
+
+
+def test_the_readme_family_table_is_the_manuals_and_names_every_family():
+    """README.md shows docs/models.md's family table row for row (each family's box frame,
+    tokens per image and what runs on its tiny build); every family has its row, and a row
+    says video is refused exactly where the family takes none."""
+    shown = support_table.shown(begin=support_table.FAMILY_BEGIN, end=support_table.FAMILY_END)
+    assert shown == support_table.family_table(), (
+        "README.md's family table is stale: python scripts/support_table.py --write"
+    )
+    assert _family_table_problems(shown) == []
+
+
+def test_a_missing_row_or_a_wrong_video_claim_is_caught(tmp_path):
+    table = support_table.family_table()
+    without_gemma = "\n".join(line for line in table.splitlines() if "(`gemma3`)" not in line)
+    assert _family_table_problems(without_gemma) == ["no row for gemma3"]
+    video_claim = table.replace("the family matrix with video", "the family matrix without video")
+    assert _family_table_problems(video_claim) == [
+        "llava_onevision1_5: the row says video is refused"
+    ]
