@@ -403,3 +403,33 @@ def zero3_aware_expert_transpose() -> None:
 
     convert._vlexp_zero3 = True
     Transpose.convert = convert
+
+
+# --- DeepSpeed + kernels: model modules imported before zero.Init, not inside it ------------
+def import_model_modules(path: str, trust_remote_code: bool = False) -> list[str]:
+    """Import the modeling modules of `path`'s config and its sub-configs before ZeRO-3 loads.
+
+    DeepSpeed 0.19's `zero.Init` wraps `__init__` of every nn.Module subclass, including one
+    created inside the context (its `__init_subclass__` hook records `_old_init` before any
+    class decorator runs), and on exit puts `_old_init` back. A class decorated by the
+    `kernels` package (kernels 0.19 through transformers 5.25's `use_kernelized_func`: Qwen2Attention,
+    Qwen3Attention...) replaces `__init__` with one that sets `_kernel_funcs`, which its
+    `forward` reads. When the text model's module is first imported inside the context (a
+    composite model, InternVL or LLaVA-OneVision, builds its Qwen2/Qwen3 language model from
+    the sub-config during `from_pretrained`), the exit restores the undecorated `__init__`,
+    and the next model built (TRL's reference model, PPO's critic) fails in forward with
+    "'Qwen3Attention' object has no attribute '_kernel_funcs'". Imported beforehand, the
+    decorated `__init__` is what DeepSpeed saves and restores. Returns the modules imported.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    configs = [config, *(getattr(config, name, None) for name in config.sub_configs)]
+    modules = []
+    for sub in configs:
+        try:  # the Auto mapping imports the model's module on lookup
+            modules.append(MODEL_MAPPING[type(sub)].__module__)
+        except KeyError:
+            continue  # a vision sub-config lives in the parent's module, imported with it
+    return modules

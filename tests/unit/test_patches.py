@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
 
+from tests.helpers import REPO
 from vlexp import patches
 
 
@@ -375,3 +379,48 @@ def test_image_count_mixin_drops_one_image_per_prompt_and_refuses_several():
     }
     with pytest.raises(ValueError, match="a prompt with 2 images on LLaVA-OneVision"):
         trainer._get_per_token_logps_and_entropies(None, None, batch_num_images=[1, 2])
+
+
+KERNELS_UNDER_ZERO_INIT = """
+import os, sys, torch.distributed as dist, deepspeed
+from transformers import AutoConfig, GenerationMixin, PreTrainedModel  # loaded, as in from_pretrained
+from vlexp import patches
+from vlexp.models import tiny
+
+path = str(tiny.ensure("internvl"))  # InternVL3.5: a Qwen3 language model in a sub-config
+if sys.argv[1] == "imported-first":
+    patches.import_model_modules(path)
+dist.init_process_group("gloo", rank=0, world_size=1)
+zero3 = {"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1}
+with deepspeed.zero.Init(config_dict_or_path=zero3):  # as from_pretrained enters it under ZeRO-3
+    from transformers.models.qwen3 import modeling_qwen3
+text = AutoConfig.from_pretrained(path).text_config
+attention = modeling_qwen3.Qwen3Attention(text, layer_idx=0)  # the next model: TRL's reference
+print("kernel_funcs" if "_kernel_funcs" in attention.__dict__ else "lost")
+"""
+
+
+@pytest.mark.parametrize(
+    "order, expected", [("imported-inside", "lost"), ("imported-first", "kernel_funcs")]
+)
+def test_import_model_modules_keeps_the_kernels_init_across_zero_init(order, expected):
+    """The contract behind import_model_modules: a model module first imported inside
+    DeepSpeed's zero.Init loses the `kernels` __init__ on exit (the reference model of a 2-rank
+    ZeRO-3 GRPO on InternVL failed with "no attribute '_kernel_funcs'"); imported before, it
+    keeps it. When "imported-inside" stops printing "lost", the shim can go."""
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    env |= {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", KERNELS_UNDER_ZERO_INIT, order],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == expected, result.stdout[-2000:]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -104,6 +104,8 @@ class Family:
     # unless told otherwise, where TRL's generation expects one unpadded list per prompt as
     # every other processor gives.
     processor_text_kwargs: tuple[tuple[str, Any], ...] | None = None
+    # Why DeepSpeed ZeRO-3 cannot train the family (refused before loading); None: it can.
+    zero3_refusal: str | None = None
 
     @property
     def pixels_per_token(self) -> int:
@@ -407,6 +409,13 @@ MINICPMV = Family(
     video_placeholder="",
     packed_images=True,
     processor_text_kwargs=(),
+    zero3_refusal=(
+        "its merger runs one MLP call per image slice, a count that differs between ranks, and "
+        "ZeRO-3 gathers parameters per call, so the ranks' collectives stop matching (the "
+        "2-rank run aborts in its first forward); marking the vision modules as ZeRO-3 leaves "
+        "got through the forward but not the optimizer step (DeepSpeed 0.19.8). Use "
+        "memory=zero2 or one process"
+    ),
 )
 
 FAMILIES: dict[str, Family] = {

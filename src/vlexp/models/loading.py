@@ -139,6 +139,9 @@ def load_model(model_cfg: Any, memory_cfg: Any, compose_class: Any = None):
         from vlexp import patches
 
         patches.zero3_aware_expert_transpose()
+        patches.import_model_modules(
+            resolve_path(model_cfg.name_or_path), kwargs["trust_remote_code"]
+        )
     path = resolve_path(model_cfg.name_or_path)
     model = model_class(path, kwargs["trust_remote_code"], compose_class).from_pretrained(
         path, **kwargs

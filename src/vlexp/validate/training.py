@@ -30,9 +30,11 @@ def check_pixels(cfg: DictConfig, plan: RunPlan) -> list[str]:
 
 
 def check_model_family(cfg: DictConfig, plan: RunPlan) -> list[str]:
-    """What the model's family cannot do, said before it loads: LoRA on experts it lacks,
-    LoRA dropout where PEFT adapts the experts as parameters."""
+    """What the model's family cannot do, said before it loads: ZeRO-3 where it cannot run,
+    LoRA on experts it lacks, LoRA dropout where PEFT adapts the experts as parameters."""
     family = plan.family
+    if family.zero3_refusal and plan.memory.zero_stage == 3:
+        return [f"memory=zero3 on {cfg.model.name} ({family.name}): {family.zero3_refusal}"]
     peft = (cfg.get("memory") or {}).get("peft") or {}
     if family.lora_adapts_experts and peft.get("lora_dropout"):
         return [
