@@ -1,8 +1,9 @@
-"""Every model family with a tiny build (from the family table) through the
-command a user runs: GRPO with rewards on its tiny build; final/ reloads with from_pretrained
-and generates from an image; MoE runs log the router's load-balancing loss; LoRA presets adapt
-what they say (experts included or not) and never the vision tower; the Qwen3-VL presets with
-the tiny swapped in. The full family x algorithm matrix is test_family_matrix.py."""
+"""Every model family with a tiny build (from the family table): LoRA presets adapt what they
+say (experts included or not) and never the vision tower; video data stops before loading
+where the family takes none; the reward model and PPO critic on new families; the Qwen3-VL
+presets with the tiny swapped in. The family x algorithm matrix, GRPO on every family included
+(final/ reloaded and generating from an image), is test_family_matrix.py; the GRPO command per
+family that was here ran the same run a second time in the whole suite (about 4 minutes)."""
 
 from __future__ import annotations
 
@@ -25,50 +26,6 @@ from vlexp.families import FAMILIES as TABLE
 FAMILIES = tiny_families(default=False)
 MOE = {name for name in FAMILIES if TABLE[name].expert_parameters}
 SMALL = ["train.max_steps=2", "train.save_steps=1000", "data.prepare.num_train=64"]
-
-
-def reload_and_generate(final) -> str:
-    import torch
-    from PIL import Image
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(final)
-    processor.tokenizer.padding_side = "left"
-    model = AutoModelForImageTextToText.from_pretrained(final)
-    message = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Count."}]}
-    prompt = processor.apply_chat_template([message], add_generation_prompt=True, tokenize=False)
-    images = [[Image.new("RGB", (96, 64), "red")], [Image.new("RGB", (64, 96), "blue")]]
-    inputs = processor(text=[prompt, prompt], images=images, return_tensors="pt", padding=True)
-    torch.manual_seed(0)
-    with torch.no_grad():  # a batch of two: MoE generate() breaks on router logits if left on
-        out = model.generate(**inputs, max_new_tokens=6, do_sample=False)
-    assert out.shape[1] > inputs["input_ids"].shape[1]
-    return processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :])
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_grpo_command_on_each_family(family, tmp_path, shapes_dir):
-    run_dir = tmp_path / "run"
-    result = run_cli(
-        f"model={tiny_preset(family)}",
-        "algo=grpo",
-        "reward=[think_format,accuracy]",
-        "train.max_steps=2",
-        f"hydra.run.dir={run_dir}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = read_metrics(run_dir)
-    assert [row["step"] for row in rows] == [1, 2]
-    for row in rows:
-        for name in ("reward", "kl", "entropy", "completions/mean_length"):
-            assert math.isfinite(row[name]), (family, name, row)
-        assert 0.0 <= row["rewards/think_format/mean"] <= 1.0
-        assert ("aux_loss" in row) == (family in MOE), row
-    # The warm-up leaves reward variance: some group is not all-equal.
-    assert any(row["reward_std"] > 0 for row in rows)
-    config = json.loads((run_dir / "final" / "config.json").read_text())
-    assert config["model_type"] == family
-    reload_and_generate(run_dir / "final")
 
 
 @pytest.mark.parametrize(
