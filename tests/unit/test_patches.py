@@ -424,3 +424,38 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+STACK_CHUNKS = """
+import resource
+from vlexp import patches
+
+def down(n):
+    return 0 if n == 0 else down(n - 1)
+
+def oscillate():  # a loop whose calls cross the depths of several 16 KiB chunks
+    for depth in range(0, 300, 3):
+        for _ in range(20):
+            down(depth)
+
+def page_faults(fn):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fn()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+oscillate()
+print(page_faults(oscillate), page_faults(lambda: patches.in_one_stack_chunk(oscillate)))
+"""
+
+
+def test_in_one_stack_chunk_keeps_a_deep_loop_from_remapping_the_frame_stack():
+    """The contract behind in_one_stack_chunk: CPython maps a fresh data-stack chunk (page
+    faults on first touch) each time a call crosses into one and unmaps it on the way back; a
+    frame with a large declared stack gets a chunk big enough for everything below it."""
+    result = subprocess.run(
+        [sys.executable, "-c", STACK_CHUNKS], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    plain, roomy = (int(n) for n in result.stdout.split())
+    _contract(plain > 500, "in_one_stack_chunk", f"the loop alone took {plain} page faults")
+    _contract(roomy * 10 < plain, "in_one_stack_chunk", f"{roomy} page faults inside, {plain} out")

@@ -49,7 +49,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     started = time.monotonic()
     built = build(cfg, run_dir)
     try:
-        built.trainer.train(resume_from_checkpoint=built.checkpoint)
+        # One stack chunk for the whole loop (patches.in_one_stack_chunk: ~20% of the tiny
+        # GRPO run's training phase went to CPython remapping its frame stack).
+        patches.in_one_stack_chunk(built.trainer.train, resume_from_checkpoint=built.checkpoint)
     finally:
         console.close_bar(built.trainer)  # a stop's message must not continue the bar's line
     if built.preemption.stopped_at is not None:
