@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlexp.families import FAMILIES, toy
+from vlexp.families import toy
 
 PATCH = 14
 MERGE = 2
@@ -64,14 +64,10 @@ def _processor(tokenizer: Any) -> Any:
 def _model(tokenizer: Any, seed: int) -> Any:
     from transformers import LlavaOnevision15Config, LlavaOnevision15ForConditionalGeneration
 
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in FAMILIES["qwen2_5_vl"].special_tokens}
     config = LlavaOnevision15Config(
         text_config=toy.chatml_text_config(tokenizer, TEXT),
         vision_config=VISION,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **toy.vision_token_ids(tokenizer),
         tie_word_embeddings=False,  # the released checkpoints keep their own lm_head
     )
     return toy.seeded_model(

@@ -6,8 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vlexp.families import FAMILIES, Family
-from vlexp.families.toy import QWEN_VISION, TEXT, chatml_stops, chatml_text_config, seeded_model
+from vlexp.families import Family
+from vlexp.families.toy import (
+    QWEN_VISION,
+    TEXT,
+    chatml_stops,
+    chatml_text_config,
+    seeded_model,
+    vision_token_ids,
+)
 
 # Toy sizes (vlexp.families.toy): hidden 64, 2 text layers, 2 vision blocks (~0.37M parameters
 # with the BPE).
@@ -57,7 +64,6 @@ def _processor(tokenizer: Any) -> Any:
 def _model(tokenizer: Any, seed: int) -> Any:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in FAMILIES["qwen2_5_vl"].special_tokens}
     head_dim = TEXT["hidden_size"] // TEXT["num_attention_heads"]
     # M-RoPE splits head_dim/2 rotary pairs over (time, height, width).
     rope = {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]}
@@ -71,10 +77,7 @@ def _model(tokenizer: Any, seed: int) -> Any:
             window_size=112,
             fullatt_block_indexes=[1],
         ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **vision_token_ids(tokenizer),
     )
     assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
     return seeded_model(Qwen2_5_VLForConditionalGeneration, config, seed, **chatml_stops(tokenizer))

@@ -125,14 +125,10 @@ def tiny_qwen3_5_moe(tokenizer: Any, seed: int) -> tuple[Any, Any]:
 
 
 def _config(config_class: Any, tokenizer: Any, text: dict, vision: dict) -> Any:
-    ids = _ids(tokenizer)
     return config_class(
         text_config=toy.chatml_text_config(tokenizer, text),
         vision_config=vision,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **toy.vision_token_ids(tokenizer),
     )
 
 
@@ -142,13 +138,6 @@ def _model(model_class: Any, config: Any, seed: int) -> Any:
         eos_token_id=[text.eos_token_id, text.pad_token_id], pad_token_id=text.pad_token_id
     )
     return toy.seeded_model(model_class, config, seed, **stops)
-
-
-def _ids(tokenizer: Any) -> dict[str, int]:
-    from vlexp.families import FAMILIES
-
-    tokens = FAMILIES["qwen3_vl"].special_tokens
-    return {t: tokenizer.convert_tokens_to_ids(t) for t in tokens}
 
 
 def video_tokens(family: Family, processor: Any, loaded: Any) -> int:

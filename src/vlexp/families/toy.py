@@ -44,6 +44,19 @@ def chatml_stops(tokenizer: Any) -> dict[str, Any]:
     return dict(eos_token_id=[turn_end, end], pad_token_id=end)
 
 
+def vision_token_ids(tokenizer: Any) -> dict[str, int]:
+    """The model config's ids of the Qwen-style vision tokens (image and video pads, vision
+    start and end), as `tokenizer` numbers them: the tiny builds of every family whose
+    processor writes them."""
+    tokens = {
+        "image_token_id": "<|image_pad|>",
+        "video_token_id": "<|video_pad|>",
+        "vision_start_token_id": "<|vision_start|>",
+        "vision_end_token_id": "<|vision_end|>",
+    }
+    return {key: tokenizer.convert_tokens_to_ids(token) for key, token in tokens.items()}
+
+
 def named_tokenizer(tokenizer: Any, named: dict[str, str]) -> Any:
     """`tokenizer` (vlexp's tiny BPE, the family's tokens already added) with the `named` tokens
     a processor reads as tokenizer attributes (`tokenizer.image_token`, ...), declared as the
