@@ -79,3 +79,12 @@ def tiny_families(video: bool | None = None, default: bool = True) -> list[str]:
 def _default_tiny_family() -> str:
     text = (REPO / "conf" / "model" / "tiny.yaml").read_text()
     return text.split("name_or_path: tiny://", 1)[1].split()[0]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a torch.distributed rendezvous (MASTER_PORT)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

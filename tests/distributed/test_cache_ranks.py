@@ -14,13 +14,12 @@ deleted by hand.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 from vlexp.families import FAMILIES
 
 TINY_BUILDS = [family.name for family in FAMILIES.values() if family.tiny]
@@ -58,16 +57,10 @@ for index, (name, preset) in enumerate(builds):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow  # every family built once (~5 s each) and loaded on two ranks
 def test_every_tiny_model_is_whole_whichever_rank_builds_it(tmp_path):
     env = {**os.environ, "VLEXP_CACHE": str(tmp_path / "cache"), "WORLD_SIZE": "2"}
-    env |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    env |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     command = [
         sys.executable,
         "-c",

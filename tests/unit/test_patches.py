@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 from vlexp import patches
 
 
@@ -408,7 +408,7 @@ def test_import_model_modules_keeps_the_kernels_init_across_zero_init(order, exp
     DeepSpeed's zero.Init loses the `kernels` __init__ on exit (the reference model of a 2-rank
     ZeRO-3 GRPO on InternVL failed with "no attribute '_kernel_funcs'"); imported before, it
     keeps it. When "imported-inside" stops printing "lost", the shim can go."""
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     env |= {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}
     result = subprocess.run(
         [sys.executable, "-c", KERNELS_UNDER_ZERO_INIT, order],
@@ -416,14 +416,6 @@ def test_import_model_modules_keeps_the_kernels_init_across_zero_init(order, exp
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == expected, result.stdout[-2000:]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 STACK_CHUNKS = """
