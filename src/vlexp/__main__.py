@@ -1,3 +1,4 @@
 from vlexp.app import cli
+from vlexp.light_exit import light_exit
 
-cli()
+light_exit(cli)

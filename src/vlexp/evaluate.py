@@ -289,4 +289,6 @@ def cli() -> None:
 
 
 if __name__ == "__main__":
-    cli()
+    from vlexp.light_exit import light_exit
+
+    light_exit(cli)

@@ -75,4 +75,6 @@ def init_deepspeed_group() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from vlexp.light_exit import light_exit
+
+    light_exit(main)

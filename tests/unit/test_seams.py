@@ -123,7 +123,8 @@ LAYERS = [
     {"models", "rewards", "environments"},
     {"algorithms", "evaluation"},
     {"recipe", "validate", "rollout", "runplan"},
-    {"app", "worker", "plan", "evaluate", "compare", "check_data", "overrides", "__main__"},
+    {"app", "worker", "plan", "evaluate", "compare", "check_data", "overrides", "__main__"}
+    | {"light_exit"},  # how the commands end
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 
