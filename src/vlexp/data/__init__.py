@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vlexp.data import schema
-from vlexp.data.records import DataError, Record, convert
+from vlexp.data.records import DataError, Record, convert, prompting
 from vlexp.data.sources import Reader
 from vlexp.data.unpaired import ROW_FORMS
 
@@ -41,7 +41,8 @@ def to_dataset(
 
     spec = schema.of(kind)
     # The examples the data check already made (records.convert converts each record once).
-    rows = [convert(r, kind, data_cfg) for r in records]
+    settings = prompting(data_cfg)
+    rows = [convert(r, kind, settings) for r in records]
     if spec.one_form:
         _one_form(records, rows)
     if kind in ROW_FORMS:
