@@ -87,18 +87,15 @@ def test_the_summary_and_curves_split_the_reward_per_function(grpo_run):
             rf"reward: {name} +{shown['first']:.4g} -> {shown['last']:.4g}", result.stdout
         )
 
-    from vlexp.recipe import console, plots
+    from vlexp.recipe import console, curves
 
     headline = console.headline(json_cfg(run_dir).algo)
-    fig = plots.run_figure(rows, headline)
-    titles = {ax.get_title() for ax in fig.axes if ax.get_visible() and ax.lines}
-    ylabels = {ax.get_ylabel() for ax in fig.axes if ax.get_visible() and ax.lines}
-    assert {"reward: accuracy", "reward: think_format"} <= titles
-    assert set(REWARD_FUNCTIONS) <= ylabels
-    for ax in fig.axes:
-        if ax.get_ylabel() in REWARD_FUNCTIONS:  # the logged points are the ones drawn
-            drawn = list(ax.lines[-1].get_ydata())
-            assert drawn == pytest.approx([row[ax.get_ylabel()] for row in rows])
+    panels = curves.panels(rows, headline)  # the panels of the run's curves.png
+    assert {"reward: accuracy", "reward: think_format"} <= {p.label for p in panels}
+    assert set(REWARD_FUNCTIONS) <= {p.metric for p in panels}
+    for panel in panels:
+        if panel.metric in REWARD_FUNCTIONS:  # the logged points are the ones drawn
+            assert panel.values == pytest.approx([row[panel.metric] for row in rows])
 
 
 def test_a_run_that_stops_before_training_is_no_row_of_compare(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import compose
-from vlexp.recipe import console, modelcard, plots, summary
+from vlexp.recipe import console, curves, modelcard, plots, summary
 from vlexp.recipe.sweep import sweep_report
 
 GRPO_LOG = {
@@ -232,11 +232,11 @@ def test_compare_panels_give_each_reward_function_and_eval_its_own_axis():
 
 
 def test_curves_png_has_a_panel_per_headline_metric(tmp_path):
-    path = plots.plot_run(rows(30), [("reward", "reward"), ("kl", "kl")], tmp_path / "c.png")
+    path = curves.plot_run(rows(30), [("reward", "reward"), ("kl", "kl")], tmp_path / "c.png")
     image = Image.open(path)
     image.verify()
     assert image.size[0] >= 900  # three panels: reward, kl, eval accuracy (+ eval reward)
-    assert plots.plot_run([], [("reward", "reward")], tmp_path / "none.png") is None
+    assert curves.plot_run([], [("reward", "reward")], tmp_path / "none.png") is None
 
 
 def test_sweep_report_lists_jobs_and_the_best_trial(tmp_path):

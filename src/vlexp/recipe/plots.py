@@ -1,5 +1,6 @@
-"""Curves as pictures: compare.png (one line per run, `python -m vlexp.compare`) and each run's
-curves.png (its headline metrics, written when training ends).
+"""Curves as pictures: compare.png (one line per run, `python -m vlexp.compare`), with
+matplotlib. Each run's curves.png (its headline metrics, written when training ends) is drawn
+with Pillow by `vlexp.recipe.curves`, on the same panels and smoothing.
 
 Every curve is drawn twice: the logged points faint, and an exponential moving average over
 them (TensorBoard's debiased smoothing) as the line to read, since one step of RL is one batch.
@@ -119,50 +120,6 @@ def plot_runs(runs: list[Run], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def plot_run(
-    rows: list[dict[str, Any]],
-    metrics: list[tuple[str, str]],
-    path: Path,
-    title: str = "",
-) -> Path | None:
-    """A run's curves.png (see `run_figure`); None when nothing was logged."""
-    fig = run_figure(rows, metrics, title)
-    if fig is None:
-        return None
-    fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
-    return path
-
-
-def run_figure(rows: list[dict[str, Any]], metrics: list[tuple[str, str]], title: str = ""):
-    """A run's curves: its headline metrics, each reward function's mean reward (the parts of
-    the total, so a format reward cannot pass for the task's), and evaluation when it logged
-    any; each panel smoothed with the raw points faint. None when nothing was logged."""
-    logged = {key for row in rows for key in row}
-    wanted = [(m, m) for m, _ in metrics] + reward_function_panels(logged)
-    wanted += [(m, m) for m, _ in EVAL_PANELS]
-    panels = []
-    for metric, label in dict(wanted).items():
-        points = series(rows, metric)
-        if points[0]:
-            panels.append((metric, label, points))
-    if not panels:
-        return None
-    plt = _pyplot()
-    cols = min(3, len(panels))
-    nrows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.3 * nrows), squeeze=False)
-    for ax, (metric, label, (steps, values)) in zip(axes.flat, panels, strict=False):
-        _draw(ax, steps, values, "tab:blue", label)
-        _decorate(ax, metric, label, True)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 def series(rows: list[dict[str, Any]], metric: str) -> tuple[list[int], list[float]]:

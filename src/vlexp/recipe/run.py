@@ -67,12 +67,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def write_answers(cfg: DictConfig, run_dir: Path, wall_time_s: float) -> None:
     """What the run leaves for people (rank 0): summary.json (and the W&B summary),
     curves.png and the model card, all from what metrics.jsonl holds."""
-    from vlexp.recipe import modelcard, plots, summary
+    from vlexp.recipe import curves, modelcard, summary
     from vlexp.recipe.sweep import read_rows
 
     rows = read_rows(run_dir)
     headline = console.headline(cfg.algo)
-    plots.plot_run(rows, headline, run_dir / "curves.png", title=f"{cfg.algo.name}: {run_dir}")
+    curves.plot_run(rows, headline, run_dir / "curves.png", title=f"{cfg.algo.name}: {run_dir}")
     answer = summary.build(cfg, run_dir, rows, headline, wall_time_s, summary.peak_memory())
     summary.write(answer, run_dir)
     summary.to_wandb(answer)
