@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from vlexp import overrides
+from vlexp import overrides, patches
 from vlexp.paths import config_dir, private_temp
 from vlexp.recipe import launch, redact, stops
 from vlexp.recipe.rundir import RunDirError, check_writable
@@ -133,10 +133,11 @@ def cli() -> None:
     """`python -m vlexp`: the overrides checked first (one line for a mistake, with "did you
     mean"; Hydra's own answer is several lines and accepts `train.max_steps=abc`), then Hydra's
     main."""
-    line = overrides.problem(sys.argv[1:])
-    if line:
-        raise SystemExit(line)
-    main()
+    checked = overrides.check(sys.argv[1:])
+    if checked.line:
+        raise SystemExit(checked.line)
+    with patches.hydra_mode_known(checked):  # Hydra need not compose a third time
+        main()
 
 
 if __name__ == "__main__":

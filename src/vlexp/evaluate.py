@@ -23,7 +23,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from vlexp import environments, rollout, runplan
+from vlexp import environments, patches, rollout, runplan
 from vlexp.data import DataError
 from vlexp.evaluation import bench
 from vlexp.evaluation.core import check, decoding, evaluate, write_outputs
@@ -282,10 +282,11 @@ def cli() -> None:
                 raise SystemExit(f"vlexp.evaluate: {err}") from None
     from vlexp import overrides
 
-    line = overrides.problem(sys.argv[1:], "evaluate", "python -m vlexp.evaluate")
-    if line:
-        raise SystemExit(line)
-    main()
+    checked = overrides.check(sys.argv[1:], "evaluate", "python -m vlexp.evaluate")
+    if checked.line:
+        raise SystemExit(checked.line)
+    with patches.hydra_mode_known(checked):  # Hydra need not compose a third time
+        main()
 
 
 if __name__ == "__main__":

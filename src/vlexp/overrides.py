@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
@@ -18,6 +19,16 @@ from omegaconf import DictConfig
 
 class Stop(Exception):
     """The one line to print (it starts with `vlexp: `)."""
+
+
+@dataclass
+class Checked:
+    """What the check found: the one line to print (None: nothing wrong), and, when it
+    composed the config, the `hydra.mode` that config sets (None when it sets none)."""
+
+    line: str | None = None
+    composed: bool = False
+    mode: Any = None
 
 
 def problem(
@@ -28,6 +39,11 @@ def problem(
     `args` is the command line as typed (options included); `command` is the entry point whose
     `--cfg job` lists every key.
     """
+    return check(args, config_name, command).line
+
+
+def check(args: list[str], config_name: str = "config", command: str = "python -m vlexp"):
+    """`problem`'s check, with what the composition it made says (`Checked`)."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -35,7 +51,8 @@ def problem(
 
     known = _hydra_args(args)
     if known is None or not known.overrides or known.config_dir or known.config_path:
-        return None  # nothing to check, or a config tree of the user's: Hydra's own answer
+        return Checked()  # nothing to check, or a config tree of the user's: Hydra's own answer
+    checked = Checked(composed=True)
     try:
         parsed = [_parse(text) for text in known.overrides]
         GlobalHydra.instance().clear()
@@ -44,11 +61,12 @@ def problem(
                 name = known.config_name or config_name
                 cfg = _compose_or_stop(name, [_text(o) for o in job], command)
                 _stop_on_wrong_type(name, job, cfg)
+                checked.mode = cfg.hydra.mode
     except Stop as stop:
-        return str(stop)
+        return Checked(line=str(stop))
     finally:
         GlobalHydra.instance().clear()
-    return None
+    return checked
 
 
 def first_line(err: BaseException) -> str:

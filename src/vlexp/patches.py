@@ -464,3 +464,27 @@ def in_one_stack_chunk(fn: Callable, **kwargs: Any) -> Any:
     everything below it fits in that chunk: 17,600 pairs, and the run's training phase 11.7 s
     -> 9.6 s (plain TRL 9.0 s; 3 alternating runs each on 2 cores, 2026-12-07)."""
     return _ROOMY_CALL(fn, kwargs)
+
+
+# --- Hydra 1.3: the run mode from the composition vlexp's override check made --------------
+@contextmanager
+def hydra_mode_known(checked: Any) -> Iterator[None]:
+    """Hydra's main answers `hydra.mode` from the check's composition instead of its own.
+
+    Hydra 1.3.2's `_run_hydra` composes the whole config once only to read `hydra.mode`
+    (`Hydra.get_mode`, which returns `cfg.hydra.mode` or None when composing fails), then again
+    to run: with vlexp's override check (`vlexp.overrides.check`) that made three compositions,
+    ~0.2 s each. Where the check composed the same overrides, its `hydra.mode` is the answer
+    (the mode is a key of the config, not of how it is composed); otherwise Hydra asks itself.
+    """
+    if not checked.composed:
+        yield
+        return
+    from hydra._internal.hydra import Hydra
+
+    own = Hydra.get_mode
+    Hydra.get_mode = lambda self, config_name, overrides: checked.mode
+    try:
+        yield
+    finally:
+        Hydra.get_mode = own

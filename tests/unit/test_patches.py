@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -451,3 +452,71 @@ def test_in_one_stack_chunk_keeps_a_deep_loop_from_remapping_the_frame_stack():
     plain, roomy = (int(n) for n in result.stdout.split())
     _contract(plain > 500, "in_one_stack_chunk", f"the loop alone took {plain} page faults")
     _contract(roomy * 10 < plain, "in_one_stack_chunk", f"{roomy} page faults inside, {plain} out")
+
+
+@pytest.mark.parametrize(
+    "given",
+    [["train.max_steps=3"], ["hydra.mode=MULTIRUN", "seed=3"], ["hydra.mode=RUN", "algo=sft"]],
+)
+def test_hydra_mode_known_is_what_hydra_s_own_get_mode_answers(given):
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+
+    from vlexp import overrides
+    from vlexp.paths import config_dir
+
+    checked = overrides.check(given)
+    assert checked.line is None and checked.composed
+    search = create_config_search_path(str(config_dir()))
+    try:
+        own = Hydra.create_main_hydra2(task_name="app", config_search_path=search)
+        answer = own.get_mode(config_name="config", overrides=given)
+    finally:
+        GlobalHydra.instance().clear()
+    _contract(
+        answer == checked.mode,
+        "hydra_mode_known",
+        "Hydra's get_mode reads hydra.mode of the composed config",
+    )
+
+
+def test_hydra_main_takes_its_mode_from_get_mode_and_composes_once_less(tmp_path, monkeypatch):
+    import hydra
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from vlexp.overrides import Checked
+
+    (tmp_path / "config.yaml").write_text("a: 1\n")
+    seen, compositions = [], []
+    own_load = ConfigLoaderImpl.load_configuration
+
+    def counted(self, *args, **kwargs):
+        compositions.append(kwargs.get("run_mode"))
+        return own_load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", counted)
+
+    @hydra.main(config_path=str(tmp_path), config_name="config", version_base="1.3")
+    def app(cfg):
+        seen.append(Path(HydraConfig.get().runtime.output_dir).parent.name)  # run or sweep
+
+    quiet = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+    dirs = [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    monkeypatch.setattr(sys, "argv", ["app", "a=2", *quiet, *dirs])
+    app()
+    plain = len(compositions)
+    with patches.hydra_mode_known(Checked(composed=True, mode=None)):
+        app()
+    shimmed = len(compositions) - plain
+    with patches.hydra_mode_known(Checked(composed=True, mode=RunMode.MULTIRUN)):
+        app()
+    _contract(
+        seen == [tmp_path.name, tmp_path.name, "sweep"],
+        "hydra_mode_known",
+        "_run_hydra runs the mode Hydra.get_mode returns",
+    )
+    _contract(plain == 2, "hydra_mode_known", "Hydra's main composes twice (get_mode, run)")
+    assert shimmed == 1  # the run's own composition only
