@@ -42,7 +42,9 @@ def problem(
     return check(args, config_name, command).line
 
 
-def check(args: list[str], config_name: str = "config", command: str = "python -m vlexp"):
+def check(
+    args: list[str], config_name: str = "config", command: str = "python -m vlexp"
+) -> Checked:
     """`problem`'s check, with what the composition it made says (`Checked`)."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

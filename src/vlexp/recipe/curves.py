@@ -4,7 +4,7 @@ them (the same panels and smoothing as before, see `vlexp.recipe.plots`).
 
 Pillow, not matplotlib, because a run draws this figure at its end, on the path of every run:
 matplotlib's import and one draw took ~0.7 s of the tiny GRPO job's ~10 s (`bench/overhead.py`),
-this ~0.03 s. `python -m vlexp.compare` keeps matplotlib for compare.png, whose legends and many
+this ~0.06 s. `python -m vlexp.compare` keeps matplotlib for compare.png, whose legends and many
 runs need it and which nobody waits for at a run's end.
 
 The figure is drawn at twice its size and scaled down (antialiased lines), in DejaVu Sans,
@@ -20,6 +20,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from vlexp.recipe.plots import EVAL_PANELS, FEW_POINTS, reward_function_panels, series, smooth
+
 SCALE = 2  # drawn at 2x, then scaled down: Pillow draws lines without antialiasing
 PANEL_W, PANEL_H = 460, 330  # pixels of one panel in the written file
 LEFT, RIGHT, TOP, BOTTOM = 64, 14, 30, 42  # plot area margins within a panel
@@ -27,7 +29,6 @@ TITLE_H = 26  # the figure's title, above the panels
 BLUE = (31, 119, 180)  # matplotlib's tab:blue
 FAINT = (199, 221, 236)  # tab:blue at alpha 0.25 over white: the logged points
 GRID, FRAME, INK = (235, 235, 235), (60, 60, 60), (30, 30, 30)
-FEW_POINTS = 12  # fewer are drawn as they are, with markers: too few to smooth
 
 
 @dataclass
@@ -41,8 +42,6 @@ class Panel:
 
     def curve(self) -> list[float]:
         """The line to read: the values smoothed, or the values themselves when few."""
-        from vlexp.recipe.plots import smooth
-
         return self.values if len(self.values) < FEW_POINTS else smooth(self.values)
 
 
@@ -50,8 +49,6 @@ def panels(rows: list[dict[str, Any]], metrics: list[tuple[str, str]]) -> list[P
     """The panels of a run's figure: its headline metrics, each reward function's mean reward
     (the parts of the total, so a format reward cannot pass for the task's), then evaluation;
     the metrics it logged at least one finite value of."""
-    from vlexp.recipe.plots import EVAL_PANELS, reward_function_panels, series
-
     logged = {key for row in rows for key in row}
     wanted = [(m, m) for m, _ in metrics] + reward_function_panels(logged)
     wanted += [(m, m) for m, _ in EVAL_PANELS]

@@ -32,6 +32,7 @@ EVAL_PANELS = [("eval/accuracy", "eval accuracy"), ("eval/reward", "eval reward"
 MAX_PANELS = 9
 LEGEND_CHARS = 140
 SMOOTHING = 0.75  # weight of the past in the moving average; 0 draws the raw points only
+FEW_POINTS = 12  # fewer are drawn as they are, with markers: too few to smooth
 
 
 def smooth(values: list[float], weight: float = SMOOTHING) -> list[float]:
@@ -137,7 +138,7 @@ def series(rows: list[dict[str, Any]], metric: str) -> tuple[list[int], list[flo
 
 def _draw(ax, steps: list[int], values: list[float], color, label: str):
     """Raw points faint, the smoothed curve over them; returns the line for the legend."""
-    if len(steps) < 12:  # too few to smooth: the points themselves are the curve
+    if len(steps) < FEW_POINTS:  # the points themselves are the curve
         (line,) = ax.plot(steps, values, color=color, linewidth=1.6, marker="o", markersize=3,
                           label=label)  # fmt: skip
         return line
