@@ -3,6 +3,7 @@ over the libraries, and nothing a normal exit promises is lost."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -74,7 +75,7 @@ def test_each_heavy_command_ends_through_light_exit(tmp_path, command):
     done = subprocess.run(
         [sys.executable, *command],
         cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={**__import__("os").environ, "PYTHONPATH": f"{site}:{REPO / 'src'}"},
+        env={**os.environ, "PYTHONPATH": f"{site}:{REPO / 'src'}"},
     )  # fmt: skip
     assert "frozen" in done.stderr, done.stderr
     assert int(done.stderr.split("frozen ")[1].split()[0]) > 1000, done.stderr
